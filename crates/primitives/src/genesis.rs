@@ -1,0 +1,163 @@
+//! The genesis file: the chain's identity, its validators and its first permissions.
+
+use std::path::Path;
+
+use alloy_primitives::{keccak256, Address, B256};
+use serde::{Deserialize, Serialize};
+
+use crate::block::ValidatorAddress;
+
+/// One validator of the genesis set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenesisValidator {
+    /// A human name for logs and status output.
+    pub name: String,
+    /// ed25519 consensus public key, hex.
+    pub consensus_key: String,
+    /// X25519 custody public key (for sealed key shares), hex.
+    #[serde(default)]
+    pub custody_key: Option<String>,
+    /// Ethereum address the validator's node uses to sign its own transactions (share-release
+    /// logs); granted the CUSTODIAN role at genesis.
+    #[serde(default)]
+    pub operator: Option<Address>,
+    pub voting_power: u64,
+}
+
+impl GenesisValidator {
+    /// The ed25519 public key bytes.
+    pub fn consensus_key_bytes(&self) -> Result<[u8; 32], GenesisError> {
+        parse_key32(&self.consensus_key).ok_or_else(|| GenesisError::BadKey(self.name.clone()))
+    }
+
+    /// The validator's address.
+    pub fn address(&self) -> Result<ValidatorAddress, GenesisError> {
+        Ok(ValidatorAddress::from_public_key(&self.consensus_key_bytes()?))
+    }
+}
+
+fn parse_key32(s: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(s.trim_start_matches("0x")).ok()?;
+    bytes.try_into().ok()
+}
+
+/// Gas limits, priced at zero but metered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GasLimits {
+    pub block_gas_limit: u64,
+    pub tx_gas_limit: u64,
+}
+
+impl Default for GasLimits {
+    fn default() -> Self {
+        Self {
+            block_gas_limit: 200_000_000,
+            tx_gas_limit: 10_000_000,
+        }
+    }
+}
+
+/// The genesis of a PMR chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genesis {
+    pub chain_id: u64,
+    /// Milliseconds since the Unix epoch.
+    pub genesis_time_ms: u64,
+    pub validators: Vec<GenesisValidator>,
+    /// Holder of the ADMIN role of the PMR contract.
+    pub admin: Address,
+    /// Accounts holding the HOSPITAL role from the start.
+    #[serde(default)]
+    pub hospitals: Vec<Address>,
+    /// Further accounts on the permission list from the start (admin, hospitals and validator
+    /// operators are always on it).
+    #[serde(default)]
+    pub permitted: Vec<Address>,
+    #[serde(default)]
+    pub gas: GasLimits,
+}
+
+/// Problems with a genesis file.
+#[derive(Debug, thiserror::Error)]
+pub enum GenesisError {
+    #[error("cannot read genesis file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("genesis file {path} is not valid JSON for a PMR genesis: {source}")]
+    Parse {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("genesis has no validators")]
+    NoValidators,
+    #[error("validator `{0}` has a consensus key that is not 32 bytes of hex")]
+    BadKey(String),
+    #[error("validator `{0}` has zero voting power")]
+    ZeroPower(String),
+    #[error("validator key of `{0}` appears twice")]
+    DuplicateValidator(String),
+    #[error("chain id must not be 0")]
+    ZeroChainId,
+}
+
+impl Genesis {
+    /// Reads and validates a genesis file.
+    pub fn load(path: &Path) -> Result<Self, GenesisError> {
+        let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let genesis: Genesis = serde_json::from_str(&text).map_err(|source| GenesisError::Parse {
+            path: path.display().to_string(),
+            source,
+        })?;
+        genesis.validate()?;
+        Ok(genesis)
+    }
+
+    /// Checks internal consistency.
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        if self.chain_id == 0 {
+            return Err(GenesisError::ZeroChainId);
+        }
+        if self.validators.is_empty() {
+            return Err(GenesisError::NoValidators);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for v in &self.validators {
+            let key = v.consensus_key_bytes()?;
+            if v.voting_power == 0 {
+                return Err(GenesisError::ZeroPower(v.name.clone()));
+            }
+            if !seen.insert(key) {
+                return Err(GenesisError::DuplicateValidator(v.name.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Canonical JSON bytes (field order as declared), the input of [`Genesis::hash`].
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("genesis serializes")
+    }
+
+    /// The genesis hash: the parent hash of block 1.
+    pub fn hash(&self) -> B256 {
+        keccak256(self.canonical_bytes())
+    }
+
+    /// Every account on the permission list at genesis.
+    pub fn initial_permitted(&self) -> Vec<Address> {
+        let mut all = vec![self.admin];
+        all.extend(self.hospitals.iter().copied());
+        all.extend(self.validators.iter().filter_map(|v| v.operator));
+        all.extend(self.permitted.iter().copied());
+        all.sort();
+        all.dedup();
+        all
+    }
+}

@@ -1,0 +1,137 @@
+//! A binary Merkle tree over 32-byte leaves with domain-separated hashing.
+//!
+//! `leaf = keccak(0x00 || item)`, `node = keccak(0x01 || left || right)`; an odd node at the end
+//! of a level is promoted unchanged. The root of no leaves is `keccak("")`'s all-zero stand-in
+//! [`B256::ZERO`]. Used for the transactions root and the receipts root of a block header, so a
+//! single transaction or receipt can be proved against a header.
+
+use alloy_primitives::{keccak256, B256};
+use serde::{Deserialize, Serialize};
+
+fn leaf(item: &B256) -> B256 {
+    let mut buf = [0u8; 33];
+    buf[1..].copy_from_slice(item.as_slice());
+    keccak256(buf)
+}
+
+fn node(left: &B256, right: &B256) -> B256 {
+    let mut buf = [0u8; 65];
+    buf[0] = 1;
+    buf[1..33].copy_from_slice(left.as_slice());
+    buf[33..].copy_from_slice(right.as_slice());
+    keccak256(buf)
+}
+
+fn next_level(level: &[B256]) -> Vec<B256> {
+    level
+        .chunks(2)
+        .map(|pair| match pair {
+            [l, r] => node(l, r),
+            [single] => *single,
+            _ => unreachable!("chunks(2) yields one or two items"),
+        })
+        .collect()
+}
+
+/// The Merkle root of `items` (each already a 32-byte hash).
+pub fn merkle_root(items: &[B256]) -> B256 {
+    if items.is_empty() {
+        return B256::ZERO;
+    }
+    let mut level: Vec<B256> = items.iter().map(leaf).collect();
+    while level.len() > 1 {
+        level = next_level(&level);
+    }
+    level[0]
+}
+
+/// A proof that one item is at `index` among `count` items under a root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerkleProof {
+    pub index: u64,
+    pub count: u64,
+    /// Sibling hashes from the leaf level up; levels where the node had no sibling are skipped.
+    pub siblings: Vec<B256>,
+}
+
+/// Builds the proof for `items[index]`; `None` when out of range.
+pub fn merkle_proof(items: &[B256], index: usize) -> Option<MerkleProof> {
+    if index >= items.len() {
+        return None;
+    }
+    let mut level: Vec<B256> = items.iter().map(leaf).collect();
+    let mut pos = index;
+    let mut siblings = Vec::new();
+    while level.len() > 1 {
+        let sib = pos ^ 1;
+        if sib < level.len() {
+            siblings.push(level[sib]);
+        }
+        level = next_level(&level);
+        pos /= 2;
+    }
+    Some(MerkleProof {
+        index: index as u64,
+        count: items.len() as u64,
+        siblings,
+    })
+}
+
+/// Checks that `item` is at `proof.index` under `root`.
+pub fn verify_merkle_proof(root: &B256, item: &B256, proof: &MerkleProof) -> bool {
+    if proof.index >= proof.count {
+        return false;
+    }
+    let mut acc = leaf(item);
+    let mut pos = proof.index;
+    let mut width = proof.count;
+    let mut siblings = proof.siblings.iter();
+    while width > 1 {
+        let sib = pos ^ 1;
+        if sib < width {
+            let Some(s) = siblings.next() else {
+                return false;
+            };
+            acc = if pos % 2 == 0 { node(&acc, s) } else { node(s, &acc) };
+        }
+        pos /= 2;
+        width = width.div_ceil(2);
+    }
+    siblings.next().is_none() && acc == *root
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn items(n: usize) -> Vec<B256> {
+        (0..n).map(|i| keccak256((i as u64).to_be_bytes())).collect()
+    }
+
+    #[test]
+    fn empty_and_single() {
+        assert_eq!(merkle_root(&[]), B256::ZERO);
+        let one = items(1);
+        assert_eq!(merkle_root(&one), leaf(&one[0]));
+        assert_ne!(merkle_root(&one), one[0], "leaves are domain separated");
+    }
+
+    proptest! {
+        #[test]
+        fn every_proof_verifies_and_tampering_fails(n in 1usize..70, pick in 0usize..70, flip in 0usize..32) {
+            let xs = items(n);
+            let idx = pick % n;
+            let root = merkle_root(&xs);
+            let proof = merkle_proof(&xs, idx).unwrap();
+            prop_assert!(verify_merkle_proof(&root, &xs[idx], &proof));
+            let mut bad = xs[idx];
+            bad.0[flip] ^= 1;
+            prop_assert!(!verify_merkle_proof(&root, &bad, &proof));
+            if n > 1 {
+                let other = (idx + 1) % n;
+                prop_assert!(!verify_merkle_proof(&root, &xs[other], &proof));
+            }
+        }
+    }
+}
