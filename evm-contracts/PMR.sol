@@ -1,0 +1,426 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.37;
+
+import {ERC721} from "@openzeppelin/contracts/token/ERC721/ERC721.sol";
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+
+/// @title PMR: patient medical records as non-transferable ERC-721 tokens.
+/// @notice Each record is a token owned by its patient (ERC-5192: permanently locked). The
+/// record itself lives encrypted in content-addressed storage; on-chain are only its CIDs, the
+/// commitment to its key, a record type code, and sealed key shares (ciphertext). Patients are
+/// pseudonymous: the ledger holds a commitment to their pseudonym, never a name or free text.
+/// @dev The node's executor reads `_permitted` directly from storage to admit transactions (its
+/// slot comes from the storage layout in the compiled artifact); keep it a plain mapping.
+contract PMR is ERC721, AccessControl {
+    /// Network governance; the admin of every role.
+    bytes32 public constant ADMIN_ROLE = DEFAULT_ADMIN_ROLE;
+    /// May register patients and mint records.
+    bytes32 public constant HOSPITAL_ROLE = keccak256("PMR_HOSPITAL");
+    /// Holds key shares; may log share releases.
+    bytes32 public constant CUSTODIAN_ROLE = keccak256("PMR_CUSTODIAN");
+
+    /// Largest CID accepted, in bytes (a CIDv1 with a 32-byte digest is 36 bytes).
+    uint256 public constant MAX_CID_BYTES = 128;
+    /// Largest sealed share accepted, in bytes.
+    uint256 public constant MAX_SEALED_SHARE_BYTES = 512;
+
+    /// ERC-5192 interface id.
+    bytes4 private constant ERC5192_INTERFACE_ID = 0xb45a3c0e;
+
+    struct Record {
+        address hospital;
+        uint32 recordType;
+        uint32 versionCount;
+    }
+
+    struct Version {
+        bytes rootCid;
+        bytes envelopeCid;
+        bytes32 keyCommitment;
+    }
+
+    struct Grant {
+        uint64 expiry;
+        bool revoked;
+        uint32 version;
+        bytes sealedShare;
+    }
+
+    mapping(address account => bool) private _permitted;
+    mapping(address account => bytes32) private _encryptionKeys;
+    mapping(address patient => bytes32) private _pseudonymCommitments;
+    mapping(uint256 tokenId => Record) private _records;
+    mapping(uint256 tokenId => mapping(uint256 version => Version)) private _versions;
+    mapping(uint256 tokenId => mapping(address grantee => Grant)) private _grants;
+    uint256 private _lastTokenId;
+
+    // ----- events -----
+    event PermissionSet(address indexed account, bool permitted, address indexed by);
+    event HospitalRegistered(address indexed hospital, address indexed by);
+    event CustodianAdded(address indexed custodian, address indexed by);
+    event PatientRegistered(
+        address indexed patient, address indexed hospital, bytes32 pseudonymCommitment, bytes32 encryptionKey
+    );
+    event EncryptionKeySet(address indexed account, bytes32 encryptionKey);
+    event RecordMinted(
+        uint256 indexed tokenId,
+        address indexed patient,
+        address indexed hospital,
+        uint32 recordType,
+        bytes rootCid,
+        bytes envelopeCid,
+        bytes32 keyCommitment
+    );
+    event RecordVersionAppended(
+        uint256 indexed tokenId,
+        uint32 indexed version,
+        address indexed by,
+        bytes rootCid,
+        bytes envelopeCid,
+        bytes32 keyCommitment
+    );
+    event AccessGranted(
+        uint256 indexed tokenId, address indexed grantee, uint64 expiry, uint32 version, bytes sealedShare
+    );
+    event AccessRevoked(uint256 indexed tokenId, address indexed grantee);
+    event ShareReleased(
+        uint256 indexed tokenId, address indexed grantee, address indexed custodian, uint32 version, bytes32 challengeHash
+    );
+    /// ERC-5192: emitted once per token, at mint; tokens never unlock.
+    event Locked(uint256 tokenId);
+
+    // ----- errors -----
+    error ZeroAddress();
+    error NotPermitted(address account);
+    error RecordNotTransferable(uint256 tokenId);
+    error ApprovalsDisabled();
+    error PatientNotRegistered(address patient);
+    error PatientAlreadyRegistered(address patient);
+    error ZeroPseudonymCommitment();
+    error ZeroEncryptionKey();
+    error ZeroKeyCommitment();
+    error EmptyCid();
+    error CidTooLong(uint256 length, uint256 max);
+    error NotRecordOwner(uint256 tokenId, address caller);
+    error NotRecordEditor(uint256 tokenId, address caller);
+    error VersionOutOfRange(uint256 tokenId, uint256 version, uint256 versionCount);
+    error GranteeHasNoEncryptionKey(address grantee);
+    error ExpiryNotInFuture(uint64 expiry, uint256 blockTimestamp);
+    error EmptySealedShare();
+    error SealedShareTooLong(uint256 length, uint256 max);
+    error NoGrant(uint256 tokenId, address grantee);
+    error NoLiveGrant(uint256 tokenId, address grantee);
+
+    constructor(address admin, address[] memory hospitals, address[] memory custodians, address[] memory permitted)
+        ERC721("PMR Medical Record", "PMR")
+    {
+        if (admin == address(0)) revert ZeroAddress();
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        for (uint256 i = 0; i < hospitals.length; i++) {
+            _registerHospital(hospitals[i]);
+        }
+        for (uint256 i = 0; i < custodians.length; i++) {
+            _addCustodian(custodians[i]);
+        }
+        for (uint256 i = 0; i < permitted.length; i++) {
+            if (permitted[i] == address(0)) revert ZeroAddress();
+            _setPermitted(permitted[i], true);
+        }
+    }
+
+    // ----- permissions and roles -----
+
+    /// Whether `account` may send transactions to the network.
+    function isPermitted(address account) public view returns (bool) {
+        return _permitted[account];
+    }
+
+    /// Adds `account` to, or removes it from, the permission list.
+    function setPermitted(address account, bool permitted) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (account == address(0)) revert ZeroAddress();
+        _setPermitted(account, permitted);
+    }
+
+    /// Grants HOSPITAL to `hospital` (and permits it).
+    function registerHospital(address hospital) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _registerHospital(hospital);
+    }
+
+    /// Grants CUSTODIAN to `custodian` (and permits it).
+    function addCustodian(address custodian) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _addCustodian(custodian);
+    }
+
+    function _registerHospital(address hospital) private {
+        if (hospital == address(0)) revert ZeroAddress();
+        _grantRole(HOSPITAL_ROLE, hospital);
+        emit HospitalRegistered(hospital, _msgSender());
+    }
+
+    function _addCustodian(address custodian) private {
+        if (custodian == address(0)) revert ZeroAddress();
+        _grantRole(CUSTODIAN_ROLE, custodian);
+        emit CustodianAdded(custodian, _msgSender());
+    }
+
+    function _setPermitted(address account, bool permitted) private {
+        if (_permitted[account] != permitted) {
+            _permitted[account] = permitted;
+            emit PermissionSet(account, permitted, _msgSender());
+        }
+    }
+
+    /// Every account granted a role is put on the permission list.
+    function _grantRole(bytes32 role, address account) internal override returns (bool) {
+        bool granted = super._grantRole(role, account);
+        if (granted) {
+            _setPermitted(account, true);
+        }
+        return granted;
+    }
+
+    // ----- patients and keys -----
+
+    /// Registers a patient by address, pseudonym commitment and X25519 public key; permits it.
+    function registerPatient(address patient, bytes32 pseudonymCommitment, bytes32 encryptionKey)
+        external
+        onlyRole(HOSPITAL_ROLE)
+    {
+        if (patient == address(0)) revert ZeroAddress();
+        if (pseudonymCommitment == bytes32(0)) revert ZeroPseudonymCommitment();
+        if (encryptionKey == bytes32(0)) revert ZeroEncryptionKey();
+        if (_pseudonymCommitments[patient] != bytes32(0)) revert PatientAlreadyRegistered(patient);
+        _pseudonymCommitments[patient] = pseudonymCommitment;
+        _encryptionKeys[patient] = encryptionKey;
+        _setPermitted(patient, true);
+        emit PatientRegistered(patient, _msgSender(), pseudonymCommitment, encryptionKey);
+        emit EncryptionKeySet(patient, encryptionKey);
+    }
+
+    function isPatient(address account) public view returns (bool) {
+        return _pseudonymCommitments[account] != bytes32(0);
+    }
+
+    function pseudonymCommitmentOf(address patient) external view returns (bytes32) {
+        return _pseudonymCommitments[patient];
+    }
+
+    /// Sets the caller's X25519 public key (grantees register theirs before being granted).
+    function setEncryptionKey(bytes32 encryptionKey) external {
+        if (!_permitted[_msgSender()]) revert NotPermitted(_msgSender());
+        if (encryptionKey == bytes32(0)) revert ZeroEncryptionKey();
+        _encryptionKeys[_msgSender()] = encryptionKey;
+        emit EncryptionKeySet(_msgSender(), encryptionKey);
+    }
+
+    function encryptionKeyOf(address account) external view returns (bytes32) {
+        return _encryptionKeys[account];
+    }
+
+    // ----- records -----
+
+    /// Mints a record token to a registered patient.
+    function mintRecord(
+        address patient,
+        bytes calldata rootCid,
+        bytes calldata envelopeCid,
+        bytes32 keyCommitment,
+        uint32 recordType
+    ) external onlyRole(HOSPITAL_ROLE) returns (uint256 tokenId) {
+        if (_pseudonymCommitments[patient] == bytes32(0)) revert PatientNotRegistered(patient);
+        _checkVersion(rootCid, envelopeCid, keyCommitment);
+        tokenId = ++_lastTokenId;
+        _mint(patient, tokenId);
+        _records[tokenId] = Record({hospital: _msgSender(), recordType: recordType, versionCount: 1});
+        Version storage v = _versions[tokenId][0];
+        v.rootCid = rootCid;
+        v.envelopeCid = envelopeCid;
+        v.keyCommitment = keyCommitment;
+        emit Locked(tokenId);
+        emit RecordMinted(tokenId, patient, _msgSender(), recordType, rootCid, envelopeCid, keyCommitment);
+    }
+
+    /// Appends a new version (re-keyed contents) of a record; by its minting hospital or patient.
+    function appendVersion(uint256 tokenId, bytes calldata rootCid, bytes calldata envelopeCid, bytes32 keyCommitment)
+        external
+        returns (uint32 version)
+    {
+        address owner = _requireOwned(tokenId);
+        Record storage r = _records[tokenId];
+        address sender = _msgSender();
+        bool isMinter = sender == r.hospital && hasRole(HOSPITAL_ROLE, sender);
+        if (!isMinter && sender != owner) revert NotRecordEditor(tokenId, sender);
+        _checkVersion(rootCid, envelopeCid, keyCommitment);
+        version = r.versionCount;
+        r.versionCount = version + 1;
+        Version storage v = _versions[tokenId][version];
+        v.rootCid = rootCid;
+        v.envelopeCid = envelopeCid;
+        v.keyCommitment = keyCommitment;
+        emit RecordVersionAppended(tokenId, version, sender, rootCid, envelopeCid, keyCommitment);
+    }
+
+    function _checkVersion(bytes calldata rootCid, bytes calldata envelopeCid, bytes32 keyCommitment) private pure {
+        _checkCid(rootCid);
+        _checkCid(envelopeCid);
+        if (keyCommitment == bytes32(0)) revert ZeroKeyCommitment();
+    }
+
+    function _checkCid(bytes calldata cid) private pure {
+        if (cid.length == 0) revert EmptyCid();
+        if (cid.length > MAX_CID_BYTES) revert CidTooLong(cid.length, MAX_CID_BYTES);
+    }
+
+    /// Minting hospital, record type and number of versions of a record.
+    function recordOf(uint256 tokenId)
+        external
+        view
+        returns (address patient, address hospital, uint32 recordType, uint32 versions)
+    {
+        patient = _requireOwned(tokenId);
+        Record storage r = _records[tokenId];
+        return (patient, r.hospital, r.recordType, r.versionCount);
+    }
+
+    function versionCount(uint256 tokenId) external view returns (uint32) {
+        _requireOwned(tokenId);
+        return _records[tokenId].versionCount;
+    }
+
+    /// Version `index` (0 = as minted) of a record.
+    function recordVersion(uint256 tokenId, uint256 index)
+        external
+        view
+        returns (bytes memory rootCid, bytes memory envelopeCid, bytes32 keyCommitment)
+    {
+        _requireOwned(tokenId);
+        uint256 count = _records[tokenId].versionCount;
+        if (index >= count) revert VersionOutOfRange(tokenId, index, count);
+        Version storage v = _versions[tokenId][index];
+        return (v.rootCid, v.envelopeCid, v.keyCommitment);
+    }
+
+    /// Number of records minted so far (token ids are 1..=totalMinted).
+    function totalMinted() external view returns (uint256) {
+        return _lastTokenId;
+    }
+
+    /// `ipfs://` followed by the latest root CID in multibase base32 (lowercase, prefix `b`).
+    function tokenURI(uint256 tokenId) public view override returns (string memory) {
+        _requireOwned(tokenId);
+        uint256 latest = _records[tokenId].versionCount - 1;
+        return string.concat("ipfs://", _base32(_versions[tokenId][latest].rootCid));
+    }
+
+    function _base32(bytes memory data) private pure returns (string memory) {
+        bytes memory alphabet = "abcdefghijklmnopqrstuvwxyz234567";
+        uint256 outLen = (data.length * 8 + 4) / 5;
+        bytes memory out = new bytes(outLen + 1);
+        out[0] = "b";
+        uint256 buffer;
+        uint256 bits;
+        uint256 j = 1;
+        for (uint256 i = 0; i < data.length; i++) {
+            buffer = (buffer << 8) | uint8(data[i]);
+            bits += 8;
+            while (bits >= 5) {
+                bits -= 5;
+                out[j++] = alphabet[(buffer >> bits) & 31];
+            }
+        }
+        if (bits > 0) {
+            out[j] = alphabet[(buffer << (5 - bits)) & 31];
+        }
+        return string(out);
+    }
+
+    // ----- access grants -----
+
+    /// Grants `grantee` access to a record until `expiry` (unix seconds), handing it the patient's
+    /// essential share sealed to the grantee's registered encryption key. Token owner only.
+    function grantAccess(uint256 tokenId, address grantee, uint64 expiry, bytes calldata sealedPatientShare)
+        external
+    {
+        address owner = _requireOwned(tokenId);
+        if (_msgSender() != owner) revert NotRecordOwner(tokenId, _msgSender());
+        if (grantee == address(0)) revert ZeroAddress();
+        if (_encryptionKeys[grantee] == bytes32(0)) revert GranteeHasNoEncryptionKey(grantee);
+        if (expiry <= block.timestamp) revert ExpiryNotInFuture(expiry, block.timestamp);
+        if (sealedPatientShare.length == 0) revert EmptySealedShare();
+        if (sealedPatientShare.length > MAX_SEALED_SHARE_BYTES) {
+            revert SealedShareTooLong(sealedPatientShare.length, MAX_SEALED_SHARE_BYTES);
+        }
+        uint32 version = _records[tokenId].versionCount - 1;
+        _grants[tokenId][grantee] =
+            Grant({expiry: expiry, revoked: false, version: version, sealedShare: sealedPatientShare});
+        emit AccessGranted(tokenId, grantee, expiry, version, sealedPatientShare);
+    }
+
+    /// Revokes a grant; custodians stop releasing shares for it. Token owner only.
+    function revokeAccess(uint256 tokenId, address grantee) external {
+        address owner = _requireOwned(tokenId);
+        if (_msgSender() != owner) revert NotRecordOwner(tokenId, _msgSender());
+        Grant storage g = _grants[tokenId][grantee];
+        if (g.expiry == 0) revert NoGrant(tokenId, grantee);
+        g.revoked = true;
+        emit AccessRevoked(tokenId, grantee);
+    }
+
+    /// Whether `grantee` may have the record's key shares released now: the owner always may;
+    /// anyone else needs a grant that is not revoked and not expired (by block timestamp).
+    function hasAccess(uint256 tokenId, address grantee) public view returns (bool) {
+        address owner = _ownerOf(tokenId);
+        if (owner == address(0)) return false;
+        if (grantee == owner) return true;
+        Grant storage g = _grants[tokenId][grantee];
+        return g.expiry != 0 && !g.revoked && block.timestamp < g.expiry;
+    }
+
+    /// The grant of `grantee` on a record (all zero when there is none).
+    function grantOf(uint256 tokenId, address grantee)
+        external
+        view
+        returns (uint64 expiry, bool revoked, uint32 version, bytes memory sealedShare)
+    {
+        Grant storage g = _grants[tokenId][grantee];
+        return (g.expiry, g.revoked, g.version, g.sealedShare);
+    }
+
+    /// Audit log: a custodian released its share of a record to a grantee with a live grant.
+    function logShareRelease(uint256 tokenId, address grantee, bytes32 challengeHash)
+        external
+        onlyRole(CUSTODIAN_ROLE)
+    {
+        if (!hasAccess(tokenId, grantee)) revert NoLiveGrant(tokenId, grantee);
+        address owner = _ownerOf(tokenId);
+        uint32 version =
+            grantee == owner ? _records[tokenId].versionCount - 1 : _grants[tokenId][grantee].version;
+        emit ShareReleased(tokenId, grantee, _msgSender(), version, challengeHash);
+    }
+
+    // ----- non-transferability (ERC-5192) -----
+
+    /// ERC-5192: every record is locked to its patient.
+    function locked(uint256 tokenId) external view returns (bool) {
+        _requireOwned(tokenId);
+        return true;
+    }
+
+    /// Only minting moves a token; every transfer reverts.
+    function _update(address to, uint256 tokenId, address auth) internal override returns (address) {
+        if (_ownerOf(tokenId) != address(0)) revert RecordNotTransferable(tokenId);
+        return super._update(to, tokenId, auth);
+    }
+
+    function approve(address, uint256) public pure override {
+        revert ApprovalsDisabled();
+    }
+
+    function setApprovalForAll(address, bool) public pure override {
+        revert ApprovalsDisabled();
+    }
+
+    function supportsInterface(bytes4 interfaceId) public view override(ERC721, AccessControl) returns (bool) {
+        return interfaceId == ERC5192_INTERFACE_ID || super.supportsInterface(interfaceId);
+    }
+}
