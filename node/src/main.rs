@@ -1,1 +1,409 @@
-fn main() {}
+//! `pmr`: the PMR Ledger node and its command-line client.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use eyre::{Context, Result};
+use pmr_node::testnet::{init_node, init_testnet, TestnetOptions, DEV_CHAIN_ID};
+use pmr_node::{Home, NodeConfig};
+use pmr_testnet::{Cluster, Manifest, MANIFEST_FILE};
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "pmr",
+    version,
+    about = "PMR Ledger: a permissioned ledger for patient medical records",
+    long_about = "PMR Ledger node and client.\n\nRun a local 4-validator testnet with `pmr dev`; \
+                  run one node with `pmr start --home DIR`; query a node with `pmr status --rpc URL`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// gRPC endpoint of a node.
+    #[arg(long, env = "PMR_RPC", default_value = "http://127.0.0.1:26602")]
+    rpc: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a node's home directory: keys (mode 0600), config.toml with defaults, genesis.
+    Init {
+        /// Home directory to create.
+        #[arg(long)]
+        home: PathBuf,
+        /// Node name in logs and status.
+        #[arg(long, default_value = "pmr-node")]
+        moniker: String,
+        /// Join the network of this genesis file; without it, a single-validator development
+        /// chain is created with this node as its validator.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// Chain id of a new development chain.
+        #[arg(long, default_value_t = DEV_CHAIN_ID)]
+        chain_id: u64,
+    },
+    /// Run a node until SIGINT or SIGTERM.
+    Start {
+        /// The node's home directory (config.toml, genesis.json, keys/, data/).
+        #[arg(long)]
+        home: PathBuf,
+        /// Override `rpc_listen` of the config.
+        #[arg(long)]
+        rpc_listen: Option<std::net::SocketAddr>,
+        /// Override `log_level` of the config (RUST_LOG overrides both).
+        #[arg(long)]
+        log_level: Option<String>,
+    },
+    /// Local testnets: several validators on 127.0.0.1, each its own process.
+    Testnet {
+        #[command(subcommand)]
+        command: TestnetCommand,
+    },
+    /// The one command for a local network: a 4-validator testnet with default settings, created
+    /// on first use in --home and resumed afterwards. Ctrl-C stops every node.
+    Dev {
+        /// Where the testnet lives.
+        #[arg(long, default_value = ".pmr-dev")]
+        home: PathBuf,
+        /// Number of validators.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Delete an existing testnet in --home and start a new chain.
+        #[arg(long)]
+        fresh: bool,
+        /// First port (node i uses base+10i: p2p, +1 gossip, +2 gRPC, +3 metrics).
+        #[arg(long, default_value_t = 26600)]
+        base_port: u16,
+    },
+    /// Show a node's status: chain, height, latest block, validators, peers.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a committed block with its commit certificate.
+    Block {
+        /// Height of the block.
+        height: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum TestnetCommand {
+    /// Write a testnet: per node keys, genesis and config on 127.0.0.1 ports that do not clash.
+    Init {
+        /// Number of validators.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Directory to create the testnet in.
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long, default_value_t = DEV_CHAIN_ID)]
+        chain_id: u64,
+        /// First port (node i uses base+10i ..); without it, ports the OS reports free.
+        #[arg(long)]
+        base_port: Option<u16>,
+        /// How long a proposer waits for transactions before proposing an empty block.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        empty_block_interval: Option<Duration>,
+    },
+    /// Start every node of a testnet as its own process; print their endpoints; stop them all on
+    /// Ctrl-C.
+    Up {
+        #[arg(long)]
+        home: PathBuf,
+    },
+}
+
+fn init_tracing(level: &str, json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> Result<()> {
+    color_eyre::install()?;
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .wrap_err("cannot start the async runtime")?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init {
+            home,
+            moniker,
+            genesis,
+            chain_id,
+        } => {
+            let home = Home::new(home);
+            init_node(&home, &moniker, genesis.as_deref(), chain_id)?;
+            println!("initialised {}", home.root.display());
+            println!("start it with: pmr start --home {}", home.root.display());
+            Ok(())
+        }
+        Command::Start {
+            home,
+            rpc_listen,
+            log_level,
+        } => start(Home::new(home), rpc_listen, log_level).await,
+        Command::Testnet { command } => match command {
+            TestnetCommand::Init {
+                validators,
+                home,
+                chain_id,
+                base_port,
+                empty_block_interval,
+            } => {
+                let mut template = NodeConfig::default();
+                if let Some(d) = empty_block_interval {
+                    template.consensus.empty_block_interval = d;
+                }
+                let manifest = init_testnet(&TestnetOptions {
+                    dir: home.clone(),
+                    validators,
+                    chain_id,
+                    base_port,
+                    template,
+                })?;
+                println!("testnet of {} validators written to {}", manifest.nodes.len(), home.display());
+                print_endpoints(&manifest);
+                println!("start it with: pmr testnet up --home {}", home.display());
+                Ok(())
+            }
+            TestnetCommand::Up { home } => up(&home).await,
+        },
+        Command::Dev {
+            home,
+            validators,
+            fresh,
+            base_port,
+        } => {
+            if fresh && home.exists() {
+                std::fs::remove_dir_all(&home)
+                    .wrap_err_with(|| format!("cannot remove {}", home.display()))?;
+            }
+            if !home.join(MANIFEST_FILE).exists() {
+                init_testnet(&TestnetOptions {
+                    dir: home.clone(),
+                    validators,
+                    chain_id: DEV_CHAIN_ID,
+                    base_port: Some(base_port),
+                    template: NodeConfig::default(),
+                })?;
+                println!("created a {validators}-validator testnet in {}", home.display());
+            } else {
+                println!("resuming the testnet in {} (use --fresh for a new chain)", home.display());
+            }
+            up(&home).await
+        }
+        Command::Status { client } => {
+            let c = pmr_client::PmrClient::connect(&client.rpc).await?;
+            let s = c.status().await?;
+            match client.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&status_json(&s))?),
+                Output::Text => print_status(&s),
+            }
+            Ok(())
+        }
+        Command::Block { height, client } => {
+            let c = pmr_client::PmrClient::connect(&client.rpc).await?;
+            let b = c.block(height).await?;
+            let j = block_json(&b);
+            match client.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&j)?),
+                Output::Text => {
+                    let h = b.header.unwrap_or_default();
+                    println!("height      {}", h.height);
+                    println!("hash        0x{}", hex::encode(&b.hash));
+                    println!("parent      0x{}", hex::encode(&h.parent_hash));
+                    println!("time (ms)   {}", h.timestamp_ms);
+                    println!("proposer    0x{}", hex::encode(&h.proposer));
+                    println!("txs         {}", b.transactions.len());
+                    println!("state root  0x{}", hex::encode(&h.state_root));
+                    println!("gas used    {}", h.gas_used);
+                    let sigs = b.certificate.map(|c| c.signatures.len()).unwrap_or(0);
+                    println!("commit sigs {sigs}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn start(
+    home: Home,
+    rpc_listen: Option<std::net::SocketAddr>,
+    log_level: Option<String>,
+) -> Result<()> {
+    let mut config = NodeConfig::load(&home.config())?;
+    if let Some(addr) = rpc_listen {
+        config.rpc_listen = addr;
+    }
+    if let Some(level) = log_level {
+        config.log_level = level;
+    }
+    init_tracing(&config.log_level, config.log_json);
+    let mut node = pmr_node::spawn(&home, config).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = node.wait() => {
+            if let Err(e) = &result {
+                error!(target: "pmr::node", error = %e, "node halted");
+            }
+            result
+        }
+        _ = tokio::signal::ctrl_c() => {
+            info!(target: "pmr::node", "SIGINT: shutting down");
+            node.shutdown().await;
+            Ok(())
+        }
+        _ = term.recv() => {
+            info!(target: "pmr::node", "SIGTERM: shutting down");
+            node.shutdown().await;
+            Ok(())
+        }
+    }
+}
+
+fn print_endpoints(m: &Manifest) {
+    println!("{:<8} {:<28} {:<36}", "node", "gRPC", "metrics");
+    for n in &m.nodes {
+        println!("{:<8} {:<28} {:<36}", n.name, n.rpc, n.metrics);
+    }
+}
+
+async fn up(dir: &std::path::Path) -> Result<()> {
+    init_tracing("warn", false);
+    let bin = std::env::current_exe().wrap_err("cannot find the pmr binary")?;
+    let mut cluster = Cluster::open(dir, &bin)?;
+    cluster.start_all()?;
+    for i in 0..cluster.len() {
+        cluster
+            .client(i, Duration::from_secs(60))
+            .await
+            .wrap_err_with(|| format!("node{i} did not start; its log:\n{}", cluster.log_tail(i, 30)))?;
+    }
+    println!("testnet running ({} nodes, logs in <home>/nodeN/node.log):", cluster.len());
+    print_endpoints(cluster.manifest());
+    println!("accounts: {}", dir.join("accounts").display());
+    println!("try: pmr status --rpc {}", cluster.rpc(0));
+    println!("Ctrl-C stops every node.");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = check.tick() => {
+                for i in 0..cluster.len() {
+                    if !cluster.is_running(i) {
+                        eprintln!("node{i} exited; last log lines:\n{}", cluster.log_tail(i, 20));
+                        eprintln!("stopping the testnet");
+                        stop_all(&mut cluster).await;
+                        eyre::bail!("node{i} exited unexpectedly");
+                    }
+                }
+            }
+        }
+    }
+    println!("stopping {} nodes", cluster.len());
+    stop_all(&mut cluster).await;
+    Ok(())
+}
+
+async fn stop_all(cluster: &mut Cluster) {
+    for i in 0..cluster.len() {
+        if cluster.is_running(i) {
+            let _ = cluster.stop(i, Duration::from_secs(10)).await;
+        }
+    }
+}
+
+fn hex0x(b: &[u8]) -> String {
+    format!("0x{}", hex::encode(b))
+}
+
+fn status_json(s: &pmr_client::NodeStatus) -> serde_json::Value {
+    serde_json::json!({
+        "chain_id": s.chain_id,
+        "node": s.node_name,
+        "height": s.height,
+        "latest_hash": hex0x(&s.latest_hash),
+        "latest_timestamp_ms": s.latest_timestamp_ms,
+        "genesis_hash": hex0x(&s.genesis_hash),
+        "state_root": hex0x(&s.state_root),
+        "syncing": s.syncing,
+        "mempool_size": s.mempool_size,
+        "validator_address": (!s.validator_address.is_empty()).then(|| hex0x(&s.validator_address)),
+        "validators": s.validators.iter().map(|v| serde_json::json!({
+            "name": v.name, "address": hex0x(&v.address), "voting_power": v.voting_power,
+        })).collect::<Vec<_>>(),
+        "peers": s.peers.iter().map(|p| serde_json::json!({"peer_id": p.peer_id, "address": p.address})).collect::<Vec<_>>(),
+    })
+}
+
+fn print_status(s: &pmr_client::NodeStatus) {
+    println!("node          {}", s.node_name);
+    println!("chain id      {}", s.chain_id);
+    println!("height        {}", s.height);
+    println!("latest hash   {}", hex0x(&s.latest_hash));
+    println!("state root    {}", hex0x(&s.state_root));
+    println!("syncing       {}", s.syncing);
+    println!("mempool       {}", s.mempool_size);
+    println!("validators    {}", s.validators.len());
+    for v in &s.validators {
+        println!("  {:<10} {}  power {}", v.name, hex0x(&v.address), v.voting_power);
+    }
+    println!("peers         {}", s.peers.len());
+    for p in &s.peers {
+        println!("  {} {}", p.peer_id, p.address);
+    }
+}
+
+fn block_json(b: &pmr_client::proto::BlockWithCertificate) -> serde_json::Value {
+    let h = b.header.clone().unwrap_or_default();
+    serde_json::json!({
+        "hash": hex0x(&b.hash),
+        "height": h.height,
+        "parent_hash": hex0x(&h.parent_hash),
+        "timestamp_ms": h.timestamp_ms,
+        "proposer": hex0x(&h.proposer),
+        "tx_root": hex0x(&h.tx_root),
+        "state_root": hex0x(&h.state_root),
+        "receipts_root": hex0x(&h.receipts_root),
+        "gas_used": h.gas_used,
+        "transactions": b.transactions.iter().map(|t| hex0x(t)).collect::<Vec<_>>(),
+        "certificate": b.certificate.as_ref().map(|c| serde_json::json!({
+            "round": c.round,
+            "signatures": c.signatures.iter().map(|s| serde_json::json!({
+                "validator": hex0x(&s.validator), "signature": hex0x(&s.signature),
+            })).collect::<Vec<_>>(),
+        })),
+    })
+}

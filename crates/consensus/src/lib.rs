@@ -1,1 +1,35 @@
-//! pmr-consensus
+//! Consensus for PMR Ledger: Tendermint BFT through the malachite engine.
+//!
+//! - [`context`]: the concrete types malachite runs over (a value is a block hash).
+//! - [`app`]: answers the engine: builds proposals from the [`mempool`], executes received
+//!   ones before voting, commits decided blocks atomically with their state.
+//! - [`chain`]: the committed chain in RocksDB; [`codec`]: wire and WAL encoding;
+//!   [`streaming`]: proposal parts; [`gossip`]: transaction gossip between members.
+//! - [`ledger::Ledger`]: what the rest of the node (gRPC) uses.
+//!
+//! The consensus algorithm itself is malachite's; nothing here re-implements it.
+
+mod app;
+pub mod chain;
+pub mod codec;
+pub mod config;
+pub mod context;
+pub mod engine;
+mod error;
+pub mod gossip;
+pub mod ledger;
+pub mod mempool;
+pub mod metrics;
+pub mod signing;
+pub mod streaming;
+
+pub use chain::{ChainError, ChainStore, TxLocation};
+pub use config::{ConsensusConfig, PeerConfig, TimeoutConfig};
+pub use engine::{network_keypair, peer_id_of, start, validator_set, ConsensusNode, StartParams};
+pub use error::ConsensusError;
+pub use ledger::{Admitted, CommittedBlock, Ledger, PeerView, SubmitError, Tip};
+pub use mempool::{Mempool, MempoolConfig, PoolError};
+pub use metrics::ConsensusMetrics;
+
+/// ed25519 keys used for consensus and p2p identity.
+pub use malachitebft_signing_ed25519::{PrivateKey, PublicKey};

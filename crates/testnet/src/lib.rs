@@ -1,1 +1,12 @@
-//! pmr-testnet
+//! A local testnet as real processes: the manifest `pmr testnet init` writes, and a harness that
+//! starts each node as its own `pmr start` process, kills, pauses and restarts them, and waits
+//! (always with a deadline) for the chain to reach a state.
+//!
+//! Every process the harness starts is killed when the [`Cluster`] is dropped, so a failing
+//! test leaves nothing running.
+
+mod cluster;
+mod manifest;
+
+pub use cluster::{Cluster, HarnessError};
+pub use manifest::{Manifest, NodeEntry, MANIFEST_FILE};

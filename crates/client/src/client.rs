@@ -1,0 +1,253 @@
+//! The gRPC client.
+
+use std::time::Duration;
+
+use alloy_primitives::{Address, Bytes, B256};
+use futures::StreamExt;
+use pmr_proto::v1 as pb;
+use pmr_proto::v1::ledger_service_client::LedgerServiceClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+/// Errors talking to a node.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {url}: {reason} (is the node running? check --rpc)")]
+    Connect { url: String, reason: String },
+    #[error("{}: {}", code_name(.0.code()), .0.message())]
+    Rpc(#[from] tonic::Status),
+    #[error("node returned malformed data: {0}")]
+    Malformed(String),
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+}
+
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::InvalidArgument => "invalid argument",
+        Code::PermissionDenied => "permission denied",
+        Code::FailedPrecondition => "rejected",
+        Code::AlreadyExists => "already exists",
+        Code::ResourceExhausted => "node busy",
+        Code::NotFound => "not found",
+        Code::Unavailable => "node unavailable",
+        Code::OutOfRange => "out of range",
+        Code::Unauthenticated => "unauthenticated",
+        _ => "node error",
+    }
+}
+
+impl ClientError {
+    /// The gRPC code, when the node answered.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ClientError::Rpc(s) => Some(s.code()),
+            _ => None,
+        }
+    }
+}
+
+/// Status of a node.
+pub type Status = pb::GetStatusResponse;
+
+/// A connection to one node.
+#[derive(Clone, Debug)]
+pub struct PmrClient {
+    url: String,
+    channel: Channel,
+}
+
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+impl PmrClient {
+    /// Connects to `url` (e.g. `http://127.0.0.1:9090`).
+    pub async fn connect(url: impl Into<String>) -> Result<Self, ClientError> {
+        let url = url.into();
+        let url = if url.contains("://") {
+            url
+        } else {
+            format!("http://{url}")
+        };
+        let connect_err = |reason: String| ClientError::Connect {
+            url: url.clone(),
+            reason,
+        };
+        let channel = Endpoint::from_shared(url.clone())
+            .map_err(|e| connect_err(e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| connect_err(format!("{e:?}")))?;
+        Ok(Self { url, channel })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The underlying channel, for the other services.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    fn ledger(&self) -> LedgerServiceClient<Channel> {
+        LedgerServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    pub async fn status(&self) -> Result<Status, ClientError> {
+        Ok(self
+            .ledger()
+            .get_status(pb::GetStatusRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// Submits a signed transaction; returns its hash.
+    pub async fn submit(&self, raw: Bytes) -> Result<B256, ClientError> {
+        let resp = self
+            .ledger()
+            .submit_transaction(pb::SubmitTransactionRequest { raw: raw.to_vec() })
+            .await?
+            .into_inner();
+        b256(&resp.tx_hash)
+    }
+
+    pub async fn block(&self, height: u64) -> Result<pb::BlockWithCertificate, ClientError> {
+        self.ledger()
+            .get_block(pb::GetBlockRequest {
+                selector: Some(pb::get_block_request::Selector::Height(height)),
+            })
+            .await?
+            .into_inner()
+            .block
+            .ok_or_else(|| ClientError::Malformed("empty block response".into()))
+    }
+
+    pub async fn block_by_hash(&self, hash: B256) -> Result<pb::BlockWithCertificate, ClientError> {
+        self.ledger()
+            .get_block(pb::GetBlockRequest {
+                selector: Some(pb::get_block_request::Selector::Hash(hash.to_vec())),
+            })
+            .await?
+            .into_inner()
+            .block
+            .ok_or_else(|| ClientError::Malformed("empty block response".into()))
+    }
+
+    pub async fn transaction(&self, hash: B256) -> Result<pb::GetTransactionResponse, ClientError> {
+        Ok(self
+            .ledger()
+            .get_transaction(pb::GetTransactionRequest {
+                hash: hash.to_vec(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    pub async fn receipt(
+        &self,
+        hash: B256,
+    ) -> Result<pb::GetTransactionReceiptResponse, ClientError> {
+        Ok(self
+            .ledger()
+            .get_transaction_receipt(pb::GetTransactionReceiptRequest {
+                tx_hash: hash.to_vec(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Read-only contract call at the latest (or a given) height.
+    pub async fn call(
+        &self,
+        from: Option<Address>,
+        to: Address,
+        data: Bytes,
+        height: Option<u64>,
+    ) -> Result<pb::CallResponse, ClientError> {
+        Ok(self
+            .ledger()
+            .call(pb::CallRequest {
+                from: from.map(|a| a.to_vec()).unwrap_or_default(),
+                to: to.to_vec(),
+                data: data.to_vec(),
+                height,
+            })
+            .await?
+            .into_inner())
+    }
+
+    pub async fn account(
+        &self,
+        address: Address,
+        height: Option<u64>,
+    ) -> Result<pb::GetAccountResponse, ClientError> {
+        Ok(self
+            .ledger()
+            .get_account(pb::GetAccountRequest {
+                address: address.to_vec(),
+                height,
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// The next nonce of an account, from committed state.
+    pub async fn nonce(&self, address: Address) -> Result<u64, ClientError> {
+        Ok(self.account(address, None).await?.nonce)
+    }
+
+    /// Committed blocks from `from_height` (0: from the next one).
+    pub async fn stream_blocks(
+        &self,
+        from_height: u64,
+    ) -> Result<tonic::Streaming<pb::BlockWithCertificate>, ClientError> {
+        Ok(self
+            .ledger()
+            .stream_blocks(pb::StreamBlocksRequest { from_height })
+            .await?
+            .into_inner())
+    }
+
+    /// Waits until the transaction is committed and returns its height.
+    pub async fn wait_committed(&self, hash: B256, timeout: Duration) -> Result<u64, ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut blocks = self.stream_blocks(0).await?;
+        loop {
+            match self.transaction(hash).await {
+                Ok(t) if t.height.is_some() => return Ok(t.height.unwrap_or_default()),
+                Ok(_) => {}
+                Err(e) if e.code() == Some(Code::NotFound) => {
+                    // Dropped from the mempool with a reason, or not yet gossiped here.
+                    if e.to_string().contains("dropped") {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            match tokio::time::timeout_at(deadline, blocks.next()).await {
+                Err(_) => {
+                    return Err(ClientError::Timeout(
+                        timeout,
+                        format!("transaction {hash} to commit"),
+                    ))
+                }
+                Ok(None) => blocks = self.stream_blocks(0).await?,
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+}
+
+fn b256(bytes: &[u8]) -> Result<B256, ClientError> {
+    if bytes.len() != 32 {
+        return Err(ClientError::Malformed(format!(
+            "expected a 32-byte hash, got {} bytes",
+            bytes.len()
+        )));
+    }
+    Ok(B256::from_slice(bytes))
+}

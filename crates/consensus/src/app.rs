@@ -1,0 +1,746 @@
+//! The application side of the engine: answers every message malachite sends.
+//!
+//! Proposals are built from the mempool and executed before they are proposed; received
+//! proposals are executed before this node votes for them; a decided block is committed with
+//! its state changes, receipts and commit certificate in one atomic, fsynced write.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
+use malachitebft_app_channel::app::streaming::StreamId;
+use malachitebft_app_channel::app::types::core::{
+    CommitCertificate, ExtendedCommitCertificate, LinearTimeouts, Round, Validator as _,
+    ValidatorSet as _, Validity, VoteExtensions,
+};
+use malachitebft_app_channel::app::types::sync::RawDecidedValue;
+use malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, ProposedValue};
+use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
+use pmr_execution::{BlockEnv, ExecutedBlock};
+use pmr_primitives::{Block, Bytes as PBytes, Header, SignedTx, B256};
+use pmr_storage::Durability;
+use rayon::prelude::*;
+use tracing::{debug, error, info, warn};
+
+use crate::chain::UndecidedProposal;
+use crate::config::ConsensusConfig;
+use crate::context::{Address, BlockHash, Height, PmrContext, ProposalPart, ValidatorSet};
+use crate::error::ConsensusError;
+use crate::ledger::{CommittedBlock, Ledger};
+use crate::signing::{proposal_parts_sign_bytes, PmrSigner};
+use crate::streaming::{stream_messages, AssembledProposal, PartStreams};
+
+/// Proposals for future heights held until their height starts.
+const MAX_FUTURE_PROPOSALS: usize = 32;
+
+/// A proposal this node executed, waiting for a decision.
+struct Candidate {
+    block: Block,
+    bytes: Bytes,
+    executed: ExecutedBlock,
+    seen_at: Instant,
+}
+
+pub(crate) struct App {
+    ctx: PmrContext,
+    ledger: Arc<Ledger>,
+    signer: Option<Arc<PmrSigner>>,
+    validators: ValidatorSet,
+    timeouts: LinearTimeouts,
+    cfg: ConsensusConfig,
+    chain_id: u64,
+    height: u64,
+    round: Round,
+    streams: PartStreams,
+    candidates: HashMap<B256, Candidate>,
+    future: BTreeMap<u64, Vec<AssembledProposal>>,
+    last_commit_at: Instant,
+    /// Set when a decided block's commit failed: `Finalized` then restarts the height.
+    commit_failed: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn stream_id(height: u64, round: Round) -> StreamId {
+    let mut b = Vec::with_capacity(12);
+    b.extend_from_slice(&height.to_be_bytes());
+    b.extend_from_slice(&round.as_u32().unwrap_or(0).to_be_bytes());
+    StreamId::new(b.into())
+}
+
+impl App {
+    pub(crate) fn new(
+        ledger: Arc<Ledger>,
+        signer: Option<Arc<PmrSigner>>,
+        cfg: ConsensusConfig,
+    ) -> Self {
+        let chain_id = ledger.genesis.chain_id;
+        Self {
+            ctx: PmrContext,
+            validators: ledger.validators.clone(),
+            timeouts: cfg.timeouts.to_linear(),
+            streams: PartStreams::new(cfg.max_block_bytes + 1024 * 1024),
+            ledger,
+            signer,
+            cfg,
+            chain_id,
+            height: 0,
+            round: Round::Nil,
+            candidates: HashMap::new(),
+            future: BTreeMap::new(),
+            last_commit_at: Instant::now(),
+            commit_failed: false,
+        }
+    }
+
+    fn params(&self) -> HeightParams<PmrContext> {
+        HeightParams::new(self.validators.clone(), self.timeouts, None)
+    }
+
+    fn my_address(&self) -> Option<Address> {
+        self.signer.as_ref().map(|s| s.address())
+    }
+
+    /// Runs until the engine stops (Ok) or the node must halt (Err).
+    pub(crate) async fn run(
+        mut self,
+        channels: &mut Channels<PmrContext>,
+    ) -> Result<(), ConsensusError> {
+        while let Some(msg) = channels.consensus.recv().await {
+            self.handle(msg, channels).await?;
+        }
+        Err(ConsensusError::EngineStopped)
+    }
+
+    async fn handle(
+        &mut self,
+        msg: AppMsg<PmrContext>,
+        channels: &mut Channels<PmrContext>,
+    ) -> Result<(), ConsensusError> {
+        match msg {
+            AppMsg::ConsensusReady { reply } => {
+                let start = self.ledger.chain.height()? + 1;
+                self.height = start;
+                info!(target: "pmr::consensus", height = start, "consensus ready");
+                let _ = reply.send((Height(start), self.params()));
+            }
+            AppMsg::StartedRound {
+                height,
+                round,
+                proposer,
+                role,
+                reply_value,
+            } => {
+                debug!(target: "pmr::consensus", %height, %round, %proposer, ?role, "started round");
+                self.height = height.0;
+                self.round = round;
+                self.ledger.metrics.round.set(round.as_i64());
+                self.admit_future_proposals(height.0);
+                let values = self
+                    .ledger
+                    .chain
+                    .undecided(height.0, round)?
+                    .into_iter()
+                    .filter_map(|p| self.revalidate_stored(p))
+                    .collect();
+                let _ = reply_value.send(values);
+            }
+            AppMsg::GetValue {
+                height,
+                round,
+                timeout,
+                reply,
+            } => {
+                let (hash, bytes, pol_round) = self.value_to_propose(height.0, round, timeout).await?;
+                let _ = reply.send(LocallyProposedValue::new(height, round, BlockHash(hash)));
+                self.publish_parts(channels, height.0, round, pol_round, hash, &bytes)
+                    .await;
+            }
+            AppMsg::ReceivedProposalPart {
+                from,
+                published_by,
+                part,
+                reply,
+            } => {
+                let publisher: PeerId = published_by.unwrap_or(from);
+                let value = match self.streams.insert(publisher, part) {
+                    Ok(Some(assembled)) => self.on_assembled(assembled),
+                    Ok(None) => None,
+                    Err(e) => {
+                        warn!(target: "pmr::consensus", peer = %from, error = %e, "dropped proposal stream");
+                        None
+                    }
+                };
+                let _ = reply.send(value);
+            }
+            AppMsg::Decided {
+                certificate,
+                extensions,
+                reply,
+            } => {
+                self.commit_failed = false;
+                if let Err(e) = self.commit(certificate, extensions) {
+                    if e.is_fatal() {
+                        return Err(e);
+                    }
+                    error!(target: "pmr::consensus", error = %e, "commit failed; the height will restart");
+                    self.commit_failed = true;
+                }
+                let _ = reply.send(());
+            }
+            AppMsg::Finalized {
+                certificate,
+                extensions,
+                evidence,
+                reply,
+            } => {
+                let height = certificate.height.0;
+                if !evidence.is_empty() {
+                    warn!(target: "pmr::consensus", height, ?evidence, "misbehavior evidence: a validator equivocated");
+                    self.ledger.record_evidence(height, format!("{evidence:?}"));
+                }
+                let next = if self.commit_failed || self.ledger.chain.height()? < height {
+                    Next::Restart(Height(height), self.params())
+                } else {
+                    let full =
+                        ExtendedCommitCertificate::from_commit_certificate_and_extensions(
+                            certificate,
+                            extensions,
+                        );
+                    if let Some(stored) = self.ledger.chain.certificate(height)? {
+                        if full.commit_signatures.len() > stored.commit_signatures.len() {
+                            self.ledger.chain.update_certificate(&full)?;
+                        }
+                    }
+                    Next::Start(Height(height + 1), self.params())
+                };
+                let _ = reply.send(next);
+            }
+            AppMsg::GetHistoryMinHeight { reply } => {
+                let _ = reply.send(Height(1));
+            }
+            AppMsg::GetDecidedValues { range, reply } => {
+                let tip = self.ledger.chain.height()?;
+                let mut values = Vec::new();
+                let end = range.end().0.min(tip);
+                for h in range.start().0..=end {
+                    let (Some(bytes), Some(cert)) = (
+                        self.ledger.chain.block_bytes(h)?,
+                        self.ledger.chain.certificate(h)?,
+                    ) else {
+                        break;
+                    };
+                    values.push(RawDecidedValue::new(bytes.into(), cert));
+                }
+                let _ = reply.send(values);
+            }
+            AppMsg::ProcessSyncedValue {
+                height,
+                round,
+                proposer,
+                value_bytes,
+                reply,
+            } => {
+                let outcome = match Block::decode_checked(&value_bytes) {
+                    Ok(block) if block.header.height == height.0 => {
+                        self.ledger.mark_syncing();
+                        let hash = block.hash();
+                        self.ledger.chain.put_undecided(
+                            &UndecidedProposal {
+                                height: height.0,
+                                round,
+                                hash,
+                                block,
+                                bytes: value_bytes,
+                            },
+                            Durability::Buffered,
+                        )?;
+                        SyncedValueOutcome::Verdict(ProposedValue {
+                            height,
+                            round,
+                            valid_round: Round::Nil,
+                            proposer,
+                            value: BlockHash(hash),
+                            validity: Validity::Valid,
+                        })
+                    }
+                    Ok(block) => {
+                        warn!(target: "pmr::sync", expected = %height, got = block.header.height, "synced block for the wrong height");
+                        SyncedValueOutcome::PeerFault
+                    }
+                    Err(e) => {
+                        warn!(target: "pmr::sync", %height, error = %e, "undecodable synced block");
+                        SyncedValueOutcome::PeerFault
+                    }
+                };
+                let _ = reply.send(outcome);
+            }
+            AppMsg::RestreamProposal {
+                height,
+                round,
+                valid_round,
+                address,
+                value_id,
+            } => {
+                if Some(address) != self.my_address() {
+                    return Ok(());
+                }
+                if let Some(p) = self.ledger.chain.undecided_by_hash(height.0, &value_id.0)? {
+                    self.publish_parts(channels, height.0, round, valid_round, p.hash, &p.bytes)
+                        .await;
+                }
+            }
+            AppMsg::ExtendVote { reply, .. } => {
+                let _ = reply.send(None);
+            }
+            AppMsg::VerifyVoteExtensions {
+                extensions, reply, ..
+            } => {
+                let _ = reply.send(extensions.into_iter().map(|(a, _)| (a, Ok(()))).collect());
+            }
+        }
+        Ok(())
+    }
+
+    // ---- proposing ----------------------------------------------------------------------
+
+    /// The value for `height`/`round`: the one already built for it (after a restart), or a
+    /// new block from the mempool.
+    async fn value_to_propose(
+        &mut self,
+        height: u64,
+        round: Round,
+        timeout: Duration,
+    ) -> Result<(B256, Bytes, Round), ConsensusError> {
+        let me = self.my_address();
+        if let Some(p) = self
+            .ledger
+            .chain
+            .undecided(height, round)?
+            .into_iter()
+            .find(|p| Some(Address(p.block.header.proposer)) == me)
+        {
+            info!(target: "pmr::consensus", height, %round, "re-proposing the block built before a restart");
+            return Ok((p.hash, p.bytes, Round::Nil));
+        }
+        let candidates = self.wait_for_transactions(timeout).await;
+        let parent = self.ledger.tip();
+        let proposer = me.ok_or(ConsensusError::NotAValidator)?;
+        let env = BlockEnv {
+            height,
+            timestamp_ms: now_ms().max(parent.timestamp_ms + 1),
+            proposer: proposer.0,
+        };
+        let executor = self.ledger.executor.clone();
+        let built = tokio::task::block_in_place(|| executor.build_block(&env, candidates))?;
+        for (hash, reason) in &built.rejected {
+            self.ledger.mempool.evict(hash, reason.to_string());
+            self.ledger.metrics.txs_evicted.inc();
+        }
+        let txs: Vec<PBytes> = built.included.iter().map(|t| t.raw().clone()).collect();
+        let header = Header {
+            height,
+            parent_hash: parent.hash,
+            timestamp_ms: env.timestamp_ms,
+            proposer: proposer.0,
+            tx_root: Block::compute_tx_root(&txs),
+            state_root: built.executed.state_root,
+            receipts_root: built.executed.receipts_root,
+            gas_used: built.executed.gas_used,
+        };
+        let block = Block { header, txs };
+        let hash = block.hash();
+        let bytes = Bytes::from(block.encode_to_vec());
+        // Durable before it is proposed: after a crash this node re-proposes this block rather
+        // than a different one for the same round.
+        self.ledger.chain.put_undecided(
+            &UndecidedProposal {
+                height,
+                round,
+                hash,
+                block: block.clone(),
+                bytes: bytes.clone(),
+            },
+            Durability::Sync,
+        )?;
+        info!(target: "pmr::consensus", height, %round, txs = block.txs.len(), hash = %hash, "proposing block");
+        self.candidates.insert(
+            hash,
+            Candidate {
+                block,
+                bytes: bytes.clone(),
+                executed: built.executed,
+                seen_at: Instant::now(),
+            },
+        );
+        Ok((hash, bytes, Round::Nil))
+    }
+
+    /// Ready transactions, waiting for the first one to arrive if there are none yet: at most
+    /// until `empty_block_interval` after the last commit (then the block is empty), and never
+    /// past half the proposal timeout.
+    async fn wait_for_transactions(&self, timeout: Duration) -> Vec<SignedTx> {
+        let start = Instant::now();
+        let deadline = (self.last_commit_at + self.cfg.empty_block_interval)
+            .min(start + timeout / 2)
+            .max(start);
+        loop {
+            let added = self.ledger.mempool.added();
+            tokio::pin!(added);
+            added.as_mut().enable();
+            let executor = &self.ledger.executor;
+            let txs = self.ledger.mempool.reap(
+                self.cfg.max_block_txs,
+                self.cfg.max_block_bytes,
+                |a| executor.nonce(a).unwrap_or(0),
+            );
+            if !txs.is_empty() || Instant::now() >= deadline {
+                return txs;
+            }
+            tokio::select! {
+                _ = &mut added => {}
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+        }
+    }
+
+    async fn publish_parts(
+        &self,
+        channels: &mut Channels<PmrContext>,
+        height: u64,
+        round: Round,
+        pol_round: Round,
+        hash: B256,
+        bytes: &Bytes,
+    ) {
+        let Some(signer) = &self.signer else { return };
+        let proposer = signer.address();
+        let signature = signer.sign_bytes(&proposal_parts_sign_bytes(
+            self.chain_id,
+            Height(height),
+            round,
+            pol_round,
+            &proposer,
+            &BlockHash(hash),
+        ));
+        let init = ProposalPart::Init {
+            height: Height(height),
+            round,
+            pol_round,
+            proposer,
+        };
+        for msg in stream_messages(
+            stream_id(height, round),
+            init,
+            bytes,
+            self.cfg.part_size,
+            signature,
+        ) {
+            if channels
+                .network
+                .send(NetworkMsg::PublishProposalPart(msg))
+                .await
+                .is_err()
+            {
+                warn!(target: "pmr::consensus", "network channel closed while streaming a proposal");
+                return;
+            }
+        }
+    }
+
+    // ---- validating ---------------------------------------------------------------------
+
+    fn on_assembled(&mut self, p: AssembledProposal) -> Option<ProposedValue<PmrContext>> {
+        if p.height.0 < self.height {
+            return None;
+        }
+        if p.height.0 > self.height {
+            let held: usize = self.future.values().map(Vec::len).sum();
+            if held < MAX_FUTURE_PROPOSALS {
+                self.future.entry(p.height.0).or_default().push(p);
+            }
+            return None;
+        }
+        self.validate_assembled(p)
+    }
+
+    fn admit_future_proposals(&mut self, height: u64) {
+        self.future = self.future.split_off(&height);
+        if let Some(ps) = self.future.remove(&height) {
+            for p in ps {
+                // Stored as undecided when valid, so `StartedRound`'s reply includes it.
+                let _ = self.validate_assembled(p);
+            }
+        }
+    }
+
+    /// Checks a fully received proposal: signed by the round's proposer, a well-formed block
+    /// extending our tip, and executing to exactly the roots its header claims.
+    fn validate_assembled(&mut self, p: AssembledProposal) -> Option<ProposedValue<PmrContext>> {
+        let expected = self
+            .ctx_proposer(p.height, p.round)
+            .map(|v| (v.address, v.public_key));
+        let Some((expected_addr, public_key)) = expected else {
+            return None;
+        };
+        if p.proposer != expected_addr {
+            warn!(target: "pmr::consensus", height = %p.height, round = %p.round, got = %p.proposer, expected = %expected_addr, "proposal from the wrong proposer");
+            return None;
+        }
+        let block = match Block::decode_checked(&p.block_bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(target: "pmr::consensus", height = %p.height, error = %e, "undecodable proposed block");
+                return None;
+            }
+        };
+        let hash = block.hash();
+        let sign_bytes = proposal_parts_sign_bytes(
+            self.chain_id,
+            p.height,
+            p.round,
+            p.pol_round,
+            &p.proposer,
+            &BlockHash(hash),
+        );
+        if public_key.verify(&sign_bytes, &p.signature).is_err() {
+            warn!(target: "pmr::consensus", height = %p.height, proposer = %p.proposer, "proposal stream signature invalid");
+            return None;
+        }
+        let validity = match self.check_block(&block, p.block_bytes.clone()) {
+            Ok(()) => Validity::Valid,
+            Err(reason) => {
+                warn!(target: "pmr::consensus", height = %p.height, round = %p.round, %hash, %reason, "voting against invalid proposal");
+                Validity::Invalid
+            }
+        };
+        if validity.is_valid() {
+            let stored = self.ledger.chain.put_undecided(
+                &UndecidedProposal {
+                    height: p.height.0,
+                    round: p.round,
+                    hash,
+                    block,
+                    bytes: p.block_bytes,
+                },
+                Durability::Buffered,
+            );
+            if let Err(e) = stored {
+                error!(target: "pmr::consensus", error = %e, "cannot store proposal");
+            }
+        }
+        Some(ProposedValue {
+            height: p.height,
+            round: p.round,
+            valid_round: p.pol_round,
+            proposer: p.proposer,
+            value: BlockHash(hash),
+            validity,
+        })
+    }
+
+    fn ctx_proposer(&self, height: Height, round: Round) -> Option<crate::context::Validator> {
+        if self.validators.count() == 0 || round.is_nil() {
+            return None;
+        }
+        use malachitebft_app_channel::app::types::core::Context as _;
+        Some(self.ctx.select_proposer(&self.validators, height, round).clone())
+    }
+
+    /// Proposals stored before a restart are offered again only if they still validate.
+    fn revalidate_stored(&mut self, p: UndecidedProposal) -> Option<ProposedValue<PmrContext>> {
+        let proposer = Address(p.block.header.proposer);
+        let valid = self.candidates.contains_key(&p.hash)
+            || self.check_block(&p.block, p.bytes.clone()).is_ok();
+        valid.then(|| ProposedValue {
+            height: Height(p.height),
+            round: p.round,
+            valid_round: Round::Nil,
+            proposer,
+            value: BlockHash(p.hash),
+            validity: Validity::Valid,
+        })
+    }
+
+    /// Header checks and execution; on success the executed block is kept for the commit.
+    fn check_block(&mut self, block: &Block, bytes: Bytes) -> Result<(), String> {
+        let tip = self.ledger.tip();
+        let h = &block.header;
+        if h.height != tip.height + 1 {
+            return Err(format!("height {} does not follow tip {}", h.height, tip.height));
+        }
+        if h.parent_hash != tip.hash {
+            return Err(format!("parent {} is not our tip {}", h.parent_hash, tip.hash));
+        }
+        if h.timestamp_ms <= tip.timestamp_ms {
+            return Err("timestamp not after the parent's".into());
+        }
+        let drift = self.cfg.max_clock_drift.as_millis() as u64;
+        if h.timestamp_ms > now_ms() + drift {
+            return Err(format!(
+                "timestamp {} is more than {drift} ms in the future",
+                h.timestamp_ms
+            ));
+        }
+        if self.validators.get_by_address(&Address(h.proposer)).is_none() {
+            return Err(format!("proposer {} is not a validator", h.proposer));
+        }
+        if block.txs.len() > self.cfg.max_block_txs {
+            return Err(format!("{} transactions, over the limit", block.txs.len()));
+        }
+        let txs = decode_txs(&block.txs, &self.ledger.limits)?;
+        let env = BlockEnv {
+            height: h.height,
+            timestamp_ms: h.timestamp_ms,
+            proposer: h.proposer,
+        };
+        let executor = self.ledger.executor.clone();
+        let executed = tokio::task::block_in_place(|| executor.execute_block(&env, &txs))
+            .map_err(|e| e.to_string())?;
+        roots_match(h, &executed)?;
+        self.candidates.insert(
+            block.hash(),
+            Candidate {
+                block: block.clone(),
+                bytes,
+                executed,
+                seen_at: Instant::now(),
+            },
+        );
+        Ok(())
+    }
+
+    // ---- committing ---------------------------------------------------------------------
+
+    fn commit(
+        &mut self,
+        certificate: CommitCertificate<PmrContext>,
+        extensions: VoteExtensions<PmrContext>,
+    ) -> Result<(), ConsensusError> {
+        let height = certificate.height.0;
+        let hash = certificate.value_id.0;
+        let committed_height = self.ledger.chain.height()?;
+        if height <= committed_height {
+            debug!(target: "pmr::consensus", height, "decision for an already committed height");
+            return Ok(());
+        }
+        let candidate = match self.candidates.remove(&hash) {
+            Some(c) => c,
+            None => self.execute_decided(height, &hash)?,
+        };
+        roots_match(&candidate.block.header, &candidate.executed).map_err(|detail| {
+            ConsensusError::Divergence { height, detail }
+        })?;
+        let certificate =
+            ExtendedCommitCertificate::from_commit_certificate_and_extensions(certificate, extensions);
+        let store = self.ledger.chain.store().clone();
+        let mut batch = store.batch();
+        self.ledger
+            .chain
+            .stage_block(&mut batch, &candidate.block, &candidate.bytes, &certificate);
+        self.ledger
+            .executor
+            .write_to_batch(&candidate.executed, &mut batch);
+        batch.commit(Durability::Sync)?;
+        self.ledger.executor.mark_committed(&candidate.executed);
+
+        let executor = &self.ledger.executor;
+        let tx_hashes = candidate.block.tx_hashes();
+        let waited = self
+            .ledger
+            .mempool
+            .remove_committed(&tx_hashes, |a| executor.nonce(a).unwrap_or(0));
+        let m = &self.ledger.metrics;
+        for w in waited {
+            m.commit_latency.observe(w.as_secs_f64());
+        }
+        m.block_latency
+            .observe(candidate.seen_at.elapsed().as_secs_f64());
+        m.blocks_committed.inc();
+        m.txs_committed.inc_by(tx_hashes.len() as u64);
+        info!(target: "pmr::consensus", height, txs = tx_hashes.len(), hash = %hash, round = %certificate.round, "committed block");
+        self.ledger.set_tip(Arc::new(CommittedBlock {
+            hash,
+            block: candidate.block,
+            encoded: candidate.bytes,
+            certificate,
+        }));
+        self.candidates.clear();
+        self.last_commit_at = Instant::now();
+        Ok(())
+    }
+
+    /// A decided block this node has not executed yet (it arrived by sync, or before a
+    /// restart): execute it now. The network decided it, so a failure here means this node
+    /// disagrees with the network, and it must stop.
+    fn execute_decided(&mut self, height: u64, hash: &B256) -> Result<Candidate, ConsensusError> {
+        let p = self
+            .ledger
+            .chain
+            .undecided_by_hash(height, hash)?
+            .ok_or(ConsensusError::MissingDecidedBlock {
+                height,
+                hash: *hash,
+            })?;
+        let tip = self.ledger.tip();
+        let divergence = |detail: String| ConsensusError::Divergence { height, detail };
+        if p.block.header.parent_hash != tip.hash {
+            return Err(divergence(format!(
+                "decided block's parent {} is not this node's tip {} at height {}",
+                p.block.header.parent_hash, tip.hash, tip.height
+            )));
+        }
+        let txs = decode_txs(&p.block.txs, &self.ledger.limits).map_err(divergence)?;
+        let h = &p.block.header;
+        let env = BlockEnv {
+            height,
+            timestamp_ms: h.timestamp_ms,
+            proposer: h.proposer,
+        };
+        let executor = self.ledger.executor.clone();
+        let executed = tokio::task::block_in_place(|| executor.execute_block(&env, &txs))
+            .map_err(|e| divergence(format!("decided block does not execute here: {e}")))?;
+        Ok(Candidate {
+            block: p.block,
+            bytes: p.bytes,
+            executed,
+            seen_at: Instant::now(),
+        })
+    }
+}
+
+fn decode_txs(raw: &[PBytes], limits: &pmr_primitives::TxLimits) -> Result<Vec<SignedTx>, String> {
+    raw.par_iter()
+        .enumerate()
+        .map(|(i, r)| SignedTx::decode(r.clone(), limits).map_err(|e| format!("transaction {i}: {e}")))
+        .collect()
+}
+
+fn roots_match(h: &Header, executed: &ExecutedBlock) -> Result<(), String> {
+    if h.state_root != executed.state_root {
+        return Err(format!(
+            "state root: header {} but execution gives {}",
+            h.state_root, executed.state_root
+        ));
+    }
+    if h.receipts_root != executed.receipts_root {
+        return Err(format!(
+            "receipts root: header {} but execution gives {}",
+            h.receipts_root, executed.receipts_root
+        ));
+    }
+    if h.gas_used != executed.gas_used {
+        return Err(format!(
+            "gas used: header {} but execution gives {}",
+            h.gas_used, executed.gas_used
+        ));
+    }
+    Ok(())
+}

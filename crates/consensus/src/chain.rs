@@ -1,0 +1,275 @@
+//! The committed chain on disk: blocks, their hashes, commit certificates, the transaction
+//! index, and undecided proposals kept for crash recovery of a round.
+
+use malachitebft_app_channel::app::types::core::{ExtendedCommitCertificate, Round};
+use pmr_primitives::{Block, B256};
+use pmr_storage::{Batch, Column, Durability, Store, StorageError};
+
+use crate::codec::{decode_certificate, encode_certificate};
+use crate::context::PmrContext;
+
+const META_HEIGHT: &[u8] = b"chain/height";
+const META_GENESIS: &[u8] = b"chain/genesis";
+
+/// Errors of the chain store.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("stored {what} at height {height} is corrupt: {reason}")]
+    Corrupt {
+        what: &'static str,
+        height: u64,
+        reason: String,
+    },
+    #[error(
+        "this data directory belongs to another chain (genesis {stored}), not to the configured \
+         genesis {configured}: point --home at a fresh directory or at this chain's data"
+    )]
+    WrongGenesis { stored: B256, configured: B256 },
+}
+
+fn hkey(height: u64) -> [u8; 8] {
+    height.to_be_bytes()
+}
+
+fn undecided_key(height: u64, round: Round, hash: &B256) -> Vec<u8> {
+    let mut k = Vec::with_capacity(48);
+    k.extend_from_slice(&height.to_be_bytes());
+    k.extend_from_slice(&(round.as_i64() as u64).to_be_bytes());
+    k.extend_from_slice(hash.as_slice());
+    k
+}
+
+/// Where a committed transaction is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxLocation {
+    pub height: u64,
+    pub index: u32,
+}
+
+/// A proposal this node built or received, not yet decided.
+#[derive(Clone, Debug)]
+pub struct UndecidedProposal {
+    pub height: u64,
+    pub round: Round,
+    pub hash: B256,
+    pub block: Block,
+    /// The encoded block (as streamed), to restream or serve without re-encoding.
+    pub bytes: bytes::Bytes,
+}
+
+/// The chain's column families, typed.
+#[derive(Clone, Debug)]
+pub struct ChainStore {
+    store: Store,
+}
+
+impl ChainStore {
+    /// Opens the chain in `store`, binding a fresh database to `genesis_hash` or checking that an
+    /// existing one belongs to it.
+    pub fn open(store: Store, genesis_hash: B256) -> Result<Self, ChainError> {
+        match store.get(Column::Meta, META_GENESIS)? {
+            Some(stored) if stored.as_slice() != genesis_hash.as_slice() => {
+                return Err(ChainError::WrongGenesis {
+                    stored: B256::from_slice(&stored),
+                    configured: genesis_hash,
+                })
+            }
+            Some(_) => {}
+            None => store.put(
+                Column::Meta,
+                META_GENESIS,
+                genesis_hash.as_slice(),
+                Durability::Sync,
+            )?,
+        }
+        Ok(Self { store })
+    }
+
+    /// The underlying database.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Height of the last committed block, 0 before the first.
+    pub fn height(&self) -> Result<u64, ChainError> {
+        Ok(self
+            .store
+            .get(Column::Meta, META_HEIGHT)?
+            .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    pub fn block_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, ChainError> {
+        Ok(self.store.get(Column::Blocks, &hkey(height))?)
+    }
+
+    pub fn block(&self, height: u64) -> Result<Option<Block>, ChainError> {
+        let Some(bytes) = self.block_bytes(height)? else {
+            return Ok(None);
+        };
+        Block::decode_checked(&bytes)
+            .map(Some)
+            .map_err(|e| ChainError::Corrupt {
+                what: "block",
+                height,
+                reason: e.to_string(),
+            })
+    }
+
+    pub fn height_of(&self, hash: &B256) -> Result<Option<u64>, ChainError> {
+        Ok(self
+            .store
+            .get(Column::BlockHashes, hash.as_slice())?
+            .and_then(|v| v.try_into().ok().map(u64::from_be_bytes)))
+    }
+
+    pub fn certificate(
+        &self,
+        height: u64,
+    ) -> Result<Option<ExtendedCommitCertificate<PmrContext>>, ChainError> {
+        let Some(bytes) = self.store.get(Column::Certificates, &hkey(height))? else {
+            return Ok(None);
+        };
+        decode_certificate(&bytes)
+            .map(Some)
+            .map_err(|e| ChainError::Corrupt {
+                what: "certificate",
+                height,
+                reason: e.to_string(),
+            })
+    }
+
+    pub fn tx_location(&self, tx_hash: &B256) -> Result<Option<TxLocation>, ChainError> {
+        Ok(self
+            .store
+            .get(Column::TxIndex, tx_hash.as_slice())?
+            .and_then(|v| {
+                let v: [u8; 12] = v.try_into().ok()?;
+                Some(TxLocation {
+                    height: u64::from_be_bytes(v[..8].try_into().ok()?),
+                    index: u32::from_be_bytes(v[8..].try_into().ok()?),
+                })
+            }))
+    }
+
+    /// Stages a decided block, its certificate and its transaction index into `batch`; the
+    /// caller adds the execution results and commits the batch atomically.
+    pub fn stage_block(
+        &self,
+        batch: &mut Batch<'_>,
+        block: &Block,
+        block_bytes: &[u8],
+        certificate: &ExtendedCommitCertificate<PmrContext>,
+    ) {
+        let height = block.header.height;
+        let hash = block.hash();
+        batch.put(Column::Blocks, &hkey(height), block_bytes);
+        batch.put(Column::BlockHashes, hash.as_slice(), &hkey(height));
+        batch.put(
+            Column::Certificates,
+            &hkey(height),
+            &encode_certificate(certificate),
+        );
+        for (index, tx_hash) in block.tx_hashes().iter().enumerate() {
+            let mut loc = [0u8; 12];
+            loc[..8].copy_from_slice(&height.to_be_bytes());
+            loc[8..].copy_from_slice(&(index as u32).to_be_bytes());
+            batch.put(Column::TxIndex, tx_hash.as_slice(), &loc);
+        }
+        batch.put(Column::Meta, META_HEIGHT, &hkey(height));
+        // Proposals of this height (and any older) are no longer needed for recovery.
+        for (k, _) in self
+            .store
+            .scan_prefix(Column::Undecided, &[])
+            .unwrap_or_default()
+            .into_iter()
+            .take_while(|(k, _)| k.len() >= 8 && u64::from_be_bytes(k[..8].try_into().unwrap_or([0xff; 8])) <= height)
+        {
+            batch.delete(Column::Undecided, &k);
+        }
+    }
+
+    /// Replaces the stored certificate of a committed height (finalization may add signatures).
+    pub fn update_certificate(
+        &self,
+        certificate: &ExtendedCommitCertificate<PmrContext>,
+    ) -> Result<(), ChainError> {
+        self.store.put(
+            Column::Certificates,
+            &hkey(certificate.height.0),
+            &encode_certificate(certificate),
+            Durability::Buffered,
+        )?;
+        Ok(())
+    }
+
+    /// Persists an undecided proposal. Our own proposals are written with
+    /// [`Durability::Sync`] so a restarted proposer re-proposes the very same block.
+    pub fn put_undecided(
+        &self,
+        p: &UndecidedProposal,
+        durability: Durability,
+    ) -> Result<(), ChainError> {
+        self.store.put(
+            Column::Undecided,
+            &undecided_key(p.height, p.round, &p.hash),
+            &p.bytes,
+            durability,
+        )?;
+        Ok(())
+    }
+
+    /// Undecided proposals of one height and round.
+    pub fn undecided(&self, height: u64, round: Round) -> Result<Vec<UndecidedProposal>, ChainError> {
+        let mut prefix = Vec::with_capacity(16);
+        prefix.extend_from_slice(&height.to_be_bytes());
+        prefix.extend_from_slice(&(round.as_i64() as u64).to_be_bytes());
+        self.decode_undecided(self.store.scan_prefix(Column::Undecided, &prefix)?)
+    }
+
+    /// An undecided proposal of `height` with block hash `hash`, in any round.
+    pub fn undecided_by_hash(
+        &self,
+        height: u64,
+        hash: &B256,
+    ) -> Result<Option<UndecidedProposal>, ChainError> {
+        let all = self.decode_undecided(
+            self.store
+                .scan_prefix(Column::Undecided, &height.to_be_bytes())?,
+        )?;
+        Ok(all.into_iter().find(|p| &p.hash == hash))
+    }
+
+    fn decode_undecided(
+        &self,
+        rows: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Vec<UndecidedProposal>, ChainError> {
+        rows.into_iter()
+            .map(|(k, v)| {
+                let height = u64::from_be_bytes(k[..8].try_into().unwrap_or_default());
+                let corrupt = |reason: String| ChainError::Corrupt {
+                    what: "undecided proposal",
+                    height,
+                    reason,
+                };
+                if k.len() != 48 {
+                    return Err(corrupt(format!("key of {} bytes", k.len())));
+                }
+                let round_raw = i64::from_be_bytes(k[8..16].try_into().unwrap_or_default());
+                let round = u32::try_from(round_raw)
+                    .map(Round::new)
+                    .map_err(|_| corrupt(format!("round {round_raw}")))?;
+                let block = Block::decode_checked(&v).map_err(|e| corrupt(e.to_string()))?;
+                Ok(UndecidedProposal {
+                    height,
+                    round,
+                    hash: block.hash(),
+                    block,
+                    bytes: v.into(),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,125 @@
+//! Consensus configuration: networking, timeouts, block limits, mempool bounds.
+
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use malachitebft_app_channel::app::types::core::LinearTimeouts;
+use serde::{Deserialize, Serialize};
+
+use crate::mempool::MempoolConfig;
+
+/// A peer this node connects to and accepts connections from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerConfig {
+    /// A name for logs.
+    pub name: String,
+    /// The peer's libp2p id (derived from its ed25519 key).
+    pub peer_id: String,
+    /// Its consensus p2p address, e.g. `/ip4/127.0.0.1/tcp/26656`.
+    pub p2p: Multiaddr,
+    /// Its transaction gossip address.
+    pub gossip: Multiaddr,
+}
+
+/// Tendermint round timeouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TimeoutConfig {
+    #[serde(with = "humantime_serde")]
+    pub propose: Duration,
+    #[serde(with = "humantime_serde")]
+    pub propose_delta: Duration,
+    #[serde(with = "humantime_serde")]
+    pub prevote: Duration,
+    #[serde(with = "humantime_serde")]
+    pub prevote_delta: Duration,
+    #[serde(with = "humantime_serde")]
+    pub precommit: Duration,
+    #[serde(with = "humantime_serde")]
+    pub precommit_delta: Duration,
+    #[serde(with = "humantime_serde")]
+    pub rebroadcast: Duration,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        Self {
+            propose: Duration::from_secs(3),
+            propose_delta: Duration::from_millis(500),
+            prevote: Duration::from_secs(1),
+            prevote_delta: Duration::from_millis(500),
+            precommit: Duration::from_secs(1),
+            precommit_delta: Duration::from_millis(500),
+            rebroadcast: Duration::from_secs(5),
+        }
+    }
+}
+
+impl TimeoutConfig {
+    pub fn to_linear(self) -> LinearTimeouts {
+        LinearTimeouts {
+            propose: self.propose,
+            propose_delta: self.propose_delta,
+            prevote: self.prevote,
+            prevote_delta: self.prevote_delta,
+            precommit: self.precommit,
+            precommit_delta: self.precommit_delta,
+            rebroadcast: self.rebroadcast,
+            max_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything consensus needs from the node's configuration file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsensusConfig {
+    /// Where the consensus p2p layer listens.
+    pub p2p_listen: Multiaddr,
+    /// Where transaction gossip listens.
+    pub gossip_listen: Multiaddr,
+    /// The other members of the network. Connections from anyone else are refused.
+    pub peers: Vec<PeerConfig>,
+    pub timeouts: TimeoutConfig,
+    /// With an empty mempool, a proposer waits this long after the last block before it proposes
+    /// an empty one; a transaction arriving earlier is proposed at once.
+    #[serde(with = "humantime_serde")]
+    pub empty_block_interval: Duration,
+    /// Most transactions in a block.
+    pub max_block_txs: usize,
+    /// Most bytes of transactions in a block.
+    pub max_block_bytes: usize,
+    /// Largest encoded transaction accepted.
+    pub max_tx_bytes: usize,
+    /// Size of the `Data` parts a proposal is streamed in.
+    pub part_size: usize,
+    /// How far in the future a proposed block's timestamp may be.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_drift: Duration,
+    pub mempool: MempoolConfig,
+    /// Value sync: lagging nodes fetch decided blocks from peers.
+    pub sync_enabled: bool,
+    /// Most simultaneous p2p connections from one IP address (all nodes of a local testnet
+    /// share 127.0.0.1).
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for ConsensusConfig {
+    fn default() -> Self {
+        Self {
+            p2p_listen: "/ip4/0.0.0.0/tcp/26656".parse().expect("valid multiaddr"),
+            gossip_listen: "/ip4/0.0.0.0/tcp/26657".parse().expect("valid multiaddr"),
+            peers: Vec::new(),
+            timeouts: TimeoutConfig::default(),
+            empty_block_interval: Duration::from_secs(1),
+            max_block_txs: 10_000,
+            max_block_bytes: 8 * 1024 * 1024,
+            max_tx_bytes: 128 * 1024,
+            part_size: 256 * 1024,
+            max_clock_drift: Duration::from_secs(2),
+            mempool: MempoolConfig::default(),
+            sync_enabled: true,
+            max_connections_per_ip: 64,
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! Starting a node's consensus: the malachite engine, the application loop, transaction gossip.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use bytesize::ByteSize;
+use libp2p::{Multiaddr, PeerId};
+use malachitebft_app_channel::app::config::{
+    ConsensusConfig as EngineConsensusConfig, NodeConfig, P2pConfig, ValuePayload,
+    ValueSyncConfig,
+};
+use malachitebft_app_channel::app::types::codec::Codec;
+use malachitebft_app_channel::app::types::Keypair;
+use malachitebft_app_channel::{
+    ConsensusContext, EngineBuilder, EngineHandle, NetworkContext, NetworkIdentity,
+    RequestContext, Signer, SyncContext, WalContext,
+};
+use malachitebft_signing_ed25519::{PrivateKey, PublicKey};
+use pmr_execution::Executor;
+use pmr_primitives::{Genesis, TxLimits};
+use pmr_storage::Store;
+use tokio::task::JoinHandle;
+use tracing::{error, info, Instrument};
+
+use crate::app::App;
+use crate::chain::ChainStore;
+use crate::codec::PmrCodec;
+use crate::config::ConsensusConfig;
+use crate::context::{Address, PmrContext, Validator, ValidatorSet};
+use crate::error::ConsensusError;
+use crate::gossip::{self, GossipConfig};
+use crate::ledger::Ledger;
+use crate::mempool::Mempool;
+use crate::metrics::ConsensusMetrics;
+use crate::signing::{PmrSigner, PmrVerifier};
+
+/// The libp2p identity of a node key. A node's peer id is derived from its ed25519 key, so a
+/// validator's peer id follows from the genesis validator set.
+pub fn network_keypair(key: &PrivateKey) -> Keypair {
+    Keypair::ed25519_from_bytes(key.inner().to_bytes()).expect("32-byte ed25519 secret")
+}
+
+/// The peer id of an ed25519 public key.
+pub fn peer_id_of(public_key: &[u8; 32]) -> Result<PeerId, ConsensusError> {
+    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(public_key)
+        .map_err(|e| ConsensusError::Genesis(format!("bad ed25519 key: {e}")))?;
+    Ok(libp2p::identity::PublicKey::from(pk).to_peer_id())
+}
+
+/// The validator set of a genesis.
+pub fn validator_set(genesis: &Genesis) -> Result<ValidatorSet, ConsensusError> {
+    let mut validators = Vec::new();
+    for v in &genesis.validators {
+        let key = v
+            .consensus_key_bytes()
+            .map_err(|e| ConsensusError::Genesis(e.to_string()))?;
+        let public_key = PublicKey::from_bytes(key)
+            .map_err(|e| ConsensusError::Genesis(format!("validator {}: {e}", v.name)))?;
+        validators.push(Validator {
+            address: Address::from_public_key(&public_key),
+            public_key,
+            voting_power: v.voting_power,
+            name: v.name.clone(),
+        });
+    }
+    Ok(ValidatorSet::new(validators))
+}
+
+/// What [`start`] needs.
+pub struct StartParams {
+    /// Name in logs and status.
+    pub moniker: String,
+    /// The engine's write-ahead log lives under `home/wal`.
+    pub home: PathBuf,
+    pub genesis: Genesis,
+    /// This node's ed25519 key: its p2p identity and, for a validator, its consensus key.
+    pub node_key: PrivateKey,
+    pub config: ConsensusConfig,
+    pub store: Store,
+    pub executor: Arc<Executor>,
+    pub metrics: ConsensusMetrics,
+}
+
+/// A running consensus part.
+pub struct ConsensusNode {
+    pub ledger: Arc<Ledger>,
+    /// Ends with an error when the node must halt (state divergence) or the engine died.
+    pub app: JoinHandle<Result<(), ConsensusError>>,
+    engine: EngineHandle,
+}
+
+impl ConsensusNode {
+    /// Stops the engine and the application loop.
+    pub async fn shutdown(self) {
+        let _ = self.engine.actor.kill_and_wait(None).await;
+        self.app.abort();
+        self.engine.handle.abort();
+    }
+}
+
+#[derive(Clone)]
+struct EngineConfig {
+    moniker: String,
+    consensus: EngineConsensusConfig,
+    sync: ValueSyncConfig,
+}
+
+impl NodeConfig for EngineConfig {
+    fn moniker(&self) -> &str {
+        &self.moniker
+    }
+    fn consensus(&self) -> &EngineConsensusConfig {
+        &self.consensus
+    }
+    fn consensus_mut(&mut self) -> &mut EngineConsensusConfig {
+        &mut self.consensus
+    }
+    fn value_sync(&self) -> &ValueSyncConfig {
+        &self.sync
+    }
+    fn value_sync_mut(&mut self) -> &mut ValueSyncConfig {
+        &mut self.sync
+    }
+}
+
+fn with_peer_id(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
+    addr.clone().with(libp2p::multiaddr::Protocol::P2p(peer))
+}
+
+/// Starts consensus for one node.
+pub async fn start(params: StartParams) -> Result<ConsensusNode, ConsensusError> {
+    let StartParams {
+        moniker,
+        home,
+        genesis,
+        node_key,
+        config,
+        store,
+        executor,
+        metrics,
+    } = params;
+    let validators = validator_set(&genesis)?;
+    let public_key = node_key.public_key();
+    let my_address = Address::from_public_key(&public_key);
+    let is_validator = validators
+        .validators()
+        .iter()
+        .any(|v| v.address == my_address);
+    let keypair = network_keypair(&node_key);
+    let my_peer_id = keypair.public().to_peer_id();
+
+    let mut peers = Vec::new();
+    for p in &config.peers {
+        let id = PeerId::from_str(&p.peer_id).map_err(|e| {
+            ConsensusError::Engine(format!("peer `{}` has an invalid peer_id: {e}", p.name))
+        })?;
+        if id != my_peer_id {
+            peers.push((id, p.clone()));
+        }
+    }
+    let mut allowed: HashSet<PeerId> = peers.iter().map(|(id, _)| *id).collect();
+    for v in validators.validators() {
+        allowed.insert(peer_id_of(v.public_key.as_bytes())?);
+    }
+
+    let engine_cfg = EngineConfig {
+        moniker: moniker.clone(),
+        consensus: EngineConsensusConfig {
+            enabled: true,
+            p2p: P2pConfig {
+                listen_addr: config.p2p_listen.clone(),
+                persistent_peers: peers
+                    .iter()
+                    .map(|(id, p)| with_peer_id(&p.p2p, *id))
+                    .collect(),
+                persistent_peers_only: true,
+                pubsub_max_size: ByteSize::mib(8),
+                rpc_max_size: ByteSize::mib(64),
+                discovery: malachitebft_app_channel::app::config::DiscoveryConfig {
+                    enabled: false,
+                    max_connections_per_ip: config.max_connections_per_ip,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            value_payload: ValuePayload::ProposalAndParts,
+            ..Default::default()
+        },
+        sync: ValueSyncConfig {
+            enabled: config.sync_enabled,
+            max_response_size: ByteSize::mib(64),
+            ..Default::default()
+        },
+    };
+
+    let chain = ChainStore::open(store, genesis.hash())?;
+    let mempool = Arc::new(Mempool::new(config.mempool));
+    let limits = TxLimits {
+        chain_id: genesis.chain_id,
+        max_tx_bytes: config.max_tx_bytes,
+    };
+    let chain_id = genesis.chain_id;
+    let ledger = Arc::new(Ledger::new(
+        moniker.clone(),
+        genesis,
+        limits,
+        chain,
+        executor,
+        mempool,
+        validators.clone(),
+        is_validator.then_some(my_address),
+        metrics,
+    )?);
+
+    let signer = Arc::new(PmrSigner::new(node_key.clone(), chain_id));
+    let span = tracing::error_span!("node", moniker = %moniker);
+    let identity = if is_validator {
+        let proof = signer
+            .sign_validator_proof(
+                public_key.as_bytes().to_vec(),
+                my_peer_id.to_bytes(),
+            )
+            .await
+            .map_err(|e| ConsensusError::Engine(format!("validator proof: {e:?}")))?;
+        let proof_bytes = PmrCodec
+            .encode(&proof)
+            .map_err(|e| ConsensusError::Engine(e.to_string()))?;
+        NetworkIdentity::new_validator(
+            moniker.clone(),
+            keypair.clone(),
+            my_address.to_string(),
+            proof_bytes,
+        )
+    } else {
+        NetworkIdentity::new(moniker.clone(), keypair.clone(), None)
+    };
+    let verifier = PmrVerifier { chain_id };
+    let consensus_ctx = if is_validator {
+        ConsensusContext::new_validator(
+            my_address,
+            Box::new(verifier),
+            Box::new(PmrSigner::new(node_key.clone(), chain_id)),
+        )
+    } else {
+        ConsensusContext::new_full_node(my_address, Box::new(verifier))
+    };
+    let (mut channels, engine) = async {
+        EngineBuilder::new(PmrContext, engine_cfg)
+            .with_default_wal(WalContext::new(home.join("wal").join("consensus.wal"), PmrCodec))
+            .with_default_network(NetworkContext::new(identity, PmrCodec))
+            .with_default_consensus(consensus_ctx)
+            .with_default_sync(SyncContext::new(PmrCodec))
+            .with_default_request(RequestContext::new(100))
+            .build()
+            .await
+    }
+    .instrument(span.clone())
+    .await
+    .map_err(|e| ConsensusError::Engine(format!("{e:#}")))?;
+    let _ = ledger.net_requests.set(channels.net_requests.clone());
+
+    let gossip_ledger = ledger.clone();
+    let tx_gossip = gossip::spawn(
+        GossipConfig {
+            keypair,
+            listen: config.gossip_listen.clone(),
+            dial: peers.iter().map(|(id, p)| (*id, p.gossip.clone())).collect(),
+            allowed,
+        },
+        move |_peer, txs| {
+            let ledger = gossip_ledger.clone();
+            tokio::task::spawn_blocking(move || ledger.admit_gossiped(txs));
+        },
+    )?;
+    let _ = ledger.gossip.set(tx_gossip);
+
+    info!(target: "pmr::consensus", %moniker, validator = is_validator, address = %my_address, peer_id = %my_peer_id, "consensus starting");
+    let app = App::new(ledger.clone(), is_validator.then_some(signer), config);
+    let app = tokio::spawn(
+        async move {
+            let result = app.run(&mut channels).await;
+            if let Err(e) = &result {
+                error!(target: "pmr::consensus", error = %e, "consensus stopped");
+            }
+            result
+        }
+        .instrument(span),
+    );
+    Ok(ConsensusNode { ledger, app, engine })
+}

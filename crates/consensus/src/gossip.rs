@@ -1,0 +1,248 @@
+//! Transaction gossip between network members over libp2p gossipsub.
+//!
+//! A transaction admitted at one node's door is batched and published to every other node, so
+//! whichever validator proposes next has it. Only the configured peers (the validator set and
+//! listed full nodes) may connect: every other peer id is refused at the connection level.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
+use libp2p::identity::Keypair;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{allow_block_list, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::codec::{CodecError, Reader, Writer};
+
+const TOPIC: &str = "/pmr/txs/1";
+/// Largest gossip message; a batch is flushed before it would exceed this.
+const MAX_MESSAGE: usize = 1024 * 1024;
+/// How long a batch may wait for more transactions before it is published.
+const BATCH_DELAY: Duration = Duration::from_millis(3);
+
+/// Where and to whom the gossip layer connects.
+#[derive(Clone, Debug)]
+pub struct GossipConfig {
+    pub keypair: Keypair,
+    pub listen: Multiaddr,
+    /// Peers to keep a connection to, with an address to dial.
+    pub dial: Vec<(PeerId, Multiaddr)>,
+    /// Every peer allowed to connect (the validator set and listed full nodes).
+    pub allowed: HashSet<PeerId>,
+}
+
+/// Errors starting the gossip layer.
+#[derive(Debug, thiserror::Error)]
+pub enum GossipError {
+    #[error("gossip transport setup failed: {0}")]
+    Transport(String),
+    #[error("cannot listen for transaction gossip on {addr}: {reason} (is the port taken? choose another `gossip_listen` address)")]
+    Listen { addr: Multiaddr, reason: String },
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    gossipsub: gossipsub::Behaviour,
+}
+
+/// Handle to publish transactions.
+#[derive(Clone)]
+pub struct TxGossip {
+    out: mpsc::Sender<Bytes>,
+    peers: Arc<AtomicUsize>,
+}
+
+impl TxGossip {
+    /// Queues a transaction for broadcast. Drops it (it stays in the local mempool) when the
+    /// queue is full.
+    pub fn publish(&self, raw: Bytes) {
+        if self.out.try_send(raw).is_err() {
+            debug!(target: "pmr::gossip", "gossip queue full, transaction stays local");
+        }
+    }
+
+    /// Number of connected gossip peers.
+    pub fn peer_count(&self) -> usize {
+        self.peers.load(Ordering::Relaxed)
+    }
+}
+
+/// Encodes a batch of raw transactions.
+pub fn encode_batch(txs: &[Bytes]) -> Bytes {
+    let mut w = Writer::default();
+    w.len(txs.len());
+    for tx in txs {
+        w.bytes(tx);
+    }
+    w.finish()
+}
+
+/// Decodes [`encode_batch`] output.
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Bytes>, CodecError> {
+    let mut r = Reader::new(bytes);
+    let n = r.len("transaction batch", 4)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(Bytes::copy_from_slice(r.bytes("transaction")?));
+    }
+    r.end()?;
+    Ok(out)
+}
+
+/// Starts the gossip layer. `on_batch` receives every batch published by another node.
+pub fn spawn(
+    cfg: GossipConfig,
+    on_batch: impl Fn(PeerId, Vec<Bytes>) + Send + Sync + 'static,
+) -> Result<TxGossip, GossipError> {
+    let mut swarm = build_swarm(&cfg)?;
+    swarm
+        .listen_on(cfg.listen.clone())
+        .map_err(|e| GossipError::Listen {
+            addr: cfg.listen.clone(),
+            reason: e.to_string(),
+        })?;
+    let (out, rx) = mpsc::channel(100_000);
+    let peers = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(run(swarm, cfg, rx, peers.clone(), on_batch));
+    Ok(TxGossip { out, peers })
+}
+
+fn build_swarm(cfg: &GossipConfig) -> Result<Swarm<Behaviour>, GossipError> {
+    let allowed = cfg.allowed.clone();
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| GossipError::Transport(e.to_string()))?
+        .with_behaviour(|key| {
+            let config = gossipsub::ConfigBuilder::default()
+                .max_transmit_size(MAX_MESSAGE + 4096)
+                .validation_mode(ValidationMode::Strict)
+                .heartbeat_interval(Duration::from_millis(500))
+                .build()
+                .map_err(|e| e.to_string())?;
+            let gossipsub =
+                gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config)?;
+            let mut allow = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
+            for p in &allowed {
+                allow.allow_peer(*p);
+            }
+            Ok(Behaviour { allow, gossipsub })
+        })
+        .map_err(|e| GossipError::Transport(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    Ok(swarm)
+}
+
+async fn run(
+    mut swarm: Swarm<Behaviour>,
+    cfg: GossipConfig,
+    mut rx: mpsc::Receiver<Bytes>,
+    peers: Arc<AtomicUsize>,
+    on_batch: impl Fn(PeerId, Vec<Bytes>) + Send + Sync + 'static,
+) {
+    let topic = IdentTopic::new(TOPIC);
+    if let Err(e) = swarm.behaviour_mut().gossipsub.subscribe(&topic) {
+        warn!(target: "pmr::gossip", error = %e, "cannot subscribe to the transaction topic");
+        return;
+    }
+    let me = *swarm.local_peer_id();
+    let mut redial = tokio::time::interval(Duration::from_secs(1));
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let flush = tokio::time::sleep(BATCH_DELAY);
+    tokio::pin!(flush);
+    let mut flush_armed = false;
+    loop {
+        tokio::select! {
+            _ = redial.tick() => {
+                for (peer, addr) in &cfg.dial {
+                    if *peer != me && !swarm.is_connected(peer) {
+                        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(*peer)
+                            .addresses(vec![addr.clone()])
+                            .build();
+                        let _ = swarm.dial(opts);
+                    }
+                }
+            }
+            maybe = rx.recv() => {
+                let Some(tx) = maybe else { return };
+                if batch_bytes + tx.len() + 4 > MAX_MESSAGE && !batch.is_empty() {
+                    publish(&mut swarm, &topic, &mut batch, &mut batch_bytes);
+                }
+                batch_bytes += tx.len() + 4;
+                batch.push(tx);
+                if !flush_armed {
+                    flush.as_mut().reset(tokio::time::Instant::now() + BATCH_DELAY);
+                    flush_armed = true;
+                }
+            }
+            _ = &mut flush, if flush_armed => {
+                flush_armed = false;
+                publish(&mut swarm, &topic, &mut batch, &mut batch_bytes);
+            }
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                    propagation_source,
+                    message,
+                    ..
+                })) => match decode_batch(&message.data) {
+                    Ok(txs) => on_batch(propagation_source, txs),
+                    Err(e) => warn!(target: "pmr::gossip", peer = %propagation_source, error = %e, "undecodable transaction batch"),
+                },
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                    info!(target: "pmr::gossip", peer = %peer_id, "gossip peer connected");
+                    peers.store(swarm.connected_peers().count(), Ordering::Relaxed);
+                }
+                SwarmEvent::ConnectionClosed { peer_id, .. } => {
+                    debug!(target: "pmr::gossip", peer = %peer_id, "gossip peer disconnected");
+                    peers.store(swarm.connected_peers().count(), Ordering::Relaxed);
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+fn publish(
+    swarm: &mut Swarm<Behaviour>,
+    topic: &IdentTopic,
+    batch: &mut Vec<Bytes>,
+    batch_bytes: &mut usize,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let data = encode_batch(batch);
+    batch.clear();
+    *batch_bytes = 0;
+    if let Err(e) = swarm.behaviour_mut().gossipsub.publish(topic.clone(), data) {
+        // No peer subscribed yet: the transactions stay in this node's mempool.
+        debug!(target: "pmr::gossip", error = %e, "transaction batch not published");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_round_trip_and_reject_garbage() {
+        let txs = vec![Bytes::from_static(b"a"), Bytes::new(), Bytes::from(vec![7u8; 300])];
+        assert_eq!(decode_batch(&encode_batch(&txs)).unwrap(), txs);
+        let enc = encode_batch(&txs);
+        assert!(decode_batch(&enc[..enc.len() - 1]).is_err());
+        assert!(decode_batch(&[0xff, 0xff, 0xff, 0xff]).is_err());
+    }
+}

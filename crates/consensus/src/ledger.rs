@@ -1,0 +1,258 @@
+//! The ledger as the rest of the node sees it: submit transactions, read the committed chain,
+//! follow new blocks. The gRPC layer talks only to this.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use malachitebft_app_channel::app::types::core::ExtendedCommitCertificate;
+use malachitebft_app_channel::NetworkRequest;
+use parking_lot::RwLock;
+use pmr_execution::{Executor, TxRejection};
+use pmr_primitives::{Block, Genesis, SignedTx, TxError, TxLimits, B256};
+use tokio::sync::{broadcast, mpsc, OnceCell};
+use tracing::debug;
+
+use crate::chain::{ChainError, ChainStore, TxLocation};
+use crate::context::{Address, PmrContext, ValidatorSet};
+use crate::gossip::TxGossip;
+use crate::mempool::{Mempool, PoolError};
+use crate::metrics::ConsensusMetrics;
+
+/// A block as committed, with what proves it.
+#[derive(Clone, Debug)]
+pub struct CommittedBlock {
+    pub block: Block,
+    pub hash: B256,
+    pub encoded: Bytes,
+    pub certificate: ExtendedCommitCertificate<PmrContext>,
+}
+
+/// The tip of the committed chain.
+#[derive(Clone, Debug, Default)]
+pub struct Tip {
+    pub height: u64,
+    pub hash: B256,
+    pub timestamp_ms: u64,
+    pub state_root: B256,
+}
+
+/// Why a submitted transaction was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Invalid(#[from] TxError),
+    #[error("transaction rejected: {0}")]
+    Rejected(#[from] TxRejection),
+    #[error("transaction {hash} is already committed at height {height}")]
+    AlreadyCommitted { hash: B256, height: u64 },
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
+/// What admission reports.
+#[derive(Clone, Copy, Debug)]
+pub struct Admitted {
+    pub hash: B256,
+    pub mempool_size: usize,
+}
+
+/// A connected consensus peer.
+#[derive(Clone, Debug)]
+pub struct PeerView {
+    pub peer_id: String,
+    pub moniker: String,
+    pub address: String,
+}
+
+/// Shared state of a running node's ledger.
+pub struct Ledger {
+    pub moniker: String,
+    pub genesis: Genesis,
+    pub genesis_hash: B256,
+    pub limits: TxLimits,
+    pub chain: ChainStore,
+    pub executor: Arc<Executor>,
+    pub mempool: Arc<Mempool>,
+    pub validators: ValidatorSet,
+    /// This node's validator address, when it is a validator.
+    pub validator_address: Option<Address>,
+    pub metrics: ConsensusMetrics,
+    pub(crate) gossip: OnceCell<TxGossip>,
+    pub(crate) net_requests: OnceCell<mpsc::Sender<NetworkRequest>>,
+    tip: RwLock<Tip>,
+    syncing: RwLock<Option<Instant>>,
+    blocks: broadcast::Sender<Arc<CommittedBlock>>,
+}
+
+impl Ledger {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        moniker: String,
+        genesis: Genesis,
+        limits: TxLimits,
+        chain: ChainStore,
+        executor: Arc<Executor>,
+        mempool: Arc<Mempool>,
+        validators: ValidatorSet,
+        validator_address: Option<Address>,
+        metrics: ConsensusMetrics,
+    ) -> Result<Self, ChainError> {
+        let genesis_hash = genesis.hash();
+        let height = chain.height()?;
+        let tip = match chain.block(height)? {
+            Some(b) => Tip {
+                height,
+                hash: b.hash(),
+                timestamp_ms: b.header.timestamp_ms,
+                state_root: b.header.state_root,
+            },
+            None => Tip {
+                height: 0,
+                hash: genesis_hash,
+                timestamp_ms: genesis.genesis_time_ms,
+                state_root: executor.genesis_state_root(),
+            },
+        };
+        metrics.height.set(tip.height as i64);
+        Ok(Self {
+            moniker,
+            genesis,
+            genesis_hash,
+            limits,
+            chain,
+            executor,
+            mempool,
+            validators,
+            validator_address,
+            metrics,
+            gossip: OnceCell::new(),
+            net_requests: OnceCell::new(),
+            tip: RwLock::new(tip),
+            syncing: RwLock::new(None),
+            blocks: broadcast::channel(1024).0,
+        })
+    }
+
+    /// Admits a transaction submitted by a client and gossips it to the other nodes.
+    pub fn submit(&self, raw: Bytes) -> Result<Admitted, SubmitError> {
+        let admitted = self.admit(raw.clone())?;
+        if let Some(g) = self.gossip.get() {
+            g.publish(raw);
+        }
+        Ok(admitted)
+    }
+
+    /// Admits a transaction: decode, signature, not yet committed, permitted with a usable
+    /// nonce, room in the pool. Changes nothing when it fails.
+    pub(crate) fn admit(&self, raw: Bytes) -> Result<Admitted, SubmitError> {
+        let tx = SignedTx::decode(raw, &self.limits)?;
+        let hash = tx.hash();
+        if let Some(loc) = self.chain.tx_location(&hash)? {
+            return Err(SubmitError::AlreadyCommitted {
+                hash,
+                height: loc.height,
+            });
+        }
+        self.executor.check_tx(&tx)?;
+        let mempool_size = self.mempool.insert(tx)?;
+        self.metrics.mempool_size.set(mempool_size as i64);
+        Ok(Admitted { hash, mempool_size })
+    }
+
+    /// Admits transactions gossiped by a peer; failures are expected (duplicates) and dropped.
+    pub(crate) fn admit_gossiped(&self, txs: Vec<Bytes>) {
+        for raw in txs {
+            if let Err(e) = self.admit(raw) {
+                debug!(target: "pmr::mempool", error = %e, "gossiped transaction not admitted");
+            }
+        }
+    }
+
+    pub fn tip(&self) -> Tip {
+        self.tip.read().clone()
+    }
+
+    /// Whether the node is catching up through value sync.
+    pub fn is_syncing(&self) -> bool {
+        self.syncing
+            .read()
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(3))
+    }
+
+    pub(crate) fn mark_syncing(&self) {
+        *self.syncing.write() = Some(Instant::now());
+    }
+
+    pub(crate) fn set_tip(&self, committed: Arc<CommittedBlock>) {
+        let h = &committed.block.header;
+        *self.tip.write() = Tip {
+            height: h.height,
+            hash: committed.hash,
+            timestamp_ms: h.timestamp_ms,
+            state_root: h.state_root,
+        };
+        self.metrics.height.set(h.height as i64);
+        self.metrics.mempool_size.set(self.mempool.len() as i64);
+        // No subscriber is not an error.
+        let _ = self.blocks.send(committed);
+    }
+
+    /// New committed blocks as they land.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<CommittedBlock>> {
+        self.blocks.subscribe()
+    }
+
+    /// A committed block with its certificate.
+    pub fn committed_block(&self, height: u64) -> Result<Option<CommittedBlock>, ChainError> {
+        let Some(bytes) = self.chain.block_bytes(height)? else {
+            return Ok(None);
+        };
+        let block = Block::decode_checked(&bytes).map_err(|e| ChainError::Corrupt {
+            what: "block",
+            height,
+            reason: e.to_string(),
+        })?;
+        let certificate = self.chain.certificate(height)?.ok_or(ChainError::Corrupt {
+            what: "certificate",
+            height,
+            reason: "missing".into(),
+        })?;
+        Ok(Some(CommittedBlock {
+            hash: block.hash(),
+            block,
+            encoded: bytes.into(),
+            certificate,
+        }))
+    }
+
+    pub fn tx_location(&self, hash: &B256) -> Result<Option<TxLocation>, ChainError> {
+        self.chain.tx_location(hash)
+    }
+
+    /// Connected consensus peers, as the p2p layer reports them.
+    pub async fn peers(&self) -> Vec<PeerView> {
+        let Some(req) = self.net_requests.get() else {
+            return Vec::new();
+        };
+        match NetworkRequest::dump_state(req).await {
+            Ok(Some(dump)) => dump
+                .peers
+                .into_iter()
+                .map(|(id, info)| PeerView {
+                    peer_id: id.to_string(),
+                    moniker: info.moniker,
+                    address: info.address.to_string(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Number of connected transaction-gossip peers.
+    pub fn gossip_peers(&self) -> usize {
+        self.gossip.get().map(|g| g.peer_count()).unwrap_or(0)
+    }
+}

@@ -1,0 +1,77 @@
+//! Consensus metrics, exported by the node in Prometheus format.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Metrics of the consensus part of a node. Cheap to clone (shared atomics).
+#[derive(Clone, Debug)]
+pub struct ConsensusMetrics {
+    pub height: Gauge,
+    pub round: Gauge,
+    pub blocks_committed: Counter,
+    pub txs_committed: Counter,
+    pub txs_evicted: Counter,
+    pub mempool_size: Gauge,
+    /// Seconds from a transaction's admission at this node to its commit.
+    pub commit_latency: Histogram,
+    /// Seconds from a block's proposal (built or received) to its commit.
+    pub block_latency: Histogram,
+}
+
+impl Default for ConsensusMetrics {
+    fn default() -> Self {
+        let buckets = [
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ];
+        Self {
+            height: Gauge::default(),
+            round: Gauge::default(),
+            blocks_committed: Counter::default(),
+            txs_committed: Counter::default(),
+            txs_evicted: Counter::default(),
+            mempool_size: Gauge::default(),
+            commit_latency: Histogram::new(buckets.into_iter()),
+            block_latency: Histogram::new(buckets.into_iter()),
+        }
+    }
+}
+
+impl ConsensusMetrics {
+    /// Registers every metric under the `pmr` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register("pmr_height", "Last committed height", self.height.clone());
+        registry.register("pmr_round", "Current consensus round", self.round.clone());
+        registry.register(
+            "pmr_blocks_committed",
+            "Blocks committed by this node",
+            self.blocks_committed.clone(),
+        );
+        registry.register(
+            "pmr_txs_committed",
+            "Transactions committed",
+            self.txs_committed.clone(),
+        );
+        registry.register(
+            "pmr_txs_evicted",
+            "Transactions evicted from the mempool as invalid",
+            self.txs_evicted.clone(),
+        );
+        registry.register(
+            "pmr_mempool_size",
+            "Transactions in the mempool",
+            self.mempool_size.clone(),
+        );
+        registry.register(
+            "pmr_commit_latency_seconds",
+            "From admission at this node to commit",
+            self.commit_latency.clone(),
+        );
+        registry.register(
+            "pmr_block_latency_seconds",
+            "From proposal to commit of a block",
+            self.block_latency.clone(),
+        );
+    }
+}

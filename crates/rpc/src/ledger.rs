@@ -1,0 +1,360 @@
+//! `pmr.v1.LedgerService`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use pmr_consensus::{Ledger, PoolError, SubmitError};
+use pmr_execution::TxRejection;
+use pmr_primitives::{keccak256, Bytes, SignedTx};
+use pmr_proto::v1 as pb;
+use pmr_proto::v1::ledger_service_server::LedgerService;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+
+/// The ledger service over a running node's [`Ledger`].
+#[derive(Clone)]
+pub struct LedgerApi {
+    ledger: Arc<Ledger>,
+}
+
+impl LedgerApi {
+    pub fn new(ledger: Arc<Ledger>) -> Self {
+        Self { ledger }
+    }
+
+    fn block_at(&self, height: u64) -> Result<pb::BlockWithCertificate, Status> {
+        match self.ledger.committed_block(height).map_err(internal)? {
+            Some(b) => Ok(convert::block(&b)),
+            None => Err(Status::not_found(format!(
+                "no block at height {height} (the chain is at height {})",
+                self.ledger.tip().height
+            ))),
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+/// The gRPC status of a refused submission: the code tells a client whether to fix the
+/// transaction, wait, or give up.
+fn submit_status(e: SubmitError) -> Status {
+    let msg = e.to_string();
+    match e {
+        SubmitError::Invalid(_) => Status::invalid_argument(msg),
+        SubmitError::Rejected(TxRejection::NotPermitted(_)) => Status::permission_denied(msg),
+        SubmitError::Rejected(_) => Status::failed_precondition(msg),
+        SubmitError::AlreadyCommitted { .. } | SubmitError::Pool(PoolError::Duplicate(_)) => {
+            Status::already_exists(msg)
+        }
+        SubmitError::Pool(PoolError::NonceTaken { .. }) => Status::failed_precondition(msg),
+        SubmitError::Pool(PoolError::Full { .. } | PoolError::SenderFull(_)) => {
+            Status::resource_exhausted(msg)
+        }
+        SubmitError::Chain(_) => Status::internal(msg),
+    }
+}
+
+type BlockStream = Pin<Box<dyn Stream<Item = Result<pb::BlockWithCertificate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl LedgerService for LedgerApi {
+    async fn submit_transaction(
+        &self,
+        request: Request<pb::SubmitTransactionRequest>,
+    ) -> Result<Response<pb::SubmitTransactionResponse>, Status> {
+        let raw = Bytes::from(request.into_inner().raw);
+        let ledger = self.ledger.clone();
+        // Signature recovery is CPU work: keep it off the async workers.
+        let admitted = tokio::task::spawn_blocking(move || ledger.submit(raw))
+            .await
+            .map_err(internal)?
+            .map_err(submit_status)?;
+        Ok(Response::new(pb::SubmitTransactionResponse {
+            tx_hash: admitted.hash.to_vec(),
+            mempool_size: admitted.mempool_size as u64,
+        }))
+    }
+
+    async fn get_block(
+        &self,
+        request: Request<pb::GetBlockRequest>,
+    ) -> Result<Response<pb::GetBlockResponse>, Status> {
+        let height = match request.into_inner().selector {
+            Some(pb::get_block_request::Selector::Height(h)) => h,
+            Some(pb::get_block_request::Selector::Hash(hash)) => {
+                let hash = convert::b256(&hash, "block hash")?;
+                self.ledger
+                    .chain
+                    .height_of(&hash)
+                    .map_err(internal)?
+                    .ok_or_else(|| Status::not_found(format!("no committed block {hash}")))?
+            }
+            None => return Err(Status::invalid_argument("give a height or a hash")),
+        };
+        Ok(Response::new(pb::GetBlockResponse {
+            block: Some(self.block_at(height)?),
+        }))
+    }
+
+    async fn get_transaction(
+        &self,
+        request: Request<pb::GetTransactionRequest>,
+    ) -> Result<Response<pb::GetTransactionResponse>, Status> {
+        let hash = convert::b256(&request.into_inner().hash, "transaction hash")?;
+        if let Some(loc) = self.ledger.tx_location(&hash).map_err(internal)? {
+            let block = self
+                .ledger
+                .chain
+                .block(loc.height)
+                .map_err(internal)?
+                .ok_or_else(|| internal("indexed block missing"))?;
+            let raw = block
+                .txs
+                .get(loc.index as usize)
+                .cloned()
+                .ok_or_else(|| internal("indexed transaction missing"))?;
+            let tx = SignedTx::decode(raw, &self.ledger.limits).map_err(internal)?;
+            return Ok(Response::new(pb::GetTransactionResponse {
+                hash: hash.to_vec(),
+                raw: tx.raw().to_vec(),
+                sender: tx.sender().to_vec(),
+                nonce: tx.nonce(),
+                height: Some(loc.height),
+                index: Some(loc.index),
+                block_hash: block.hash().to_vec(),
+                pending: false,
+            }));
+        }
+        if let Some(tx) = self.ledger.mempool.get(&hash) {
+            return Ok(Response::new(pb::GetTransactionResponse {
+                hash: hash.to_vec(),
+                raw: tx.raw().to_vec(),
+                sender: tx.sender().to_vec(),
+                nonce: tx.nonce(),
+                height: None,
+                index: None,
+                block_hash: Vec::new(),
+                pending: true,
+            }));
+        }
+        match self.ledger.mempool.eviction_reason(&hash) {
+            Some(reason) => Err(Status::not_found(format!(
+                "transaction {hash} was dropped from the mempool: {reason}"
+            ))),
+            None => Err(Status::not_found(format!(
+                "transaction {hash} is neither committed nor pending on this node"
+            ))),
+        }
+    }
+
+    async fn get_status(
+        &self,
+        _request: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        let tip = self.ledger.tip();
+        let validators = self
+            .ledger
+            .validators
+            .validators()
+            .iter()
+            .map(|v| pb::Validator {
+                name: v.name.clone(),
+                address: v.address.as_bytes().to_vec(),
+                public_key: v.public_key.as_bytes().to_vec(),
+                voting_power: v.voting_power,
+            })
+            .collect();
+        let peers = self
+            .ledger
+            .peers()
+            .await
+            .into_iter()
+            .map(|p| pb::Peer {
+                peer_id: p.peer_id,
+                address: p.address,
+            })
+            .collect();
+        Ok(Response::new(pb::GetStatusResponse {
+            chain_id: self.ledger.genesis.chain_id,
+            node_name: self.ledger.moniker.clone(),
+            height: tip.height,
+            latest_hash: tip.hash.to_vec(),
+            latest_timestamp_ms: tip.timestamp_ms,
+            genesis_hash: self.ledger.genesis_hash.to_vec(),
+            validators,
+            peers,
+            syncing: self.ledger.is_syncing(),
+            mempool_size: self.ledger.mempool.len() as u64,
+            validator_address: self
+                .ledger
+                .validator_address
+                .map(|a| a.as_bytes().to_vec())
+                .unwrap_or_default(),
+            state_root: tip.state_root.to_vec(),
+        }))
+    }
+
+    type StreamBlocksStream = BlockStream;
+
+    async fn stream_blocks(
+        &self,
+        request: Request<pb::StreamBlocksRequest>,
+    ) -> Result<Response<BlockStream>, Status> {
+        let from = request.into_inner().from_height;
+        // Subscribe before reading the tip so no block falls between history and live.
+        let mut live = self.ledger.subscribe();
+        let mut next = if from == 0 {
+            self.ledger.tip().height + 1
+        } else {
+            from
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let api = self.clone();
+        tokio::spawn(async move {
+            loop {
+                // Catch up from the store to the current tip.
+                let tip = api.ledger.tip().height;
+                while next <= tip {
+                    let item = api.block_at(next);
+                    if tx.send(item).await.is_err() {
+                        return;
+                    }
+                    next += 1;
+                }
+                match live.recv().await {
+                    Ok(b) if b.block.header.height == next => {
+                        if tx.send(Ok(convert::block(&b))).await.is_err() {
+                            return;
+                        }
+                        next += 1;
+                    }
+                    // Older than wanted, or a gap: the loop fills gaps from the store.
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_transaction_receipt(
+        &self,
+        request: Request<pb::GetTransactionReceiptRequest>,
+    ) -> Result<Response<pb::GetTransactionReceiptResponse>, Status> {
+        let hash = convert::b256(&request.into_inner().tx_hash, "transaction hash")?;
+        let loc = self
+            .ledger
+            .tx_location(&hash)
+            .map_err(internal)?
+            .ok_or_else(|| {
+                Status::not_found(format!("transaction {hash} is not committed (yet)"))
+            })?;
+        let receipts = self
+            .ledger
+            .executor
+            .receipts(loc.height)
+            .map_err(internal)?
+            .ok_or_else(|| internal("receipts of a committed block are missing"))?;
+        let r = receipts
+            .get(loc.index as usize)
+            .ok_or_else(|| internal("receipt index out of range"))?;
+        let proof = pmr_execution::receipt_proof(&receipts, loc.index as usize)
+            .ok_or_else(|| internal("cannot build receipt proof"))?;
+        let encoded = alloy_rlp::encode(r);
+        debug_assert_eq!(keccak256(&encoded), r.hash());
+        Ok(Response::new(pb::GetTransactionReceiptResponse {
+            receipt: Some(pb::Receipt {
+                tx_hash: r.tx_hash.to_vec(),
+                index: r.index as u32,
+                success: r.success,
+                gas_used: r.gas_used,
+                cumulative_gas_used: r.cumulative_gas_used,
+                logs: r
+                    .logs
+                    .iter()
+                    .map(|l| pb::Log {
+                        address: l.address.to_vec(),
+                        topics: l.topics.iter().map(|t| t.to_vec()).collect(),
+                        data: l.data.to_vec(),
+                    })
+                    .collect(),
+                output: r.output.to_vec(),
+                contract_address: r.contract_address.map(|a| a.to_vec()).unwrap_or_default(),
+                encoded: encoded.to_vec(),
+            }),
+            height: loc.height,
+            proof: Some(convert::proof(&proof)),
+            block: Some(self.block_at(loc.height)?),
+        }))
+    }
+
+    async fn call(
+        &self,
+        request: Request<pb::CallRequest>,
+    ) -> Result<Response<pb::CallResponse>, Status> {
+        let req = request.into_inner();
+        let from = if req.from.is_empty() {
+            pmr_primitives::Address::ZERO
+        } else {
+            convert::address(&req.from, "from")?
+        };
+        let to = convert::address(&req.to, "to")?;
+        let height = req.height.unwrap_or_else(|| self.ledger.tip().height);
+        self.check_height(height)?;
+        let ledger = self.ledger.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            ledger
+                .executor
+                .call(Some(height), from, to, Bytes::from(req.data))
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(pb::CallResponse {
+            success: out.success,
+            output: out.output.to_vec(),
+            gas_used: out.gas_used,
+            height,
+        }))
+    }
+
+    async fn get_account(
+        &self,
+        request: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::GetAccountResponse>, Status> {
+        let req = request.into_inner();
+        let addr = convert::address(&req.address, "address")?;
+        let height = req.height.unwrap_or_else(|| self.ledger.tip().height);
+        self.check_height(height)?;
+        let view = self
+            .ledger
+            .executor
+            .account(Some(height), addr)
+            .map_err(internal)?;
+        Ok(Response::new(pb::GetAccountResponse {
+            nonce: view.nonce,
+            balance: view.balance.to_be_bytes::<32>().to_vec(),
+            code_hash: view.code_hash.to_vec(),
+            height,
+        }))
+    }
+}
+
+impl LedgerApi {
+    fn check_height(&self, height: u64) -> Result<(), Status> {
+        let tip = self.ledger.tip().height;
+        if height > tip {
+            return Err(Status::out_of_range(format!(
+                "height {height} is not committed yet (the chain is at {tip})"
+            )));
+        }
+        Ok(())
+    }
+}

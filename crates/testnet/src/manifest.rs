@@ -1,0 +1,58 @@
+//! `testnet.json`: what `pmr testnet init` created.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::HarnessError;
+
+/// File name of the manifest in a testnet directory.
+pub const MANIFEST_FILE: &str = "testnet.json";
+
+/// One node of a testnet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeEntry {
+    pub name: String,
+    /// Home directory, relative to the testnet directory.
+    pub home: PathBuf,
+    /// gRPC endpoint, e.g. `http://127.0.0.1:26602`.
+    pub rpc: String,
+    /// Prometheus endpoint.
+    pub metrics: String,
+    pub validator: bool,
+}
+
+/// A testnet directory's manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub chain_id: u64,
+    pub nodes: Vec<NodeEntry>,
+    /// Development accounts (private key files), relative to the testnet directory.
+    pub accounts: Vec<(String, PathBuf)>,
+}
+
+impl Manifest {
+    pub fn load(dir: &Path) -> Result<Self, HarnessError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| HarnessError::Manifest {
+            path: path.clone(),
+            reason: format!("{e} (run `pmr testnet init --home {}` first)", dir.display()),
+        })?;
+        serde_json::from_str(&text).map_err(|e| HarnessError::Manifest {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<(), HarnessError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = serde_json::to_string_pretty(self).map_err(|e| HarnessError::Manifest {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&path, text).map_err(|e| HarnessError::Manifest {
+            path,
+            reason: e.to_string(),
+        })
+    }
+}

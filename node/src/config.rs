@@ -1,0 +1,81 @@
+//! The node's configuration file (`config.toml` in its home directory).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use eyre::{Context, Result};
+use pmr_consensus::ConsensusConfig;
+use serde::{Deserialize, Serialize};
+
+/// A node's configuration. Every field has a default, so a config file only needs what differs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeConfig {
+    /// Name in logs and status.
+    pub moniker: String,
+    /// gRPC API address.
+    pub rpc_listen: SocketAddr,
+    /// Prometheus metrics address (`/metrics`); empty to disable.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log filter (`info`, `pmr=debug,info`, ...); `RUST_LOG` overrides it.
+    pub log_level: String,
+    /// Log as JSON lines instead of text.
+    pub log_json: bool,
+    pub consensus: ConsensusConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            moniker: "pmr-node".into(),
+            rpc_listen: "127.0.0.1:9090".parse().expect("valid address"),
+            metrics_listen: Some("127.0.0.1:9100".parse().expect("valid address")),
+            log_level: "info".into(),
+            log_json: false,
+            consensus: ConsensusConfig::default(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads a config file; missing fields take their defaults.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .wrap_err_with(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).wrap_err_with(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Writes the config file.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = toml::to_string_pretty(self).wrap_err("cannot serialize config")?;
+        std::fs::write(path, text)
+            .wrap_err_with(|| format!("cannot write config file {}", path.display()))
+    }
+}
+
+/// The files of a node's home directory.
+#[derive(Clone, Debug)]
+pub struct Home {
+    pub root: PathBuf,
+}
+
+impl Home {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+    pub fn genesis(&self) -> PathBuf {
+        self.root.join("genesis.json")
+    }
+    pub fn node_key(&self) -> PathBuf {
+        self.root.join("keys").join("node_key.json")
+    }
+    pub fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+    pub fn db(&self) -> PathBuf {
+        self.data().join("db")
+    }
+}

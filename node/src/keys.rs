@@ -1,0 +1,116 @@
+//! Key files: JSON, created with mode 0600, refused when readable by others.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+
+use eyre::{bail, Context, Result};
+use pmr_consensus::PrivateKey;
+use serde::{Deserialize, Serialize};
+
+/// The node's ed25519 key file: its p2p identity and, for a validator, its consensus key.
+#[derive(Serialize, Deserialize)]
+struct NodeKeyFile {
+    /// `ed25519`.
+    r#type: String,
+    /// Hex of the 32-byte secret.
+    secret: String,
+    /// Hex of the public key, for reference.
+    public_key: String,
+}
+
+/// Writes `contents` to a new file readable only by its owner.
+pub fn write_secret_file(path: &Path, contents: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .wrap_err_with(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .wrap_err_with(|| format!("cannot create key file {} (does it exist already?)", path.display()))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Reads a secret file, refusing one that group or others can read.
+pub fn read_secret_file(path: &Path) -> Result<Vec<u8>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)
+            .wrap_err_with(|| format!("cannot read key file {}", path.display()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            bail!(
+                "key file {} has permissions {:o}; it must be readable by its owner only: chmod 600 {}",
+                path.display(),
+                mode,
+                path.display()
+            );
+        }
+    }
+    std::fs::read(path).wrap_err_with(|| format!("cannot read key file {}", path.display()))
+}
+
+/// Creates a new random node key file.
+pub fn generate_node_key(path: &Path) -> Result<PrivateKey> {
+    let key = PrivateKey::generate(rand::rngs::OsRng);
+    let file = NodeKeyFile {
+        r#type: "ed25519".into(),
+        secret: hex::encode(key.inner().to_bytes()),
+        public_key: hex::encode(key.public_key().as_bytes()),
+    };
+    write_secret_file(path, serde_json::to_string_pretty(&file)?.as_bytes())?;
+    Ok(key)
+}
+
+/// Loads a node key file.
+pub fn load_node_key(path: &Path) -> Result<PrivateKey> {
+    let bytes = read_secret_file(path)?;
+    let file: NodeKeyFile = serde_json::from_slice(&bytes)
+        .wrap_err_with(|| format!("key file {} is not a node key", path.display()))?;
+    if file.r#type != "ed25519" {
+        bail!("key file {} holds a {} key, expected ed25519", path.display(), file.r#type);
+    }
+    let secret: [u8; 32] = hex::decode(&file.secret)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| eyre::eyre!("key file {} has a malformed secret", path.display()))?;
+    Ok(PrivateKey::from(secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_files_are_private_and_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/node_key.json");
+        let key = generate_node_key(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        assert_eq!(load_node_key(&path).unwrap().public_key(), key.public_key());
+        // Never overwritten.
+        assert!(generate_node_key(&path).is_err());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let err = load_node_key(&path).unwrap_err().to_string();
+            assert!(err.contains("chmod 600"), "{err}");
+        }
+    }
+}

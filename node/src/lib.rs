@@ -1,0 +1,100 @@
+//! The `pmr` node: wires storage, execution, consensus and the gRPC API together.
+//!
+//! [`spawn`] starts a node in-process (tests use it); the `pmr` binary parses its command line
+//! and calls the same function.
+
+pub mod config;
+pub mod keys;
+pub mod metrics;
+pub mod testnet;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use eyre::{Context, Result};
+use pmr_consensus::{ConsensusMetrics, ConsensusNode, Ledger, StartParams};
+use pmr_execution::Executor;
+use pmr_primitives::Genesis;
+use pmr_rpc::{LedgerApi, ServerHandle};
+use pmr_storage::Store;
+use prometheus_client::registry::Registry;
+use tracing::info;
+
+pub use config::{Home, NodeConfig};
+
+/// A running node.
+pub struct NodeHandle {
+    pub ledger: Arc<Ledger>,
+    pub rpc_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    consensus: ConsensusNode,
+    rpc: ServerHandle,
+    metrics: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl NodeHandle {
+    /// Runs until consensus stops. An error means the node had to halt (state divergence) or
+    /// its engine died.
+    pub async fn wait(&mut self) -> Result<()> {
+        match (&mut self.consensus.app).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(eyre::Report::new(e)),
+            Err(e) => Err(eyre::eyre!("consensus task failed: {e}")),
+        }
+    }
+
+    /// Stops the node: the API first, then consensus.
+    pub async fn shutdown(self) {
+        self.rpc.shutdown().await;
+        if let Some(m) = self.metrics {
+            m.abort();
+        }
+        self.consensus.shutdown().await;
+    }
+}
+
+/// Starts the node whose files are in `home`, with `config`.
+pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
+    let genesis = Genesis::load(&home.genesis())?;
+    let node_key = keys::load_node_key(&home.node_key())?;
+    std::fs::create_dir_all(home.data())
+        .wrap_err_with(|| format!("cannot create {}", home.data().display()))?;
+    let store = Store::open(home.db())?;
+    let executor = Arc::new(
+        Executor::open(store.clone(), &genesis).wrap_err("cannot open the execution state")?,
+    );
+
+    let mut registry = Registry::with_prefix("");
+    let metrics = ConsensusMetrics::default();
+    metrics.register(&mut registry);
+
+    let consensus = pmr_consensus::start(StartParams {
+        moniker: config.moniker.clone(),
+        home: home.data(),
+        genesis,
+        node_key,
+        config: config.consensus.clone(),
+        store,
+        executor,
+        metrics,
+    })
+    .await?;
+    let ledger = consensus.ledger.clone();
+    let rpc = pmr_rpc::serve(config.rpc_listen, LedgerApi::new(ledger.clone()), vec![], &[]).await?;
+    let (metrics, metrics_addr) = match config.metrics_listen {
+        Some(addr) => {
+            let (task, bound) = metrics::serve(addr, registry).await?;
+            (Some(task), Some(bound))
+        }
+        None => (None, None),
+    };
+    info!(target: "pmr::node", moniker = %config.moniker, rpc = %rpc.local_addr, "node started");
+    Ok(NodeHandle {
+        ledger,
+        rpc_addr: rpc.local_addr,
+        metrics_addr,
+        consensus,
+        rpc,
+        metrics,
+    })
+}

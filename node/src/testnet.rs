@@ -1,0 +1,255 @@
+//! Creating the files of a network: `pmr init` (one node) and `pmr testnet init` (N validators
+//! on 127.0.0.1 with ports that do not clash).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use eyre::{bail, Context, Result};
+use pmr_client::Wallet;
+use pmr_consensus::{peer_id_of, PeerConfig, PrivateKey};
+use pmr_primitives::{Address, GasLimits, Genesis, GenesisValidator};
+use pmr_testnet::{Manifest, NodeEntry};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Home, NodeConfig};
+use crate::keys::{generate_node_key, read_secret_file, write_secret_file};
+
+/// Default chain id of local networks.
+pub const DEV_CHAIN_ID: u64 = 7357;
+
+/// A development account key file (secp256k1, plaintext: for local testnets only).
+#[derive(Serialize, Deserialize)]
+struct AccountKeyFile {
+    r#type: String,
+    address: Address,
+    secret: String,
+    note: String,
+}
+
+/// Creates a secp256k1 account key file.
+pub fn generate_account(path: &Path) -> Result<Wallet> {
+    let wallet = Wallet::random();
+    let file = AccountKeyFile {
+        r#type: "secp256k1".into(),
+        address: wallet.address(),
+        secret: wallet.to_hex(),
+        note: "development key, stored unencrypted: never use it on a real network".into(),
+    };
+    write_secret_file(path, serde_json::to_string_pretty(&file)?.as_bytes())?;
+    Ok(wallet)
+}
+
+/// Loads a secp256k1 account key file.
+pub fn load_account(path: &Path) -> Result<Wallet> {
+    let bytes = read_secret_file(path)?;
+    let file: AccountKeyFile = serde_json::from_slice(&bytes)
+        .wrap_err_with(|| format!("{} is not an account key file", path.display()))?;
+    Ok(Wallet::from_hex(&file.secret)?)
+}
+
+/// Ports of one node.
+#[derive(Clone, Copy, Debug)]
+struct Ports {
+    p2p: u16,
+    gossip: u16,
+    rpc: u16,
+    metrics: u16,
+}
+
+const PORTS_PER_NODE: u16 = 10;
+
+fn fixed_ports(base: u16, i: usize) -> Ports {
+    let b = base + PORTS_PER_NODE * i as u16;
+    Ports {
+        p2p: b,
+        gossip: b + 1,
+        rpc: b + 2,
+        metrics: b + 3,
+    }
+}
+
+/// Ports the OS reports free right now (held open until all are chosen, so none repeats).
+fn free_ports(n: usize) -> Result<Vec<Ports>> {
+    let listeners: Vec<TcpListener> = (0..n * 4)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<_>>()
+        .wrap_err("cannot find free ports on 127.0.0.1")?;
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<std::io::Result<_>>()?;
+    Ok(ports
+        .chunks(4)
+        .map(|c| Ports {
+            p2p: c[0],
+            gossip: c[1],
+            rpc: c[2],
+            metrics: c[3],
+        })
+        .collect())
+}
+
+/// Options of `pmr testnet init`.
+#[derive(Clone, Debug)]
+pub struct TestnetOptions {
+    pub dir: PathBuf,
+    pub validators: usize,
+    pub chain_id: u64,
+    /// First port; node `i` uses `base + 10 i ..`. `None`: ports the OS says are free.
+    pub base_port: Option<u16>,
+    /// Overrides applied to every node's config (e.g. timeouts in tests).
+    pub template: NodeConfig,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Writes a testnet: per node a home with keys, genesis and config; shared development
+/// accounts (admin, hospital); and the manifest the harness and `pmr testnet up` read.
+pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
+    if opts.validators == 0 {
+        bail!("a testnet needs at least one validator");
+    }
+    if opts.dir.join(pmr_testnet::MANIFEST_FILE).exists() {
+        bail!(
+            "{} already holds a testnet: remove it or choose another --home",
+            opts.dir.display()
+        );
+    }
+    std::fs::create_dir_all(&opts.dir)
+        .wrap_err_with(|| format!("cannot create {}", opts.dir.display()))?;
+    let ports: Vec<Ports> = match opts.base_port {
+        Some(base) => (0..opts.validators).map(|i| fixed_ports(base, i)).collect(),
+        None => free_ports(opts.validators)?,
+    };
+
+    let accounts_dir = opts.dir.join("accounts");
+    let admin = generate_account(&accounts_dir.join("admin.json"))?;
+    let hospital = generate_account(&accounts_dir.join("hospital.json"))?;
+
+    let mut node_keys: Vec<PrivateKey> = Vec::new();
+    let mut validators = Vec::new();
+    for i in 0..opts.validators {
+        let home = Home::new(opts.dir.join(format!("node{i}")));
+        let key = generate_node_key(&home.node_key())?;
+        let operator = generate_account(&home.root.join("keys").join("operator_key.json"))?;
+        validators.push(GenesisValidator {
+            name: format!("node{i}"),
+            consensus_key: hex::encode(key.public_key().as_bytes()),
+            custody_key: None,
+            operator: Some(operator.address()),
+            voting_power: 1,
+        });
+        node_keys.push(key);
+    }
+    let genesis = Genesis {
+        chain_id: opts.chain_id,
+        genesis_time_ms: now_ms(),
+        validators,
+        admin: admin.address(),
+        hospitals: vec![hospital.address()],
+        permitted: vec![],
+        gas: GasLimits::default(),
+    };
+    genesis.validate()?;
+    let genesis_json = serde_json::to_string_pretty(&genesis)?;
+    std::fs::write(opts.dir.join("genesis.json"), &genesis_json)?;
+
+    let peers: Vec<PeerConfig> = node_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            Ok(PeerConfig {
+                name: format!("node{i}"),
+                peer_id: peer_id_of(k.public_key().as_bytes())?.to_string(),
+                p2p: format!("/ip4/127.0.0.1/tcp/{}", ports[i].p2p).parse()?,
+                gossip: format!("/ip4/127.0.0.1/tcp/{}", ports[i].gossip).parse()?,
+            })
+        })
+        .collect::<Result<_>>()?;
+
+    let mut nodes = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let name = format!("node{i}");
+        let home = Home::new(opts.dir.join(&name));
+        std::fs::write(home.genesis(), &genesis_json)?;
+        let mut cfg = opts.template.clone();
+        cfg.moniker = name.clone();
+        cfg.rpc_listen = format!("127.0.0.1:{}", p.rpc).parse()?;
+        cfg.metrics_listen = Some(format!("127.0.0.1:{}", p.metrics).parse()?);
+        cfg.consensus.p2p_listen = format!("/ip4/127.0.0.1/tcp/{}", p.p2p).parse()?;
+        cfg.consensus.gossip_listen = format!("/ip4/127.0.0.1/tcp/{}", p.gossip).parse()?;
+        cfg.consensus.peers = peers
+            .iter()
+            .filter(|peer| peer.name != name)
+            .cloned()
+            .collect();
+        cfg.save(&home.config())?;
+        nodes.push(NodeEntry {
+            name: name.clone(),
+            home: PathBuf::from(&name),
+            rpc: format!("http://127.0.0.1:{}", p.rpc),
+            metrics: format!("http://127.0.0.1:{}/metrics", p.metrics),
+            validator: true,
+        });
+    }
+    let manifest = Manifest {
+        chain_id: opts.chain_id,
+        nodes,
+        accounts: vec![
+            ("admin".into(), PathBuf::from("accounts/admin.json")),
+            ("hospital".into(), PathBuf::from("accounts/hospital.json")),
+        ],
+    };
+    manifest.save(&opts.dir)?;
+    Ok(manifest)
+}
+
+/// `pmr init`: one node's home with a fresh key and default config. Without a genesis file
+/// given, it creates a single-validator development chain with this node as its validator.
+pub fn init_node(home: &Home, moniker: &str, genesis: Option<&Path>, chain_id: u64) -> Result<()> {
+    if home.config().exists() {
+        bail!(
+            "{} is already initialised: remove it or choose another --home",
+            home.root.display()
+        );
+    }
+    let key = generate_node_key(&home.node_key())?;
+    generate_account(&home.root.join("keys").join("operator_key.json"))?;
+    match genesis {
+        Some(path) => {
+            let g = Genesis::load(path)?;
+            std::fs::write(home.genesis(), serde_json::to_string_pretty(&g)?)?;
+        }
+        None => {
+            let admin = generate_account(&home.root.join("keys").join("admin.json"))?;
+            let g = Genesis {
+                chain_id,
+                genesis_time_ms: now_ms(),
+                validators: vec![GenesisValidator {
+                    name: moniker.into(),
+                    consensus_key: hex::encode(key.public_key().as_bytes()),
+                    custody_key: None,
+                    operator: None,
+                    voting_power: 1,
+                }],
+                admin: admin.address(),
+                hospitals: vec![],
+                permitted: vec![],
+                gas: GasLimits::default(),
+            };
+            std::fs::write(home.genesis(), serde_json::to_string_pretty(&g)?)?;
+        }
+    }
+    let cfg = NodeConfig {
+        moniker: moniker.into(),
+        ..NodeConfig::default()
+    };
+    cfg.save(&home.config())?;
+    Ok(())
+}
