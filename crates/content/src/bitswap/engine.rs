@@ -1,0 +1,534 @@
+//! The client side of bitswap: which blocks are wanted, which peer is asked for each, and what
+//! happens on a block, a DONT_HAVE, a timeout, a bad block or a lost peer.
+//!
+//! Wants are grouped by the record root they belong to; peers that delivered blocks of a group
+//! are asked first for the rest of it, peers that said DONT_HAVE last. A want nobody has been
+//! asked for yet and whose group has no known provider goes to every connected peer at once.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cid::Cid;
+use libp2p::PeerId;
+use tokio::sync::{mpsc, oneshot};
+
+use super::peer::PeerMsg;
+use super::wire::WantType;
+use super::{Counters, Limits};
+use crate::store::BlockStore;
+
+/// Why a want failed.
+#[derive(Debug, Clone)]
+pub(crate) struct WantFailure {
+    pub peers: usize,
+    pub waited: Duration,
+}
+
+/// What one inbound message brought.
+#[derive(Debug, Default)]
+pub(crate) struct Received {
+    pub peer: PeerId,
+    pub blocks: Vec<(Cid, Bytes)>,
+    pub haves: Vec<Cid>,
+    pub dont_haves: Vec<Cid>,
+    /// Blocks refused before reaching the engine (bad prefix, unsupported hash, too large).
+    pub bad: usize,
+}
+
+pub(crate) type WantReply = oneshot::Sender<Result<Bytes, WantFailure>>;
+
+/// Requests to the engine.
+#[derive(Debug)]
+pub(crate) enum EngineMsg {
+    /// Fetch one block; `group` is the root of the record it belongs to.
+    Want {
+        cid: Cid,
+        group: Cid,
+        reply: WantReply,
+    },
+    /// A message arrived from a peer.
+    Received(Received),
+    /// A peer connected.
+    PeerUp(PeerId, mpsc::Sender<PeerMsg>),
+    /// A peer's last connection closed.
+    PeerDown(PeerId),
+    /// Ask every connected peer whether it has `cid`; reply with those that do.
+    Probe {
+        cid: Cid,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    /// The peers currently connected.
+    Connected(oneshot::Sender<Vec<PeerId>>),
+}
+
+struct Want {
+    waiters: Vec<WantReply>,
+    group: Cid,
+    asked: HashMap<PeerId, Instant>,
+    tried: HashSet<PeerId>,
+    created: Instant,
+    stuck_since: Option<Instant>,
+    last_retry: Instant,
+    ever_asked: bool,
+}
+
+#[derive(Default)]
+struct Group {
+    wants: usize,
+    // peer -> (blocks delivered, DONT_HAVEs / failures)
+    score: HashMap<PeerId, (u32, u32)>,
+}
+
+struct PeerState {
+    tx: mpsc::Sender<PeerMsg>,
+    inflight: usize,
+}
+
+struct Probe {
+    cid: Cid,
+    reply: Option<oneshot::Sender<Vec<PeerId>>>,
+    asked: HashSet<PeerId>,
+    haves: Vec<PeerId>,
+    deadline: Instant,
+}
+
+/// A bounded set of recently completed or cancelled CIDs, to tell a late duplicate from a
+/// block nobody asked for.
+struct Recent {
+    order: VecDeque<Cid>,
+    set: HashSet<Cid>,
+    cap: usize,
+}
+
+impl Recent {
+    fn insert(&mut self, cid: Cid) {
+        if self.set.insert(cid) {
+            self.order.push_back(cid);
+            if self.order.len() > self.cap {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+pub(crate) struct Engine {
+    store: BlockStore,
+    limits: Limits,
+    counters: Arc<Counters>,
+    peers: HashMap<PeerId, PeerState>,
+    wants: HashMap<Cid, Want>,
+    queue: VecDeque<Cid>,
+    groups: HashMap<Cid, Group>,
+    recent: Recent,
+    probes: Vec<Probe>,
+}
+
+impl Engine {
+    pub(crate) fn new(store: BlockStore, limits: Limits, counters: Arc<Counters>) -> Self {
+        Self {
+            store,
+            limits,
+            counters,
+            peers: HashMap::new(),
+            wants: HashMap::new(),
+            queue: VecDeque::new(),
+            groups: HashMap::new(),
+            recent: Recent {
+                order: VecDeque::new(),
+                set: HashSet::new(),
+                cap: 16384,
+            },
+            probes: Vec::new(),
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<EngineMsg>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    self.handle(msg);
+                    while let Ok(msg) = rx.try_recv() {
+                        self.handle(msg);
+                    }
+                    self.schedule();
+                }
+                _ = tick.tick() => {
+                    self.on_tick();
+                    self.schedule();
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: EngineMsg) {
+        match msg {
+            EngineMsg::Want { cid, group, reply } => self.add_want(cid, group, reply),
+            EngineMsg::Received(r) => self.on_received(r),
+            EngineMsg::PeerUp(peer, tx) => {
+                self.peers.insert(peer, PeerState { tx, inflight: 0 });
+                for w in self.wants.values_mut() {
+                    w.stuck_since = None;
+                }
+            }
+            EngineMsg::PeerDown(peer) => {
+                self.peers.remove(&peer);
+                let mut requeue = Vec::new();
+                for (cid, w) in self.wants.iter_mut() {
+                    if w.asked.remove(&peer).is_some() {
+                        requeue.push(*cid);
+                    }
+                    w.tried.remove(&peer);
+                }
+                self.queue.extend(requeue);
+                for p in &mut self.probes {
+                    p.asked.remove(&peer);
+                }
+            }
+            EngineMsg::Probe { cid, reply } => {
+                let mut asked = HashSet::new();
+                for (peer, st) in &self.peers {
+                    if st.tx.try_send(PeerMsg::Want(cid, WantType::Have)).is_ok() {
+                        asked.insert(*peer);
+                    }
+                }
+                self.probes.push(Probe {
+                    cid,
+                    reply: Some(reply),
+                    asked,
+                    haves: Vec::new(),
+                    deadline: Instant::now() + self.limits.stat_probe_timeout,
+                });
+                self.finish_probes();
+            }
+            EngineMsg::Connected(reply) => {
+                let _ = reply.send(self.peers.keys().copied().collect());
+            }
+        }
+    }
+
+    fn add_want(&mut self, cid: Cid, group: Cid, reply: WantReply) {
+        if let Some(w) = self.wants.get_mut(&cid) {
+            w.waiters.push(reply);
+            return;
+        }
+        if let Ok(Some(data)) = self.store.get(&cid) {
+            let _ = reply.send(Ok(data));
+            return;
+        }
+        let now = Instant::now();
+        self.groups.entry(group).or_default().wants += 1;
+        self.wants.insert(
+            cid,
+            Want {
+                waiters: vec![reply],
+                group,
+                asked: HashMap::new(),
+                tried: HashSet::new(),
+                created: now,
+                stuck_since: None,
+                last_retry: now,
+                ever_asked: false,
+            },
+        );
+        self.queue.push_back(cid);
+    }
+
+    fn send(&self, peer: &PeerId, msg: PeerMsg) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|p| p.tx.try_send(msg).is_ok())
+    }
+
+    fn release(&mut self, peer: &PeerId) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.inflight = p.inflight.saturating_sub(1);
+        }
+    }
+
+    fn remove_want(&mut self, cid: &Cid) -> Option<Want> {
+        let w = self.wants.remove(cid)?;
+        for peer in w.asked.keys() {
+            self.release(peer);
+        }
+        if let Some(g) = self.groups.get_mut(&w.group) {
+            g.wants = g.wants.saturating_sub(1);
+            if g.wants == 0 {
+                self.groups.remove(&w.group);
+            }
+        }
+        self.recent.insert(*cid);
+        Some(w)
+    }
+
+    fn on_received(&mut self, r: Received) {
+        let peer = r.peer;
+        let mut penalize = r.bad > 0;
+        for (cid, data) in r.blocks {
+            if self.wants.contains_key(&cid) {
+                if let Err(e) = self.store.put_computed(&[(cid, data.clone())]) {
+                    tracing::error!(target: "pmr::content", %cid, error = %e, "cannot store a fetched block");
+                    continue;
+                }
+                Counters::inc(&self.counters.blocks_received, 1);
+                Counters::inc(&self.counters.bytes_received, data.len() as u64);
+                let Some(w) = self.remove_want(&cid) else { continue };
+                for other in w.asked.keys() {
+                    self.send(other, PeerMsg::Cancel(cid));
+                }
+                if !w.asked.contains_key(&peer) {
+                    // Unasked copy (e.g. a broadcast want answered late): still cancel it there.
+                    self.send(&peer, PeerMsg::Cancel(cid));
+                }
+                if let Some(g) = self.groups.get_mut(&w.group) {
+                    g.score.entry(peer).or_default().0 += 1;
+                }
+                for waiter in w.waiters {
+                    let _ = waiter.send(Ok(data.clone()));
+                }
+                for p in &mut self.probes {
+                    if p.cid == cid && !p.haves.contains(&peer) {
+                        p.haves.push(peer);
+                    }
+                }
+            } else if self.recent.set.contains(&cid) {
+                Counters::inc(&self.counters.duplicate_blocks, 1);
+            } else {
+                Counters::inc(&self.counters.rejected_blocks, 1);
+                tracing::warn!(target: "pmr::content", %peer, %cid, "block matches no wanted CID (corrupt or unsolicited); asking other peers");
+                penalize = true;
+            }
+        }
+        for cid in r.haves {
+            for p in &mut self.probes {
+                if p.cid == cid {
+                    p.asked.remove(&peer);
+                    if !p.haves.contains(&peer) {
+                        p.haves.push(peer);
+                    }
+                }
+            }
+            if let Some(w) = self.wants.get(&cid) {
+                if let Some(g) = self.groups.get_mut(&w.group) {
+                    g.score.entry(peer).or_default().0 += 1;
+                }
+            }
+        }
+        for cid in r.dont_haves {
+            for p in &mut self.probes {
+                if p.cid == cid {
+                    p.asked.remove(&peer);
+                }
+            }
+            let mut requeue = false;
+            if let Some(w) = self.wants.get_mut(&cid) {
+                if w.asked.remove(&peer).is_some() {
+                    requeue = true;
+                }
+                w.tried.insert(peer);
+                if let Some(g) = self.groups.get_mut(&w.group) {
+                    g.score.entry(peer).or_default().1 += 1;
+                }
+            }
+            if requeue {
+                self.release(&peer);
+                self.queue.push_back(cid);
+            }
+        }
+        if penalize {
+            self.penalize(peer);
+        }
+        self.finish_probes();
+    }
+
+    /// Takes every outstanding want away from a peer that sent a bad block.
+    fn penalize(&mut self, peer: PeerId) {
+        let mut moved = Vec::new();
+        for (cid, w) in self.wants.iter_mut() {
+            if w.asked.remove(&peer).is_some() {
+                w.tried.insert(peer);
+                moved.push(*cid);
+                if let Some(g) = self.groups.get_mut(&w.group) {
+                    g.score.entry(peer).or_default().1 += 8;
+                }
+            }
+        }
+        for cid in &moved {
+            self.release(&peer);
+            self.send(&peer, PeerMsg::Cancel(*cid));
+        }
+        Counters::inc(&self.counters.rerequests, moved.len() as u64);
+        self.queue.extend(moved);
+    }
+
+    fn finish_probes(&mut self) {
+        let now = Instant::now();
+        let mut done = Vec::new();
+        for (i, p) in self.probes.iter().enumerate() {
+            if p.asked.is_empty() || now >= p.deadline {
+                done.push(i);
+            }
+        }
+        for i in done.into_iter().rev() {
+            let mut p = self.probes.swap_remove(i);
+            for peer in self.peers.keys() {
+                if let Some(st) = self.peers.get(peer) {
+                    let _ = st.tx.try_send(PeerMsg::Cancel(p.cid));
+                }
+            }
+            if let Some(reply) = p.reply.take() {
+                let _ = reply.send(std::mem::take(&mut p.haves));
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        // Fetches whose callers went away.
+        let abandoned: Vec<Cid> = self
+            .wants
+            .iter_mut()
+            .filter_map(|(cid, w)| {
+                w.waiters.retain(|r| !r.is_closed());
+                w.waiters.is_empty().then_some(*cid)
+            })
+            .collect();
+        for cid in abandoned {
+            if let Some(w) = self.remove_want(&cid) {
+                for peer in w.asked.keys() {
+                    self.send(peer, PeerMsg::Cancel(cid));
+                }
+            }
+        }
+        // Peers too slow to answer.
+        let rt = self.limits.request_timeout;
+        let mut expired = Vec::new();
+        for (cid, w) in self.wants.iter_mut() {
+            let late: Vec<PeerId> = w
+                .asked
+                .iter()
+                .filter(|(_, at)| now.duration_since(**at) >= rt)
+                .map(|(p, _)| *p)
+                .collect();
+            for p in late {
+                w.asked.remove(&p);
+                w.tried.insert(p);
+                expired.push((*cid, p));
+            }
+        }
+        for (cid, p) in expired {
+            tracing::debug!(target: "pmr::content", peer = %p, %cid, "want timed out; asking another peer");
+            self.release(&p);
+            self.send(&p, PeerMsg::Cancel(cid));
+            Counters::inc(&self.counters.rerequests, 1);
+            self.queue.push_back(cid);
+        }
+        // Blocks nobody can provide.
+        let nf = self.limits.not_found_timeout;
+        let failed: Vec<Cid> = self
+            .wants
+            .iter()
+            .filter(|(_, w)| w.stuck_since.is_some_and(|s| now.duration_since(s) >= nf))
+            .map(|(c, _)| *c)
+            .collect();
+        let peers = self.peers.len();
+        for cid in failed {
+            if let Some(w) = self.remove_want(&cid) {
+                for peer in w.asked.keys() {
+                    self.send(peer, PeerMsg::Cancel(cid));
+                }
+                let waited = now.duration_since(w.created);
+                for waiter in w.waiters {
+                    let _ = waiter.send(Err(WantFailure { peers, waited }));
+                }
+            }
+        }
+        self.finish_probes();
+    }
+
+    /// Assigns queued wants to peers with room.
+    fn schedule(&mut self) {
+        let now = Instant::now();
+        let max = self.limits.max_blocks_in_flight_per_peer;
+        let mut keep = VecDeque::new();
+        let mut seen = HashSet::new();
+        while let Some(cid) = self.queue.pop_front() {
+            if !seen.insert(cid) {
+                continue;
+            }
+            let Some(w) = self.wants.get_mut(&cid) else { continue };
+            if !w.asked.is_empty() {
+                continue;
+            }
+            let mut candidates: Vec<PeerId> = self
+                .peers
+                .keys()
+                .filter(|p| !w.tried.contains(*p))
+                .copied()
+                .collect();
+            if candidates.is_empty() {
+                if w.stuck_since.is_none() {
+                    w.stuck_since = Some(now);
+                }
+                if !w.tried.is_empty() && now.duration_since(w.last_retry) >= self.limits.retry_interval {
+                    // Everyone was tried: ask again (they may have fetched it meanwhile).
+                    w.tried.clear();
+                    w.last_retry = now;
+                }
+                keep.push_back(cid);
+                continue;
+            }
+            // `stuck_since` is only cleared by a new peer: retrying peers that already said
+            // DONT_HAVE does not extend the deadline.
+            let group = self.groups.get(&w.group);
+            let known = group.is_some_and(|g| g.score.values().any(|s| s.0 > 0));
+            let rank = |p: &PeerId| -> u8 {
+                match group.and_then(|g| g.score.get(p)) {
+                    Some((h, _)) if *h > 0 => 0,
+                    Some((_, d)) if *d > 0 => 2,
+                    _ => 1,
+                }
+            };
+            if !w.ever_asked && !known {
+                // Nobody known to hold this record: ask everyone.
+                w.ever_asked = true;
+                for p in candidates {
+                    if let Some(st) = self.peers.get_mut(&p) {
+                        if st.tx.try_send(PeerMsg::Want(cid, WantType::Block)).is_ok() {
+                            st.inflight += 1;
+                            w.asked.insert(p, now);
+                        }
+                    }
+                }
+                if w.asked.is_empty() {
+                    keep.push_back(cid);
+                }
+                continue;
+            }
+            candidates.retain(|p| self.peers.get(p).is_some_and(|s| s.inflight < max));
+            candidates.sort_by_key(|p| (rank(p), self.peers.get(p).map_or(usize::MAX, |s| s.inflight)));
+            let mut sent = false;
+            for p in candidates {
+                if let Some(st) = self.peers.get_mut(&p) {
+                    if st.tx.try_send(PeerMsg::Want(cid, WantType::Block)).is_ok() {
+                        st.inflight += 1;
+                        w.asked.insert(p, now);
+                        w.ever_asked = true;
+                        sent = true;
+                        break;
+                    }
+                }
+            }
+            if !sent {
+                keep.push_back(cid);
+            }
+        }
+        self.queue = keep;
+    }
+}

@@ -1,0 +1,57 @@
+//! Errors of the content store.
+
+use cid::Cid;
+
+/// Errors of the content store, its network and its DAG codec.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    /// The string is not a CID.
+    #[error("`{input}` is not a valid CID ({reason}); pass the root CID returned by PutBlob")]
+    InvalidCid { input: String, reason: String },
+    /// The CID uses a hash or codec this store does not handle.
+    #[error("CID {cid} is not supported: {reason}")]
+    UnsupportedCid { cid: Cid, reason: &'static str },
+    /// A block's bytes do not hash to its CID.
+    #[error("block {cid} does not match its CID (corrupted on disk or by a peer)")]
+    CorruptBlock { cid: Cid },
+    /// A record exceeds the configured size limit.
+    #[error(
+        "record is larger than the limit of {limit} bytes (at least {seen} bytes); raise \
+         `max_record_size` in the content config or split the record"
+    )]
+    TooLarge { limit: u64, seen: u64 },
+    /// A manifest block is malformed.
+    #[error("manifest block {cid} is malformed: {reason}")]
+    BadManifest { cid: Cid, reason: String },
+    /// The DAG under a root does not have the shape this store writes.
+    #[error("record {root} is malformed: {reason}")]
+    BadDag { root: Cid, reason: String },
+    /// Blocks could not be found on any peer before the deadline.
+    #[error(
+        "{} block(s) not found locally or on any of {peers} connected peer(s) within {waited_ms} \
+         ms: {}{}; check that a node holding the record is running and listed in \
+         `allowed_peers`",
+        cids.len(),
+        cids.iter().take(8).map(|c| c.to_string()).collect::<Vec<_>>().join(", "),
+        if cids.len() > 8 { ", ..." } else { "" }
+    )]
+    NotFound { cids: Vec<Cid>, peers: usize, waited_ms: u64 },
+    /// A block needed locally is missing.
+    #[error("block {cid} of record {root} is not stored on this node; use fetch_and_pin to fetch it from peers")]
+    NotLocal { root: Cid, cid: Cid },
+    /// Reading the upload stream failed.
+    #[error("reading the record stream failed: {0}")]
+    Read(#[source] std::io::Error),
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] pmr_storage::StorageError),
+    /// The content node has shut down.
+    #[error("the content node has shut down; restart the node")]
+    Shutdown,
+    /// The network could not be set up.
+    #[error("content network setup failed: {0}")]
+    Network(String),
+    /// The configuration is invalid.
+    #[error("invalid content config: {0}")]
+    Config(String),
+}

@@ -1,0 +1,185 @@
+//! The `pmr.v1.ContentService` gRPC service over a [`ContentNode`].
+//!
+//! Mount it with `ContentServiceServer::new(ContentGrpc::new(node))`
+//! (`pmr_proto::v1::content_service_server::ContentServiceServer`).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use pmr_proto::v1::content_service_server::ContentService;
+use pmr_proto::v1::{
+    BlobStat, GetBlobRequest, GetBlobResponse, PinBlobRequest, PinBlobResponse, PutBlobRequest,
+    PutBlobResponse, StatBlobRequest, UnpinBlobRequest, UnpinBlobResponse,
+};
+use tokio::io::{AsyncRead, ReadBuf};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::ContentError;
+use crate::ids::parse_cid;
+use crate::node::{ContentNode, Stat};
+
+/// Largest `PutBlobRequest.chunk` accepted.
+pub const MAX_UPLOAD_CHUNK: usize = 1024 * 1024;
+
+/// The gRPC `ContentService` backed by a content node.
+#[derive(Clone, Debug)]
+pub struct ContentGrpc {
+    node: ContentNode,
+}
+
+impl ContentGrpc {
+    /// Serves `node`.
+    pub fn new(node: ContentNode) -> Self {
+        Self { node }
+    }
+}
+
+/// Maps a content error to the gRPC status a client should act on.
+pub fn status(e: ContentError) -> Status {
+    let msg = e.to_string();
+    match e {
+        ContentError::InvalidCid { .. }
+        | ContentError::UnsupportedCid { .. }
+        | ContentError::TooLarge { .. } => Status::invalid_argument(msg),
+        ContentError::NotFound { .. } => Status::not_found(msg),
+        ContentError::NotLocal { .. } => Status::failed_precondition(msg),
+        ContentError::CorruptBlock { .. }
+        | ContentError::BadManifest { .. }
+        | ContentError::BadDag { .. } => Status::data_loss(msg),
+        ContentError::Read(ref e) if e.kind() == io::ErrorKind::InvalidData => {
+            Status::invalid_argument(msg)
+        }
+        ContentError::Read(_) => Status::aborted(msg),
+        ContentError::Shutdown => Status::unavailable(msg),
+        ContentError::Storage(_) | ContentError::Network(_) | ContentError::Config(_) => {
+            Status::internal(msg)
+        }
+    }
+}
+
+fn to_proto(s: Stat) -> BlobStat {
+    BlobStat {
+        root_cid: s.root.to_string(),
+        local: s.local,
+        pinned: s.pinned,
+        size: s.size,
+        blocks_local: s.blocks_local,
+        replica_peer_ids: s.replicas.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+/// An [`AsyncRead`] over the upload stream's chunks.
+struct UploadReader {
+    inner: Streaming<PutBlobRequest>,
+    cur: Bytes,
+}
+
+impl AsyncRead for UploadReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            if !self.cur.is_empty() {
+                let n = self.cur.len().min(buf.remaining());
+                let piece = self.cur.split_to(n);
+                buf.put_slice(&piece);
+                return Poll::Ready(Ok(()));
+            }
+            match self.inner.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Ready(Some(Err(s))) => {
+                    return Poll::Ready(Err(io::Error::other(format!(
+                        "upload stream failed: {}",
+                        s.message()
+                    ))))
+                }
+                Poll::Ready(Some(Ok(req))) => {
+                    if req.chunk.len() > MAX_UPLOAD_CHUNK {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "upload chunk of {} bytes exceeds {MAX_UPLOAD_CHUNK}; send smaller chunks",
+                                req.chunk.len()
+                            ),
+                        )));
+                    }
+                    self.cur = Bytes::from(req.chunk);
+                }
+            }
+        }
+    }
+}
+
+type GetStream = Pin<Box<dyn Stream<Item = Result<GetBlobResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl ContentService for ContentGrpc {
+    async fn put_blob(
+        &self,
+        request: Request<Streaming<PutBlobRequest>>,
+    ) -> Result<Response<PutBlobResponse>, Status> {
+        let reader = UploadReader {
+            inner: request.into_inner(),
+            cur: Bytes::new(),
+        };
+        let r = self.node.put_stream(reader).await.map_err(status)?;
+        Ok(Response::new(PutBlobResponse {
+            root_cid: r.root.to_string(),
+            size: r.size,
+        }))
+    }
+
+    type GetBlobStream = GetStream;
+
+    async fn get_blob(
+        &self,
+        request: Request<GetBlobRequest>,
+    ) -> Result<Response<Self::GetBlobStream>, Status> {
+        let root = parse_cid(&request.get_ref().root_cid).map_err(status)?;
+        let blob = self.node.get_stream(root).await.map_err(status)?;
+        let total = blob.size();
+        let mut first = true;
+        let out = blob.map(move |piece| {
+            let total_size = if std::mem::take(&mut first) { total } else { 0 };
+            piece
+                .map(|chunk| GetBlobResponse {
+                    chunk: chunk.to_vec(),
+                    total_size,
+                })
+                .map_err(status)
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn stat(&self, request: Request<StatBlobRequest>) -> Result<Response<BlobStat>, Status> {
+        let root = parse_cid(&request.get_ref().root_cid).map_err(status)?;
+        let s = self.node.stat(root).await.map_err(status)?;
+        Ok(Response::new(to_proto(s)))
+    }
+
+    async fn pin(
+        &self,
+        request: Request<PinBlobRequest>,
+    ) -> Result<Response<PinBlobResponse>, Status> {
+        let root = parse_cid(&request.get_ref().root_cid).map_err(status)?;
+        let s = self.node.fetch_and_pin(root).await.map_err(status)?;
+        Ok(Response::new(PinBlobResponse {
+            stat: Some(to_proto(s)),
+        }))
+    }
+
+    async fn unpin(
+        &self,
+        request: Request<UnpinBlobRequest>,
+    ) -> Result<Response<UnpinBlobResponse>, Status> {
+        let root = parse_cid(&request.get_ref().root_cid).map_err(status)?;
+        let was_pinned = self.node.unpin(root).await.map_err(status)?;
+        Ok(Response::new(UnpinBlobResponse { was_pinned }))
+    }
+}

@@ -1,0 +1,218 @@
+//! Hostile peers: an oversized message, a wantlist flood, too many streams, garbage, and blocks
+//! that do not match their CID. Each is refused with bounded memory while honest peers are
+//! still served.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use futures::{AsyncWriteExt, StreamExt};
+use pmr_content::bitswap::wire::{self, Entry, Message, PayloadBlock, WantType, Wantlist};
+use pmr_content::ids::{block_cid, RAW};
+use pmr_content::{Cid, Keypair, PeerSpec};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_flood_and_garbage_are_refused_while_serving_others() {
+    init_tracing();
+    let (kv, kg, kh) = (
+        Keypair::generate_ed25519(),
+        Keypair::generate_ed25519(),
+        Keypair::generate_ed25519(),
+    );
+    let (g_id, h_id) = (kg.public().to_peer_id(), kh.public().to_peer_id());
+    let v = spawn_node(
+        kv.clone(),
+        vec![
+            PeerSpec { peer_id: g_id, addrs: vec![] },
+            PeerSpec { peer_id: h_id, addrs: vec![] },
+        ],
+        fast_limits(),
+    )
+    .await;
+    let v_id = v.node.peer_id();
+    let put = v.node.put_stream(PatternReader::new(6 * 1024 * 1024, 3)).await.expect("put");
+    let mut h = RawPeer::start(kh, v.node.listen_addrs()[0].clone()).await;
+
+    // 1. A length prefix announcing 5 MiB, then junk: refused before allocation, stream closed.
+    let mut s = h.open(v_id).await;
+    let mut frame = Vec::new();
+    wire::put_varint(&mut frame, 5 * 1024 * 1024);
+    frame.extend_from_slice(&vec![0xAB; 256 * 1024]);
+    let _ = s.write_all(&frame).await;
+    let _ = s.flush().await;
+
+    // 2. Undecodable protobuf.
+    let mut s2 = h.open(v_id).await;
+    let mut junk = Vec::new();
+    wire::put_varint(&mut junk, 8);
+    junk.extend_from_slice(&[0xff; 8]);
+    let _ = s2.write_all(&junk).await;
+    let _ = s2.flush().await;
+
+    // 3. A wantlist flood: 10 messages × 20,000 wants for blocks nobody has.
+    let flood = tokio::spawn({
+        let mut s3 = h.open(v_id).await;
+        async move {
+            for m in 0..10u32 {
+                let entries = (0..20_000u32)
+                    .map(|i| Entry {
+                        block: Bytes::from(block_cid(RAW, &(m * 20_000 + i).to_le_bytes()).to_bytes()),
+                        priority: 1,
+                        cancel: false,
+                        want_type: WantType::Block as i32,
+                        send_dont_have: false,
+                    })
+                    .collect();
+                let msg = Message {
+                    wantlist: Some(Wantlist { entries, full: false }),
+                    ..Default::default()
+                };
+                let f = wire::encode_frame(&msg);
+                assert!(f.len() < wire::MAX_MESSAGE_SIZE);
+                if s3.write_all(&f).await.is_err() {
+                    break;
+                }
+            }
+            let _ = s3.flush().await;
+            s3
+        }
+    });
+
+    // 4. Meanwhile an honest peer fetches a 6 MiB record from the victim.
+    let g = spawn_node(
+        kg,
+        vec![PeerSpec { peer_id: v_id, addrs: v.node.listen_addrs() }],
+        fast_limits(),
+    )
+    .await;
+    let st = within(60, "honest fetch during the attack", g.node.fetch_and_pin(put.root))
+        .await
+        .expect("honest peer served");
+    assert!(st.local && st.pinned);
+    let _s3 = within(30, "flood written", flood).await.expect("flood task");
+
+    // 5. More streams than allowed.
+    let mut extra = Vec::new();
+    for _ in 0..8 {
+        extra.push(h.open(v_id).await);
+    }
+
+    let stats = within(20, "victim counters", async {
+        loop {
+            let s = v.node.net_stats();
+            if s.oversized_messages >= 1
+                && s.malformed_messages >= 1
+                && s.dropped_want_entries >= 200_000 - 4096
+                && s.refused_streams >= 1
+            {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let held = stats
+        .peer_wantlists
+        .iter()
+        .find(|(p, _)| *p == h_id)
+        .map(|(_, n)| *n)
+        .expect("hostile peer has a ledger");
+    assert!(held <= 4096, "wantlist bounded: {held}");
+    // The victim still serves after the attack.
+    let again = v.node.put_bytes(b"after the storm").await.expect("put");
+    assert_eq!(g.node.get_bytes(again.root).await.expect("get"), b"after the storm");
+}
+
+/// Answers every want with bytes that do not hash to the wanted CID.
+async fn corrupt_server(mut h: RawPeer, victim: pmr_content::PeerId) {
+    let mut incoming = h.incoming.take().expect("incoming");
+    let mut out = h.open(victim).await;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Cid>(1024);
+    tokio::spawn(async move {
+        while let Some((_, stream)) = incoming.next().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut r = futures::io::BufReader::new(stream);
+                while let Ok(Some(msg)) = wire::read_frame(&mut r, wire::MAX_MESSAGE_SIZE).await {
+                    for e in msg.wantlist.map(|w| w.entries).unwrap_or_default() {
+                        if !e.cancel {
+                            if let Ok(cid) = Cid::try_from(&e.block[..]) {
+                                let _ = tx.send(cid).await;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    while let Some(cid) = rx.recv().await {
+        let msg = Message {
+            payload: vec![PayloadBlock {
+                prefix: wire::cid_prefix(&cid),
+                data: Bytes::from_static(b"definitely not the block you asked for"),
+            }],
+            ..Default::default()
+        };
+        if out.write_all(&wire::encode_frame(&msg)).await.is_err() {
+            return;
+        }
+        let _ = out.flush().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_blocks_are_rejected_and_fetched_from_another_peer() {
+    init_tracing();
+    let data: Vec<u8> = (0..2 * 1024 * 1024 + 99u32).map(|i| (i * 17 % 256) as u8).collect();
+    let (root, _, _) = pmr_content::dag::build_dag(&data, u64::MAX).expect("dag");
+    let (kv, ks, kh) = (
+        Keypair::generate_ed25519(),
+        Keypair::generate_ed25519(),
+        Keypair::generate_ed25519(),
+    );
+    let v = spawn_node(
+        kv,
+        vec![
+            PeerSpec { peer_id: ks.public().to_peer_id(), addrs: vec![] },
+            PeerSpec { peer_id: kh.public().to_peer_id(), addrs: vec![] },
+        ],
+        pmr_content::Limits {
+            not_found_timeout: Duration::from_secs(20),
+            ..fast_limits()
+        },
+    )
+    .await;
+    let v_id = v.node.peer_id();
+    let h = RawPeer::start(kh, v.node.listen_addrs()[0].clone()).await;
+    tokio::spawn(corrupt_server(h, v_id));
+    let fetch = tokio::spawn({
+        let node = v.node.clone();
+        async move { node.fetch_and_pin(root).await }
+    });
+    within(20, "the corrupt root to be rejected", async {
+        while v.node.net_stats().rejected_blocks == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(!v.node.blockstore().has(&root).expect("has"), "corrupt block never stored");
+
+    // An honest holder appears; the fetch completes from it.
+    let s = spawn_node(
+        ks,
+        vec![PeerSpec { peer_id: v_id, addrs: v.node.listen_addrs() }],
+        fast_limits(),
+    )
+    .await;
+    assert_eq!(s.node.put_bytes(&data).await.expect("put").root, root);
+    let st = within(60, "fetch after rejection", fetch)
+        .await
+        .expect("task")
+        .expect("fetched from the honest peer");
+    assert!(st.local && st.pinned);
+    assert_eq!(v.node.get_bytes(root).await.expect("read"), data);
+    let stats = v.node.net_stats();
+    assert!(stats.rejected_blocks >= 1 && stats.rerequests >= 1, "{stats:?}");
+}
