@@ -1,1 +1,38 @@
-//! pmr-execution
+//! PMR execution: revm runs the PMR ERC-721 contract against RocksDB state, block by block,
+//! identically on every validator.
+//!
+//! - [`Executor::open`] executes genesis once: the PMR contract (compiled from
+//!   `evm-contracts/`, bytecode committed) is deployed at [`PMR_CONTRACT_ADDRESS`] with the
+//!   admin, hospitals, custodians (validator operators) and permitted accounts of the genesis.
+//! - [`Executor::build_block`] (proposer) and [`Executor::execute_block`] (validator) run
+//!   transactions on the executed head through one EVM per block (fork Prague, gas metered with
+//!   per-transaction and per-block limits, priced at zero). Only permitted senders with the
+//!   right nonce execute; the permission list is the contract's `isPermitted` mapping, read
+//!   straight from storage.
+//! - [`Executor::write_to_batch`] stages state changes, receipts and the head in the caller's
+//!   RocksDB batch, so a block and its state are committed atomically.
+//! - State is versioned by height ([`state_db`](crate) layout in `state_db.rs`), so
+//!   [`Executor::call`] and [`Executor::account`] work at any committed height.
+//! - The state commitment is a hash chain over each block's sorted change set; see
+//!   [`next_state_root`] for its definition and limits.
+
+mod block_state;
+mod changeset;
+mod contract;
+mod error;
+mod executor;
+mod genesis;
+mod key_filter;
+mod receipt;
+mod runner;
+mod state_db;
+mod types;
+
+pub use changeset::{next_state_root, AccountState, ChangeSet};
+pub use contract::{describe_revert, mapping_key, ContractLayout, PMR, PMR_ARTIFACT_JSON, PMR_CONTRACT_ADDRESS};
+pub use error::{ExecutionError, TxRejection};
+pub use executor::Executor;
+pub use genesis::constructor_args;
+pub use receipt::{receipt_proof, receipts_root, verify_receipt, Log, Receipt};
+pub use runner::{intrinsic_gas, SPEC};
+pub use types::{AccountView, BlockEnv, BuiltBlock, CallOutcome, ExecutedBlock};

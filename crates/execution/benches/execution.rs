@@ -1,0 +1,118 @@
+//! Execution throughput: PMR mints per second through the executor with RocksDB state
+//! (one block of N mints, then write_to_batch + a synced commit per block), beside a bare revm
+//! loop on an in-memory CacheDB running the same mint with one EVM reused.
+
+mod fixtures;
+
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{Address, TxKind, U256};
+use alloy_sol_types::{SolCall, SolConstructor};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use fixtures::*;
+use pmr_execution::{constructor_args, BlockEnv, Executor, PMR, SPEC};
+use pmr_primitives::{SignedTx, ValidatorAddress};
+use pmr_storage::{Durability, Store};
+use rayon::prelude::*;
+use revm::context::TxEnv;
+use revm::database::{CacheDB, EmptyDB};
+use revm::{Context, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
+
+const MINTS_PER_BLOCK: u64 = 2_000;
+
+fn env(height: u64) -> BlockEnv {
+    BlockEnv { height, timestamp_ms: 1_700_000_000_000 + height * 1000, proposer: ValidatorAddress(Address::repeat_byte(0xaa)) }
+}
+
+fn executor_mints(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let exec = Executor::open(store.clone(), &genesis()).expect("genesis");
+    let commit = |executed: &pmr_execution::ExecutedBlock| {
+        let mut batch = store.batch();
+        exec.write_to_batch(executed, &mut batch);
+        batch.commit(Durability::Sync).expect("commit");
+        exec.mark_committed(executed);
+    };
+    let h = hospital();
+    let first = exec.execute_block(&env(1), &[sign(&h, 0, &register_patient_call())]).expect("register");
+    commit(&first);
+    let mut nonce = 1u64;
+    let mut next_block = || -> Vec<SignedTx> {
+        let start = nonce;
+        nonce += MINTS_PER_BLOCK;
+        (start..start + MINTS_PER_BLOCK).into_par_iter().map(|n| sign(&h, n, &mint_call(n))).collect()
+    };
+
+    let mut group = c.benchmark_group("execution");
+    group.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(2));
+    group.throughput(Throughput::Elements(MINTS_PER_BLOCK));
+    group.bench_function(format!("executor_rocksdb_block_of_{MINTS_PER_BLOCK}_mints"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let txs = next_block();
+                let height = exec.head().0 + 1;
+                let start = Instant::now();
+                let executed = exec.execute_block(&env(height), &txs).expect("block");
+                commit(&executed);
+                total += start.elapsed();
+                assert!(executed.receipts.iter().all(|r| r.success));
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+fn bare_revm_mints(c: &mut Criterion) {
+    let chain_id = CHAIN_ID;
+    let mut evm = Context::mainnet()
+        .with_db(CacheDB::new(EmptyDB::default()))
+        .modify_cfg_chained(|cfg| {
+            cfg.set_spec_and_mainnet_gas_params(SPEC);
+            cfg.chain_id = chain_id;
+        })
+        .build_mainnet();
+    let deployer = Address::repeat_byte(0xde);
+    let mut initcode = PMR::BYTECODE.to_vec();
+    initcode.extend_from_slice(&constructor_args(&genesis()).abi_encode());
+    let tx = |caller: Address, nonce: u64, kind: TxKind, data: Vec<u8>| TxEnv {
+        caller,
+        kind,
+        data: data.into(),
+        gas_limit: 30_000_000,
+        gas_price: 0,
+        nonce,
+        chain_id: Some(chain_id),
+        ..TxEnv::default()
+    };
+    let deployed = evm.transact_commit(tx(deployer, 0, TxKind::Create, initcode)).expect("deploy");
+    let pmr = deployed.created_address().expect("created");
+    let h = hospital().address();
+    let r = evm
+        .transact_commit(tx(h, 0, TxKind::Call(pmr), register_patient_call().abi_encode()))
+        .expect("register");
+    assert!(r.is_success());
+    let mut nonce = 1;
+    let mut group = c.benchmark_group("execution");
+    group.sample_size(20).measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("bare_revm_cachedb_mint", |b| {
+        b.iter(|| {
+            let r = evm
+                .transact_commit(tx(h, nonce, TxKind::Call(pmr), mint_call(nonce).abi_encode()))
+                .expect("mint");
+            nonce += 1;
+            r
+        })
+    });
+    group.finish();
+    let total = evm
+        .transact(tx(h, nonce, TxKind::Call(pmr), PMR::totalMintedCall {}.abi_encode()))
+        .expect("view");
+    assert_eq!(U256::from_be_slice(total.result.output().expect("output")), U256::from(nonce - 1));
+}
+
+criterion_group!(benches, executor_mints, bare_revm_mints);
+criterion_main!(benches);

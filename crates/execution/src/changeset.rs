@@ -1,0 +1,233 @@
+//! The state changes of one block and the state commitment built from them.
+//!
+//! # The state commitment
+//!
+//! ```text
+//! state_root(0) = keccak256(0x00 * 32 || be64(0) || digest(genesis changes))
+//! state_root(h) = keccak256(state_root(h - 1) || be64(h) || digest(changes of block h))
+//! digest(c)     = keccak256(canonical encoding of c, every entry sorted by key)
+//! ```
+//!
+//! The canonical encoding lists, in this order and each sorted by key: accounts
+//! (`0x01 || address || 0x00` when deleted, `0x01 || address || 0x01 || be64(nonce) ||
+//! be256(balance) || code_hash` otherwise), storage slots (`0x02 || address || be256(slot) ||
+//! be256(value)`), and new code (`0x03 || code_hash || be64(len) || code`). An entry is listed
+//! only when the block changed it (its value after the block differs from before).
+//!
+//! This is a hash chain over change sets, not a Merkle-Patricia trie: every validator that
+//! executed the same blocks from the same genesis computes the same root, and any difference
+//! in any account, slot or code in any block changes every later root, so divergence is
+//! detected at the first block where it happens. It does not let anyone prove one slot's
+//! value against a root without replaying the chain, and two states reached by different
+//! histories have different roots even if equal.
+
+use alloy_primitives::{Address, Bytes, Keccak256, B256, U256};
+
+/// An account as stored: nonce, balance and code hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountState {
+    pub nonce: u64,
+    pub balance: U256,
+    pub code_hash: B256,
+}
+
+impl AccountState {
+    pub(crate) const ENCODED_LEN: usize = 72;
+
+    pub(crate) fn encode(&self) -> [u8; Self::ENCODED_LEN] {
+        let mut out = [0u8; Self::ENCODED_LEN];
+        out[..8].copy_from_slice(&self.nonce.to_be_bytes());
+        out[8..40].copy_from_slice(&self.balance.to_be_bytes::<32>());
+        out[40..].copy_from_slice(self.code_hash.as_slice());
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != Self::ENCODED_LEN {
+            return None;
+        }
+        let mut nonce = [0u8; 8];
+        nonce.copy_from_slice(&bytes[..8]);
+        Some(Self {
+            nonce: u64::from_be_bytes(nonce),
+            balance: U256::from_be_slice(&bytes[8..40]),
+            code_hash: B256::from_slice(&bytes[40..]),
+        })
+    }
+}
+
+/// The state changes of one block, each list sorted by key with no key twice.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangeSet {
+    /// `None`: the account was deleted.
+    pub(crate) accounts: Vec<(Address, Option<AccountState>)>,
+    pub(crate) storage: Vec<(Address, U256, U256)>,
+    pub(crate) codes: Vec<(B256, Bytes)>,
+}
+
+impl ChangeSet {
+    /// Builds a change set from entries in any order. When a key appears more than once the
+    /// last entry wins, as if the entries were applied in order.
+    pub fn from_unsorted(
+        accounts: Vec<(Address, Option<AccountState>)>,
+        storage: Vec<(Address, U256, U256)>,
+        codes: Vec<(B256, Bytes)>,
+    ) -> Self {
+        Self {
+            accounts: sort_last_wins(accounts, |e| e.0),
+            storage: sort_last_wins(storage, |e| (e.0, e.1)),
+            codes: sort_last_wins(codes, |e| e.0),
+        }
+    }
+
+    /// Number of changed accounts, slots and codes.
+    pub fn len(&self) -> usize {
+        self.accounts.len() + self.storage.len() + self.codes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `keccak256` of the canonical encoding.
+    pub fn digest(&self) -> B256 {
+        let mut h = Keccak256::new();
+        for (address, account) in &self.accounts {
+            h.update([1u8]);
+            h.update(address);
+            match account {
+                None => h.update([0u8]),
+                Some(a) => {
+                    h.update([1u8]);
+                    h.update(a.encode());
+                }
+            }
+        }
+        for (address, slot, value) in &self.storage {
+            h.update([2u8]);
+            h.update(address);
+            h.update(slot.to_be_bytes::<32>());
+            h.update(value.to_be_bytes::<32>());
+        }
+        for (hash, code) in &self.codes {
+            h.update([3u8]);
+            h.update(hash);
+            h.update((code.len() as u64).to_be_bytes());
+            h.update(code);
+        }
+        h.finalize()
+    }
+}
+
+/// The state root after a block at `height` with `changes`, on top of `parent_root`.
+pub fn next_state_root(parent_root: B256, height: u64, changes: &ChangeSet) -> B256 {
+    let mut h = Keccak256::new();
+    h.update(parent_root);
+    h.update(height.to_be_bytes());
+    h.update(changes.digest());
+    h.finalize()
+}
+
+fn sort_last_wins<T, K: Ord>(mut entries: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
+    // A stable sort keeps equal keys in input order; keep the last of each run.
+    entries.sort_by_key(|e| key(e));
+    let mut out: Vec<T> = Vec::with_capacity(entries.len());
+    for e in entries {
+        match out.last_mut() {
+            Some(prev) if key(prev) == key(&e) => *prev = e,
+            _ => out.push(e),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn slot_entries() -> impl Strategy<Value = Vec<(u8, u64, u64)>> {
+        proptest::collection::vec((0u8..4, 0u64..50, any::<u64>()), 1..60)
+    }
+
+    fn build(entries: &[(u8, u64, u64)]) -> ChangeSet {
+        let storage = entries
+            .iter()
+            .map(|(a, s, v)| (Address::repeat_byte(*a), U256::from(*s), U256::from(*v)))
+            .collect();
+        let accounts = entries
+            .iter()
+            .map(|(a, _, v)| {
+                let state = (v % 3 != 0).then_some(AccountState {
+                    nonce: *v,
+                    balance: U256::ZERO,
+                    code_hash: B256::repeat_byte(*a),
+                });
+                (Address::repeat_byte(*a), state)
+            })
+            .collect();
+        ChangeSet::from_unsorted(accounts, storage, vec![])
+    }
+
+    proptest! {
+        /// The root does not depend on the order in which changes were collected (as from a
+        /// hash map's iteration), only on the final value of each key.
+        #[test]
+        fn root_is_independent_of_collection_order(entries in slot_entries(), seed in any::<u64>()) {
+            // Deduplicate first so "last wins" cannot depend on order.
+            let unique: HashMap<(u8, u64), u64> =
+                entries.iter().map(|(a, s, v)| ((*a, *s), *v)).collect();
+            let forward: Vec<_> = unique.iter().map(|((a, s), v)| (*a, *s, *v)).collect();
+            let mut shuffled = forward.clone();
+            // Deterministic shuffle from the seed.
+            let mut x = seed | 1;
+            for i in (1..shuffled.len()).rev() {
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                shuffled.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            let a = build(&forward);
+            let b = build(&shuffled);
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(next_state_root(B256::ZERO, 5, &a), next_state_root(B256::ZERO, 5, &b));
+        }
+
+        /// Changing any one slot value, or adding one slot, changes the root.
+        #[test]
+        fn root_is_sensitive_to_every_slot(entries in slot_entries(), pick in any::<usize>(), delta in 1u64..) {
+            let base = build(&entries);
+            let root = next_state_root(B256::ZERO, 9, &base);
+            let mut changed = base.clone();
+            let i = pick % changed.storage.len();
+            changed.storage[i].2 = changed.storage[i].2.wrapping_add(U256::from(delta));
+            prop_assert_ne!(next_state_root(B256::ZERO, 9, &changed), root);
+            let mut extra = base.clone();
+            extra.storage.push((Address::repeat_byte(0xee), U256::from(pick), U256::from(delta)));
+            prop_assert_ne!(next_state_root(B256::ZERO, 9, &extra), root);
+            // The parent root and the height are bound too.
+            prop_assert_ne!(next_state_root(B256::repeat_byte(1), 9, &base), root);
+            prop_assert_ne!(next_state_root(B256::ZERO, 10, &base), root);
+        }
+    }
+
+    #[test]
+    fn last_entry_wins_and_deletion_differs_from_zeroed_account() {
+        let a = Address::repeat_byte(1);
+        let c = ChangeSet::from_unsorted(
+            vec![],
+            vec![(a, U256::from(1), U256::from(5)), (a, U256::from(1), U256::from(6))],
+            vec![],
+        );
+        assert_eq!(c.storage, vec![(a, U256::from(1), U256::from(6))]);
+        let deleted = ChangeSet::from_unsorted(vec![(a, None)], vec![], vec![]);
+        let zeroed = ChangeSet::from_unsorted(
+            vec![(a, Some(AccountState { nonce: 0, balance: U256::ZERO, code_hash: B256::ZERO }))],
+            vec![],
+            vec![],
+        );
+        assert_ne!(deleted.digest(), zeroed.digest());
+        let s = AccountState { nonce: 3, balance: U256::from(9), code_hash: B256::repeat_byte(4) };
+        assert_eq!(AccountState::decode(&s.encode()), Some(s));
+        assert_eq!(AccountState::decode(&[0u8; 3]), None);
+    }
+}

@@ -1,0 +1,332 @@
+//! The executor: genesis, block execution, commit, queries.
+
+use std::sync::Arc;
+
+use alloy_primitives::{Address, Bytes, TxKind, B256, KECCAK256_EMPTY};
+use parking_lot::RwLock;
+use pmr_primitives::{GasLimits, Genesis, SignedTx};
+use pmr_storage::{Batch, Durability, Store};
+use revm::context::result::EVMError;
+use revm::context::TxEnv;
+use revm::ExecuteEvm;
+
+use crate::block_state::{BlockState, CodeCache};
+use crate::changeset::next_state_root;
+use crate::contract::{ContractLayout, PMR_CONTRACT_ADDRESS};
+use crate::genesis::genesis_changes;
+use crate::receipt::{receipts_root, Log};
+use crate::runner::{build_evm, revm_block_env, static_checks, BlockRunner, Rules};
+use crate::key_filter::KeyFilter;
+use crate::state_db::{
+    load_key_filter, read_block_info, read_head, read_receipts, write_block, Head, StateReader,
+};
+use crate::types::{AccountView, BlockEnv, BuiltBlock, CallOutcome, ExecutedBlock};
+use crate::{ExecutionError, Receipt, TxRejection};
+
+const TARGET: &str = "pmr::execution";
+
+/// Executes PMR blocks with revm on RocksDB state. Cheap to share: wrap it in an `Arc`; every
+/// method takes `&self`.
+pub struct Executor {
+    store: Store,
+    rules: Rules,
+    genesis_root: B256,
+    head: RwLock<Head>,
+    code_cache: CodeCache,
+    /// Every storage key ever committed (see `key_filter.rs`).
+    filter: Arc<KeyFilter>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("chain_id", &self.rules.chain_id)
+            .field("head", &*self.head.read())
+            .finish()
+    }
+}
+
+impl Executor {
+    /// On an empty store, executes genesis (deploys PMR at [`PMR_CONTRACT_ADDRESS`] with the
+    /// genesis roles and permissions) and commits it; otherwise loads the executed head and
+    /// checks that the store was made from this genesis. Idempotent.
+    pub fn open(store: Store, genesis: &Genesis) -> Result<Self, ExecutionError> {
+        let layout = *ContractLayout::get()?;
+        let code_cache = CodeCache::default();
+        let changes = genesis_changes(genesis, code_cache.clone())?;
+        let genesis_root = next_state_root(B256::ZERO, 0, &changes);
+        let head = match read_head(&store)? {
+            Some(head) => {
+                let info = read_block_info(&store, 0)?
+                    .ok_or_else(|| ExecutionError::Corrupt("the genesis record is missing".into()))?;
+                if info.state_root != genesis_root {
+                    return Err(ExecutionError::GenesisMismatch {
+                        stored: info.state_root,
+                        computed: genesis_root,
+                    });
+                }
+                tracing::info!(target: TARGET, height = head.height, root = %head.state_root, "loaded execution head");
+                head
+            }
+            None => {
+                let mut batch = store.batch();
+                write_block(&mut batch, 0, genesis.genesis_time_ms, genesis_root, &changes, Some(&[]));
+                batch.commit(Durability::Sync)?;
+                tracing::info!(target: TARGET, root = %genesis_root, contract = %PMR_CONTRACT_ADDRESS, "executed genesis");
+                Head { height: 0, state_root: genesis_root }
+            }
+        };
+        let filter = Arc::new(load_key_filter(&store)?);
+        Ok(Self {
+            filter,
+            store,
+            rules: Rules { chain_id: genesis.chain_id, gas: genesis.gas, layout },
+            genesis_root,
+            head: RwLock::new(head),
+            code_cache,
+        })
+    }
+
+    /// The state root of height 0.
+    pub fn genesis_state_root(&self) -> B256 {
+        self.genesis_root
+    }
+
+    /// The executed and committed head: `(height, state root)`.
+    pub fn head(&self) -> (u64, B256) {
+        let head = *self.head.read();
+        (head.height, head.state_root)
+    }
+
+    pub fn chain_id(&self) -> u64 {
+        self.rules.chain_id
+    }
+
+    pub fn gas_limits(&self) -> GasLimits {
+        self.rules.gas
+    }
+
+    fn head_height(&self) -> u64 {
+        self.head.read().height
+    }
+
+    fn resolve(&self, at: Option<u64>) -> Result<u64, ExecutionError> {
+        let head = self.head_height();
+        match at {
+            None => Ok(head),
+            Some(h) if h <= head => Ok(h),
+            Some(requested) => Err(ExecutionError::HeightNotAvailable { requested, head }),
+        }
+    }
+
+    fn reader(&self, height: u64) -> StateReader {
+        StateReader::with_filter(self.store.clone(), height, self.filter.clone())
+    }
+
+    /// Mempool admission against the latest committed state: no contract creation, zero value,
+    /// gas limit within the per-transaction limit and above the intrinsic gas, sender on the
+    /// permission list, nonce not already used. A nonce ahead of the account's is accepted here
+    /// (it may become executable); proposals skip it until then.
+    pub fn check_tx(&self, tx: &SignedTx) -> Result<(), TxRejection> {
+        static_checks(tx, &self.rules.gas)?;
+        let reader = self.reader(self.head_height());
+        let unavailable = |e: ExecutionError| TxRejection::StateUnavailable(e.to_string());
+        let sender = tx.sender();
+        let permitted = reader
+            .storage(&PMR_CONTRACT_ADDRESS, &self.rules.layout.permitted_key(sender))
+            .map_err(unavailable)?;
+        if permitted.is_zero() {
+            return Err(TxRejection::NotPermitted(sender));
+        }
+        let expected = reader.account(&sender).map_err(unavailable)?.map_or(0, |a| a.nonce);
+        if tx.nonce() < expected {
+            return Err(TxRejection::NonceTooLow { sender, expected, got: tx.nonce() });
+        }
+        Ok(())
+    }
+
+    /// The next nonce of `address` in the latest committed state.
+    pub fn nonce(&self, address: Address) -> Result<u64, ExecutionError> {
+        Ok(self.reader(self.head_height()).account(&address)?.map_or(0, |a| a.nonce))
+    }
+
+    /// Whether `address` is on the permission list in the latest committed state.
+    pub fn is_permitted(&self, address: Address) -> Result<bool, ExecutionError> {
+        let key = self.rules.layout.permitted_key(address);
+        Ok(!self.reader(self.head_height()).storage(&PMR_CONTRACT_ADDRESS, &key)?.is_zero())
+    }
+
+    fn start(&self, env: &BlockEnv) -> Result<(BlockRunner, Head), ExecutionError> {
+        let head = *self.head.read();
+        if env.height != head.height + 1 {
+            return Err(ExecutionError::WrongHeight { expected: head.height + 1, got: env.height });
+        }
+        let state = BlockState::new(Some(self.reader(head.height)), self.code_cache.clone());
+        Ok((BlockRunner::new(state, self.rules, env), head))
+    }
+
+    fn finish(runner: BlockRunner, env: &BlockEnv, parent: Head) -> ExecutedBlock {
+        let (changes, receipts, gas_used) = runner.finish();
+        ExecutedBlock {
+            height: env.height,
+            timestamp_ms: env.timestamp_ms,
+            parent_state_root: parent.state_root,
+            state_root: next_state_root(parent.state_root, env.height, &changes),
+            receipts_root: receipts_root(&receipts),
+            gas_used,
+            receipts,
+            changes: Arc::new(changes),
+        }
+    }
+
+    /// Proposer: executes `candidates` in order on the executed head (`env.height` must be the
+    /// next height), skipping each invalid one with its reason. Stops at the first candidate
+    /// that does not fit in the block's remaining gas; it and every later candidate are
+    /// returned as [`TxRejection::BlockFull`]. Reverted transactions are included with a failed
+    /// receipt, as in Ethereum.
+    pub fn build_block(&self, env: &BlockEnv, candidates: Vec<SignedTx>) -> Result<BuiltBlock, ExecutionError> {
+        let (mut runner, parent) = self.start(env)?;
+        let mut included = Vec::with_capacity(candidates.len());
+        let mut rejected = Vec::new();
+        let mut full = None;
+        for tx in candidates {
+            if let Some(remaining) = full {
+                rejected.push((tx.hash(), TxRejection::BlockFull { limit: tx.gas_limit(), remaining }));
+                continue;
+            }
+            match runner.apply(&tx)? {
+                Ok(()) => included.push(tx),
+                Err(reason) => {
+                    if let TxRejection::BlockFull { remaining, .. } = reason {
+                        full = Some(remaining);
+                    }
+                    tracing::debug!(target: TARGET, hash = %tx.hash(), %reason, "candidate left out");
+                    rejected.push((tx.hash(), reason));
+                }
+            }
+        }
+        let executed = Self::finish(runner, env, parent);
+        Ok(BuiltBlock { executed, included, rejected })
+    }
+
+    /// Validator: executes exactly `txs`; any invalid one fails the whole block with
+    /// [`ExecutionError::InvalidBlock`]. Deterministic: the same head and inputs give the same
+    /// [`ExecutedBlock`] on every node.
+    pub fn execute_block(&self, env: &BlockEnv, txs: &[SignedTx]) -> Result<ExecutedBlock, ExecutionError> {
+        let (mut runner, parent) = self.start(env)?;
+        for (index, tx) in txs.iter().enumerate() {
+            if let Err(reason) = runner.apply(tx)? {
+                return Err(ExecutionError::InvalidBlock { index, hash: tx.hash(), reason });
+            }
+        }
+        Ok(Self::finish(runner, env, parent))
+    }
+
+    /// Stages the block's state changes, receipts and the new executed head into `batch`.
+    /// The caller adds the block itself and commits the batch (with [`Durability::Sync`]), then
+    /// calls [`Executor::mark_committed`]. `executed` must have been executed on the current
+    /// head.
+    pub fn write_to_batch(&self, executed: &ExecutedBlock, batch: &mut Batch<'_>) {
+        let head = *self.head.read();
+        if executed.height != head.height + 1 || executed.parent_state_root != head.state_root {
+            tracing::error!(
+                target: TARGET,
+                height = executed.height,
+                head = head.height,
+                "staging a block that was not executed on the current head"
+            );
+        }
+        write_block(
+            batch,
+            executed.height,
+            executed.timestamp_ms,
+            executed.state_root,
+            &executed.changes,
+            Some(&executed.receipts),
+        );
+    }
+
+    /// After the batch holding `executed` is committed: advances the in-memory head. The head
+    /// is re-read from the database, which is the authority.
+    pub fn mark_committed(&self, executed: &ExecutedBlock) {
+        let mut head = self.head.write();
+        // Readers at the new height must find the block's keys: extend the filter first.
+        self.filter.insert_many(executed.changes.storage.iter().map(|(a, s, _)| (a, s)));
+        match read_head(&self.store) {
+            Ok(Some(stored)) => {
+                if stored.height != executed.height || stored.state_root != executed.state_root {
+                    tracing::error!(
+                        target: TARGET,
+                        stored_height = stored.height,
+                        executed_height = executed.height,
+                        "mark_committed for a block that is not the committed execution head; \
+                         keeping the database's head"
+                    );
+                }
+                *head = stored;
+            }
+            other => {
+                tracing::error!(target: TARGET, ?other, "cannot re-read the execution head; trusting the executed block");
+                *head = Head { height: executed.height, state_root: executed.state_root };
+            }
+        }
+    }
+
+    /// The receipts of a committed height (`Some(vec![])` for genesis and empty blocks).
+    pub fn receipts(&self, height: u64) -> Result<Option<Vec<Receipt>>, ExecutionError> {
+        read_receipts(&self.store, height)
+    }
+
+    /// The state root after a committed height.
+    pub fn state_root_at(&self, height: u64) -> Result<Option<B256>, ExecutionError> {
+        Ok(read_block_info(&self.store, height)?.map(|i| i.state_root))
+    }
+
+    /// A read-only call at the latest or a given committed height, seeing that block's number
+    /// and timestamp. Nothing is written.
+    pub fn call(&self, at: Option<u64>, from: Address, to: Address, data: Bytes) -> Result<CallOutcome, ExecutionError> {
+        let height = self.resolve(at)?;
+        let info = read_block_info(&self.store, height)?
+            .ok_or_else(|| ExecutionError::Corrupt(format!("block info of committed height {height} is missing")))?;
+        let env = BlockEnv { height, timestamp_ms: info.timestamp_ms, proposer: Default::default() };
+        let state = BlockState::new(Some(self.reader(height)), self.code_cache.clone());
+        let mut evm = build_evm(state, self.rules.chain_id, revm_block_env(&env, self.rules.gas.block_gas_limit));
+        evm.ctx.cfg.disable_nonce_check = true;
+        let tx = TxEnv {
+            caller: from,
+            kind: TxKind::Call(to),
+            data,
+            gas_limit: self.rules.gas.tx_gas_limit,
+            gas_price: 0,
+            chain_id: Some(self.rules.chain_id),
+            ..TxEnv::default()
+        };
+        let result = match evm.transact(tx) {
+            Ok(r) => r.result,
+            Err(EVMError::Database(e)) => return Err(e),
+            Err(e) => return Err(ExecutionError::Evm(e.to_string())),
+        };
+        let success = result.is_success();
+        let output = result.output().cloned().unwrap_or_default();
+        Ok(CallOutcome {
+            success,
+            revert_reason: (!success).then(|| crate::contract::describe_revert(&output)),
+            gas_used: result.tx_gas_used(),
+            logs: result.logs().iter().map(Log::from).collect(),
+            output,
+        })
+    }
+
+    /// An account at the latest or a given committed height (zero nonce and balance and the
+    /// empty code hash when it does not exist).
+    pub fn account(&self, at: Option<u64>, address: Address) -> Result<AccountView, ExecutionError> {
+        let height = self.resolve(at)?;
+        let state = self.reader(height).account(&address)?;
+        Ok(AccountView {
+            address,
+            nonce: state.map_or(0, |s| s.nonce),
+            balance: state.map_or(Default::default(), |s| s.balance),
+            code_hash: state.map_or(KECCAK256_EMPTY, |s| s.code_hash),
+        })
+    }
+}

@@ -1,0 +1,82 @@
+//! Genesis: the PMR contract deployed at its fixed address, with the roles and permissions
+//! the genesis file names.
+
+use alloy_primitives::{Address, TxKind};
+use alloy_sol_types::SolConstructor;
+use pmr_primitives::Genesis;
+use revm::context::{BlockEnv as RevmBlockEnv, TxEnv};
+use revm::ExecuteCommitEvm;
+
+use crate::block_state::{BlockState, CodeCache};
+use crate::changeset::ChangeSet;
+use crate::contract::{creation_code, describe_revert, PMR, PMR_CONTRACT_ADDRESS};
+use crate::runner::build_evm;
+use crate::ExecutionError;
+
+/// Sender of the genesis deployment. It is not part of the genesis state.
+const GENESIS_DEPLOYER: Address = Address::ZERO;
+const GENESIS_GAS: u64 = 1_000_000_000;
+
+/// The constructor arguments genesis passes to PMR.
+pub fn constructor_args(genesis: &Genesis) -> PMR::constructorCall {
+    PMR::constructorCall {
+        admin: genesis.admin,
+        hospitals: genesis.hospitals.clone(),
+        custodians: genesis.validators.iter().filter_map(|v| v.operator).collect(),
+        permitted: genesis.permitted.clone(),
+    }
+}
+
+/// Runs the PMR constructor on an empty state and moves the resulting account to
+/// [`PMR_CONTRACT_ADDRESS`]. The constructor stores nothing that depends on its own address,
+/// so the relocated state is what a deployment at that address would hold. Events of the
+/// constructor are not kept (genesis has no receipts).
+pub(crate) fn genesis_changes(genesis: &Genesis, code_cache: CodeCache) -> Result<ChangeSet, ExecutionError> {
+    let mut initcode = creation_code().to_vec();
+    initcode.extend_from_slice(&constructor_args(genesis).abi_encode());
+    let block = RevmBlockEnv {
+        timestamp: alloy_primitives::U256::from(genesis.genesis_time_ms / 1000),
+        ..RevmBlockEnv::default()
+    };
+    let mut evm = build_evm(BlockState::new(None, code_cache), genesis.chain_id, block);
+    let tx = TxEnv {
+        caller: GENESIS_DEPLOYER,
+        kind: TxKind::Create,
+        data: initcode.into(),
+        gas_limit: GENESIS_GAS,
+        gas_price: 0,
+        nonce: 0,
+        chain_id: Some(genesis.chain_id),
+        ..TxEnv::default()
+    };
+    let result = evm
+        .transact_commit(tx)
+        .map_err(|e| ExecutionError::Genesis(format!("deploying PMR: {e}")))?;
+    if let Some(e) = evm.ctx.journaled_state.database.take_failure() {
+        return Err(e);
+    }
+    let created = match (&result, result.created_address()) {
+        (r, Some(a)) if r.is_success() => a,
+        (r, _) => {
+            let why = r.output().map(|o| describe_revert(o)).unwrap_or_else(|| format!("{r:?}"));
+            return Err(ExecutionError::Genesis(format!(
+                "the PMR constructor failed ({why}): check admin, hospitals, validator operators \
+                 and permitted accounts in the genesis file (no zero addresses)"
+            )));
+        }
+    };
+    let changes = evm.ctx.journaled_state.database.into_changes();
+    let accounts = changes
+        .accounts
+        .into_iter()
+        .filter(|(a, _)| *a == created)
+        .map(|(_, s)| (PMR_CONTRACT_ADDRESS, s))
+        .collect();
+    let storage = changes
+        .storage
+        .into_iter()
+        .filter(|(a, _, _)| *a == created)
+        .map(|(_, slot, v)| (PMR_CONTRACT_ADDRESS, slot, v))
+        .collect();
+    Ok(ChangeSet::from_unsorted(accounts, storage, changes.codes))
+}

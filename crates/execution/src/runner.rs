@@ -1,0 +1,182 @@
+//! Runs transactions of one block through one reused EVM, checking each against the state it
+//! executes on.
+
+use alloy_consensus::Transaction as _;
+use alloy_primitives::{Bytes, TxKind, U256};
+use pmr_primitives::{GasLimits, SignedTx};
+use revm::context::result::EVMError;
+use revm::context::{BlockEnv as RevmBlockEnv, TxEnv};
+use revm::handler::{MainnetContext, MainnetEvm};
+use revm::interpreter::gas::calculate_initial_tx_gas;
+use revm::primitives::hardfork::SpecId;
+use revm::{Context, ExecuteCommitEvm, MainBuilder, MainContext};
+
+use crate::block_state::BlockState;
+use crate::changeset::ChangeSet;
+use crate::contract::{ContractLayout, PMR_CONTRACT_ADDRESS};
+use crate::receipt::{Log, Receipt};
+use crate::{BlockEnv, ExecutionError, TxRejection};
+
+/// The fork PMR executes under, fixed for the life of the chain.
+pub const SPEC: SpecId = SpecId::PRAGUE;
+
+pub(crate) type Evm = MainnetEvm<MainnetContext<BlockState>>;
+
+/// Chain-wide execution rules.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rules {
+    pub chain_id: u64,
+    pub gas: GasLimits,
+    pub layout: ContractLayout,
+}
+
+pub(crate) fn revm_block_env(env: &BlockEnv, gas_limit: u64) -> RevmBlockEnv {
+    RevmBlockEnv {
+        number: U256::from(env.height),
+        beneficiary: env.proposer.0,
+        // Solidity's block.timestamp is in seconds.
+        timestamp: U256::from(env.timestamp_ms / 1000),
+        gas_limit,
+        basefee: 0,
+        ..RevmBlockEnv::default()
+    }
+}
+
+pub(crate) fn build_evm(state: BlockState, chain_id: u64, block: RevmBlockEnv) -> Evm {
+    Context::mainnet()
+        .with_db(state)
+        .modify_cfg_chained(|cfg| {
+            cfg.set_spec_and_mainnet_gas_params(SPEC);
+            cfg.chain_id = chain_id;
+        })
+        .with_block(block)
+        .build_mainnet()
+}
+
+/// Gas a transaction costs before it runs (EIP-2028 calldata, EIP-2930 access list, EIP-7623
+/// floor).
+pub fn intrinsic_gas(tx: &SignedTx) -> u64 {
+    let (accounts, slots) = tx
+        .envelope()
+        .access_list()
+        .map(|list| {
+            let slots: usize = list.0.iter().map(|item| item.storage_keys.len()).sum();
+            (list.0.len() as u64, slots as u64)
+        })
+        .unwrap_or((0, 0));
+    let gas = calculate_initial_tx_gas(SPEC, tx.input(), tx.to().is_none(), accounts, slots, 0, None);
+    gas.initial_total_gas().max(gas.floor_gas)
+}
+
+/// Checks that need no state: contract creation, value, gas limits.
+pub(crate) fn static_checks(tx: &SignedTx, gas: &GasLimits) -> Result<(), TxRejection> {
+    if tx.to().is_none() {
+        return Err(TxRejection::ContractCreation(PMR_CONTRACT_ADDRESS));
+    }
+    if !tx.value().is_zero() {
+        return Err(TxRejection::NonZeroValue(tx.value()));
+    }
+    let max = gas.tx_gas_limit.min(gas.block_gas_limit);
+    if tx.gas_limit() > max {
+        return Err(TxRejection::GasLimitTooHigh { limit: tx.gas_limit(), max });
+    }
+    let intrinsic = intrinsic_gas(tx);
+    if tx.gas_limit() < intrinsic {
+        return Err(TxRejection::IntrinsicGasTooLow { limit: tx.gas_limit(), intrinsic });
+    }
+    Ok(())
+}
+
+/// The EVM view of a transaction. Fees are ignored: gas is metered but priced at zero.
+pub(crate) fn tx_env(tx: &SignedTx, chain_id: u64) -> TxEnv {
+    let access_list = tx.envelope().access_list().cloned().unwrap_or_default();
+    let is_1559 = tx.envelope().is_eip1559();
+    TxEnv {
+        tx_type: if is_1559 { 2 } else { 0 },
+        caller: tx.sender(),
+        gas_limit: tx.gas_limit(),
+        gas_price: 0,
+        kind: TxKind::Call(tx.to().unwrap_or(PMR_CONTRACT_ADDRESS)),
+        value: tx.value(),
+        data: tx.input().clone(),
+        nonce: tx.nonce(),
+        chain_id: Some(chain_id),
+        access_list,
+        gas_priority_fee: is_1559.then_some(0),
+        ..TxEnv::default()
+    }
+}
+
+/// One block in execution.
+pub(crate) struct BlockRunner {
+    evm: Evm,
+    rules: Rules,
+    receipts: Vec<Receipt>,
+    gas_used: u64,
+}
+
+impl BlockRunner {
+    pub fn new(state: BlockState, rules: Rules, env: &BlockEnv) -> Self {
+        let block = revm_block_env(env, rules.gas.block_gas_limit);
+        Self {
+            evm: build_evm(state, rules.chain_id, block),
+            rules,
+            receipts: Vec::new(),
+            gas_used: 0,
+        }
+    }
+
+    /// Executes `tx` if it is valid here; an invalid one changes nothing and says why.
+    pub fn apply(&mut self, tx: &SignedTx) -> Result<Result<(), TxRejection>, ExecutionError> {
+        if let Err(r) = static_checks(tx, &self.rules.gas) {
+            return Ok(Err(r));
+        }
+        let remaining = self.rules.gas.block_gas_limit.saturating_sub(self.gas_used);
+        if tx.gas_limit() > remaining {
+            return Ok(Err(TxRejection::BlockFull { limit: tx.gas_limit(), remaining }));
+        }
+        let sender = tx.sender();
+        let db = &mut self.evm.ctx.journaled_state.database;
+        let permitted = db.storage_now(PMR_CONTRACT_ADDRESS, self.rules.layout.permitted_key(sender))?;
+        if permitted.is_zero() {
+            return Ok(Err(TxRejection::NotPermitted(sender)));
+        }
+        let expected = db.account_now(sender)?.map_or(0, |a| a.nonce);
+        if tx.nonce() < expected {
+            return Ok(Err(TxRejection::NonceTooLow { sender, expected, got: tx.nonce() }));
+        }
+        if tx.nonce() > expected {
+            return Ok(Err(TxRejection::NonceGap { sender, expected, got: tx.nonce() }));
+        }
+        let result = match self.evm.transact_commit(tx_env(tx, self.rules.chain_id)) {
+            Ok(result) => result,
+            Err(EVMError::Transaction(e)) => return Ok(Err(TxRejection::Invalid(e.to_string()))),
+            Err(EVMError::Database(e)) => return Err(e),
+            Err(other) => return Err(ExecutionError::Evm(other.to_string())),
+        };
+        if let Some(e) = self.evm.ctx.journaled_state.database.take_failure() {
+            return Err(e);
+        }
+        let gas_used = result.tx_gas_used();
+        self.gas_used += gas_used;
+        let success = result.is_success();
+        self.receipts.push(Receipt {
+            tx_hash: tx.hash(),
+            index: self.receipts.len() as u64,
+            success,
+            gas_used,
+            cumulative_gas_used: self.gas_used,
+            // As in Ethereum, a failed transaction leaves no logs.
+            logs: if success { result.logs().iter().map(Log::from).collect() } else { Vec::new() },
+            output: result.output().cloned().unwrap_or_else(Bytes::new),
+            contract_address: result.created_address(),
+        });
+        Ok(Ok(()))
+    }
+
+    /// The block's changes, receipts and gas used.
+    pub fn finish(self) -> (ChangeSet, Vec<Receipt>, u64) {
+        let state = self.evm.ctx.journaled_state.database;
+        (state.into_changes(), self.receipts, self.gas_used)
+    }
+}

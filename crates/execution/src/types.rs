@@ -1,0 +1,75 @@
+//! What the executor takes and returns.
+
+use std::sync::Arc;
+
+use alloy_primitives::{Address, Bytes, B256, U256};
+use pmr_primitives::{SignedTx, ValidatorAddress};
+
+use crate::changeset::ChangeSet;
+use crate::receipt::{Log, Receipt};
+use crate::TxRejection;
+
+/// The block-level inputs of execution, as decided by consensus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockEnv {
+    pub height: u64,
+    /// Block time in milliseconds; contracts see `block.timestamp = timestamp_ms / 1000`.
+    pub timestamp_ms: u64,
+    /// Becomes `block.coinbase`.
+    pub proposer: ValidatorAddress,
+}
+
+/// The result of executing one block on top of the executed head. Several may exist for one
+/// height (one per round); only the one passed to [`crate::Executor::write_to_batch`] and then
+/// [`crate::Executor::mark_committed`] counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutedBlock {
+    pub height: u64,
+    pub timestamp_ms: u64,
+    /// State root of the head this block executed on.
+    pub parent_state_root: B256,
+    pub state_root: B256,
+    pub receipts_root: B256,
+    pub gas_used: u64,
+    pub receipts: Vec<Receipt>,
+    pub(crate) changes: Arc<ChangeSet>,
+}
+
+impl ExecutedBlock {
+    /// Number of accounts, storage slots and codes the block changed.
+    pub fn changed_entries(&self) -> usize {
+        self.changes.len()
+    }
+}
+
+/// A proposer's block: what was executed, which candidates made it, which did not and why.
+#[derive(Clone, Debug)]
+pub struct BuiltBlock {
+    pub executed: ExecutedBlock,
+    /// The included transactions, in execution order (one receipt each).
+    pub included: Vec<SignedTx>,
+    /// Candidates left out, by hash. [`TxRejection::is_retryable`] says whether to keep them.
+    pub rejected: Vec<(B256, TxRejection)>,
+}
+
+/// The outcome of a read-only call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallOutcome {
+    pub success: bool,
+    /// Return data, or revert data when `success` is false.
+    pub output: Bytes,
+    pub gas_used: u64,
+    pub logs: Vec<Log>,
+    /// Decoded reason when the call failed.
+    pub revert_reason: Option<String>,
+}
+
+/// An account as of some height.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountView {
+    pub address: Address,
+    pub nonce: u64,
+    pub balance: U256,
+    /// `keccak256("")` for accounts without code.
+    pub code_hash: B256,
+}

@@ -1,0 +1,37 @@
+//! The committed contract artifact is exactly what the sources compile to.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn committed_artifact_matches_a_fresh_compile() {
+    let contracts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../evm-contracts");
+    assert!(
+        contracts.join("node_modules/solc").is_dir(),
+        "evm-contracts/node_modules is missing: run `npm ci --prefix evm-contracts` (needs node and \
+         the npm registry) before `cargo test -p pmr-execution`"
+    );
+    let out = Command::new("node")
+        .arg(contracts.join("compile.js"))
+        .arg("--check")
+        .output()
+        .expect("cannot run `node`: install Node.js 18 or newer");
+    assert!(
+        out.status.success(),
+        "evm-contracts/compile.js --check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn bindings_are_generated_from_the_committed_artifact() {
+    let artifact: serde_json::Value = serde_json::from_str(pmr_execution::PMR_ARTIFACT_JSON).unwrap();
+    let runtime = artifact["deployedBytecode"].as_str().unwrap();
+    assert_eq!(
+        format!("0x{}", hex::encode(&pmr_execution::PMR::DEPLOYED_BYTECODE)),
+        runtime,
+        "the sol! bindings and include_str! read the same artifact"
+    );
+    assert_eq!(artifact["compiler"]["settings"]["evmVersion"], "prague");
+}

@@ -1,0 +1,188 @@
+//! Shared test fixtures: keys, a genesis, signed transactions and a chain on a RocksDB tempdir.
+#![allow(dead_code)]
+
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{Address, Bytes, TxKind, B256};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+use alloy_sol_types::SolCall;
+use pmr_execution::{
+    BlockEnv, CallOutcome, ExecutedBlock, Executor, Receipt, PMR_CONTRACT_ADDRESS,
+};
+use pmr_primitives::{GasLimits, Genesis, GenesisValidator, SignedTx, TxLimits, ValidatorAddress};
+use pmr_storage::{Durability, Store};
+
+pub const CHAIN_ID: u64 = 4242;
+pub const GENESIS_TIME_MS: u64 = 1_700_000_000_000;
+pub const BLOCK_MS: u64 = 1_000;
+pub const GAS: u64 = 1_000_000;
+
+pub fn key(byte: u8) -> PrivateKeySigner {
+    PrivateKeySigner::from_bytes(&B256::repeat_byte(byte)).expect("valid key")
+}
+
+pub struct Keys {
+    pub admin: PrivateKeySigner,
+    pub hospital: PrivateKeySigner,
+    pub hospital2: PrivateKeySigner,
+    pub custodian: PrivateKeySigner,
+    pub patient: PrivateKeySigner,
+    pub doctor: PrivateKeySigner,
+    pub outsider: PrivateKeySigner,
+}
+
+pub fn keys() -> Keys {
+    Keys {
+        admin: key(0x01),
+        hospital: key(0x02),
+        hospital2: key(0x03),
+        custodian: key(0x04),
+        patient: key(0x05),
+        doctor: key(0x06),
+        outsider: key(0x07),
+    }
+}
+
+pub fn genesis_with(gas: GasLimits) -> Genesis {
+    let k = keys();
+    Genesis {
+        chain_id: CHAIN_ID,
+        genesis_time_ms: GENESIS_TIME_MS,
+        validators: vec![GenesisValidator {
+            name: "v0".into(),
+            consensus_key: hex::encode([9u8; 32]),
+            custody_key: None,
+            operator: Some(k.custodian.address()),
+            voting_power: 1,
+        }],
+        admin: k.admin.address(),
+        hospitals: vec![k.hospital.address()],
+        // The doctor is on the permission list from the start; the outsider is not.
+        permitted: vec![k.doctor.address()],
+        gas,
+    }
+}
+
+pub fn genesis() -> Genesis {
+    genesis_with(GasLimits::default())
+}
+
+pub const LIMITS: TxLimits = TxLimits { chain_id: CHAIN_ID, max_tx_bytes: 128 * 1024 };
+
+/// An EIP-1559 transaction from `signer` to `to`, decoded as the node would.
+pub fn sign_to(signer: &PrivateKeySigner, nonce: u64, to: Address, input: Vec<u8>, gas_limit: u64) -> SignedTx {
+    let tx = TxEip1559 {
+        chain_id: CHAIN_ID,
+        nonce,
+        gas_limit,
+        max_fee_per_gas: 0,
+        max_priority_fee_per_gas: 0,
+        to: TxKind::Call(to),
+        input: input.into(),
+        ..Default::default()
+    };
+    let sig = signer.sign_hash_sync(&tx.signature_hash()).expect("sign");
+    let raw: Bytes = TxEnvelope::from(tx.into_signed(sig)).encoded_2718().into();
+    SignedTx::decode(raw, &LIMITS).expect("valid transaction")
+}
+
+pub fn sign<C: SolCall>(signer: &PrivateKeySigner, nonce: u64, call: &C) -> SignedTx {
+    sign_to(signer, nonce, PMR_CONTRACT_ADDRESS, call.abi_encode(), GAS)
+}
+
+pub fn env(height: u64) -> BlockEnv {
+    BlockEnv {
+        height,
+        timestamp_ms: GENESIS_TIME_MS + height * BLOCK_MS,
+        proposer: ValidatorAddress(Address::repeat_byte(0xaa)),
+    }
+}
+
+/// Commits an executed block the way consensus does: one batch, synced.
+pub fn commit(store: &Store, exec: &Executor, executed: &ExecutedBlock) {
+    let mut batch = store.batch();
+    exec.write_to_batch(executed, &mut batch);
+    batch.commit(Durability::Sync).expect("commit");
+    exec.mark_committed(executed);
+}
+
+/// A single-node chain on a tempdir with its own clock.
+pub struct Chain {
+    pub dir: tempfile::TempDir,
+    pub store: Store,
+    pub exec: Executor,
+    pub genesis: Genesis,
+    /// Milliseconds added to every later block's timestamp (to move time forward).
+    pub time_offset_ms: u64,
+}
+
+impl Chain {
+    pub fn new() -> Self {
+        Self::with_genesis(genesis())
+    }
+
+    pub fn with_genesis(genesis: Genesis) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open store");
+        let exec = Executor::open(store.clone(), &genesis).expect("genesis");
+        Self { dir, store, exec, genesis, time_offset_ms: 0 }
+    }
+
+    pub fn next_env(&self) -> BlockEnv {
+        let mut e = env(self.exec.head().0 + 1);
+        e.timestamp_ms += self.time_offset_ms;
+        e
+    }
+
+    /// The timestamp (seconds) the next block will have.
+    pub fn next_block_time(&self) -> u64 {
+        self.next_env().timestamp_ms / 1000
+    }
+
+    pub fn nonce(&self, signer: &PrivateKeySigner) -> u64 {
+        self.exec.nonce(signer.address()).expect("nonce")
+    }
+
+    /// Executes and commits a block of `txs` (all must be valid).
+    pub fn block(&mut self, txs: &[SignedTx]) -> ExecutedBlock {
+        let executed = self.exec.execute_block(&self.next_env(), txs).expect("valid block");
+        commit(&self.store, &self.exec, &executed);
+        executed
+    }
+
+    /// Sends one call from `signer` in its own block and returns its receipt.
+    pub fn send<C: SolCall>(&mut self, signer: &PrivateKeySigner, call: C) -> Receipt {
+        let tx = sign(signer, self.nonce(signer), &call);
+        let mut executed = self.block(&[tx]);
+        executed.receipts.remove(0)
+    }
+
+    /// Like [`Chain::send`], asserting success.
+    pub fn ok<C: SolCall>(&mut self, signer: &PrivateKeySigner, call: C) -> Receipt {
+        let r = self.send(signer, call);
+        assert!(r.success, "transaction failed: {:?}", r.revert_reason());
+        r
+    }
+
+    /// Like [`Chain::send`], asserting a revert whose decoded reason contains `reason`.
+    pub fn reverts<C: SolCall>(&mut self, signer: &PrivateKeySigner, call: C, reason: &str) {
+        let r = self.send(signer, call);
+        assert!(!r.success, "expected a revert with {reason}");
+        let why = r.revert_reason().expect("failed receipt has a reason");
+        assert!(why.contains(reason), "expected {reason}, got {why}");
+        assert!(r.logs.is_empty(), "a reverted transaction leaves no logs");
+    }
+
+    pub fn try_view<C: SolCall>(&self, call: C) -> CallOutcome {
+        self.exec
+            .call(None, Address::ZERO, PMR_CONTRACT_ADDRESS, call.abi_encode().into())
+            .expect("call")
+    }
+
+    pub fn view<C: SolCall>(&self, call: C) -> C::Return {
+        let out = self.try_view(call);
+        assert!(out.success, "view failed: {:?}", out.revert_reason);
+        C::abi_decode_returns(&out.output).expect("decode return")
+    }
+}
