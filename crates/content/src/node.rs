@@ -493,7 +493,7 @@ impl ContentNode {
                     slot.data = Some(d.clone());
                     continue;
                 }
-                if slot.requested {
+                if slot.requested && requested.contains_key(&slot.cid) {
                     continue;
                 }
                 if slot.cid.codec() != RAW && slot.cid.codec() != DAG_CBOR {

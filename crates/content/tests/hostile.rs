@@ -39,17 +39,17 @@ async fn oversized_flood_and_garbage_are_refused_while_serving_others() {
     let mut s = h.open(v_id).await;
     let mut frame = Vec::new();
     wire::put_varint(&mut frame, 5 * 1024 * 1024);
-    frame.extend_from_slice(&vec![0xAB; 256 * 1024]);
-    let _ = s.write_all(&frame).await;
-    let _ = s.flush().await;
+    frame.extend_from_slice(&[0xAB; 16 * 1024]);
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.write_all(&frame)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.flush()).await;
 
     // 2. Undecodable protobuf.
     let mut s2 = h.open(v_id).await;
     let mut junk = Vec::new();
     wire::put_varint(&mut junk, 8);
     junk.extend_from_slice(&[0xff; 8]);
-    let _ = s2.write_all(&junk).await;
-    let _ = s2.flush().await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), s2.write_all(&junk)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), s2.flush()).await;
 
     // 3. A wantlist flood: 10 messages × 20,000 wants for blocks nobody has.
     let flood = tokio::spawn({

@@ -27,7 +27,7 @@ pub(crate) struct WantFailure {
 }
 
 /// What one inbound message brought.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Received {
     pub peer: PeerId,
     pub blocks: Vec<(Cid, Bytes)>,
@@ -35,6 +35,18 @@ pub(crate) struct Received {
     pub dont_haves: Vec<Cid>,
     /// Blocks refused before reaching the engine (bad prefix, unsupported hash, too large).
     pub bad: usize,
+}
+
+impl Received {
+    pub(crate) fn new(peer: PeerId) -> Self {
+        Self {
+            peer,
+            blocks: Vec::new(),
+            haves: Vec::new(),
+            dont_haves: Vec::new(),
+            bad: 0,
+        }
+    }
 }
 
 pub(crate) type WantReply = oneshot::Sender<Result<Bytes, WantFailure>>;
@@ -279,13 +291,16 @@ impl Engine {
                 Counters::inc(&self.counters.blocks_received, 1);
                 Counters::inc(&self.counters.bytes_received, data.len() as u64);
                 let Some(w) = self.remove_want(&cid) else { continue };
-                for other in w.asked.keys() {
-                    self.send(other, PeerMsg::Cancel(cid));
+                // Peers still asked, and peers that said DONT_HAVE (they keep the want
+                // waiting and would send the block later), no longer need to.
+                for other in w.asked.keys().chain(w.tried.iter()) {
+                    if *other != peer {
+                        self.send(other, PeerMsg::Cancel(cid));
+                    }
                 }
-                if !w.asked.contains_key(&peer) {
-                    // Unasked copy (e.g. a broadcast want answered late): still cancel it there.
-                    self.send(&peer, PeerMsg::Cancel(cid));
-                }
+                // Cancel at the sender too: some servers (beetswap 0.5) keep served entries in
+                // the wantlist until cancelled and stall once it is full.
+                self.send(&peer, PeerMsg::Cancel(cid));
                 if let Some(g) = self.groups.get_mut(&w.group) {
                     g.score.entry(peer).or_default().0 += 1;
                 }

@@ -144,6 +144,12 @@ pub(crate) fn spawn_peer(ctx: Arc<NetCtx>, peer: PeerId) -> PeerEntry {
     entry
 }
 
+enum Ev {
+    Msg(Option<PeerMsg>),
+    Block(Result<Cid, broadcast::error::RecvError>),
+    Permit(Option<mpsc::OwnedPermit<Frame>>),
+}
+
 struct PeerTask {
     ctx: Arc<NetCtx>,
     peer: PeerId,
@@ -159,22 +165,26 @@ impl PeerTask {
     async fn run(mut self) {
         loop {
             let has_work = !self.client.is_empty() || !self.ledger.ready.is_empty();
-            tokio::select! {
-                msg = self.inbox.recv() => {
-                    let Some(msg) = msg else { break };
+            let ev = tokio::select! {
+                msg = self.inbox.recv() => Ev::Msg(msg),
+                got = self.new_blocks.recv() => Ev::Block(got),
+                permit = self.writer.clone().reserve_owned(), if has_work => Ev::Permit(permit.ok()),
+            };
+            match ev {
+                Ev::Msg(None) | Ev::Permit(None) => break,
+                Ev::Msg(Some(msg)) => {
                     self.handle(msg);
                     // Take everything queued so one message carries many entries.
                     while let Ok(msg) = self.inbox.try_recv() {
                         self.handle(msg);
                     }
                 }
-                got = self.new_blocks.recv() => match got {
-                    Ok(cid) => self.ledger.arrived(&cid),
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.ledger.recheck_waiting(),
-                    Err(broadcast::error::RecvError::Closed) => break,
-                },
-                permit = self.writer.reserve(), if has_work => {
-                    let Ok(permit) = permit else { break };
+                Ev::Block(Ok(cid)) => self.ledger.arrived(&cid),
+                Ev::Block(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    self.ledger.recheck_waiting()
+                }
+                Ev::Block(Err(broadcast::error::RecvError::Closed)) => break,
+                Ev::Permit(Some(permit)) => {
                     if let Some(frame) = self.build() {
                         permit.send(frame);
                     }
@@ -377,10 +387,7 @@ pub(crate) async fn read_inbound(
                 break;
             }
         }
-        let mut rec = Received {
-            peer,
-            ..Received::default()
-        };
+        let mut rec = Received::new(peer);
         for b in msg.payload {
             if b.data.len() > 4 * crate::ids::MAX_BLOCK_SIZE {
                 rec.bad += 1;
