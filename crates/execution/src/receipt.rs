@@ -148,7 +148,9 @@ pub fn verify_receipt(receipts_root: &B256, receipt: &Receipt, proof: &MerklePro
 }
 
 pub(crate) fn encode_receipts(receipts: &[Receipt]) -> Vec<u8> {
-    alloy_rlp::encode(receipts)
+    let mut out = Vec::new();
+    alloy_rlp::encode_list::<Receipt, Receipt>(receipts, &mut out);
+    out
 }
 
 pub(crate) fn decode_receipts(mut bytes: &[u8]) -> alloy_rlp::Result<Vec<Receipt>> {
