@@ -86,7 +86,11 @@ impl PseudonymCommitment {
 
     /// Proof of link: recomputes the commitment from the revealed `id` and `secret` and compares
     /// in constant time.
-    pub fn verify_link(&self, id: &NationalId, secret: &PatientSecret) -> Result<(), PseudonymError> {
+    pub fn verify_link(
+        &self,
+        id: &NationalId,
+        secret: &PatientSecret,
+    ) -> Result<(), PseudonymError> {
         // blake3::Hash's equality is constant-time.
         if keyed(secret, id) == blake3::Hash::from(self.0) {
             Ok(())

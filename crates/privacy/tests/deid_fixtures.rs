@@ -43,22 +43,65 @@ fn patient_resource_is_deidentified() {
     assert_absent(
         &text,
         &[
-            "Lakshmi", "Priya", "Ramaswamy", "Suresh", "Venkataraman", "Madurai",
-            "APL-00482913", "00482913", "91-5523-7781-4402", "5523-7781", "lakshmi.priya61",
-            "98410 23456", "94440 87123", "2829 3311", "example.in", "Nungambakkam",
-            "Lotus Residency", "Chennai", "600034", "600024", "Kodambakkam", "1961-07-23",
-            "07-23", "2004-06-01", "2004", "pat-7f3a9c", "dr-anand-iyer", "Anand", "Iyer",
-            "apollo", "Greams", "pat-legacy-55120", "LzlqLzRBQVFT", "passport", "2024-02-19",
+            "Lakshmi",
+            "Priya",
+            "Ramaswamy",
+            "Suresh",
+            "Venkataraman",
+            "Madurai",
+            "APL-00482913",
+            "00482913",
+            "91-5523-7781-4402",
+            "5523-7781",
+            "lakshmi.priya61",
+            "98410 23456",
+            "94440 87123",
+            "2829 3311",
+            "example.in",
+            "Nungambakkam",
+            "Lotus Residency",
+            "Chennai",
+            "600034",
+            "600024",
+            "Kodambakkam",
+            "1961-07-23",
+            "07-23",
+            "2004-06-01",
+            "2004",
+            "pat-7f3a9c",
+            "dr-anand-iyer",
+            "Anand",
+            "Iyer",
+            "apollo",
+            "Greams",
+            "pat-legacy-55120",
+            "LzlqLzRBQVFT",
+            "passport",
+            "2024-02-19",
             "Mrs.",
         ],
     );
-    assert_present(&text, &["Tamil Nadu", "\"IN\"", "\"1961\"", "female", "Married", "\"ta\""]);
+    assert_present(
+        &text,
+        &[
+            "Tamil Nadu",
+            "\"IN\"",
+            "\"1961\"",
+            "female",
+            "Married",
+            "\"ta\"",
+        ],
+    );
 
     let r = &out.resource;
     assert_eq!(r["birthDate"], "1961");
     assert_eq!(
         r["id"],
-        Value::String(pseudonymous_id(&config().pseudonym_key, "Patient", "pat-7f3a9c"))
+        Value::String(pseudonymous_id(
+            &config().pseudonym_key,
+            "Patient",
+            "pat-7f3a9c"
+        ))
     );
     assert_eq!(
         r["generalPractitioner"][0]["reference"],
@@ -103,7 +146,10 @@ fn patient_resource_is_deidentified() {
     assert!(rep.contains("/id", Action::Pseudonymized));
     // The report names paths, never the removed values.
     let report_json = serde_json::to_string(rep).expect("report serializes");
-    assert_absent(&report_json, &["Lakshmi", "98410", "APL-00482913", "Chennai"]);
+    assert_absent(
+        &report_json,
+        &["Lakshmi", "98410", "APL-00482913", "Chennai"],
+    );
 }
 
 #[test]
@@ -117,23 +163,77 @@ fn bundle_is_deidentified_with_consistent_references() {
     assert_absent(
         &text,
         &[
-            "Doe", "Jonathan", "Michael", "078-05-1120", "SGH-55512", "BCBS-IL-99384412",
-            "555-0143", "555-0199", "jon.doe", "jonathandoe-family", "Evergreen", "pringfield",
-            "Sangamon", "62704", "1931", "V-2023-884712", "884712", "PRE-20231102", "Connor",
-            "Kelly Hart", "Marge", "RX-33910", "33910", "SN-BP-20931", "20931", "00884838055371",
-            "LOT-7781A", "192.168.14.77", "1.2.840.113619", "2023-11-02", "2019-04-17", "09:30",
-            "61ebe359", "4f6a30fc", "d3c2b1a0", "jdoe", "sconnor", "obs-weight", "cond-htn",
-            "SmFvbmF0aGFu", "0c3151bd", "16:40",
+            "Doe",
+            "Jonathan",
+            "Michael",
+            "078-05-1120",
+            "SGH-55512",
+            "BCBS-IL-99384412",
+            "555-0143",
+            "555-0199",
+            "jon.doe",
+            "jonathandoe-family",
+            "Evergreen",
+            "pringfield",
+            "Sangamon",
+            "62704",
+            "1931",
+            "V-2023-884712",
+            "884712",
+            "PRE-20231102",
+            "Connor",
+            "Kelly Hart",
+            "Marge",
+            "RX-33910",
+            "33910",
+            "SN-BP-20931",
+            "20931",
+            "00884838055371",
+            "LOT-7781A",
+            "192.168.14.77",
+            "1.2.840.113619",
+            "2023-11-02",
+            "2019-04-17",
+            "09:30",
+            "61ebe359",
+            "4f6a30fc",
+            "d3c2b1a0",
+            "jdoe",
+            "sconnor",
+            "obs-weight",
+            "cond-htn",
+            "SmFvbmF0aGFu",
+            "0c3151bd",
+            "16:40",
         ],
     );
     // Clinical content survives.
     assert_present(
         &text,
         &[
-            "29463-7", "Body weight", "72.5", "85354-9", "8480-6", "142", "8462-4", "91",
-            "38341003", "Hypertensive disorder", "Hypertension follow-up", "197361",
-            "amlodipine 5 MG Oral Tablet", "70665002", "Omron", "34133-9", "\"2023\"", "\"2019\"",
-            "\"IL\"", "\"US\"", "vital-signs", "\"male\"", "1 tablet by mouth daily",
+            "29463-7",
+            "Body weight",
+            "72.5",
+            "85354-9",
+            "8480-6",
+            "142",
+            "8462-4",
+            "91",
+            "38341003",
+            "Hypertensive disorder",
+            "Hypertension follow-up",
+            "197361",
+            "amlodipine 5 MG Oral Tablet",
+            "70665002",
+            "Omron",
+            "34133-9",
+            "\"2023\"",
+            "\"2019\"",
+            "\"IL\"",
+            "\"US\"",
+            "vital-signs",
+            "\"male\"",
+            "1 tablet by mouth daily",
         ],
     );
 
@@ -149,8 +249,7 @@ fn bundle_is_deidentified_with_consistent_references() {
     }
     assert_eq!(entries[8]["resource"]["patient"]["reference"], patient_url);
     assert_eq!(
-        entries[3]["resource"]["device"]["reference"],
-        entries[8]["fullUrl"],
+        entries[3]["resource"]["device"]["reference"], entries[8]["fullUrl"],
         "observation → device link survives"
     );
     assert_eq!(
@@ -166,7 +265,10 @@ fn bundle_is_deidentified_with_consistent_references() {
     assert_eq!(age_obs["value"], 90);
     assert_eq!(age_obs["comparator"], ">=");
     let onset_months = &entries[6]["resource"]["onsetAge"];
-    assert_eq!(onset_months["value"], 90, "1104 months = 92 years is capped");
+    assert_eq!(
+        onset_months["value"], 90,
+        "1104 months = 92 years is capped"
+    );
     let onset_61 = &entries[5]["resource"]["onsetAge"];
     assert_eq!(onset_61["value"], 61, "ages under 90 are kept");
 
@@ -197,7 +299,13 @@ fn bundle_is_deidentified_with_consistent_references() {
 
     // Device identifiers and attachment payloads are gone.
     let device = &entries[8]["resource"];
-    for k in ["udiCarrier", "serialNumber", "lotNumber", "deviceName", "url"] {
+    for k in [
+        "udiCarrier",
+        "serialNumber",
+        "lotNumber",
+        "deviceName",
+        "url",
+    ] {
         assert!(device.get(k).is_none(), "{k}");
     }
     let attachment = &entries[9]["resource"]["content"][0]["attachment"];

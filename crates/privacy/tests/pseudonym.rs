@@ -1,22 +1,28 @@
 //! Pseudonym commitments and proofs of link.
 
-use pmr_privacy::{
-    LinkOpening, NationalId, PatientSecret, PseudonymCommitment, PseudonymError,
-};
+use pmr_privacy::{LinkOpening, NationalId, PatientSecret, PseudonymCommitment, PseudonymError};
 use rand::rngs::OsRng;
 
 #[test]
 fn commitment_is_keyed_and_spelling_independent() {
     let secret = PatientSecret::generate(&mut OsRng);
-    let a = PseudonymCommitment::compute(&secret, &NationalId::parse("91-5523-7781-4402").expect("id"));
-    let b = PseudonymCommitment::compute(&secret, &NationalId::parse("91552377814402").expect("id"));
+    let a = PseudonymCommitment::compute(
+        &secret,
+        &NationalId::parse("91-5523-7781-4402").expect("id"),
+    );
+    let b =
+        PseudonymCommitment::compute(&secret, &NationalId::parse("91552377814402").expect("id"));
     assert_eq!(a, b, "same person, different spelling");
 
     let other_secret = PatientSecret::generate(&mut OsRng);
-    let c = PseudonymCommitment::compute(&other_secret, &NationalId::parse("91552377814402").expect("id"));
+    let c = PseudonymCommitment::compute(
+        &other_secret,
+        &NationalId::parse("91552377814402").expect("id"),
+    );
     assert_ne!(a, c, "no one without the secret computes the same value");
 
-    let d = PseudonymCommitment::compute(&secret, &NationalId::parse("91552377814403").expect("id"));
+    let d =
+        PseudonymCommitment::compute(&secret, &NationalId::parse("91552377814403").expect("id"));
     assert_ne!(a, d);
 
     // It is blake3's keyed hash over a domain-separated encoding, not a plain hash of the ID.
@@ -29,9 +35,12 @@ fn commitment_is_keyed_and_spelling_independent() {
 #[test]
 fn schemes_are_domain_separated() {
     let secret = PatientSecret::from_bytes([9; 32]);
-    let number = PseudonymCommitment::compute(&secret, &NationalId::parse("91552377814402").expect("id"));
-    let address =
-        PseudonymCommitment::compute(&secret, &NationalId::parse("91552377814402@abdm").expect("id"));
+    let number =
+        PseudonymCommitment::compute(&secret, &NationalId::parse("91552377814402").expect("id"));
+    let address = PseudonymCommitment::compute(
+        &secret,
+        &NationalId::parse("91552377814402@abdm").expect("id"),
+    );
     assert_ne!(number, address);
 }
 
@@ -42,7 +51,10 @@ fn proof_of_link() {
     let commitment = PseudonymCommitment::compute(&secret, &id);
     assert_eq!(commitment.verify_link(&id, &secret), Ok(()));
     assert_eq!(
-        commitment.verify_link(&NationalId::parse("lakshmi.priya62@abdm").expect("id"), &secret),
+        commitment.verify_link(
+            &NationalId::parse("lakshmi.priya62@abdm").expect("id"),
+            &secret
+        ),
         Err(PseudonymError::LinkMismatch)
     );
     assert_eq!(
@@ -66,14 +78,18 @@ fn proof_of_link() {
         id: "nope".into(),
         secret: secret.expose_hex(),
     };
-    assert!(matches!(bad.verify(&commitment), Err(PseudonymError::Id(_))));
+    assert!(matches!(
+        bad.verify(&commitment),
+        Err(PseudonymError::Id(_))
+    ));
     assert!(!format!("{opening:?}").contains(&secret.expose_hex()));
 }
 
 #[test]
 fn hex_round_trip_and_errors() {
     let secret = PatientSecret::from_bytes([1; 32]);
-    let c = PseudonymCommitment::compute(&secret, &NationalId::parse("12345678901234").expect("id"));
+    let c =
+        PseudonymCommitment::compute(&secret, &NationalId::parse("12345678901234").expect("id"));
     assert_eq!(PseudonymCommitment::from_hex(&c.to_hex()), Ok(c));
     assert_eq!(
         PseudonymCommitment::from_hex("0x1234"),

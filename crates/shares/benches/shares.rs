@@ -5,8 +5,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use frost_ed25519::keys::IdentifierList;
 use pmr_shares::{
     open_custodian_share, open_granted_patient_share, open_patient_share, open_sealed_share,
-    reconstruct_record_key, seal_patient_share_to, seal_share_to, split_record_key,
-    CustodianInfo, GrantContext, RecordKey, X25519PublicKey, X25519Secret,
+    reconstruct_record_key, seal_patient_share_to, seal_share_to, split_record_key, CustodianInfo,
+    GrantContext, RecordKey, X25519PublicKey, X25519Secret,
 };
 use rand::rngs::OsRng;
 
@@ -14,7 +14,9 @@ const N: u16 = 7;
 const T: usize = 4;
 
 fn custodians() -> (Vec<X25519Secret>, Vec<CustodianInfo>) {
-    let secrets: Vec<X25519Secret> = (0..N).map(|_| X25519Secret::random_from_rng(OsRng)).collect();
+    let secrets: Vec<X25519Secret> = (0..N)
+        .map(|_| X25519Secret::random_from_rng(OsRng))
+        .collect();
     let infos = secrets
         .iter()
         .enumerate()

@@ -130,7 +130,10 @@ impl ReleaseChallenge {
     /// checks it is [`Self::grantee`]. High-s (malleable) signatures are refused.
     pub fn verify(&self, signature: &[u8]) -> Result<Address, ShareError> {
         let raw: &[u8; 65] = signature.try_into().map_err(|_| {
-            ShareError::BadSignature(format!("{} bytes; expected 65 (r ‖ s ‖ v)", signature.len()))
+            ShareError::BadSignature(format!(
+                "{} bytes; expected 65 (r ‖ s ‖ v)",
+                signature.len()
+            ))
         })?;
         if !matches!(raw[64], 0 | 1 | 27 | 28) {
             return Err(ShareError::BadSignature(format!(
@@ -138,8 +141,8 @@ impl ReleaseChallenge {
                 raw[64]
             )));
         }
-        let sig = Signature::from_raw_array(raw)
-            .map_err(|e| ShareError::BadSignature(e.to_string()))?;
+        let sig =
+            Signature::from_raw_array(raw).map_err(|e| ShareError::BadSignature(e.to_string()))?;
         if sig.normalize_s().is_some() {
             return Err(ShareError::BadSignature(
                 "high-s signature (malleable); sign with a low-s signer".into(),

@@ -21,9 +21,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use crate::envelope::{CustodianSlot, PatientSlot, ShareEnvelope, MAX_CUSTODIANS};
 use crate::key::random_nonzero_scalar;
 use crate::seal::{open_bytes, seal_bytes, SEALED_SHARE_LEN};
-use crate::{
-    CustodianShare, PatientShare, RecordKey, SealedShare, ShareError, Slot,
-};
+use crate::{CustodianShare, PatientShare, RecordKey, SealedShare, ShareError, Slot};
 
 /// A custodian the dealer splits to: its index (FROST identifier), on-chain address and X25519
 /// sealing key.
@@ -212,7 +210,11 @@ fn share_bytes(share: &SigningShare) -> Result<zeroize::Zeroizing<[u8; 32]>, Sha
     Ok(out)
 }
 
-fn check_recipient(expected: &PublicKey, secret: &StaticSecret, slot: Slot) -> Result<(), ShareError> {
+fn check_recipient(
+    expected: &PublicKey,
+    secret: &StaticSecret,
+    slot: Slot,
+) -> Result<(), ShareError> {
     if PublicKey::from(secret) != *expected {
         return Err(ShareError::WrongRecipientKey { slot });
     }
@@ -232,7 +234,13 @@ pub fn open_custodian_share(
     let which = Slot::Custodian(index);
     check_recipient(&slot.public_key, secret, which)?;
     let info = envelope.slot_info(which);
-    let bytes = open_bytes(&slot.sealed, secret, &info, &envelope.public_digest(), which)?;
+    let bytes = open_bytes(
+        &slot.sealed,
+        secret,
+        &info,
+        &envelope.public_digest(),
+        which,
+    )?;
     let share = CustodianShare::from_bytes(index, &bytes)?;
     verify_custodian_share(envelope, &share)?;
     Ok(share)

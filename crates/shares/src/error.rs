@@ -149,7 +149,9 @@ pub enum ShareError {
         recovered: Address,
     },
     /// The challenge is older than the accepted window.
-    #[error("release challenge is {age_ms} ms old; at most {max_age_ms} ms accepted: request a new one")]
+    #[error(
+        "release challenge is {age_ms} ms old; at most {max_age_ms} ms accepted: request a new one"
+    )]
     ChallengeExpired {
         /// Age of the challenge.
         age_ms: u64,

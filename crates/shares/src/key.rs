@@ -229,6 +229,10 @@ impl CustodianShare {
 
 impl fmt::Debug for CustodianShare {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CustodianShare {{ index: {}, value: <redacted> }}", self.index)
+        write!(
+            f,
+            "CustodianShare {{ index: {}, value: <redacted> }}",
+            self.index
+        )
     }
 }

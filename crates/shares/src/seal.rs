@@ -143,30 +143,25 @@ pub(crate) fn seal_bytes<R: RngCore + CryptoRng>(
     slot: Slot,
     rng: &mut R,
 ) -> Result<SealedShare, ShareError> {
-    let pk = HpkePublicKey::from_bytes(recipient.as_bytes()).map_err(|e| {
-        ShareError::SealFailed {
+    let pk =
+        HpkePublicKey::from_bytes(recipient.as_bytes()).map_err(|e| ShareError::SealFailed {
             slot,
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     let mut buf = Zeroizing::new(*plaintext);
-    let (enc, tag) = hpke::single_shot_seal_in_place_detached::<
-        ChaCha20Poly1305,
-        HkdfSha256,
-        HpkeKem,
-        _,
-    >(
-        &OpModeS::Base,
-        &pk,
-        info,
-        buf.as_mut(),
-        aad,
-        &mut RngAdapter(rng),
-    )
-    .map_err(|e| ShareError::SealFailed {
-        slot,
-        reason: e.to_string(),
-    })?;
+    let (enc, tag) =
+        hpke::single_shot_seal_in_place_detached::<ChaCha20Poly1305, HkdfSha256, HpkeKem, _>(
+            &OpModeS::Base,
+            &pk,
+            info,
+            buf.as_mut(),
+            aad,
+            &mut RngAdapter(rng),
+        )
+        .map_err(|e| ShareError::SealFailed {
+            slot,
+            reason: e.to_string(),
+        })?;
     let mut out = [0u8; SEALED_SHARE_LEN];
     out[..ENC_LEN].copy_from_slice(&enc.to_bytes());
     out[ENC_LEN..ENC_LEN + PLAINTEXT_LEN].copy_from_slice(buf.as_ref());

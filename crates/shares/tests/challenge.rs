@@ -89,10 +89,22 @@ fn wrong_signer_or_tampered_challenge_is_refused() {
         .as_bytes();
     for tampered in [
         ReleaseChallenge { chain_id: 1, ..c },
-        ReleaseChallenge { custodian: Address::repeat_byte(0x12), ..c },
-        ReleaseChallenge { token_id: U256::from(78u64), ..c },
-        ReleaseChallenge { nonce: B256::repeat_byte(0x5b), ..c },
-        ReleaseChallenge { issued_at_ms: c.issued_at_ms + 1, ..c },
+        ReleaseChallenge {
+            custodian: Address::repeat_byte(0x12),
+            ..c
+        },
+        ReleaseChallenge {
+            token_id: U256::from(78u64),
+            ..c
+        },
+        ReleaseChallenge {
+            nonce: B256::repeat_byte(0x5b),
+            ..c
+        },
+        ReleaseChallenge {
+            issued_at_ms: c.issued_at_ms + 1,
+            ..c
+        },
     ] {
         assert!(matches!(
             tampered.verify(&sig),
@@ -117,7 +129,9 @@ fn malformed_and_malleable_signatures_are_refused() {
     let sig = signer
         .sign_message_sync(c.signing_hash().as_slice())
         .expect("sign");
-    assert!(matches!(c.verify(&sig.as_bytes()[..64]), Err(ShareError::BadSignature(m)) if m.contains("64 bytes")));
+    assert!(
+        matches!(c.verify(&sig.as_bytes()[..64]), Err(ShareError::BadSignature(m)) if m.contains("64 bytes"))
+    );
     let mut bad_v = sig.as_bytes();
     bad_v[64] = 37;
     assert!(matches!(c.verify(&bad_v), Err(ShareError::BadSignature(m)) if m.contains("v = 37")));
@@ -161,8 +175,22 @@ fn freshness_window() {
 #[test]
 fn new_challenges_have_fresh_nonces() {
     let mut rng = rand::rngs::OsRng;
-    let a = ReleaseChallenge::new(1, Address::ZERO, U256::from(1u64), Address::ZERO, 5, &mut rng);
-    let b = ReleaseChallenge::new(1, Address::ZERO, U256::from(1u64), Address::ZERO, 5, &mut rng);
+    let a = ReleaseChallenge::new(
+        1,
+        Address::ZERO,
+        U256::from(1u64),
+        Address::ZERO,
+        5,
+        &mut rng,
+    );
+    let b = ReleaseChallenge::new(
+        1,
+        Address::ZERO,
+        U256::from(1u64),
+        Address::ZERO,
+        5,
+        &mut rng,
+    );
     assert_ne!(a.nonce, b.nonce);
     assert_ne!(a.signing_hash(), b.signing_hash());
 }

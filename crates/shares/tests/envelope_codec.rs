@@ -38,7 +38,10 @@ fn layout_matches_documentation() {
     assert_eq!(bytes[1] as usize, T);
     assert_eq!(bytes[2] as usize, N);
     assert_eq!(&bytes[3..35], s.envelope.key_commitment().as_bytes());
-    assert_eq!(&bytes[VSS_AT..VSS_AT + 32], &s.envelope.vss_commitments()[0]);
+    assert_eq!(
+        &bytes[VSS_AT..VSS_AT + 32],
+        &s.envelope.vss_commitments()[0]
+    );
     for (i, c) in s.envelope.custodians().iter().enumerate() {
         let at = slot_at(i);
         assert_eq!(u16::from_be_bytes([bytes[at], bytes[at + 1]]), c.index);
@@ -57,7 +60,10 @@ fn layout_matches_documentation() {
 fn trailing_and_truncated() {
     let mut bytes = valid();
     bytes.push(0);
-    assert_eq!(decode_err(&bytes), EnvelopeError::TrailingBytes { count: 1 });
+    assert_eq!(
+        decode_err(&bytes),
+        EnvelopeError::TrailingBytes { count: 1 }
+    );
     let bytes = valid();
     assert!(matches!(
         decode_err(&bytes[..TOTAL - 1]),
@@ -115,7 +121,10 @@ fn indices_zero_duplicate_unordered() {
 
     let mut bytes = valid();
     bytes[slot_at(1)..slot_at(1) + 2].copy_from_slice(&1u16.to_be_bytes());
-    assert_eq!(decode_err(&bytes), EnvelopeError::DuplicateIndex { index: 1 });
+    assert_eq!(
+        decode_err(&bytes),
+        EnvelopeError::DuplicateIndex { index: 1 }
+    );
 
     let mut bytes = valid();
     // Swap indices 1 and 2 (slots stay in place): order 2, 1, 3.
@@ -240,6 +249,11 @@ fn zero_patient_share_is_refused() {
 fn errors_read_clearly() {
     let mut bytes = valid();
     bytes[1] = 4;
-    let msg = ShareEnvelope::decode(&bytes).unwrap_err().to_string();
-    assert_eq!(msg, "bad share envelope: threshold 4 exceeds the 3 custodians");
+    let msg = ShareEnvelope::decode(&bytes)
+        .expect_err("must be rejected")
+        .to_string();
+    assert_eq!(
+        msg,
+        "bad share envelope: threshold 4 exceeds the 3 custodians"
+    );
 }

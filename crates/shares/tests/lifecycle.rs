@@ -8,8 +8,8 @@ use common::Setup;
 use pmr_shares::{
     open_custodian_share, open_granted_patient_share, open_patient_share, open_sealed_share,
     reconstruct_record_key, seal_patient_share_to, seal_share_to, split_record_key,
-    verify_custodian_share, CustodianInfo, CustodianShare, GrantContext, KeyCommitment,
-    RecordKey, ShareError, Slot, X25519PublicKey, X25519Secret, DEK_CONTEXT,
+    verify_custodian_share, CustodianInfo, CustodianShare, GrantContext, KeyCommitment, RecordKey,
+    ShareError, Slot, X25519PublicKey, X25519Secret, DEK_CONTEXT,
 };
 
 #[test]
@@ -27,7 +27,10 @@ fn full_lifecycle_grant_release_reconstruct() {
         .iter()
         .map(|&i| {
             let share = s.custodian_share(i);
-            (i, seal_share_to(&share, &grantee_pk, &ctx, &mut s.rng).expect("seal"))
+            (
+                i,
+                seal_share_to(&share, &grantee_pk, &ctx, &mut s.rng).expect("seal"),
+            )
         })
         .collect();
 
@@ -54,7 +57,7 @@ fn released_share_is_bound_to_grant_and_custodian_index() {
 
     // Presented as custodian 3's share: refused, blamed on slot 3 (the claimed sender).
     assert_eq!(
-        open_sealed_share(&sealed, 3, &s.grantee_secret, &ctx).unwrap_err(),
+        open_sealed_share(&sealed, 3, &s.grantee_secret, &ctx).expect_err("must be rejected"),
         ShareError::SealOpenFailed {
             slot: Slot::Custodian(3)
         }
@@ -69,10 +72,7 @@ fn released_share_is_bound_to_grant_and_custodian_index() {
             grantee: Address::repeat_byte(0xcd),
             ..ctx
         },
-        GrantContext {
-            chain_id: 8,
-            ..ctx
-        },
+        GrantContext { chain_id: 8, ..ctx },
         GrantContext {
             key_commitment: RecordKey::generate(&mut s.rng).commitment(),
             ..ctx
@@ -92,7 +92,7 @@ fn released_share_is_bound_to_grant_and_custodian_index() {
     let granted = seal_patient_share_to(&s_p, &grantee_pk, &ctx, &mut s.rng).expect("seal");
     assert!(open_sealed_share(&granted, 1, &s.grantee_secret, &ctx).is_err());
     assert_eq!(
-        open_granted_patient_share(&sealed, &s.grantee_secret, &ctx).unwrap_err(),
+        open_granted_patient_share(&sealed, &s.grantee_secret, &ctx).expect_err("must be rejected"),
         ShareError::SealOpenFailed {
             slot: Slot::Patient
         }
@@ -127,7 +127,7 @@ fn envelope_slot_cannot_be_moved_between_records_or_slots() {
     bytes[at..at + to.len()].copy_from_slice(&from);
     let moved = pmr_shares::ShareEnvelope::decode(&bytes).expect("decodes");
     assert_eq!(
-        open_custodian_share(&moved, 1, a.secret_of(1)).unwrap_err(),
+        open_custodian_share(&moved, 1, a.secret_of(1)).expect_err("must be rejected"),
         ShareError::SealOpenFailed {
             slot: Slot::Custodian(1)
         }
@@ -140,7 +140,7 @@ fn envelope_slot_cannot_be_moved_between_records_or_slots() {
     bytes[at..at + 80].copy_from_slice(&from);
     let moved = pmr_shares::ShareEnvelope::decode(&bytes).expect("decodes");
     assert_eq!(
-        open_patient_share(&moved, &a.patient_secret).unwrap_err(),
+        open_patient_share(&moved, &a.patient_secret).expect_err("must be rejected"),
         ShareError::SealOpenFailed {
             slot: Slot::Patient
         }
@@ -151,17 +151,17 @@ fn envelope_slot_cannot_be_moved_between_records_or_slots() {
 fn wrong_keys_and_unknown_custodians_are_named() {
     let s = Setup::new(3, 2, 4);
     assert_eq!(
-        open_custodian_share(&s.envelope, 1, s.secret_of(2)).unwrap_err(),
+        open_custodian_share(&s.envelope, 1, s.secret_of(2)).expect_err("must be rejected"),
         ShareError::WrongRecipientKey {
             slot: Slot::Custodian(1)
         }
     );
     assert_eq!(
-        open_custodian_share(&s.envelope, 9, s.secret_of(1)).unwrap_err(),
+        open_custodian_share(&s.envelope, 9, s.secret_of(1)).expect_err("must be rejected"),
         ShareError::UnknownCustodian { index: 9 }
     );
     assert_eq!(
-        open_patient_share(&s.envelope, s.secret_of(1)).unwrap_err(),
+        open_patient_share(&s.envelope, s.secret_of(1)).expect_err("must be rejected"),
         ShareError::WrongRecipientKey {
             slot: Slot::Patient
         }
@@ -182,14 +182,18 @@ fn reconstruct_rejects_duplicates_unknowns_and_forgeries() {
     let s = Setup::new(5, 3, 5);
     let sp = s.patient_share();
     let one = s.custodian_share(1);
-    let err = reconstruct_record_key(&s.envelope, &sp, &[one.clone(), one.clone(), s.custodian_share(2)])
-        .unwrap_err();
+    let err = reconstruct_record_key(
+        &s.envelope,
+        &sp,
+        &[one.clone(), one.clone(), s.custodian_share(2)],
+    )
+    .expect_err("must be rejected");
     assert_eq!(err, ShareError::DuplicateShare { custodian: 1 });
 
     // Custodian 4 hands over custodian 1's value under its own index.
     let forged = CustodianShare::from_bytes(4, &one.value_bytes()).expect("canonical");
     assert_eq!(
-        verify_custodian_share(&s.envelope, &forged).unwrap_err(),
+        verify_custodian_share(&s.envelope, &forged).expect_err("must be rejected"),
         ShareError::ForgedShare { custodian: 4 }
     );
     let err = reconstruct_record_key(
@@ -197,21 +201,21 @@ fn reconstruct_rejects_duplicates_unknowns_and_forgeries() {
         &sp,
         &[s.custodian_share(1), s.custodian_share(2), forged],
     )
-    .unwrap_err();
+    .expect_err("must be rejected");
     assert_eq!(err, ShareError::ForgedShare { custodian: 4 });
     assert_eq!(err.culprit(), Some(Slot::Custodian(4)));
 
     let stranger = CustodianShare::from_bytes(6, &one.value_bytes()).expect("canonical");
     assert_eq!(
-        reconstruct_record_key(&s.envelope, &sp, &[stranger]).unwrap_err(),
+        reconstruct_record_key(&s.envelope, &sp, &[stranger]).expect_err("must be rejected"),
         ShareError::UnknownCustodian { index: 6 }
     );
     assert_eq!(
-        CustodianShare::from_bytes(0, &one.value_bytes()).unwrap_err(),
+        CustodianShare::from_bytes(0, &one.value_bytes()).expect_err("must be rejected"),
         ShareError::ZeroCustodianIndex
     );
     assert_eq!(
-        CustodianShare::from_bytes(2, &[0xff; 32]).unwrap_err(),
+        CustodianShare::from_bytes(2, &[0xff; 32]).expect_err("must be rejected"),
         ShareError::MalformedShare {
             slot: Slot::Custodian(2)
         }
@@ -230,32 +234,50 @@ fn split_rejects_bad_parameters() {
     };
     let three = [custodian(1, 1), custodian(2, 2), custodian(3, 3)];
     assert_eq!(
-        split_record_key(&key, 1, &three, &patient, &mut rng).unwrap_err(),
+        split_record_key(&key, 1, &three, &patient, &mut rng).expect_err("must be rejected"),
         ShareError::InvalidThreshold {
             threshold: 1,
             custodians: 3
         }
     );
     assert_eq!(
-        split_record_key(&key, 4, &three, &patient, &mut rng).unwrap_err(),
+        split_record_key(&key, 4, &three, &patient, &mut rng).expect_err("must be rejected"),
         ShareError::InvalidThreshold {
             threshold: 4,
             custodians: 3
         }
     );
     assert_eq!(
-        split_record_key(&key, 2, &[custodian(1, 1), custodian(1, 2)], &patient, &mut rng)
-            .unwrap_err(),
+        split_record_key(
+            &key,
+            2,
+            &[custodian(1, 1), custodian(1, 2)],
+            &patient,
+            &mut rng
+        )
+        .expect_err("must be rejected"),
         ShareError::DuplicateCustodianIndex { index: 1 }
     );
     assert_eq!(
-        split_record_key(&key, 2, &[custodian(0, 1), custodian(1, 2)], &patient, &mut rng)
-            .unwrap_err(),
+        split_record_key(
+            &key,
+            2,
+            &[custodian(0, 1), custodian(1, 2)],
+            &patient,
+            &mut rng
+        )
+        .expect_err("must be rejected"),
         ShareError::ZeroCustodianIndex
     );
     assert_eq!(
-        split_record_key(&key, 2, &[custodian(1, 9), custodian(2, 9)], &patient, &mut rng)
-            .unwrap_err(),
+        split_record_key(
+            &key,
+            2,
+            &[custodian(1, 9), custodian(2, 9)],
+            &patient,
+            &mut rng
+        )
+        .expect_err("must be rejected"),
         ShareError::DuplicateCustodianAddress {
             address: Address::with_last_byte(9)
         }
@@ -263,7 +285,7 @@ fn split_rejects_bad_parameters() {
     let mut same_key = [custodian(1, 1), custodian(2, 2)];
     same_key[1].public_key = same_key[0].public_key;
     assert_eq!(
-        split_record_key(&key, 2, &same_key, &patient, &mut rng).unwrap_err(),
+        split_record_key(&key, 2, &same_key, &patient, &mut rng).expect_err("must be rejected"),
         ShareError::DuplicateCustodianKey {
             first: 1,
             second: 2
@@ -273,7 +295,7 @@ fn split_rejects_bad_parameters() {
     let mut weak = [custodian(1, 1), custodian(2, 2)];
     weak[1].public_key = X25519PublicKey::from([0u8; 32]);
     assert!(matches!(
-        split_record_key(&key, 2, &weak, &patient, &mut rng).unwrap_err(),
+        split_record_key(&key, 2, &weak, &patient, &mut rng).expect_err("must be rejected"),
         ShareError::SealFailed {
             slot: Slot::Custodian(2),
             ..
@@ -293,18 +315,18 @@ fn split_rejects_bad_parameters() {
 #[test]
 fn record_keys_and_commitments_are_strict() {
     assert_eq!(
-        RecordKey::from_bytes(&[0u8; 32]).unwrap_err(),
+        RecordKey::from_bytes(&[0u8; 32]).expect_err("must be rejected"),
         ShareError::InvalidRecordKey
     );
     assert_eq!(
-        RecordKey::from_bytes(&[0xff; 32]).unwrap_err(),
+        RecordKey::from_bytes(&[0xff; 32]).expect_err("must be rejected"),
         ShareError::InvalidRecordKey
     );
     // The identity point (y = 1) is not a valid commitment.
     let mut identity = [0u8; 32];
     identity[0] = 1;
     assert_eq!(
-        KeyCommitment::from_bytes(&identity).unwrap_err(),
+        KeyCommitment::from_bytes(&identity).expect_err("must be rejected"),
         ShareError::InvalidKeyCommitment
     );
     let key = RecordKey::generate(&mut rand::rngs::OsRng);
@@ -313,6 +335,9 @@ fn record_keys_and_commitments_are_strict() {
     assert!(c.verify_key(&key).is_ok());
     let other = RecordKey::generate(&mut rand::rngs::OsRng);
     assert_eq!(c.verify_key(&other), Err(ShareError::KeyCommitmentMismatch));
-    assert_eq!(RecordKey::from_bytes(&key.to_bytes()).expect("round trip"), key);
+    assert_eq!(
+        RecordKey::from_bytes(&key.to_bytes()).expect("round trip"),
+        key
+    );
     assert_eq!(format!("{key:?}"), "RecordKey(<redacted>)");
 }

@@ -8,8 +8,8 @@ mod common;
 use common::{interpolate_at_zero, scalar_of, Setup};
 use pmr_shares::{
     open_custodian_share, open_patient_share, open_sealed_share, reconstruct_record_key,
-    seal_share_to, CustodianShare, PatientShare, RecordKey, SealedShare, ShareEnvelope,
-    ShareError, Slot, SEALED_SHARE_LEN,
+    seal_share_to, CustodianShare, PatientShare, RecordKey, SealedShare, ShareEnvelope, ShareError,
+    Slot, SEALED_SHARE_LEN,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -30,7 +30,7 @@ fn subset(n: u16, k: usize, seed: u64) -> Vec<u16> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
 
     #[test]
     fn any_t_shares_plus_patient_reconstruct((n, t) in params(), seed: u64, pick: u64) {
@@ -53,7 +53,7 @@ proptest! {
         let s = Setup::new(n, t, seed);
         let shares: Vec<CustodianShare> =
             subset(n, t - 1, pick).into_iter().map(|i| s.custodian_share(i)).collect();
-        let err = reconstruct_record_key(&s.envelope, &s.patient_share(), &shares).unwrap_err();
+        let err = reconstruct_record_key(&s.envelope, &s.patient_share(), &shares).expect_err("must be rejected");
         prop_assert_eq!(err, ShareError::NotEnoughShares { have: t - 1, need: t });
         // And the arithmetic itself: interpolating t-1 points does not give s_c.
         let guess = interpolate_at_zero(&shares) + scalar_of(&s.patient_share().to_bytes());
@@ -81,7 +81,7 @@ proptest! {
         let fake = PatientShare::from_bytes(&RecordKey::generate(&mut s.rng).to_bytes())
             .expect("random non-zero scalar");
         prop_assert_eq!(
-            reconstruct_record_key(&s.envelope, &fake, &all).unwrap_err(),
+            reconstruct_record_key(&s.envelope, &fake, &all).expect_err("must be rejected"),
             ShareError::PatientShareMismatch
         );
     }
@@ -110,7 +110,7 @@ proptest! {
         }
         let err = match early {
             Some(e) => e,
-            None => reconstruct_record_key(&s.envelope, &s.patient_share(), &shares).unwrap_err(),
+            None => reconstruct_record_key(&s.envelope, &s.patient_share(), &shares).expect_err("must be rejected"),
         };
         prop_assert_eq!(err.culprit(), Some(Slot::Custodian(culprit)), "{:?}", err);
     }
@@ -126,7 +126,7 @@ proptest! {
         let at = find(&bytes, &slot);
         bytes[at + bit / 8] ^= 1 << (bit % 8);
         let tampered = ShareEnvelope::decode(&bytes).expect("sealed bytes are opaque to decode");
-        let err = open_custodian_share(&tampered, culprit, s.secret_of(culprit)).unwrap_err();
+        let err = open_custodian_share(&tampered, culprit, s.secret_of(culprit)).expect_err("must be rejected");
         prop_assert_eq!(err, ShareError::SealOpenFailed { slot: Slot::Custodian(culprit) });
         // Every other custodian and the patient are unaffected.
         for i in (1..=n).filter(|&i| i != culprit) {
@@ -148,7 +148,7 @@ proptest! {
         let mut bytes = sealed.to_bytes();
         bytes[bit / 8] ^= 1 << (bit % 8);
         let tampered = SealedShare::from_bytes(&bytes).expect("80 bytes");
-        let err = open_sealed_share(&tampered, culprit, &s.grantee_secret, &ctx).unwrap_err();
+        let err = open_sealed_share(&tampered, culprit, &s.grantee_secret, &ctx).expect_err("must be rejected");
         prop_assert_eq!(err.culprit(), Some(Slot::Custodian(culprit)));
         // The untampered one opens to the same share.
         let opened = open_sealed_share(&sealed, culprit, &s.grantee_secret, &ctx).expect("open");

@@ -95,7 +95,8 @@ pub(crate) fn address_field_kept(key: &str) -> bool {
 /// `YYYY-MM-DDThh:mm:ss[.f+](Z|±hh:mm)`), its year.
 pub(crate) fn date_year(s: &str) -> Option<&str> {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
     if !digits(0..4) {
         return None;
     }
@@ -224,7 +225,14 @@ pub(crate) fn pseudo_uuid(key: &PseudonymKey, input: &str) -> String {
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
     let x = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &x[..8], &x[8..12], &x[12..16], &x[16..20], &x[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..]
+    )
 }
 
 /// Whether `s` looks like a FHIR resource type (`Patient`, `Observation`…).
@@ -237,7 +245,8 @@ pub(crate) fn is_resource_type(s: &str) -> bool {
 fn is_fhir_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 /// Outcome of rewriting a reference-like string.
@@ -350,11 +359,16 @@ mod tests {
             Rewrite::Remove
         );
         assert_eq!(rewrite_reference(&key, "not a reference"), Rewrite::Remove);
-        let Rewrite::Replace(u) = rewrite_reference(&key, "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a") else {
+        let Rewrite::Replace(u) =
+            rewrite_reference(&key, "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a")
+        else {
             panic!("urn:uuid must be replaced");
         };
         assert!(u.starts_with("urn:uuid:") && u.len() == 45, "{u}");
-        assert_ne!(pseudo_id(&PseudonymKey::from_bytes([8; 32]), "Patient", "pat-123"), pid);
+        assert_ne!(
+            pseudo_id(&PseudonymKey::from_bytes([8; 32]), "Patient", "pat-123"),
+            pid
+        );
     }
 
     #[test]

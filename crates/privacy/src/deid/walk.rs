@@ -4,8 +4,8 @@
 use serde_json::{Map, Value};
 
 use super::rules::{
-    address_field_kept, age_extension, age_years, aggregated_age, 
-    date_year, is_age_observation, is_narrative, is_code_key, is_own_age_marker, is_resource_type, pseudo_id, rewrite_reference,
+    address_field_kept, age_extension, age_years, aggregated_age, date_year, is_age_observation,
+    is_code_key, is_narrative, is_own_age_marker, is_resource_type, pseudo_id, rewrite_reference,
     rewrite_request_url, rule_for, Rewrite, Rule,
 };
 use super::{Action, Category, DeidChange, DeidConfig, DeidReport, Deidentified, MAX_DEPTH};
@@ -310,7 +310,15 @@ impl Walker<'_> {
             }
             let at = push_key(path, &key);
             let keep = match obj.get_mut(&key) {
-                Some(value) => self.member(&key, value, path, depth, parent_key, is_coding, is_attachment)?,
+                Some(value) => self.member(
+                    &key,
+                    value,
+                    path,
+                    depth,
+                    parent_key,
+                    is_coding,
+                    is_attachment,
+                )?,
                 None => true,
             };
             if !keep {
@@ -461,8 +469,8 @@ impl Walker<'_> {
                 let keys: Vec<String> = map.keys().cloned().collect();
                 for key in keys {
                     let at = push_key(path, &key);
-                    let field_ok = address_field_kept(&key)
-                        && map.get(&key).is_some_and(Value::is_string);
+                    let field_ok =
+                        address_field_kept(&key) && map.get(&key).is_some_and(Value::is_string);
                     let kept = field_ok
                         && match map.get_mut(&key) {
                             Some(v) => self.date_string(v, path, false, &key),

@@ -25,8 +25,9 @@ impl Setup {
     /// n custodians with indices 1..=n, threshold t.
     pub fn new(n: u16, t: usize, seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
-        let custodian_secrets: Vec<X25519Secret> =
-            (0..n).map(|_| X25519Secret::random_from_rng(&mut rng)).collect();
+        let custodian_secrets: Vec<X25519Secret> = (0..n)
+            .map(|_| X25519Secret::random_from_rng(&mut rng))
+            .collect();
         let custodians: Vec<CustodianInfo> = custodian_secrets
             .iter()
             .enumerate()
@@ -88,7 +89,10 @@ pub fn scalar_of(bytes: &[u8; 32]) -> Scalar {
 /// Lagrange interpolation at 0 over whatever shares are given — no threshold check, so tests
 /// can show what fewer than t shares (or shares without s_p) actually yield.
 pub fn interpolate_at_zero(shares: &[CustodianShare]) -> Scalar {
-    let xs: Vec<Scalar> = shares.iter().map(|s| Scalar::from(u64::from(s.index()))).collect();
+    let xs: Vec<Scalar> = shares
+        .iter()
+        .map(|s| Scalar::from(u64::from(s.index())))
+        .collect();
     let mut acc = Scalar::ZERO;
     for (j, share) in shares.iter().enumerate() {
         let mut num = Scalar::ONE;
