@@ -97,12 +97,51 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Benchmarks against a running network.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Show a committed block with its commit certificate.
     Block {
         /// Height of the block.
         height: u64,
         #[command(flatten)]
         client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Open-loop load: offer transactions at a fixed rate from many accounts and report offered
+    /// and finalized throughput, commit latency percentiles and rejects by reason.
+    Load {
+        /// gRPC endpoints, comma separated; transactions are spread over them.
+        #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:26602,http://127.0.0.1:26612,http://127.0.0.1:26622,http://127.0.0.1:26632")]
+        rpc: Vec<String>,
+        /// Offered transactions per second.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// How long to offer load.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// What each transaction does: noop, transfer or mint.
+        #[arg(long, default_value = "noop")]
+        kind: pmr_testnet::LoadKind,
+        /// Number of sending accounts (permitted by the admin before the run).
+        #[arg(long, default_value_t = 200)]
+        accounts: usize,
+        /// Key file of the network admin.
+        #[arg(long, default_value = ".pmr-dev/accounts/admin.json")]
+        admin_key: PathBuf,
+        /// How long to wait for accepted transactions to commit after the offering stops.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        drain: Duration,
+        /// Most submissions in flight.
+        #[arg(long, default_value_t = 4096)]
+        max_in_flight: usize,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
 }
 
@@ -228,6 +267,38 @@ async fn run(cli: Cli) -> Result<()> {
             match client.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&status_json(&s))?),
                 Output::Text => print_status(&s),
+            }
+            Ok(())
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Load {
+                    rpc,
+                    rate,
+                    duration,
+                    kind,
+                    accounts,
+                    admin_key,
+                    drain,
+                    max_in_flight,
+                    output,
+                },
+        } => {
+            let admin = pmr_node::testnet::load_account(&admin_key)?;
+            let report = pmr_testnet::run_load(pmr_testnet::LoadSpec {
+                rpcs: rpc,
+                rate,
+                duration,
+                kind,
+                accounts,
+                admin,
+                drain,
+                max_in_flight,
+            })
+            .await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Text => print!("{}", report.to_text()),
             }
             Ok(())
         }

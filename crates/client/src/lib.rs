@@ -4,8 +4,11 @@
 //! - [`Wallet`]: an Ethereum (secp256k1) account that signs EIP-1559 transactions for a chain.
 
 mod client;
+pub mod contract;
 mod wallet;
 
 pub use client::{ClientError, PmrClient, Status as NodeStatus};
+pub use contract::{PMR, PMR_ADDRESS};
+pub use alloy_primitives::{Address, Bytes, B256};
 pub use pmr_proto::v1 as proto;
 pub use wallet::{Wallet, WalletError};

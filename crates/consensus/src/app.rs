@@ -341,8 +341,11 @@ impl App {
         let executor = self.ledger.executor.clone();
         let built = tokio::task::block_in_place(|| executor.build_block(&env, candidates))?;
         for (hash, reason) in &built.rejected {
-            self.ledger.mempool.evict(hash, reason.to_string());
-            self.ledger.metrics.txs_evicted.inc();
+            // A transaction that may become valid (a nonce gap, a full block) stays pending.
+            if !reason.is_retryable() {
+                self.ledger.mempool.evict(hash, reason.to_string());
+                self.ledger.metrics.txs_evicted.inc();
+            }
         }
         let txs: Vec<PBytes> = built.included.iter().map(|t| t.raw().clone()).collect();
         let header = Header {

@@ -179,14 +179,22 @@ impl ChainStore {
             batch.put(Column::TxIndex, tx_hash.as_slice(), &loc);
         }
         batch.put(Column::Meta, META_HEIGHT, &hkey(height));
-        // Proposals of this height (and any older) are no longer needed for recovery.
-        for (k, _) in self
-            .store
-            .scan_prefix(Column::Undecided, &[])
-            .unwrap_or_default()
-            .into_iter()
-            .take_while(|(k, _)| k.len() >= 8 && u64::from_be_bytes(k[..8].try_into().unwrap_or([0xff; 8])) <= height)
-        {
+        // Proposals of this height (and any older) are no longer needed for recovery. Keys
+        // start with the big-endian height, so they are the first keys of the column.
+        let mut stale = Vec::new();
+        let scan = self.store.for_each_from(Column::Undecided, &[], |k, _| {
+            match k.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                Some(h) if u64::from_be_bytes(h) <= height => {
+                    stale.push(k.to_vec());
+                    true
+                }
+                _ => false,
+            }
+        });
+        if let Err(e) = scan {
+            tracing::warn!(target: "pmr::consensus", error = %e, "cannot prune undecided proposals");
+        }
+        for k in stale {
             batch.delete(Column::Undecided, &k);
         }
     }

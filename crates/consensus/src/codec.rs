@@ -15,7 +15,7 @@ use malachitebft_app_channel::app::types::core::{
     PolkaSignature, Round, RoundCertificate, RoundCertificateType, RoundSignature, SignedMessage,
     ValidatorProof, Validity, VoteType,
 };
-use malachitebft_app_channel::app::types::sync::{self, RawDecidedValue};
+use malachitebft_sync::{self as sync, RawDecidedValue};
 use malachitebft_app_channel::app::types::PeerId;
 use malachitebft_signing_ed25519::Signature;
 use pmr_primitives::B256;

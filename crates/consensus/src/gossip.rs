@@ -124,7 +124,7 @@ fn build_swarm(cfg: &GossipConfig) -> Result<Swarm<Behaviour>, GossipError> {
             yamux::Config::default,
         )
         .map_err(|e| GossipError::Transport(e.to_string()))?
-        .with_behaviour(|key| {
+        .with_behaviour(|key| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
             let config = gossipsub::ConfigBuilder::default()
                 .max_transmit_size(MAX_MESSAGE + 4096)
                 .validation_mode(ValidationMode::Strict)

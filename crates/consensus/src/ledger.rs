@@ -200,6 +200,36 @@ impl Ledger {
         let _ = self.blocks.send(committed);
     }
 
+    /// Records misbehavior evidence (a validator that signed two different votes or proposals
+    /// for one height and round) durably, so operators can act on it.
+    pub(crate) fn record_evidence(&self, height: u64, evidence: String) {
+        self.metrics.equivocations.inc();
+        let mut key = b"evidence/".to_vec();
+        key.extend_from_slice(&height.to_be_bytes());
+        if let Err(e) = self.chain.store().put(
+            pmr_storage::Column::Meta,
+            &key,
+            evidence.as_bytes(),
+            pmr_storage::Durability::Sync,
+        ) {
+            tracing::error!(target: "pmr::consensus", error = %e, "cannot store misbehavior evidence");
+        }
+    }
+
+    /// Misbehavior evidence recorded by this node, by height.
+    pub fn evidence(&self) -> Result<Vec<(u64, String)>, ChainError> {
+        Ok(self
+            .chain
+            .store()
+            .scan_prefix(pmr_storage::Column::Meta, b"evidence/")?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let h = u64::from_be_bytes(k.get(9..17)?.try_into().ok()?);
+                Some((h, String::from_utf8_lossy(&v).into_owned()))
+            })
+            .collect())
+    }
+
     /// New committed blocks as they land.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<CommittedBlock>> {
         self.blocks.subscribe()

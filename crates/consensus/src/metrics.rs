@@ -13,6 +13,8 @@ pub struct ConsensusMetrics {
     pub blocks_committed: Counter,
     pub txs_committed: Counter,
     pub txs_evicted: Counter,
+    /// Equivocations (double votes or proposals) this node has seen evidence of.
+    pub equivocations: Counter,
     pub mempool_size: Gauge,
     /// Seconds from a transaction's admission at this node to its commit.
     pub commit_latency: Histogram,
@@ -31,6 +33,7 @@ impl Default for ConsensusMetrics {
             blocks_committed: Counter::default(),
             txs_committed: Counter::default(),
             txs_evicted: Counter::default(),
+            equivocations: Counter::default(),
             mempool_size: Gauge::default(),
             commit_latency: Histogram::new(buckets.into_iter()),
             block_latency: Histogram::new(buckets.into_iter()),
@@ -57,6 +60,11 @@ impl ConsensusMetrics {
             "pmr_txs_evicted",
             "Transactions evicted from the mempool as invalid",
             self.txs_evicted.clone(),
+        );
+        registry.register(
+            "pmr_equivocations",
+            "Misbehavior evidence seen: validators that signed twice",
+            self.equivocations.clone(),
         );
         registry.register(
             "pmr_mempool_size",

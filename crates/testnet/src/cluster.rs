@@ -30,6 +30,8 @@ pub enum HarnessError {
     NotRunning(String),
     #[error("signal to {node} failed: {reason}")]
     Signal { node: String, reason: String },
+    #[error("load generator: {0}")]
+    Load(String),
     #[error("timed out after {timeout:?} waiting for {what}; last observation: {last}")]
     Timeout {
         timeout: Duration,

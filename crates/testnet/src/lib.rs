@@ -6,7 +6,9 @@
 //! test leaves nothing running.
 
 mod cluster;
+mod load;
 mod manifest;
 
 pub use cluster::{Cluster, HarnessError};
+pub use load::{run_load, Latency, LoadKind, LoadReport, LoadSpec};
 pub use manifest::{Manifest, NodeEntry, MANIFEST_FILE};

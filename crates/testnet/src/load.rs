@@ -1,0 +1,339 @@
+//! An open-loop load generator: transactions are offered at a fixed rate from many accounts,
+//! whatever the network's pace, and each is timed from submission until a node streams the
+//! block that commits it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_sol_types::SolCall;
+use futures::StreamExt;
+use pmr_client::{Address, Bytes, PmrClient, Wallet, B256, PMR, PMR_ADDRESS};
+use serde::Serialize;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::time::Instant;
+
+use crate::HarnessError;
+
+/// What each load transaction does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadKind {
+    /// A call with no data to an address without code (21,000 gas).
+    Noop,
+    /// A zero-value transfer to another load account.
+    Transfer,
+    /// `PMR.mintRecord`: a hospital mints a record token to a patient.
+    Mint,
+}
+
+impl std::str::FromStr for LoadKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "noop" => Ok(Self::Noop),
+            "transfer" => Ok(Self::Transfer),
+            "mint" => Ok(Self::Mint),
+            other => Err(format!("unknown load kind `{other}`: use noop, transfer or mint")),
+        }
+    }
+}
+
+/// A load run.
+#[derive(Clone, Debug)]
+pub struct LoadSpec {
+    /// gRPC endpoints; transactions are spread over them round-robin.
+    pub rpcs: Vec<String>,
+    /// Offered transactions per second.
+    pub rate: f64,
+    pub duration: Duration,
+    pub kind: LoadKind,
+    /// Number of sending accounts.
+    pub accounts: usize,
+    /// The network's admin, to permit (or register as hospitals) the load accounts.
+    pub admin: Wallet,
+    /// How long to wait for the last transactions after the offering stops.
+    pub drain: Duration,
+    /// Most submissions in flight at once.
+    pub max_in_flight: usize,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// What a load run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadReport {
+    pub kind: LoadKind,
+    pub nodes: usize,
+    pub accounts: usize,
+    pub duration_s: f64,
+    pub offered: u64,
+    pub offered_rate: f64,
+    pub accepted: u64,
+    pub rejected: BTreeMap<String, u64>,
+    pub finalized: u64,
+    /// Finalized transactions per second over the offering window.
+    pub finalized_rate: f64,
+    pub commit_latency_ms: Latency,
+    pub blocks: u64,
+    pub blocks_per_s: f64,
+    pub mean_txs_per_block: f64,
+}
+
+impl LoadReport {
+    /// Human-readable summary.
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "load: {:?}, {} nodes, {} accounts, {:.1} s\n\
+             offered     {} tx ({:.0}/s)\n\
+             accepted    {}\n\
+             finalized   {} tx ({:.0}/s)\n\
+             latency     p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms\n\
+             blocks      {} ({:.2}/s, {:.1} tx/block)\n",
+            self.kind,
+            self.nodes,
+            self.accounts,
+            self.duration_s,
+            self.offered,
+            self.offered_rate,
+            self.accepted,
+            self.finalized,
+            self.finalized_rate,
+            self.commit_latency_ms.p50,
+            self.commit_latency_ms.p90,
+            self.commit_latency_ms.p99,
+            self.commit_latency_ms.max,
+            self.blocks,
+            self.blocks_per_s,
+            self.mean_txs_per_block,
+        );
+        if self.rejected.is_empty() {
+            s.push_str("rejected    none\n");
+        } else {
+            for (reason, n) in &self.rejected {
+                s.push_str(&format!("rejected    {n} x {reason}\n"));
+            }
+        }
+        s
+    }
+}
+
+fn fake_cid(seed: u64, tag: u8) -> Bytes {
+    // CIDv1, raw codec, blake3 multihash of 32 bytes: 0x01 0x55 0x1e 0x20 + digest.
+    let mut v = vec![0x01, 0x55, 0x1e, 0x20];
+    let mut d = alloy_primitives::keccak256(seed.to_be_bytes()).0;
+    d[0] = tag;
+    v.extend_from_slice(&d);
+    Bytes::from(v)
+}
+
+async fn wait_all(c: &PmrClient, hashes: &[B256], timeout: Duration) -> Result<(), HarnessError> {
+    for h in hashes {
+        c.wait_committed(*h, timeout).await.map_err(|e| HarnessError::Load(format!("setup transaction {h}: {e}")))?;
+        let r = c.receipt(*h).await.map_err(|e| HarnessError::Load(e.to_string()))?;
+        if !r.receipt.is_some_and(|r| r.success) {
+            return Err(HarnessError::Load(format!("setup transaction {h} reverted")));
+        }
+    }
+    Ok(())
+}
+
+/// Runs a load; see [`LoadSpec`].
+pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
+    if spec.rpcs.is_empty() || spec.accounts == 0 || spec.rate <= 0.0 {
+        return Err(HarnessError::Load("need at least one endpoint, one account and a positive rate".into()));
+    }
+    let load_err = |e: pmr_client::ClientError| HarnessError::Load(e.to_string());
+    let mut clients = Vec::new();
+    for url in &spec.rpcs {
+        clients.push(PmrClient::connect(url.clone()).await.map_err(load_err)?);
+    }
+    let c0 = clients[0].clone();
+    let chain_id = c0.status().await.map_err(load_err)?.chain_id;
+
+    // Setup: permit the accounts (or make them hospitals, with one registered patient).
+    let wallets: Vec<Wallet> = (0..spec.accounts).map(|_| Wallet::random()).collect();
+    let mut admin_nonce = c0.nonce(spec.admin.address()).await.map_err(load_err)?;
+    let mut setup = Vec::new();
+    for w in &wallets {
+        let data: Vec<u8> = match spec.kind {
+            LoadKind::Mint => PMR::registerHospitalCall { hospital: w.address() }.abi_encode(),
+            _ => PMR::setPermittedCall { account: w.address(), permitted: true }.abi_encode(),
+        };
+        let raw = spec
+            .admin
+            .sign_call(chain_id, admin_nonce, PMR_ADDRESS, data.into(), 300_000)
+            .map_err(|e| HarnessError::Load(e.to_string()))?;
+        admin_nonce += 1;
+        setup.push(c0.submit(raw).await.map_err(load_err)?);
+    }
+    let patient = Wallet::random().address();
+    if spec.kind == LoadKind::Mint {
+        let data = PMR::registerPatientCall {
+            patient,
+            pseudonymCommitment: B256::repeat_byte(0x11),
+            encryptionKey: B256::repeat_byte(0x22),
+        }
+        .abi_encode();
+        // Wait for the first hospital before it registers the patient.
+        wait_all(&c0, &setup[..1], Duration::from_secs(60)).await?;
+        let raw = wallets[0]
+            .sign_call(chain_id, 0, PMR_ADDRESS, data.into(), 300_000)
+            .map_err(|e| HarnessError::Load(e.to_string()))?;
+        setup.push(c0.submit(raw).await.map_err(load_err)?);
+    }
+    if let Some(last) = setup.last() {
+        wait_all(&c0, &[*last], Duration::from_secs(120)).await?;
+    }
+
+    // Pre-sign every transaction so signing does not compete with the network for CPU.
+    let total = (spec.rate * spec.duration.as_secs_f64()).ceil() as u64;
+    let mut nonces: Vec<u64> = vec![0; wallets.len()];
+    if spec.kind == LoadKind::Mint {
+        nonces[0] = 1;
+    }
+    let mut txs: Vec<(B256, Bytes)> = Vec::with_capacity(total as usize);
+    for k in 0..total {
+        let a = (k % wallets.len() as u64) as usize;
+        let (to, data, gas) = match spec.kind {
+            LoadKind::Noop => (Address::repeat_byte(0x42), Bytes::new(), 50_000),
+            LoadKind::Transfer => (wallets[(a + 1) % wallets.len()].address(), Bytes::new(), 50_000),
+            LoadKind::Mint => (
+                PMR_ADDRESS,
+                PMR::mintRecordCall {
+                    patient,
+                    rootCid: fake_cid(k, 1),
+                    envelopeCid: fake_cid(k, 2),
+                    keyCommitment: alloy_primitives::keccak256(k.to_be_bytes()),
+                    recordType: 1,
+                }
+                .abi_encode()
+                .into(),
+                1_000_000,
+            ),
+        };
+        let raw = wallets[a]
+            .sign_call(chain_id, nonces[a], to, data, gas)
+            .map_err(|e| HarnessError::Load(e.to_string()))?;
+        nonces[a] += 1;
+        txs.push((alloy_primitives::keccak256(&raw), raw));
+    }
+
+    // Observe commits on node 0.
+    let submitted: Arc<Mutex<HashMap<B256, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    let latencies: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
+    let blocks_seen: Arc<Mutex<Vec<(Instant, usize)>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut stream = c0.stream_blocks(0).await.map_err(load_err)?;
+    let observer = {
+        let submitted = submitted.clone();
+        let latencies = latencies.clone();
+        let blocks_seen = blocks_seen.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(block)) = stream.next().await {
+                let now = Instant::now();
+                let mut sub = submitted.lock().await;
+                let mut lat = latencies.lock().await;
+                for t in &block.transactions {
+                    if let Some(at) = sub.remove(&alloy_primitives::keccak256(t)) {
+                        lat.push(now.duration_since(at).as_secs_f64() * 1000.0);
+                    }
+                }
+                blocks_seen.lock().await.push((now, block.transactions.len()));
+            }
+        })
+    };
+
+    // Offer at the rate, open loop.
+    let sem = Arc::new(Semaphore::new(spec.max_in_flight.max(1)));
+    let rejected: Arc<Mutex<BTreeMap<String, u64>>> = Arc::new(Mutex::new(BTreeMap::new()));
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    let mut tasks = Vec::new();
+    let mut txs = txs.into_iter();
+    while sent < total {
+        tick.tick().await;
+        let due = ((start.elapsed().as_secs_f64() * spec.rate) as u64).min(total);
+        while sent < due {
+            let Some((hash, raw)) = txs.next() else { break };
+            let client = clients[(sent as usize) % clients.len()].clone();
+            let permit = sem.clone().acquire_owned().await.map_err(|e| HarnessError::Load(e.to_string()))?;
+            let submitted = submitted.clone();
+            let rejected = rejected.clone();
+            submitted.lock().await.insert(hash, Instant::now());
+            tasks.push(tokio::spawn(async move {
+                let r = client.submit(raw).await;
+                drop(permit);
+                if let Err(e) = r {
+                    submitted.lock().await.remove(&hash);
+                    let msg = e.to_string();
+                    let reason: String = msg.split(':').take(2).collect::<Vec<_>>().join(":");
+                    *rejected.lock().await.entry(reason).or_default() += 1;
+                    false
+                } else {
+                    true
+                }
+            }));
+            sent += 1;
+        }
+    }
+    let offer_window = start.elapsed();
+    let mut accepted = 0u64;
+    for t in tasks {
+        if t.await.unwrap_or(false) {
+            accepted += 1;
+        }
+    }
+    // Drain: wait for the accepted ones to commit.
+    let drain_deadline = Instant::now() + spec.drain;
+    while Instant::now() < drain_deadline && !submitted.lock().await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    observer.abort();
+
+    let mut lat = latencies.lock().await.clone();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            0.0
+        } else {
+            lat[((lat.len() as f64 - 1.0) * p).round() as usize]
+        }
+    };
+    let finalized = lat.len() as u64;
+    let blocks = blocks_seen.lock().await;
+    let in_window: Vec<&(Instant, usize)> = blocks.iter().filter(|(t, _)| *t <= start + offer_window).collect();
+    let window = offer_window.as_secs_f64();
+    let last_commit = blocks.last().map(|(t, _)| t.duration_since(start).as_secs_f64()).unwrap_or(window);
+    let commit_window = last_commit.max(window);
+    let block_count = in_window.len() as u64;
+    let txs_in_window: usize = in_window.iter().map(|(_, n)| *n).sum();
+    Ok(LoadReport {
+        kind: spec.kind,
+        nodes: clients.len(),
+        accounts: spec.accounts,
+        duration_s: window,
+        offered: total,
+        offered_rate: total as f64 / window,
+        accepted,
+        rejected: rejected.lock().await.clone(),
+        finalized,
+        finalized_rate: finalized as f64 / commit_window,
+        commit_latency_ms: Latency {
+            p50: pct(0.50),
+            p90: pct(0.90),
+            p99: pct(0.99),
+            max: lat.last().copied().unwrap_or(0.0),
+        },
+        blocks: block_count,
+        blocks_per_s: block_count as f64 / window,
+        mean_txs_per_block: if block_count == 0 { 0.0 } else { txs_in_window as f64 / block_count as f64 },
+    })
+}

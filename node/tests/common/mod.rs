@@ -1,0 +1,108 @@
+//! Shared helpers of the multi-node tests: a real testnet of `pmr` processes on 127.0.0.1.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use alloy_primitives::{Address, Bytes, B256};
+use pmr_client::{PmrClient, Wallet};
+use pmr_testnet::Cluster;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pmr");
+pub const T: Duration = Duration::from_secs(60);
+
+/// A testnet directory and its running nodes; everything is killed and deleted on drop.
+pub struct Net {
+    pub cluster: Cluster,
+    pub dir: tempfile::TempDir,
+    pub chain_id: u64,
+}
+
+/// Creates (with `pmr testnet init`) and starts a testnet of `n` validators on free ports.
+/// `tweak` edits each node's config.toml before the start.
+pub async fn start_net(n: usize, tweak: impl Fn(usize, &mut toml::Table)) -> Net {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .args(["testnet", "init", "--validators", &n.to_string(), "--empty-block-interval", "200ms", "--home"])
+        .arg(dir.path())
+        .output()
+        .expect("run pmr testnet init");
+    assert!(
+        out.status.success(),
+        "pmr testnet init failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 0..n {
+        let path = dir.path().join(format!("node{i}/config.toml"));
+        let mut cfg: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+        tweak(i, &mut cfg);
+        std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+    }
+    let mut cluster = Cluster::open(dir.path(), Path::new(BIN)).expect("open testnet");
+    cluster.start_args = vec!["--log-level".into(), "info,pmr=debug".into()];
+    cluster.start_all().expect("start nodes");
+    let chain_id = cluster.manifest().chain_id;
+    Net {
+        cluster,
+        dir,
+        chain_id,
+    }
+}
+
+impl Net {
+    pub async fn client(&self, i: usize) -> PmrClient {
+        self.cluster.client(i, T).await.expect("client")
+    }
+
+    /// Waits until node `i` reaches `h`, failing with its log tail.
+    pub async fn wait_height(&self, i: usize, h: u64) -> u64 {
+        match self.cluster.wait_height(i, h, T).await {
+            Ok(h) => h,
+            Err(e) => panic!("{e}\n--- node{i} log ---\n{}", self.cluster.log_tail(i, 40)),
+        }
+    }
+
+    pub async fn height(&self, i: usize) -> u64 {
+        self.client(i).await.status().await.expect("status").height
+    }
+
+    /// A development account of the testnet (`admin` or `hospital`).
+    pub fn account(&self, name: &str) -> Wallet {
+        let path: PathBuf = self.dir.path().join(format!("accounts/{name}.json"));
+        pmr_node::testnet::load_account(&path).expect("account key")
+    }
+
+    /// Block hashes of heights `1..=to` as node `i` has them.
+    pub async fn hashes(&self, i: usize, to: u64) -> Vec<Vec<u8>> {
+        let c = self.client(i).await;
+        let mut out = Vec::new();
+        for h in 1..=to {
+            out.push(c.block(h).await.expect("block").hash);
+        }
+        out
+    }
+
+    /// Asserts every running node in `nodes` has the same blocks up to `to`.
+    pub async fn assert_same_chain(&self, nodes: &[usize], to: u64) {
+        let reference = self.hashes(nodes[0], to).await;
+        for &i in &nodes[1..] {
+            assert_eq!(self.hashes(i, to).await, reference, "node{i} differs from node{}", nodes[0]);
+        }
+    }
+}
+
+/// A plain call from `wallet` (nonce given) to an address with no code: the simplest
+/// transaction the ledger accepts.
+pub fn noop_tx(wallet: &Wallet, chain_id: u64, nonce: u64) -> Bytes {
+    wallet
+        .sign_call(chain_id, nonce, Address::repeat_byte(0x42), Bytes::new(), 50_000)
+        .expect("sign")
+}
+
+pub async fn submit_and_wait(c: &PmrClient, raw: Bytes) -> (B256, u64) {
+    let hash = c.submit(raw).await.expect("submit");
+    let h = c.wait_committed(hash, T).await.expect("commit");
+    (hash, h)
+}
