@@ -12,7 +12,7 @@ use bytes::Bytes;
 use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
 use malachitebft_app_channel::app::streaming::StreamId;
 use malachitebft_app_channel::app::types::core::{
-    CommitCertificate, ExtendedCommitCertificate, LinearTimeouts, Round, Validator as _,
+    CommitCertificate, ExtendedCommitCertificate, LinearTimeouts, Round,
     ValidatorSet as _, Validity, VoteExtensions,
 };
 use malachitebft_app_channel::app::types::sync::RawDecidedValue;
@@ -598,7 +598,7 @@ impl App {
         if block.txs.len() > self.cfg.max_block_txs {
             return Err(format!("{} transactions, over the limit", block.txs.len()));
         }
-        let txs = decode_txs(&block.txs, &self.ledger.limits)?;
+        let txs = decode_txs(&block.txs, &self.ledger.limits, &self.ledger.mempool)?;
         let env = BlockEnv {
             height: h.height,
             timestamp_ms: h.timestamp_ms,
@@ -700,7 +700,7 @@ impl App {
                 p.block.header.parent_hash, tip.hash, tip.height
             )));
         }
-        let txs = decode_txs(&p.block.txs, &self.ledger.limits).map_err(divergence)?;
+        let txs = decode_txs(&p.block.txs, &self.ledger.limits, &self.ledger.mempool).map_err(divergence)?;
         let h = &p.block.header;
         let env = BlockEnv {
             height,
@@ -719,10 +719,22 @@ impl App {
     }
 }
 
-fn decode_txs(raw: &[PBytes], limits: &pmr_primitives::TxLimits) -> Result<Vec<SignedTx>, String> {
+/// Decodes a block's transactions, recovering senders in parallel. A transaction already in
+/// our mempool passed the same checks on admission, so its recovered form is reused (the hash
+/// covers every byte): most of a proposal was gossiped to us before it arrived.
+fn decode_txs(
+    raw: &[PBytes],
+    limits: &pmr_primitives::TxLimits,
+    pool: &crate::mempool::Mempool,
+) -> Result<Vec<SignedTx>, String> {
     raw.par_iter()
         .enumerate()
-        .map(|(i, r)| SignedTx::decode(r.clone(), limits).map_err(|e| format!("transaction {i}: {e}")))
+        .map(|(i, r)| {
+            if let Some(tx) = pool.get(&pmr_primitives::keccak256(r)) {
+                return Ok(tx);
+            }
+            SignedTx::decode(r.clone(), limits).map_err(|e| format!("transaction {i}: {e}"))
+        })
         .collect()
 }
 

@@ -808,7 +808,7 @@ mod tests {
             Height(3)..=Height(8),
         )));
         round_trip(&sync::Status::<PmrContext> {
-            peer_id: PeerId::random(),
+            peer_id: crate::test_peer_id(),
             tip_height: Height(10),
             history_min_height: Height(1),
         });

@@ -148,7 +148,7 @@ impl Ledger {
     /// Admits a transaction: decode, signature, not yet committed, permitted with a usable
     /// nonce, room in the pool. Changes nothing when it fails.
     pub(crate) fn admit(&self, raw: Bytes) -> Result<Admitted, SubmitError> {
-        let tx = SignedTx::decode(raw, &self.limits)?;
+        let tx = SignedTx::decode(raw.into(), &self.limits)?;
         let hash = tx.hash();
         if let Some(loc) = self.chain.tx_location(&hash)? {
             return Err(SubmitError::AlreadyCommitted {

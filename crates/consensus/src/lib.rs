@@ -33,3 +33,10 @@ pub use metrics::ConsensusMetrics;
 
 /// ed25519 keys used for consensus and p2p identity.
 pub use malachitebft_signing_ed25519::{PrivateKey, PublicKey};
+
+/// A fresh random peer id for unit tests.
+#[cfg(test)]
+pub(crate) fn test_peer_id() -> malachitebft_sync::PeerId {
+    let peer = libp2p::PeerId::random();
+    malachitebft_sync::PeerId::from_bytes(&peer.to_bytes()).expect("libp2p peer id converts")
+}

@@ -198,7 +198,7 @@ mod tests {
         );
         msgs.reverse();
         let mut streams = PartStreams::new(1 << 20);
-        let peer = PeerId::random();
+        let peer = crate::test_peer_id();
         let mut done = None;
         for m in msgs {
             if let Some(p) = streams.insert(peer, m).unwrap() {
@@ -216,7 +216,7 @@ mod tests {
         let data = Bytes::from(vec![0u8; 5000]);
         let msgs = stream_messages(StreamId::new(Bytes::new()), init(), &data, 1000, sig());
         let mut streams = PartStreams::new(4000);
-        let peer = PeerId::random();
+        let peer = crate::test_peer_id();
         let results: Vec<_> = msgs.into_iter().map(|m| streams.insert(peer, m)).collect();
         assert!(results
             .iter()
@@ -235,7 +235,7 @@ mod tests {
     #[test]
     fn number_of_streams_is_bounded() {
         let mut streams = PartStreams::new(1 << 20);
-        let peer = PeerId::random();
+        let peer = crate::test_peer_id();
         for i in 0..(MAX_STREAMS as u64 * 3) {
             let sid = StreamId::new(Bytes::from(i.to_be_bytes().to_vec()));
             streams

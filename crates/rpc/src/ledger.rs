@@ -72,7 +72,7 @@ impl LedgerService for LedgerApi {
         let raw = Bytes::from(request.into_inner().raw);
         let ledger = self.ledger.clone();
         // Signature recovery is CPU work: keep it off the async workers.
-        let admitted = tokio::task::spawn_blocking(move || ledger.submit(raw))
+        let admitted = tokio::task::spawn_blocking(move || ledger.submit(raw.into()))
             .await
             .map_err(internal)?
             .map_err(submit_status)?;

@@ -315,6 +315,7 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
     let commit_window = last_commit.max(window);
     let block_count = in_window.len() as u64;
     let txs_in_window: usize = in_window.iter().map(|(_, n)| *n).sum();
+    let rejected = rejected.lock().await.clone();
     Ok(LoadReport {
         kind: spec.kind,
         nodes: clients.len(),
@@ -323,7 +324,7 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
         offered: total,
         offered_rate: total as f64 / window,
         accepted,
-        rejected: rejected.lock().await.clone(),
+        rejected,
         finalized,
         finalized_rate: finalized as f64 / commit_window,
         commit_latency_ms: Latency {
