@@ -151,14 +151,16 @@ mod tests {
         proptest::collection::vec((0u8..4, 0u64..50, any::<u64>()), 1..60)
     }
 
-    fn build(entries: &[(u8, u64, u64)]) -> ChangeSet {
-        let storage = entries
+    /// Storage entries `(address byte, slot, value)` and account entries `(address byte, v)`;
+    /// an account is deleted when `v % 3 == 0`, otherwise its nonce is `v`.
+    fn build_from(storage: &[(u8, u64, u64)], accounts: &[(u8, u64)]) -> ChangeSet {
+        let storage = storage
             .iter()
             .map(|(a, s, v)| (Address::repeat_byte(*a), U256::from(*s), U256::from(*v)))
             .collect();
-        let accounts = entries
+        let accounts = accounts
             .iter()
-            .map(|(a, _, v)| {
+            .map(|(a, v)| {
                 let state = (v % 3 != 0).then_some(AccountState {
                     nonce: *v,
                     balance: U256::ZERO,
@@ -170,24 +172,41 @@ mod tests {
         ChangeSet::from_unsorted(accounts, storage, vec![])
     }
 
+    /// Every entry changes a slot and its account.
+    fn build(entries: &[(u8, u64, u64)]) -> ChangeSet {
+        let accounts: Vec<_> = entries.iter().map(|(a, _, v)| (*a, *v)).collect();
+        build_from(entries, &accounts)
+    }
+
+    /// A deterministic shuffle from `seed` (xorshift64).
+    fn shuffle<T>(items: &mut [T], seed: u64) {
+        let mut x = seed | 1;
+        for i in (1..items.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            items.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+    }
+
     proptest! {
         /// The root does not depend on the order in which changes were collected (as from a
         /// hash map's iteration), only on the final value of each key.
         #[test]
         fn root_is_independent_of_collection_order(entries in slot_entries(), seed in any::<u64>()) {
-            // Deduplicate first so "last wins" cannot depend on order.
-            let unique: HashMap<(u8, u64), u64> =
+            // Deduplicate first so "last wins" cannot depend on order: slots by (address,
+            // slot), accounts by address (an account is keyed by its address alone).
+            let slots: HashMap<(u8, u64), u64> =
                 entries.iter().map(|(a, s, v)| ((*a, *s), *v)).collect();
-            let forward: Vec<_> = unique.iter().map(|((a, s), v)| (*a, *s, *v)).collect();
-            let mut shuffled = forward.clone();
-            // Deterministic shuffle from the seed.
-            let mut x = seed | 1;
-            for i in (1..shuffled.len()).rev() {
-                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-                shuffled.swap(i, (x % (i as u64 + 1)) as usize);
-            }
-            let a = build(&forward);
-            let b = build(&shuffled);
+            let accounts: HashMap<u8, u64> = entries.iter().map(|(a, _, v)| (*a, *v)).collect();
+            let forward_slots: Vec<_> = slots.iter().map(|((a, s), v)| (*a, *s, *v)).collect();
+            let forward_accounts: Vec<_> = accounts.iter().map(|(a, v)| (*a, *v)).collect();
+            let mut shuffled_slots = forward_slots.clone();
+            let mut shuffled_accounts = forward_accounts.clone();
+            shuffle(&mut shuffled_slots, seed);
+            shuffle(&mut shuffled_accounts, seed.rotate_left(32));
+            let a = build_from(&forward_slots, &forward_accounts);
+            let b = build_from(&shuffled_slots, &shuffled_accounts);
             prop_assert_eq!(&a, &b);
             prop_assert_eq!(next_state_root(B256::ZERO, 5, &a), next_state_root(B256::ZERO, 5, &b));
         }
@@ -215,18 +234,32 @@ mod tests {
         let a = Address::repeat_byte(1);
         let c = ChangeSet::from_unsorted(
             vec![],
-            vec![(a, U256::from(1), U256::from(5)), (a, U256::from(1), U256::from(6))],
+            vec![
+                (a, U256::from(1), U256::from(5)),
+                (a, U256::from(1), U256::from(6)),
+            ],
             vec![],
         );
         assert_eq!(c.storage, vec![(a, U256::from(1), U256::from(6))]);
         let deleted = ChangeSet::from_unsorted(vec![(a, None)], vec![], vec![]);
         let zeroed = ChangeSet::from_unsorted(
-            vec![(a, Some(AccountState { nonce: 0, balance: U256::ZERO, code_hash: B256::ZERO }))],
+            vec![(
+                a,
+                Some(AccountState {
+                    nonce: 0,
+                    balance: U256::ZERO,
+                    code_hash: B256::ZERO,
+                }),
+            )],
             vec![],
             vec![],
         );
         assert_ne!(deleted.digest(), zeroed.digest());
-        let s = AccountState { nonce: 3, balance: U256::from(9), code_hash: B256::repeat_byte(4) };
+        let s = AccountState {
+            nonce: 3,
+            balance: U256::from(9),
+            code_hash: B256::repeat_byte(4),
+        };
         assert_eq!(AccountState::decode(&s.encode()), Some(s));
         assert_eq!(AccountState::decode(&[0u8; 3]), None);
     }

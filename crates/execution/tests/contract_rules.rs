@@ -5,7 +5,7 @@ mod common;
 use alloy_primitives::{aliases::U256, Address, Bytes, FixedBytes, B256};
 use alloy_sol_types::SolEvent;
 use common::{keys, Chain};
-use pmr_execution::PMR;
+use pmr_execution::{TxRejection, PMR};
 
 fn cid(tag: u8) -> Bytes {
     // A CIDv1 (raw codec 0x55, blake3 0x1e, 32-byte digest): 36 bytes.
@@ -55,7 +55,9 @@ fn base32(data: &[u8]) -> String {
     }
     bits.as_bytes()
         .chunks(5)
-        .map(|c| ALPHABET[usize::from_str_radix(std::str::from_utf8(c).unwrap(), 2).unwrap()] as char)
+        .map(|c| {
+            ALPHABET[usize::from_str_radix(std::str::from_utf8(c).unwrap(), 2).unwrap()] as char
+        })
         .collect()
 }
 
@@ -65,25 +67,76 @@ fn records_cannot_be_transferred_or_approved() {
     let k = keys();
     let id = setup_record(&mut chain);
     let (patient, other) = (k.patient.address(), k.doctor.address());
-    chain.reverts(&k.patient, PMR::transferFromCall { from: patient, to: other, tokenId: id }, "RecordNotTransferable");
-    chain.reverts(&k.patient, PMR::safeTransferFrom_0Call { from: patient, to: other, tokenId: id }, "RecordNotTransferable");
     chain.reverts(
         &k.patient,
-        PMR::safeTransferFrom_1Call { from: patient, to: other, tokenId: id, data: Bytes::new() },
+        PMR::transferFromCall {
+            from: patient,
+            to: other,
+            tokenId: id,
+        },
         "RecordNotTransferable",
     );
-    chain.reverts(&k.patient, PMR::approveCall { _0: other, _1: id }, "ApprovalsDisabled");
-    chain.reverts(&k.patient, PMR::setApprovalForAllCall { _0: other, _1: true }, "ApprovalsDisabled");
+    chain.reverts(
+        &k.patient,
+        PMR::safeTransferFrom_0Call {
+            from: patient,
+            to: other,
+            tokenId: id,
+        },
+        "RecordNotTransferable",
+    );
+    chain.reverts(
+        &k.patient,
+        PMR::safeTransferFrom_1Call {
+            from: patient,
+            to: other,
+            tokenId: id,
+            data: Bytes::new(),
+        },
+        "RecordNotTransferable",
+    );
+    chain.reverts(
+        &k.patient,
+        PMR::approveCall { _0: other, _1: id },
+        "ApprovalsDisabled",
+    );
+    chain.reverts(
+        &k.patient,
+        PMR::setApprovalForAllCall {
+            _0: other,
+            _1: true,
+        },
+        "ApprovalsDisabled",
+    );
     // Not even the admin or the minting hospital can move it.
-    chain.reverts(&k.hospital, PMR::transferFromCall { from: patient, to: other, tokenId: id }, "RecordNotTransferable");
+    chain.reverts(
+        &k.hospital,
+        PMR::transferFromCall {
+            from: patient,
+            to: other,
+            tokenId: id,
+        },
+        "RecordNotTransferable",
+    );
     assert_eq!(chain.view(PMR::ownerOfCall { tokenId: id }), patient);
     assert!(chain.view(PMR::lockedCall { tokenId: id }));
-    assert!(chain.view(PMR::supportsInterfaceCall { interfaceId: FixedBytes([0xb4, 0x5a, 0x3c, 0x0e]) }));
-    assert!(chain.view(PMR::supportsInterfaceCall { interfaceId: FixedBytes([0x80, 0xac, 0x58, 0xcd]) }));
-    assert!(!chain.view(PMR::supportsInterfaceCall { interfaceId: FixedBytes([0xde, 0xad, 0xbe, 0xef]) }));
-    let missing = chain.try_view(PMR::lockedCall { tokenId: U256::from(99) });
+    assert!(chain.view(PMR::supportsInterfaceCall {
+        interfaceId: FixedBytes([0xb4, 0x5a, 0x3c, 0x0e])
+    }));
+    assert!(chain.view(PMR::supportsInterfaceCall {
+        interfaceId: FixedBytes([0x80, 0xac, 0x58, 0xcd])
+    }));
+    assert!(!chain.view(PMR::supportsInterfaceCall {
+        interfaceId: FixedBytes([0xde, 0xad, 0xbe, 0xef])
+    }));
+    let missing = chain.try_view(PMR::lockedCall {
+        tokenId: U256::from(99),
+    });
     assert!(!missing.success);
-    assert!(missing.revert_reason.unwrap().contains("ERC721NonexistentToken"));
+    assert!(missing
+        .revert_reason
+        .unwrap()
+        .contains("ERC721NonexistentToken"));
 }
 
 #[test]
@@ -110,7 +163,10 @@ fn mint_emits_locked_and_record_minted_and_sets_token_uri() {
     );
     let id = U256::from(1);
     assert_eq!(U256::from_be_slice(&r.output), id);
-    let locked = r.logs.iter().find_map(|l| PMR::Locked::decode_raw_log(l.topics.iter().copied(), &l.data).ok());
+    let locked = r
+        .logs
+        .iter()
+        .find_map(|l| PMR::Locked::decode_raw_log(l.topics.iter().copied(), &l.data).ok());
     assert_eq!(locked.expect("Locked event").tokenId, id);
     let minted = r
         .logs
@@ -123,9 +179,15 @@ fn mint_emits_locked_and_record_minted_and_sets_token_uri() {
     assert_eq!(minted.rootCid, cid(1));
     let uri = chain.view(PMR::tokenURICall { tokenId: id });
     assert_eq!(uri, format!("ipfs://b{}", base32(&cid(1))));
-    assert!(uri.starts_with("ipfs://bafkr"), "a raw blake3 CIDv1 in base32 starts with bafkr: {uri}");
+    assert!(
+        uri.starts_with("ipfs://bafkr"),
+        "a raw blake3 CIDv1 in base32 starts with bafkr: {uri}"
+    );
     let rec = chain.view(PMR::recordOfCall { tokenId: id });
-    assert_eq!((rec.patient, rec.hospital, rec.recordType, rec.versions), (k.patient.address(), k.hospital.address(), 42, 1));
+    assert_eq!(
+        (rec.patient, rec.hospital, rec.recordType, rec.versions),
+        (k.patient.address(), k.hospital.address(), 42, 1)
+    );
 }
 
 #[test]
@@ -134,52 +196,129 @@ fn roles_gate_every_privileged_function() {
     let k = keys();
     let doctor = k.doctor.address();
     // The doctor is permitted (genesis) but holds no role.
-    chain.reverts(&k.doctor, PMR::registerHospitalCall { hospital: doctor }, "AccessControlUnauthorizedAccount");
-    chain.reverts(&k.doctor, PMR::addCustodianCall { custodian: doctor }, "AccessControlUnauthorizedAccount");
-    chain.reverts(&k.doctor, PMR::setPermittedCall { account: k.outsider.address(), permitted: true }, "AccessControlUnauthorizedAccount");
     chain.reverts(
         &k.doctor,
-        PMR::registerPatientCall { patient: doctor, pseudonymCommitment: B256::repeat_byte(1), encryptionKey: B256::repeat_byte(1) },
+        PMR::registerHospitalCall { hospital: doctor },
         "AccessControlUnauthorizedAccount",
     );
     chain.reverts(
         &k.doctor,
-        PMR::mintRecordCall { patient: doctor, rootCid: cid(1), envelopeCid: cid(2), keyCommitment: B256::repeat_byte(1), recordType: 1 },
+        PMR::addCustodianCall { custodian: doctor },
         "AccessControlUnauthorizedAccount",
     );
     chain.reverts(
         &k.doctor,
-        PMR::logShareReleaseCall { tokenId: U256::from(1), grantee: doctor, challengeHash: B256::ZERO },
+        PMR::setPermittedCall {
+            account: k.outsider.address(),
+            permitted: true,
+        },
+        "AccessControlUnauthorizedAccount",
+    );
+    chain.reverts(
+        &k.doctor,
+        PMR::registerPatientCall {
+            patient: doctor,
+            pseudonymCommitment: B256::repeat_byte(1),
+            encryptionKey: B256::repeat_byte(1),
+        },
+        "AccessControlUnauthorizedAccount",
+    );
+    chain.reverts(
+        &k.doctor,
+        PMR::mintRecordCall {
+            patient: doctor,
+            rootCid: cid(1),
+            envelopeCid: cid(2),
+            keyCommitment: B256::repeat_byte(1),
+            recordType: 1,
+        },
+        "AccessControlUnauthorizedAccount",
+    );
+    chain.reverts(
+        &k.doctor,
+        PMR::logShareReleaseCall {
+            tokenId: U256::from(1),
+            grantee: doctor,
+            challengeHash: B256::ZERO,
+        },
         "AccessControlUnauthorizedAccount",
     );
     // Genesis roles.
     let hospital_role = chain.view(PMR::HOSPITAL_ROLECall {});
     let custodian_role = chain.view(PMR::CUSTODIAN_ROLECall {});
-    assert!(chain.view(PMR::hasRoleCall { role: hospital_role, account: k.hospital.address() }));
-    assert!(chain.view(PMR::hasRoleCall { role: custodian_role, account: k.custodian.address() }));
-    assert!(chain.view(PMR::hasRoleCall { role: B256::ZERO, account: k.admin.address() }));
+    assert!(chain.view(PMR::hasRoleCall {
+        role: hospital_role,
+        account: k.hospital.address()
+    }));
+    assert!(chain.view(PMR::hasRoleCall {
+        role: custodian_role,
+        account: k.custodian.address()
+    }));
+    assert!(chain.view(PMR::hasRoleCall {
+        role: B256::ZERO,
+        account: k.admin.address()
+    }));
     // The admin registers a second hospital: it gains the role and the permission.
     let h2 = k.hospital2.address();
     assert!(!chain.view(PMR::isPermittedCall { account: h2 }));
     let r = chain.ok(&k.admin, PMR::registerHospitalCall { hospital: h2 });
-    assert!(r.logs.iter().any(|l| PMR::HospitalRegistered::decode_raw_log(l.topics.iter().copied(), &l.data).is_ok()));
-    assert!(r.logs.iter().any(|l| PMR::PermissionSet::decode_raw_log(l.topics.iter().copied(), &l.data).is_ok()));
+    assert!(r
+        .logs
+        .iter()
+        .any(
+            |l| PMR::HospitalRegistered::decode_raw_log(l.topics.iter().copied(), &l.data).is_ok()
+        ));
+    assert!(r.logs.iter().any(|l| PMR::PermissionSet::decode_raw_log(
+        l.topics.iter().copied(),
+        &l.data
+    )
+    .is_ok()));
     assert!(chain.view(PMR::isPermittedCall { account: h2 }));
-    assert!(chain.view(PMR::hasRoleCall { role: hospital_role, account: h2 }));
+    assert!(chain.view(PMR::hasRoleCall {
+        role: hospital_role,
+        account: h2
+    }));
     chain.ok(
         &k.hospital2,
-        PMR::registerPatientCall { patient: k.patient.address(), pseudonymCommitment: B256::repeat_byte(5), encryptionKey: B256::repeat_byte(6) },
+        PMR::registerPatientCall {
+            patient: k.patient.address(),
+            pseudonymCommitment: B256::repeat_byte(5),
+            encryptionKey: B256::repeat_byte(6),
+        },
     );
     chain.reverts(
         &k.hospital,
-        PMR::registerPatientCall { patient: k.patient.address(), pseudonymCommitment: B256::repeat_byte(5), encryptionKey: B256::repeat_byte(6) },
+        PMR::registerPatientCall {
+            patient: k.patient.address(),
+            pseudonymCommitment: B256::repeat_byte(5),
+            encryptionKey: B256::repeat_byte(6),
+        },
         "PatientAlreadyRegistered",
     );
     let r = chain.ok(&k.admin, PMR::addCustodianCall { custodian: doctor });
-    assert!(r.logs.iter().any(|l| PMR::CustodianAdded::decode_raw_log(l.topics.iter().copied(), &l.data).is_ok()));
-    chain.ok(&k.admin, PMR::setPermittedCall { account: k.outsider.address(), permitted: true });
-    assert!(chain.view(PMR::isPermittedCall { account: k.outsider.address() }));
-    chain.reverts(&k.admin, PMR::setPermittedCall { account: Address::ZERO, permitted: true }, "ZeroAddress");
+    assert!(r.logs.iter().any(|l| PMR::CustodianAdded::decode_raw_log(
+        l.topics.iter().copied(),
+        &l.data
+    )
+    .is_ok()));
+    chain.ok(
+        &k.admin,
+        PMR::setPermittedCall {
+            account: k.outsider.address(),
+            permitted: true,
+        },
+    );
+    assert!(chain.view(PMR::isPermittedCall {
+        account: k.outsider.address()
+    }));
+    chain.reverts(
+        &k.admin,
+        PMR::setPermittedCall {
+            account: Address::ZERO,
+            permitted: true,
+        },
+        "ZeroAddress",
+    );
 }
 
 #[test]
@@ -189,33 +328,68 @@ fn minting_requires_a_registered_patient_and_valid_fields() {
     let patient = k.patient.address();
     chain.reverts(
         &k.hospital,
-        PMR::mintRecordCall { patient, rootCid: cid(1), envelopeCid: cid(2), keyCommitment: B256::repeat_byte(1), recordType: 1 },
+        PMR::mintRecordCall {
+            patient,
+            rootCid: cid(1),
+            envelopeCid: cid(2),
+            keyCommitment: B256::repeat_byte(1),
+            recordType: 1,
+        },
         "PatientNotRegistered",
     );
     chain.reverts(
         &k.hospital,
-        PMR::registerPatientCall { patient, pseudonymCommitment: B256::ZERO, encryptionKey: B256::repeat_byte(1) },
+        PMR::registerPatientCall {
+            patient,
+            pseudonymCommitment: B256::ZERO,
+            encryptionKey: B256::repeat_byte(1),
+        },
         "ZeroPseudonymCommitment",
     );
     chain.ok(
         &k.hospital,
-        PMR::registerPatientCall { patient, pseudonymCommitment: B256::repeat_byte(1), encryptionKey: B256::repeat_byte(2) },
+        PMR::registerPatientCall {
+            patient,
+            pseudonymCommitment: B256::repeat_byte(1),
+            encryptionKey: B256::repeat_byte(2),
+        },
     );
     assert!(chain.view(PMR::isPatientCall { account: patient }));
-    assert_eq!(chain.view(PMR::encryptionKeyOfCall { account: patient }), B256::repeat_byte(2));
+    assert_eq!(
+        chain.view(PMR::encryptionKeyOfCall { account: patient }),
+        B256::repeat_byte(2)
+    );
     chain.reverts(
         &k.hospital,
-        PMR::mintRecordCall { patient, rootCid: Bytes::new(), envelopeCid: cid(2), keyCommitment: B256::repeat_byte(1), recordType: 1 },
+        PMR::mintRecordCall {
+            patient,
+            rootCid: Bytes::new(),
+            envelopeCid: cid(2),
+            keyCommitment: B256::repeat_byte(1),
+            recordType: 1,
+        },
         "EmptyCid",
     );
     chain.reverts(
         &k.hospital,
-        PMR::mintRecordCall { patient, rootCid: vec![1u8; 129].into(), envelopeCid: cid(2), keyCommitment: B256::repeat_byte(1), recordType: 1 },
+        PMR::mintRecordCall {
+            patient,
+            rootCid: vec![1u8; 129].into(),
+            envelopeCid: cid(2),
+            keyCommitment: B256::repeat_byte(1),
+            recordType: 1,
+        },
         "CidTooLong",
     );
     chain.reverts(
         &k.hospital,
-        PMR::mintRecordCall { patient, rootCid: cid(1), envelopeCid: cid(2), keyCommitment: B256::ZERO, recordType: 1 },
+        PMR::mintRecordCall {
+            patient,
+            rootCid: cid(1),
+            envelopeCid: cid(2),
+            keyCommitment: B256::ZERO,
+            recordType: 1,
+        },
         "ZeroKeyCommitment",
     );
     assert_eq!(chain.view(PMR::totalMintedCall {}), U256::ZERO);
@@ -234,19 +408,42 @@ fn versions_are_appended_by_the_minting_hospital_or_the_patient_and_kept() {
     };
     let r = chain.ok(&k.hospital, append(2));
     assert_eq!(U256::from_be_slice(&r.output), U256::from(1));
-    assert!(r.logs.iter().any(|l| PMR::RecordVersionAppended::decode_raw_log(l.topics.iter().copied(), &l.data).is_ok()));
+    assert!(r
+        .logs
+        .iter()
+        .any(
+            |l| PMR::RecordVersionAppended::decode_raw_log(l.topics.iter().copied(), &l.data)
+                .is_ok()
+        ));
     chain.ok(&k.patient, append(3));
     chain.reverts(&k.doctor, append(4), "NotRecordEditor");
-    chain.ok(&k.admin, PMR::registerHospitalCall { hospital: k.hospital2.address() });
+    chain.ok(
+        &k.admin,
+        PMR::registerHospitalCall {
+            hospital: k.hospital2.address(),
+        },
+    );
     chain.reverts(&k.hospital2, append(4), "NotRecordEditor");
     assert_eq!(chain.view(PMR::versionCountCall { tokenId: id }), 3);
     for (i, tag) in [1u8, 2, 3].into_iter().enumerate() {
-        let v = chain.view(PMR::recordVersionCall { tokenId: id, index: U256::from(i) });
-        assert_eq!((v.rootCid, v.envelopeCid, v.keyCommitment), (cid(tag), cid(tag + 100), B256::repeat_byte(tag)));
+        let v = chain.view(PMR::recordVersionCall {
+            tokenId: id,
+            index: U256::from(i),
+        });
+        assert_eq!(
+            (v.rootCid, v.envelopeCid, v.keyCommitment),
+            (cid(tag), cid(tag + 100), B256::repeat_byte(tag))
+        );
     }
-    let out = chain.try_view(PMR::recordVersionCall { tokenId: id, index: U256::from(3) });
+    let out = chain.try_view(PMR::recordVersionCall {
+        tokenId: id,
+        index: U256::from(3),
+    });
     assert!(out.revert_reason.unwrap().contains("VersionOutOfRange"));
-    assert_eq!(chain.view(PMR::tokenURICall { tokenId: id }), format!("ipfs://b{}", base32(&cid(3))));
+    assert_eq!(
+        chain.view(PMR::tokenURICall { tokenId: id }),
+        format!("ipfs://b{}", base32(&cid(3)))
+    );
 }
 
 #[test]
@@ -256,25 +453,76 @@ fn grants_expire_and_revoke_and_gate_share_release() {
     let id = setup_record(&mut chain);
     let doctor = k.doctor.address();
     let share: Bytes = vec![0xab; 80].into();
-    let grant = |expiry: u64| PMR::grantAccessCall { tokenId: id, grantee: doctor, expiry, sealedPatientShare: share.clone() };
+    let grant = |expiry: u64| PMR::grantAccessCall {
+        tokenId: id,
+        grantee: doctor,
+        expiry,
+        sealedPatientShare: share.clone(),
+    };
     let future = chain.next_block_time() + 3600;
     // The grantee must have registered an encryption key.
     chain.reverts(&k.patient, grant(future), "GranteeHasNoEncryptionKey");
-    chain.reverts(&k.outsider, PMR::setEncryptionKeyCall { encryptionKey: B256::repeat_byte(1) }, "NotPermitted");
-    let r = chain.ok(&k.doctor, PMR::setEncryptionKeyCall { encryptionKey: B256::repeat_byte(0x33) });
-    assert!(r.logs.iter().any(|l| PMR::EncryptionKeySet::decode_raw_log(l.topics.iter().copied(), &l.data).is_ok()));
+    // An unpermitted account cannot set a key. Its transaction never reaches the contract: the
+    // executor refuses senders off the permission list (tests/executor.rs), so the contract's
+    // own check is exercised with a simulated call from the outsider.
+    let outsider = k.outsider.address();
+    let set_key = PMR::setEncryptionKeyCall {
+        encryptionKey: B256::repeat_byte(1),
+    };
+    assert_eq!(
+        chain.exec.check_tx(&common::sign(&k.outsider, 0, &set_key)),
+        Err(TxRejection::NotPermitted(outsider))
+    );
+    let refused = chain.try_call_from(outsider, set_key);
+    assert!(!refused.success);
+    let why = refused.revert_reason.expect("a reverted call has a reason");
+    assert!(
+        why.contains("NotPermitted"),
+        "expected NotPermitted, got {why}"
+    );
+    assert_eq!(
+        chain.view(PMR::encryptionKeyOfCall { account: outsider }),
+        B256::ZERO
+    );
+    let r = chain.ok(
+        &k.doctor,
+        PMR::setEncryptionKeyCall {
+            encryptionKey: B256::repeat_byte(0x33),
+        },
+    );
+    assert!(r.logs.iter().any(|l| PMR::EncryptionKeySet::decode_raw_log(
+        l.topics.iter().copied(),
+        &l.data
+    )
+    .is_ok()));
     // Only the owner grants; expiry must be in the future; the share must be present.
     chain.reverts(&k.hospital, grant(future), "NotRecordOwner");
     let now = chain.next_block_time();
     chain.reverts(&k.patient, grant(now), "ExpiryNotInFuture");
     chain.reverts(
         &k.patient,
-        PMR::grantAccessCall { tokenId: id, grantee: doctor, expiry: future, sealedPatientShare: Bytes::new() },
+        PMR::grantAccessCall {
+            tokenId: id,
+            grantee: doctor,
+            expiry: future,
+            sealedPatientShare: Bytes::new(),
+        },
         "EmptySealedShare",
     );
-    assert!(!chain.view(PMR::hasAccessCall { tokenId: id, grantee: doctor }));
+    assert!(!chain.view(PMR::hasAccessCall {
+        tokenId: id,
+        grantee: doctor
+    }));
     // Before any grant, a custodian cannot log a release to the doctor.
-    chain.reverts(&k.custodian, PMR::logShareReleaseCall { tokenId: id, grantee: doctor, challengeHash: B256::ZERO }, "NoLiveGrant");
+    chain.reverts(
+        &k.custodian,
+        PMR::logShareReleaseCall {
+            tokenId: id,
+            grantee: doctor,
+            challengeHash: B256::ZERO,
+        },
+        "NoLiveGrant",
+    );
 
     let expiry = chain.next_block_time() + 10;
     let r = chain.ok(&k.patient, grant(expiry));
@@ -283,40 +531,144 @@ fn grants_expire_and_revoke_and_gate_share_release() {
         .iter()
         .find_map(|l| PMR::AccessGranted::decode_raw_log(l.topics.iter().copied(), &l.data).ok())
         .expect("AccessGranted");
-    assert_eq!((granted.expiry, granted.sealedShare.clone()), (expiry, share.clone()));
-    assert!(chain.view(PMR::hasAccessCall { tokenId: id, grantee: doctor }));
-    let g = chain.view(PMR::grantOfCall { tokenId: id, grantee: doctor });
-    assert_eq!((g.expiry, g.revoked, g.version, g.sealedShare), (expiry, false, 0, share.clone()));
+    assert_eq!(
+        (granted.expiry, granted.sealedShare.clone()),
+        (expiry, share.clone())
+    );
+    assert!(chain.view(PMR::hasAccessCall {
+        tokenId: id,
+        grantee: doctor
+    }));
+    let g = chain.view(PMR::grantOfCall {
+        tokenId: id,
+        grantee: doctor,
+    });
+    assert_eq!(
+        (g.expiry, g.revoked, g.version, g.sealedShare),
+        (expiry, false, 0, share.clone())
+    );
     // The owner always has access; others do not.
-    assert!(chain.view(PMR::hasAccessCall { tokenId: id, grantee: k.patient.address() }));
-    assert!(!chain.view(PMR::hasAccessCall { tokenId: id, grantee: k.outsider.address() }));
+    assert!(chain.view(PMR::hasAccessCall {
+        tokenId: id,
+        grantee: k.patient.address()
+    }));
+    assert!(!chain.view(PMR::hasAccessCall {
+        tokenId: id,
+        grantee: k.outsider.address()
+    }));
 
     // Release: custodian only, with a live grant.
-    chain.reverts(&k.hospital, PMR::logShareReleaseCall { tokenId: id, grantee: doctor, challengeHash: B256::ZERO }, "AccessControlUnauthorizedAccount");
-    let r = chain.ok(&k.custodian, PMR::logShareReleaseCall { tokenId: id, grantee: doctor, challengeHash: B256::repeat_byte(9) });
+    chain.reverts(
+        &k.hospital,
+        PMR::logShareReleaseCall {
+            tokenId: id,
+            grantee: doctor,
+            challengeHash: B256::ZERO,
+        },
+        "AccessControlUnauthorizedAccount",
+    );
+    let r = chain.ok(
+        &k.custodian,
+        PMR::logShareReleaseCall {
+            tokenId: id,
+            grantee: doctor,
+            challengeHash: B256::repeat_byte(9),
+        },
+    );
     let released = r
         .logs
         .iter()
         .find_map(|l| PMR::ShareReleased::decode_raw_log(l.topics.iter().copied(), &l.data).ok())
         .expect("ShareReleased");
-    assert_eq!((released.grantee, released.custodian, released.challengeHash), (doctor, k.custodian.address(), B256::repeat_byte(9)));
+    assert_eq!(
+        (released.grantee, released.custodian, released.challengeHash),
+        (doctor, k.custodian.address(), B256::repeat_byte(9))
+    );
 
     // Time passes beyond the expiry: access ends, releases are refused.
     chain.time_offset_ms += 60_000;
-    chain.ok(&k.doctor, PMR::setEncryptionKeyCall { encryptionKey: B256::repeat_byte(0x34) });
-    assert!(!chain.view(PMR::hasAccessCall { tokenId: id, grantee: doctor }));
-    chain.reverts(&k.custodian, PMR::logShareReleaseCall { tokenId: id, grantee: doctor, challengeHash: B256::ZERO }, "NoLiveGrant");
+    chain.ok(
+        &k.doctor,
+        PMR::setEncryptionKeyCall {
+            encryptionKey: B256::repeat_byte(0x34),
+        },
+    );
+    assert!(!chain.view(PMR::hasAccessCall {
+        tokenId: id,
+        grantee: doctor
+    }));
+    chain.reverts(
+        &k.custodian,
+        PMR::logShareReleaseCall {
+            tokenId: id,
+            grantee: doctor,
+            challengeHash: B256::ZERO,
+        },
+        "NoLiveGrant",
+    );
 
     // A new grant, then revocation (owner only).
     chain.ok(&k.patient, grant(chain.next_block_time() + 3600));
-    assert!(chain.view(PMR::hasAccessCall { tokenId: id, grantee: doctor }));
-    chain.reverts(&k.hospital, PMR::revokeAccessCall { tokenId: id, grantee: doctor }, "NotRecordOwner");
-    chain.reverts(&k.patient, PMR::revokeAccessCall { tokenId: id, grantee: k.outsider.address() }, "NoGrant");
-    let r = chain.ok(&k.patient, PMR::revokeAccessCall { tokenId: id, grantee: doctor });
-    assert!(r.logs.iter().any(|l| PMR::AccessRevoked::decode_raw_log(l.topics.iter().copied(), &l.data).is_ok()));
-    assert!(!chain.view(PMR::hasAccessCall { tokenId: id, grantee: doctor }));
-    assert!(chain.view(PMR::grantOfCall { tokenId: id, grantee: doctor }).revoked);
-    chain.reverts(&k.custodian, PMR::logShareReleaseCall { tokenId: id, grantee: doctor, challengeHash: B256::ZERO }, "NoLiveGrant");
+    assert!(chain.view(PMR::hasAccessCall {
+        tokenId: id,
+        grantee: doctor
+    }));
+    chain.reverts(
+        &k.hospital,
+        PMR::revokeAccessCall {
+            tokenId: id,
+            grantee: doctor,
+        },
+        "NotRecordOwner",
+    );
+    chain.reverts(
+        &k.patient,
+        PMR::revokeAccessCall {
+            tokenId: id,
+            grantee: k.outsider.address(),
+        },
+        "NoGrant",
+    );
+    let r = chain.ok(
+        &k.patient,
+        PMR::revokeAccessCall {
+            tokenId: id,
+            grantee: doctor,
+        },
+    );
+    assert!(r.logs.iter().any(|l| PMR::AccessRevoked::decode_raw_log(
+        l.topics.iter().copied(),
+        &l.data
+    )
+    .is_ok()));
+    assert!(!chain.view(PMR::hasAccessCall {
+        tokenId: id,
+        grantee: doctor
+    }));
+    assert!(
+        chain
+            .view(PMR::grantOfCall {
+                tokenId: id,
+                grantee: doctor
+            })
+            .revoked
+    );
+    chain.reverts(
+        &k.custodian,
+        PMR::logShareReleaseCall {
+            tokenId: id,
+            grantee: doctor,
+            challengeHash: B256::ZERO,
+        },
+        "NoLiveGrant",
+    );
     // The patient can always have shares released to itself.
-    chain.ok(&k.custodian, PMR::logShareReleaseCall { tokenId: id, grantee: k.patient.address(), challengeHash: B256::ZERO });
+    chain.ok(
+        &k.custodian,
+        PMR::logShareReleaseCall {
+            tokenId: id,
+            grantee: k.patient.address(),
+            challengeHash: B256::ZERO,
+        },
+    );
 }

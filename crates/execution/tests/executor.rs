@@ -6,7 +6,8 @@ use alloy_primitives::{Address, Bytes, B256, KECCAK256_EMPTY, U256};
 use alloy_sol_types::{SolCall, SolEvent};
 use common::*;
 use pmr_execution::{
-    receipt_proof, verify_receipt, ExecutionError, Executor, TxRejection, PMR, PMR_CONTRACT_ADDRESS,
+    intrinsic_gas, receipt_proof, verify_receipt, ExecutionError, Executor, TxRejection, PMR,
+    PMR_CONTRACT_ADDRESS,
 };
 use pmr_primitives::GasLimits;
 use pmr_storage::Store;
@@ -44,7 +45,12 @@ fn genesis_deploys_pmr_and_is_idempotent() {
         let pmr = exec.account(None, PMR_CONTRACT_ADDRESS).unwrap();
         assert_ne!(pmr.code_hash, KECCAK256_EMPTY);
         assert_eq!(pmr.nonce, 1);
-        for a in [k.admin.address(), k.hospital.address(), k.custodian.address(), k.doctor.address()] {
+        for a in [
+            k.admin.address(),
+            k.hospital.address(),
+            k.custodian.address(),
+            k.doctor.address(),
+        ] {
             assert!(exec.is_permitted(a).unwrap(), "{a} permitted at genesis");
         }
         assert!(!exec.is_permitted(k.outsider.address()).unwrap());
@@ -61,7 +67,10 @@ fn genesis_deploys_pmr_and_is_idempotent() {
     let mut other = genesis();
     other.hospitals.push(k.hospital2.address());
     let err = Executor::open(store, &other).unwrap_err();
-    assert!(matches!(err, ExecutionError::GenesisMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, ExecutionError::GenesisMismatch { .. }),
+        "{err}"
+    );
     // A different genesis gives a different root on a fresh database.
     let chain = Chain::with_genesis(other);
     assert_ne!(chain.exec.genesis_state_root(), root);
@@ -72,7 +81,11 @@ fn mint_produces_receipts_with_logs_and_provable_receipts() {
     let mut chain = Chain::new();
     let k = keys();
     let patient = k.patient.address();
-    let txs = vec![register(0, patient), sign(&k.hospital, 1, &mint_call(patient, 7)), sign(&k.hospital, 2, &mint_call(patient, 8))];
+    let txs = vec![
+        register(0, patient),
+        sign(&k.hospital, 1, &mint_call(patient, 7)),
+        sign(&k.hospital, 2, &mint_call(patient, 8)),
+    ];
     let executed = chain.block(&txs);
     assert_eq!(executed.height, 1);
     assert_eq!(executed.receipts.len(), 3);
@@ -91,18 +104,32 @@ fn mint_produces_receipts_with_logs_and_provable_receipts() {
     let topics: Vec<B256> = mint.logs.iter().map(|l| l.topics[0]).collect();
     assert_eq!(
         topics,
-        vec![PMR::Transfer::SIGNATURE_HASH, PMR::Locked::SIGNATURE_HASH, PMR::RecordMinted::SIGNATURE_HASH]
+        vec![
+            PMR::Transfer::SIGNATURE_HASH,
+            PMR::Locked::SIGNATURE_HASH,
+            PMR::RecordMinted::SIGNATURE_HASH
+        ]
     );
-    assert_eq!(PMR::mintRecordCall::abi_decode_returns(&executed.receipts[2].output).unwrap(), U256::from(2));
+    assert_eq!(
+        PMR::mintRecordCall::abi_decode_returns(&executed.receipts[2].output).unwrap(),
+        U256::from(2)
+    );
     // Stored receipts equal the executed ones and prove against the receipts root.
-    let stored = chain.exec.receipts(1).unwrap().expect("receipts of height 1");
+    let stored = chain
+        .exec
+        .receipts(1)
+        .unwrap()
+        .expect("receipts of height 1");
     assert_eq!(stored, executed.receipts);
     for (i, r) in stored.iter().enumerate() {
         let proof = receipt_proof(&stored, i).unwrap();
         assert!(verify_receipt(&executed.receipts_root, r, &proof));
     }
     assert_eq!(chain.exec.receipts(2).unwrap(), None);
-    assert_eq!(chain.exec.state_root_at(1).unwrap(), Some(executed.state_root));
+    assert_eq!(
+        chain.exec.state_root_at(1).unwrap(),
+        Some(executed.state_root)
+    );
     assert_eq!(chain.exec.head(), (1, executed.state_root));
     assert_ne!(executed.state_root, chain.exec.genesis_state_root());
     assert_eq!(chain.nonce(&k.hospital), 3);
@@ -113,19 +140,41 @@ fn unpermitted_sender_is_rejected_with_a_reason() {
     let chain = Chain::new();
     let k = keys();
     let outsider = k.outsider.address();
-    let tx = sign(&k.outsider, 0, &PMR::setEncryptionKeyCall { encryptionKey: B256::repeat_byte(1) });
+    let tx = sign(
+        &k.outsider,
+        0,
+        &PMR::setEncryptionKeyCall {
+            encryptionKey: B256::repeat_byte(1),
+        },
+    );
     let err = chain.exec.check_tx(&tx).unwrap_err();
     assert_eq!(err, TxRejection::NotPermitted(outsider));
     assert!(err.to_string().contains("setPermitted"), "{err}");
     assert!(!err.is_retryable());
-    let ok = sign(&k.doctor, 0, &PMR::setEncryptionKeyCall { encryptionKey: B256::repeat_byte(1) });
+    let ok = sign(
+        &k.doctor,
+        0,
+        &PMR::setEncryptionKeyCall {
+            encryptionKey: B256::repeat_byte(1),
+        },
+    );
     chain.exec.check_tx(&ok).unwrap();
-    let built = chain.exec.build_block(&chain.next_env(), vec![tx.clone(), ok.clone()]).unwrap();
+    let built = chain
+        .exec
+        .build_block(&chain.next_env(), vec![tx.clone(), ok.clone()])
+        .unwrap();
     assert_eq!(built.included, vec![ok]);
-    assert_eq!(built.rejected, vec![(tx.hash(), TxRejection::NotPermitted(outsider))]);
+    assert_eq!(
+        built.rejected,
+        vec![(tx.hash(), TxRejection::NotPermitted(outsider))]
+    );
     assert_eq!(built.executed.receipts.len(), 1);
     match chain.exec.execute_block(&chain.next_env(), &[tx.clone()]) {
-        Err(ExecutionError::InvalidBlock { index: 0, hash, reason: TxRejection::NotPermitted(a) }) => {
+        Err(ExecutionError::InvalidBlock {
+            index: 0,
+            hash,
+            reason: TxRejection::NotPermitted(a),
+        }) => {
             assert_eq!((hash, a), (tx.hash(), outsider));
         }
         other => panic!("expected InvalidBlock, got {other:?}"),
@@ -136,12 +185,37 @@ fn unpermitted_sender_is_rejected_with_a_reason() {
 fn permission_changes_apply_to_later_transactions_in_the_same_block() {
     let chain = Chain::new();
     let k = keys();
-    let permit = sign(&k.admin, 0, &PMR::setPermittedCall { account: k.outsider.address(), permitted: true });
-    let by_outsider = sign(&k.outsider, 0, &PMR::setEncryptionKeyCall { encryptionKey: B256::repeat_byte(1) });
-    let built = chain.exec.build_block(&chain.next_env(), vec![by_outsider.clone(), permit.clone(), by_outsider.clone()]).unwrap();
+    let permit = sign(
+        &k.admin,
+        0,
+        &PMR::setPermittedCall {
+            account: k.outsider.address(),
+            permitted: true,
+        },
+    );
+    let by_outsider = sign(
+        &k.outsider,
+        0,
+        &PMR::setEncryptionKeyCall {
+            encryptionKey: B256::repeat_byte(1),
+        },
+    );
+    let built = chain
+        .exec
+        .build_block(
+            &chain.next_env(),
+            vec![by_outsider.clone(), permit.clone(), by_outsider.clone()],
+        )
+        .unwrap();
     // Refused before the admin's transaction, accepted after it.
     assert_eq!(built.included, vec![permit, by_outsider.clone()]);
-    assert_eq!(built.rejected, vec![(by_outsider.hash(), TxRejection::NotPermitted(k.outsider.address()))]);
+    assert_eq!(
+        built.rejected,
+        vec![(
+            by_outsider.hash(),
+            TxRejection::NotPermitted(k.outsider.address())
+        )]
+    );
     assert!(built.executed.receipts.iter().all(|r| r.success));
 }
 
@@ -149,46 +223,96 @@ fn permission_changes_apply_to_later_transactions_in_the_same_block() {
 fn nonce_rules() {
     let mut chain = Chain::new();
     let k = keys();
-    let key_call = |b| PMR::setEncryptionKeyCall { encryptionKey: B256::repeat_byte(b) };
+    let key_call = |b| PMR::setEncryptionKeyCall {
+        encryptionKey: B256::repeat_byte(b),
+    };
     let t0 = sign(&k.doctor, 0, &key_call(1));
     let t1 = sign(&k.doctor, 1, &key_call(2));
     let t2 = sign(&k.doctor, 2, &key_call(3));
     // Mempool: a future nonce is admitted, a used one is not.
     chain.exec.check_tx(&t2).unwrap();
-    let built = chain.exec.build_block(&chain.next_env(), vec![t0.clone(), t2.clone(), t1.clone(), t0.clone()]).unwrap();
+    let built = chain
+        .exec
+        .build_block(
+            &chain.next_env(),
+            vec![t0.clone(), t2.clone(), t1.clone(), t0.clone()],
+        )
+        .unwrap();
     assert_eq!(built.included, vec![t0.clone(), t1.clone()]);
     let doctor = k.doctor.address();
     assert_eq!(
         built.rejected,
         vec![
-            (t2.hash(), TxRejection::NonceGap { sender: doctor, expected: 1, got: 2 }),
-            (t0.hash(), TxRejection::NonceTooLow { sender: doctor, expected: 2, got: 0 }),
+            (
+                t2.hash(),
+                TxRejection::NonceGap {
+                    sender: doctor,
+                    expected: 1,
+                    got: 2
+                }
+            ),
+            (
+                t0.hash(),
+                TxRejection::NonceTooLow {
+                    sender: doctor,
+                    expected: 2,
+                    got: 0
+                }
+            ),
         ]
     );
     assert!(built.rejected[0].1.is_retryable());
     assert!(!built.rejected[1].1.is_retryable());
     // A validator refuses a block with a gap.
     assert!(matches!(
-        chain.exec.execute_block(&chain.next_env(), &[t0.clone(), t2.clone()]),
-        Err(ExecutionError::InvalidBlock { index: 1, reason: TxRejection::NonceGap { .. }, .. })
+        chain
+            .exec
+            .execute_block(&chain.next_env(), &[t0.clone(), t2.clone()]),
+        Err(ExecutionError::InvalidBlock {
+            index: 1,
+            reason: TxRejection::NonceGap { .. },
+            ..
+        })
     ));
     chain.block(&[t0.clone(), t1]);
     assert_eq!(chain.nonce(&k.doctor), 2);
-    assert_eq!(chain.exec.check_tx(&t0), Err(TxRejection::NonceTooLow { sender: doctor, expected: 2, got: 0 }));
+    assert_eq!(
+        chain.exec.check_tx(&t0),
+        Err(TxRejection::NonceTooLow {
+            sender: doctor,
+            expected: 2,
+            got: 0
+        })
+    );
     chain.exec.check_tx(&t2).unwrap();
 }
 
 #[test]
 fn gas_limits_per_transaction_and_per_block() {
-    let gas = GasLimits { block_gas_limit: 500_000, tx_gas_limit: 200_000 };
+    let gas = GasLimits {
+        block_gas_limit: 500_000,
+        tx_gas_limit: 200_000,
+    };
     let chain = Chain::with_genesis(genesis_with(gas));
     let k = keys();
-    let input = PMR::setEncryptionKeyCall { encryptionKey: B256::repeat_byte(1) }.abi_encode();
+    let input = PMR::setEncryptionKeyCall {
+        encryptionKey: B256::repeat_byte(1),
+    }
+    .abi_encode();
     let too_high = sign_to(&k.doctor, 0, PMR_CONTRACT_ADDRESS, input.clone(), 200_001);
-    assert_eq!(chain.exec.check_tx(&too_high), Err(TxRejection::GasLimitTooHigh { limit: 200_001, max: 200_000 }));
+    assert_eq!(
+        chain.exec.check_tx(&too_high),
+        Err(TxRejection::GasLimitTooHigh {
+            limit: 200_001,
+            max: 200_000
+        })
+    );
     let too_low = sign_to(&k.doctor, 0, PMR_CONTRACT_ADDRESS, input.clone(), 21_000);
     match chain.exec.check_tx(&too_low) {
-        Err(TxRejection::IntrinsicGasTooLow { limit: 21_000, intrinsic }) => assert!(intrinsic > 21_000),
+        Err(TxRejection::IntrinsicGasTooLow {
+            limit: 21_000,
+            intrinsic,
+        }) => assert!(intrinsic > 21_000),
         other => panic!("expected IntrinsicGasTooLow, got {other:?}"),
     }
     let create = {
@@ -196,31 +320,57 @@ fn gas_limits_per_transaction_and_per_block() {
         use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
         use alloy_eips::eip2718::Encodable2718;
         use alloy_signer::SignerSync;
-        let tx = TxEip1559 { chain_id: CHAIN_ID, gas_limit: 100_000, to: alloy_primitives::TxKind::Create, input: vec![0u8; 4].into(), ..Default::default() };
+        let tx = TxEip1559 {
+            chain_id: CHAIN_ID,
+            gas_limit: 100_000,
+            to: alloy_primitives::TxKind::Create,
+            input: vec![0u8; 4].into(),
+            ..Default::default()
+        };
         let sig = k.doctor.sign_hash_sync(&tx.signature_hash()).unwrap();
-        pmr_primitives::SignedTx::decode(TxEnvelope::from(tx.into_signed(sig)).encoded_2718().into(), &LIMITS).unwrap()
+        pmr_primitives::SignedTx::decode(
+            TxEnvelope::from(tx.into_signed(sig)).encoded_2718().into(),
+            &LIMITS,
+        )
+        .unwrap()
     };
-    assert_eq!(chain.exec.check_tx(&create), Err(TxRejection::ContractCreation(PMR_CONTRACT_ADDRESS)));
+    assert_eq!(
+        chain.exec.check_tx(&create),
+        Err(TxRejection::ContractCreation(PMR_CONTRACT_ADDRESS))
+    );
 
     // Each reserves 200k: two fit in 500k (they use ~50k each, so the third reserves 200k of
     // the ~400k left and fits too); build blocks until one stops.
-    let txs: Vec<_> = (0..12).map(|n| sign_to(&k.doctor, n, PMR_CONTRACT_ADDRESS, input.clone(), 200_000)).collect();
-    let built = chain.exec.build_block(&chain.next_env(), txs.clone()).unwrap();
+    let txs: Vec<_> = (0..12)
+        .map(|n| sign_to(&k.doctor, n, PMR_CONTRACT_ADDRESS, input.clone(), 200_000))
+        .collect();
+    let built = chain
+        .exec
+        .build_block(&chain.next_env(), txs.clone())
+        .unwrap();
     let used = built.executed.gas_used;
     assert!(used <= gas.block_gas_limit);
     assert!(!built.included.is_empty() && built.included.len() < txs.len());
     let first_left = built.included.len();
     for (i, (hash, reason)) in built.rejected.iter().enumerate() {
         assert_eq!(*hash, txs[first_left + i].hash());
-        assert!(matches!(reason, TxRejection::BlockFull { limit: 200_000, .. }), "{reason}");
+        assert!(
+            matches!(reason, TxRejection::BlockFull { limit: 200_000, .. }),
+            "{reason}"
+        );
         assert!(reason.is_retryable());
     }
     // The first left-out transaction really did not fit.
     let remaining = gas.block_gas_limit - used;
     assert!(remaining < 200_000);
     assert!(matches!(
-        chain.exec.execute_block(&chain.next_env(), &txs[..first_left + 1]),
-        Err(ExecutionError::InvalidBlock { reason: TxRejection::BlockFull { .. }, .. })
+        chain
+            .exec
+            .execute_block(&chain.next_env(), &txs[..first_left + 1]),
+        Err(ExecutionError::InvalidBlock {
+            reason: TxRejection::BlockFull { .. },
+            ..
+        })
     ));
 }
 
@@ -230,12 +380,25 @@ fn reverted_and_out_of_gas_transactions_are_included_with_failed_receipts() {
     let k = keys();
     let unregistered = sign(&k.hospital, 0, &mint_call(k.outsider.address(), 1));
     let input = mint_call(k.outsider.address(), 1).abi_encode();
-    let starving = sign_to(&k.hospital, 1, PMR_CONTRACT_ADDRESS, input, 25_000);
+    // Enough gas to start (the intrinsic gas, which for this calldata is the EIP-7623 floor,
+    // above 25k) but not to reach the revert: the role check's cold SLOAD alone costs 2100.
+    let intrinsic = intrinsic_gas(&sign_to(
+        &k.hospital,
+        1,
+        PMR_CONTRACT_ADDRESS,
+        input.clone(),
+        GAS,
+    ));
+    let limit = intrinsic + 1_000;
+    let starving = sign_to(&k.hospital, 1, PMR_CONTRACT_ADDRESS, input, limit);
     let executed = chain.block(&[unregistered, starving]);
     let (a, b) = (&executed.receipts[0], &executed.receipts[1]);
     assert!(!a.success && !b.success);
     assert!(a.revert_reason().unwrap().contains("PatientNotRegistered"));
-    assert_eq!(b.gas_used, 25_000, "an out-of-gas transaction spends its whole limit");
+    assert_eq!(
+        b.gas_used, limit,
+        "an out-of-gas transaction spends its whole limit"
+    );
     assert!(a.logs.is_empty() && b.logs.is_empty());
     // Failed transactions still consume their nonce.
     assert_eq!(chain.nonce(&k.hospital), 2);
@@ -245,7 +408,16 @@ fn reverted_and_out_of_gas_transactions_are_included_with_failed_receipts() {
 fn wrong_height_is_refused() {
     let chain = Chain::new();
     let err = chain.exec.execute_block(&env(2), &[]).unwrap_err();
-    assert!(matches!(err, ExecutionError::WrongHeight { expected: 1, got: 2 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ExecutionError::WrongHeight {
+                expected: 1,
+                got: 2
+            }
+        ),
+        "{err}"
+    );
     assert!(chain.exec.build_block(&env(0), vec![]).is_err());
 }
 
@@ -257,10 +429,20 @@ fn committed_state_survives_reopen_and_uncommitted_batches_leave_nothing() {
     let (head, executed1) = {
         let store = Store::open(dir.path()).unwrap();
         let exec = Executor::open(store.clone(), &genesis()).unwrap();
-        let b1 = exec.execute_block(&env(1), &[register(0, patient), sign(&k.hospital, 1, &mint_call(patient, 1))]).unwrap();
+        let b1 = exec
+            .execute_block(
+                &env(1),
+                &[
+                    register(0, patient),
+                    sign(&k.hospital, 1, &mint_call(patient, 1)),
+                ],
+            )
+            .unwrap();
         commit(&store, &exec, &b1);
         // Height 2 executed and staged, but its batch is dropped (a crash before commit).
-        let b2 = exec.execute_block(&env(2), &[sign(&k.hospital, 2, &mint_call(patient, 2))]).unwrap();
+        let b2 = exec
+            .execute_block(&env(2), &[sign(&k.hospital, 2, &mint_call(patient, 2))])
+            .unwrap();
         let mut batch = store.batch();
         exec.write_to_batch(&b2, &mut batch);
         assert!(!batch.is_empty());
@@ -274,10 +456,22 @@ fn committed_state_survives_reopen_and_uncommitted_batches_leave_nothing() {
     assert_eq!(exec.nonce(k.hospital.address()).unwrap(), 2);
     assert_eq!(exec.receipts(1).unwrap(), Some(executed1.receipts.clone()));
     assert_eq!(exec.receipts(2).unwrap(), None);
-    let minted = exec.call(None, Address::ZERO, PMR_CONTRACT_ADDRESS, PMR::totalMintedCall {}.abi_encode().into()).unwrap();
-    assert_eq!(PMR::totalMintedCall::abi_decode_returns(&minted.output).unwrap(), U256::from(1));
+    let minted = exec
+        .call(
+            None,
+            Address::ZERO,
+            PMR_CONTRACT_ADDRESS,
+            PMR::totalMintedCall {}.abi_encode().into(),
+        )
+        .unwrap();
+    assert_eq!(
+        PMR::totalMintedCall::abi_decode_returns(&minted.output).unwrap(),
+        U256::from(1)
+    );
     // Height 2 executes again after the restart and commits.
-    let b2 = exec.execute_block(&env(2), &[sign(&k.hospital, 2, &mint_call(patient, 2))]).unwrap();
+    let b2 = exec
+        .execute_block(&env(2), &[sign(&k.hospital, 2, &mint_call(patient, 2))])
+        .unwrap();
     commit(&store, &exec, &b2);
     assert_eq!(exec.head(), (2, b2.state_root));
 }
@@ -286,12 +480,41 @@ fn committed_state_survives_reopen_and_uncommitted_batches_leave_nothing() {
 fn only_the_committed_execution_of_a_height_counts() {
     let mut chain = Chain::new();
     let k = keys();
-    let a = chain.exec.execute_block(&chain.next_env(), &[sign(&k.doctor, 0, &PMR::setEncryptionKeyCall { encryptionKey: B256::repeat_byte(1) })]).unwrap();
-    let b = chain.exec.execute_block(&chain.next_env(), &[sign(&k.doctor, 0, &PMR::setEncryptionKeyCall { encryptionKey: B256::repeat_byte(2) })]).unwrap();
+    let a = chain
+        .exec
+        .execute_block(
+            &chain.next_env(),
+            &[sign(
+                &k.doctor,
+                0,
+                &PMR::setEncryptionKeyCall {
+                    encryptionKey: B256::repeat_byte(1),
+                },
+            )],
+        )
+        .unwrap();
+    let b = chain
+        .exec
+        .execute_block(
+            &chain.next_env(),
+            &[sign(
+                &k.doctor,
+                0,
+                &PMR::setEncryptionKeyCall {
+                    encryptionKey: B256::repeat_byte(2),
+                },
+            )],
+        )
+        .unwrap();
     assert_ne!(a.state_root, b.state_root);
     commit(&chain.store, &chain.exec, &b);
     assert_eq!(chain.exec.head(), (1, b.state_root));
-    assert_eq!(chain.view(PMR::encryptionKeyOfCall { account: k.doctor.address() }), B256::repeat_byte(2));
+    assert_eq!(
+        chain.view(PMR::encryptionKeyOfCall {
+            account: k.doctor.address()
+        }),
+        B256::repeat_byte(2)
+    );
     // `a` is stale now.
     assert!(chain.exec.execute_block(&env(1), &[]).is_err());
     let _ = &mut chain;
@@ -305,17 +528,31 @@ fn two_executors_fed_the_same_blocks_agree() {
     let y = Chain::new();
     assert_eq!(x.exec.genesis_state_root(), y.exec.genesis_state_root());
     let blocks: Vec<Vec<_>> = vec![
-        vec![register(0, patient), sign(&k.hospital, 1, &mint_call(patient, 1))],
+        vec![
+            register(0, patient),
+            sign(&k.hospital, 1, &mint_call(patient, 1)),
+        ],
         vec![],
         vec![
             sign(&k.hospital, 2, &mint_call(patient, 2)),
-            sign(&k.doctor, 0, &PMR::setEncryptionKeyCall { encryptionKey: B256::repeat_byte(5) }),
+            sign(
+                &k.doctor,
+                0,
+                &PMR::setEncryptionKeyCall {
+                    encryptionKey: B256::repeat_byte(5),
+                },
+            ),
             sign(&k.hospital, 3, &mint_call(k.outsider.address(), 3)), // reverts
         ],
         vec![sign(
             &k.patient,
             0,
-            &PMR::grantAccessCall { tokenId: U256::from(1), grantee: k.doctor.address(), expiry: u64::MAX / 2, sealedPatientShare: Bytes::from(vec![1u8; 64]) },
+            &PMR::grantAccessCall {
+                tokenId: U256::from(1),
+                grantee: k.doctor.address(),
+                expiry: u64::MAX / 2,
+                sealedPatientShare: Bytes::from(vec![1u8; 64]),
+            },
         )],
     ];
     for txs in &blocks {
@@ -328,10 +565,14 @@ fn two_executors_fed_the_same_blocks_agree() {
     assert_eq!(x.exec.head(), y.exec.head());
     for h in 0..=4 {
         assert_eq!(x.exec.receipts(h).unwrap(), y.exec.receipts(h).unwrap());
-        assert_eq!(x.exec.state_root_at(h).unwrap(), y.exec.state_root_at(h).unwrap());
+        assert_eq!(
+            x.exec.state_root_at(h).unwrap(),
+            y.exec.state_root_at(h).unwrap()
+        );
     }
     // Every block moved the root, even the empty one.
-    let roots: std::collections::HashSet<_> = (0..=4).map(|h| x.exec.state_root_at(h).unwrap()).collect();
+    let roots: std::collections::HashSet<_> =
+        (0..=4).map(|h| x.exec.state_root_at(h).unwrap()).collect();
     assert_eq!(roots.len(), 5);
 }
 
@@ -340,10 +581,24 @@ fn historical_calls_and_accounts() {
     let mut chain = Chain::new();
     let k = keys();
     let patient = k.patient.address();
-    chain.block(&[register(0, patient), sign(&k.hospital, 1, &mint_call(patient, 1))]);
-    chain.block(&[sign(&k.hospital, 2, &mint_call(patient, 2)), sign(&k.hospital, 3, &mint_call(patient, 3))]);
+    chain.block(&[
+        register(0, patient),
+        sign(&k.hospital, 1, &mint_call(patient, 1)),
+    ]);
+    chain.block(&[
+        sign(&k.hospital, 2, &mint_call(patient, 2)),
+        sign(&k.hospital, 3, &mint_call(patient, 3)),
+    ]);
     let total_at = |h: Option<u64>| {
-        let out = chain.exec.call(h, Address::ZERO, PMR_CONTRACT_ADDRESS, PMR::totalMintedCall {}.abi_encode().into()).unwrap();
+        let out = chain
+            .exec
+            .call(
+                h,
+                Address::ZERO,
+                PMR_CONTRACT_ADDRESS,
+                PMR::totalMintedCall {}.abi_encode().into(),
+            )
+            .unwrap();
         PMR::totalMintedCall::abi_decode_returns(&out.output).unwrap()
     };
     assert_eq!(total_at(Some(0)), U256::ZERO);
@@ -354,19 +609,48 @@ fn historical_calls_and_accounts() {
     assert_eq!(chain.exec.account(Some(0), hospital).unwrap().nonce, 0);
     assert_eq!(chain.exec.account(Some(1), hospital).unwrap().nonce, 2);
     assert_eq!(chain.exec.account(None, hospital).unwrap().nonce, 4);
-    assert_eq!(chain.exec.account(None, hospital).unwrap().code_hash, KECCAK256_EMPTY);
-    assert!(matches!(chain.exec.account(Some(3), hospital), Err(ExecutionError::HeightNotAvailable { requested: 3, head: 2 })));
+    assert_eq!(
+        chain.exec.account(None, hospital).unwrap().code_hash,
+        KECCAK256_EMPTY
+    );
+    assert!(matches!(
+        chain.exec.account(Some(3), hospital),
+        Err(ExecutionError::HeightNotAvailable {
+            requested: 3,
+            head: 2
+        })
+    ));
     // A patient registered at height 1 was unknown at height 0.
     let is_patient = |h| {
-        let out = chain.exec.call(Some(h), Address::ZERO, PMR_CONTRACT_ADDRESS, PMR::isPatientCall { account: patient }.abi_encode().into()).unwrap();
+        let out = chain
+            .exec
+            .call(
+                Some(h),
+                Address::ZERO,
+                PMR_CONTRACT_ADDRESS,
+                PMR::isPatientCall { account: patient }.abi_encode().into(),
+            )
+            .unwrap();
         PMR::isPatientCall::abi_decode_returns(&out.output).unwrap()
     };
     assert!(!is_patient(0));
     assert!(is_patient(1));
     // Calls write nothing.
     let before = chain.exec.head();
-    let out = chain.exec.call(None, k.hospital.address(), PMR_CONTRACT_ADDRESS, mint_call(patient, 9).abi_encode().into()).unwrap();
-    assert!(out.success, "a simulated mint succeeds: {:?}", out.revert_reason);
+    let out = chain
+        .exec
+        .call(
+            None,
+            k.hospital.address(),
+            PMR_CONTRACT_ADDRESS,
+            mint_call(patient, 9).abi_encode().into(),
+        )
+        .unwrap();
+    assert!(
+        out.success,
+        "a simulated mint succeeds: {:?}",
+        out.revert_reason
+    );
     assert!(!out.logs.is_empty());
     assert_eq!(chain.exec.head(), before);
     assert_eq!(total_at(None), U256::from(3));

@@ -68,10 +68,19 @@ pub fn genesis() -> Genesis {
     genesis_with(GasLimits::default())
 }
 
-pub const LIMITS: TxLimits = TxLimits { chain_id: CHAIN_ID, max_tx_bytes: 128 * 1024 };
+pub const LIMITS: TxLimits = TxLimits {
+    chain_id: CHAIN_ID,
+    max_tx_bytes: 128 * 1024,
+};
 
 /// An EIP-1559 transaction from `signer` to `to`, decoded as the node would.
-pub fn sign_to(signer: &PrivateKeySigner, nonce: u64, to: Address, input: Vec<u8>, gas_limit: u64) -> SignedTx {
+pub fn sign_to(
+    signer: &PrivateKeySigner,
+    nonce: u64,
+    to: Address,
+    input: Vec<u8>,
+    gas_limit: u64,
+) -> SignedTx {
     let tx = TxEip1559 {
         chain_id: CHAIN_ID,
         nonce,
@@ -126,7 +135,13 @@ impl Chain {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open store");
         let exec = Executor::open(store.clone(), &genesis).expect("genesis");
-        Self { dir, store, exec, genesis, time_offset_ms: 0 }
+        Self {
+            dir,
+            store,
+            exec,
+            genesis,
+            time_offset_ms: 0,
+        }
     }
 
     pub fn next_env(&self) -> BlockEnv {
@@ -146,7 +161,10 @@ impl Chain {
 
     /// Executes and commits a block of `txs` (all must be valid).
     pub fn block(&mut self, txs: &[SignedTx]) -> ExecutedBlock {
-        let executed = self.exec.execute_block(&self.next_env(), txs).expect("valid block");
+        let executed = self
+            .exec
+            .execute_block(&self.next_env(), txs)
+            .expect("valid block");
         commit(&self.store, &self.exec, &executed);
         executed
     }
@@ -175,8 +193,14 @@ impl Chain {
     }
 
     pub fn try_view<C: SolCall>(&self, call: C) -> CallOutcome {
+        self.try_call_from(Address::ZERO, call)
+    }
+
+    /// Simulates `call` from `from` on the latest committed state (nothing is written; the
+    /// executor's permission check on senders does not apply, only the contract's rules).
+    pub fn try_call_from<C: SolCall>(&self, from: Address, call: C) -> CallOutcome {
         self.exec
-            .call(None, Address::ZERO, PMR_CONTRACT_ADDRESS, call.abi_encode().into())
+            .call(None, from, PMR_CONTRACT_ADDRESS, call.abi_encode().into())
             .expect("call")
     }
 
