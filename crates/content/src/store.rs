@@ -52,7 +52,9 @@ pub struct BlockStore {
 
 impl std::fmt::Debug for BlockStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockStore").field("store", &self.store).finish()
+        f.debug_struct("BlockStore")
+            .field("store", &self.store)
+            .finish()
     }
 }
 
@@ -224,7 +226,10 @@ impl BlockStore {
                         if e != m.size {
                             return Err(ContentError::BadDag {
                                 root: *root,
-                                reason: format!("manifest {cid} has size {} but its parent says {e}", m.size),
+                                reason: format!(
+                                    "manifest {cid} has size {} but its parent says {e}",
+                                    m.size
+                                ),
                             });
                         }
                     }
@@ -357,9 +362,17 @@ mod tests {
         bs.put(&cid, b"payload").expect("put");
         assert!(bs.put(&cid, b"other").is_err(), "put verifies");
         bs.database()
-            .put(Column::Blobs, &cid.to_bytes(), b"evil", Durability::Buffered)
+            .put(
+                Column::Blobs,
+                &cid.to_bytes(),
+                b"evil",
+                Durability::Buffered,
+            )
             .expect("raw write");
-        assert!(matches!(bs.get(&cid), Err(ContentError::CorruptBlock { .. })));
+        assert!(matches!(
+            bs.get(&cid),
+            Err(ContentError::CorruptBlock { .. })
+        ));
         assert!(!bs.has(&cid).expect("has"), "corrupt block removed");
     }
 
@@ -370,6 +383,17 @@ mod tests {
         let b: Vec<u8> = (0..300_000u32).map(|i| (i / 3) as u8).collect();
         let (ra, sa, ba) = build_dag(&a, u64::MAX).expect("a");
         let (rb, _, bb) = build_dag(&b, u64::MAX).expect("b");
+        // Blocks are content-addressed, so equal chunks are one stored block: `a` repeats
+        // every 256 bytes, so its first two 256 KiB leaves are identical.
+        let distinct = |blocks: &[Block]| blocks.iter().map(|(c, _)| *c).collect::<HashSet<_>>();
+        let (da, db) = (distinct(&ba), distinct(&bb));
+        assert_eq!(
+            (ba.len(), da.len()),
+            (4, 3),
+            "3 leaves (2 equal) + 1 manifest"
+        );
+        assert_eq!((bb.len(), db.len()), (3, 3), "2 leaves + 1 manifest");
+        assert!(da.is_disjoint(&db));
         bs.put_computed(&ba).expect("put a");
         bs.put_computed(&bb).expect("put b");
         bs.set_pin(&ra, sa).expect("pin");
@@ -377,13 +401,13 @@ mod tests {
         assert!(st.complete);
         assert_eq!(st.size, Some(600_000));
         let report = bs.gc().await.expect("gc");
-        assert_eq!(report.removed_blocks, bb.len() as u64);
-        assert_eq!(report.kept_blocks, ba.len() as u64);
+        assert_eq!(report.removed_blocks, db.len() as u64);
+        assert_eq!(report.kept_blocks, da.len() as u64);
         assert!(bs.walk(&ra, |_, _| {}).expect("walk").complete);
         let gone = bs.walk(&rb, |_, _| {}).expect("walk b");
         assert!(!gone.complete);
         assert_eq!(gone.size, None);
         assert!(bs.remove_pin(&ra).expect("unpin"));
-        assert_eq!(bs.gc().await.expect("gc").removed_blocks, ba.len() as u64);
+        assert_eq!(bs.gc().await.expect("gc").removed_blocks, da.len() as u64);
     }
 }

@@ -80,6 +80,10 @@ struct Want {
     group: Cid,
     asked: HashMap<PeerId, Instant>,
     tried: HashSet<PeerId>,
+    /// Peers connected at any time since the want was made. Only a peer new to this set
+    /// restarts the not-found clock, so a peer that keeps reconnecting (or that accepts the
+    /// connection and then drops it, as an allow-list does) cannot keep the want alive forever.
+    seen: HashSet<PeerId>,
     created: Instant,
     stuck_since: Option<Instant>,
     last_retry: Instant,
@@ -186,7 +190,9 @@ impl Engine {
             EngineMsg::PeerUp(peer, tx) => {
                 self.peers.insert(peer, PeerState { tx, inflight: 0 });
                 for w in self.wants.values_mut() {
-                    w.stuck_since = None;
+                    if w.seen.insert(peer) {
+                        w.stuck_since = None;
+                    }
                 }
             }
             EngineMsg::PeerDown(peer) => {
@@ -243,6 +249,7 @@ impl Engine {
                 group,
                 asked: HashMap::new(),
                 tried: HashSet::new(),
+                seen: self.peers.keys().copied().collect(),
                 created: now,
                 stuck_since: None,
                 last_retry: now,
@@ -290,7 +297,9 @@ impl Engine {
                 }
                 Counters::inc(&self.counters.blocks_received, 1);
                 Counters::inc(&self.counters.bytes_received, data.len() as u64);
-                let Some(w) = self.remove_want(&cid) else { continue };
+                let Some(w) = self.remove_want(&cid) else {
+                    continue;
+                };
                 // Peers still asked, and peers that said DONT_HAVE (they keep the want
                 // waiting and would send the block later), no longer need to.
                 for other in w.asked.keys().chain(w.tried.iter()) {
@@ -477,7 +486,9 @@ impl Engine {
             if !seen.insert(cid) {
                 continue;
             }
-            let Some(w) = self.wants.get_mut(&cid) else { continue };
+            let Some(w) = self.wants.get_mut(&cid) else {
+                continue;
+            };
             if !w.asked.is_empty() {
                 continue;
             }
@@ -491,7 +502,9 @@ impl Engine {
                 if w.stuck_since.is_none() {
                     w.stuck_since = Some(now);
                 }
-                if !w.tried.is_empty() && now.duration_since(w.last_retry) >= self.limits.retry_interval {
+                if !w.tried.is_empty()
+                    && now.duration_since(w.last_retry) >= self.limits.retry_interval
+                {
                     // Everyone was tried: ask again (they may have fetched it meanwhile).
                     w.tried.clear();
                     w.last_retry = now;
@@ -499,8 +512,8 @@ impl Engine {
                 keep.push_back(cid);
                 continue;
             }
-            // `stuck_since` is only cleared by a new peer: retrying peers that already said
-            // DONT_HAVE does not extend the deadline.
+            // `stuck_since` is only cleared by a peer new to this want: retrying peers that
+            // already said DONT_HAVE, or that reconnected, does not extend the deadline.
             let group = self.groups.get(&w.group);
             let known = group.is_some_and(|g| g.score.values().any(|s| s.0 > 0));
             let rank = |p: &PeerId| -> u8 {
@@ -527,7 +540,12 @@ impl Engine {
                 continue;
             }
             candidates.retain(|p| self.peers.get(p).is_some_and(|s| s.inflight < max));
-            candidates.sort_by_key(|p| (rank(p), self.peers.get(p).map_or(usize::MAX, |s| s.inflight)));
+            candidates.sort_by_key(|p| {
+                (
+                    rank(p),
+                    self.peers.get(p).map_or(usize::MAX, |s| s.inflight),
+                )
+            });
             let mut sent = false;
             for p in candidates {
                 if let Some(st) = self.peers.get_mut(&p) {
@@ -545,5 +563,124 @@ impl Engine {
             }
         }
         self.queue = keep;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{block_cid, DAG_CBOR};
+
+    fn engine(dir: &tempfile::TempDir, limits: Limits) -> Engine {
+        let store = BlockStore::new(pmr_storage::Store::open(dir.path()).expect("open"));
+        Engine::new(store, limits, Arc::new(Counters::default()))
+    }
+
+    /// A peer whose connections open and are dropped at once (it does not allow us) must not
+    /// restart the not-found clock on every reconnection.
+    #[tokio::test]
+    async fn a_reconnecting_peer_does_not_postpone_not_found_forever() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nf = Duration::from_millis(300);
+        let mut e = engine(
+            &dir,
+            Limits {
+                not_found_timeout: nf,
+                retry_interval: Duration::from_millis(50),
+                ..Limits::default()
+            },
+        );
+        let cid = block_cid(DAG_CBOR, b"nobody has this");
+        let (tx, mut rx) = oneshot::channel();
+        e.handle(EngineMsg::Want {
+            cid,
+            group: cid,
+            reply: tx,
+        });
+        e.schedule();
+        let peer = libp2p::identity::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
+        let started = Instant::now();
+        let result = loop {
+            assert!(
+                started.elapsed() < 10 * nf,
+                "want still pending after {:?} of a reconnecting peer",
+                started.elapsed()
+            );
+            let (ptx, _prx) = mpsc::channel(16);
+            e.handle(EngineMsg::PeerUp(peer, ptx));
+            e.schedule();
+            e.handle(EngineMsg::PeerDown(peer));
+            e.schedule();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            e.on_tick();
+            e.schedule();
+            if let Ok(r) = rx.try_recv() {
+                break r;
+            }
+        };
+        let failure = result.expect_err("nobody can provide the block");
+        assert!(failure.waited >= nf, "{failure:?}");
+        assert!(e.wants.is_empty());
+    }
+
+    /// A peer that connects for the first time while a want is stuck still gets a full
+    /// not-found period to answer.
+    #[tokio::test]
+    async fn a_new_peer_restarts_the_not_found_clock_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nf = Duration::from_millis(300);
+        let mut e = engine(
+            &dir,
+            Limits {
+                not_found_timeout: nf,
+                ..Limits::default()
+            },
+        );
+        let cid = block_cid(DAG_CBOR, b"late provider");
+        let (tx, mut rx) = oneshot::channel();
+        e.handle(EngineMsg::Want {
+            cid,
+            group: cid,
+            reply: tx,
+        });
+        e.schedule();
+        tokio::time::sleep(nf / 2).await;
+        e.on_tick();
+        let peer = libp2p::identity::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
+        let (ptx, mut prx) = mpsc::channel(16);
+        e.handle(EngineMsg::PeerUp(peer, ptx));
+        e.schedule();
+        assert!(
+            matches!(prx.try_recv(), Ok(PeerMsg::Want(c, WantType::Block)) if c == cid),
+            "the new peer is asked"
+        );
+        // The peer says DONT_HAVE; the want is stuck again from now, not from its creation.
+        let mut r = Received::new(peer);
+        r.dont_haves.push(cid);
+        e.handle(EngineMsg::Received(r));
+        e.schedule();
+        let stuck_again = Instant::now();
+        tokio::time::sleep(nf * 2 / 3).await;
+        e.on_tick();
+        e.schedule();
+        assert!(
+            rx.try_recv().is_err(),
+            "failed before a full period after the new peer"
+        );
+        let result = loop {
+            assert!(stuck_again.elapsed() < 10 * nf, "want never failed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            e.on_tick();
+            e.schedule();
+            if let Ok(r) = rx.try_recv() {
+                break r;
+            }
+        };
+        assert!(result.is_err());
+        assert!(stuck_again.elapsed() >= nf);
     }
 }
