@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// A node's configuration. Every field has a default, so a config file only needs what differs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
     /// Name in logs and status.
     pub moniker: String,
@@ -77,5 +77,28 @@ impl Home {
     }
     pub fn db(&self) -> PathBuf {
         self.data().join("db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../config.example.toml");
+
+    #[test]
+    fn committed_example_is_the_defaults() {
+        let example: NodeConfig = toml::from_str(EXAMPLE).expect("config.example.toml parses");
+        assert_eq!(example, NodeConfig::default(), "config.example.toml drifted from the defaults");
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults_and_unknown_keys_are_errors() {
+        let empty: NodeConfig = toml::from_str("").expect("empty config");
+        assert_eq!(empty, NodeConfig::default());
+        let typo = toml::from_str::<NodeConfig>("[consensus]\nmax_block_tx = 5\n").unwrap_err();
+        assert!(typo.to_string().contains("max_block_tx"), "{typo}");
+        let nested = toml::from_str::<NodeConfig>("[consensus.timeouts]\npropse = \"1s\"\n").unwrap_err();
+        assert!(nested.to_string().contains("propse"), "{nested}");
     }
 }

@@ -10,6 +10,7 @@ use crate::mempool::MempoolConfig;
 
 /// A peer this node connects to and accepts connections from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PeerConfig {
     /// A name for logs.
     pub name: String,
@@ -23,7 +24,7 @@ pub struct PeerConfig {
 
 /// Tendermint round timeouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TimeoutConfig {
     #[serde(with = "humantime_serde")]
     pub propose: Duration,
@@ -72,7 +73,7 @@ impl TimeoutConfig {
 
 /// Everything consensus needs from the node's configuration file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ConsensusConfig {
     /// Where the consensus p2p layer listens.
     pub p2p_listen: Multiaddr,

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 /// Mempool bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MempoolConfig {
     /// Most transactions held at once.
     pub max_txs: usize,

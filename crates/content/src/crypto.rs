@@ -402,7 +402,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for EncryptingReader<R> {
 pub fn decrypt_stream<S, E>(
     key: &DataKey,
     ciphertext: S,
-) -> impl Stream<Item = Result<Bytes, CryptoError>> + Send + 'static
+) -> futures::stream::BoxStream<'static, Result<Bytes, CryptoError>>
 where
     S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
     E: std::fmt::Display,
@@ -433,6 +433,7 @@ where
             }
         }
     })
+    .boxed()
 }
 
 #[cfg(test)]
