@@ -148,18 +148,32 @@ impl Ledger {
     /// Admits a transaction: decode, signature, not yet committed, permitted with a usable
     /// nonce, room in the pool. Changes nothing when it fails.
     pub(crate) fn admit(&self, raw: Bytes) -> Result<Admitted, SubmitError> {
+        // Bytes already pending or committed are refused before the signature is recovered,
+        // the expensive step: gossip often delivers a transaction after its block.
+        let seen = pmr_primitives::keccak256(&raw);
+        if self.mempool.contains(&seen) {
+            return Err(PoolError::Duplicate(seen).into());
+        }
+        self.refuse_committed(seen)?;
         let tx = SignedTx::decode(raw.into(), &self.limits)?;
         let hash = tx.hash();
-        if let Some(loc) = self.chain.tx_location(&hash)? {
-            return Err(SubmitError::AlreadyCommitted {
-                hash,
-                height: loc.height,
-            });
+        if hash != seen {
+            self.refuse_committed(hash)?;
         }
         self.executor.check_tx(&tx)?;
         let mempool_size = self.mempool.insert(tx)?;
         self.metrics.mempool_size.set(mempool_size as i64);
         Ok(Admitted { hash, mempool_size })
+    }
+
+    fn refuse_committed(&self, hash: B256) -> Result<(), SubmitError> {
+        match self.chain.tx_location(&hash)? {
+            Some(loc) => Err(SubmitError::AlreadyCommitted {
+                hash,
+                height: loc.height,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Admits transactions gossiped by a peer; failures are expected (duplicates) and dropped.

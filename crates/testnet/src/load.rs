@@ -309,10 +309,11 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
     };
     let finalized = lat.len() as u64;
     let blocks = blocks_seen.lock().await;
-    let in_window: Vec<&(Instant, usize)> = blocks.iter().filter(|(t, _)| *t <= start + offer_window).collect();
+    // Blocks committed from the first offer to the commit of the last finalized transaction.
     let window = offer_window.as_secs_f64();
     let last_commit = blocks.last().map(|(t, _)| t.duration_since(start).as_secs_f64()).unwrap_or(window);
     let commit_window = last_commit.max(window);
+    let in_window: Vec<&(Instant, usize)> = blocks.iter().filter(|(t, _)| *t >= start).collect();
     let block_count = in_window.len() as u64;
     let txs_in_window: usize = in_window.iter().map(|(_, n)| *n).sum();
     let rejected = rejected.lock().await.clone();
@@ -334,7 +335,7 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
             max: lat.last().copied().unwrap_or(0.0),
         },
         blocks: block_count,
-        blocks_per_s: block_count as f64 / window,
+        blocks_per_s: block_count as f64 / commit_window,
         mean_txs_per_block: if block_count == 0 { 0.0 } else { txs_in_window as f64 / block_count as f64 },
     })
 }
