@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use eyre::{Context, Result};
+use libp2p::Multiaddr;
 use pmr_consensus::ConsensusConfig;
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,30 @@ pub struct NodeConfig {
     /// Log as JSON lines instead of text.
     pub log_json: bool,
     pub consensus: ConsensusConfig,
+    pub content: ContentSettings,
+}
+
+/// The content store: encrypted record blobs replicated between the nodes over bitswap.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContentSettings {
+    /// libp2p address of the content (bitswap) network.
+    pub listen: Multiaddr,
+    /// Largest record, in bytes of ciphertext, that PutBlob accepts or the node fetches.
+    pub max_record_size: u64,
+    /// Fetch and pin every record root and share envelope that a committed block mints or
+    /// appends (PMR `RecordMinted` / `RecordVersionAppended` events).
+    pub replicate: bool,
+}
+
+impl Default for ContentSettings {
+    fn default() -> Self {
+        Self {
+            listen: "/ip4/0.0.0.0/tcp/26658".parse().expect("valid multiaddr"),
+            max_record_size: pmr_content::DEFAULT_MAX_RECORD_SIZE,
+            replicate: true,
+        }
+    }
 }
 
 impl Default for NodeConfig {
@@ -33,6 +58,7 @@ impl Default for NodeConfig {
             log_level: "info".into(),
             log_json: false,
             consensus: ConsensusConfig::default(),
+            content: ContentSettings::default(),
         }
     }
 }
@@ -89,7 +115,11 @@ mod tests {
     #[test]
     fn committed_example_is_the_defaults() {
         let example: NodeConfig = toml::from_str(EXAMPLE).expect("config.example.toml parses");
-        assert_eq!(example, NodeConfig::default(), "config.example.toml drifted from the defaults");
+        assert_eq!(
+            example,
+            NodeConfig::default(),
+            "config.example.toml drifted from the defaults"
+        );
     }
 
     #[test]
@@ -98,7 +128,44 @@ mod tests {
         assert_eq!(empty, NodeConfig::default());
         let typo = toml::from_str::<NodeConfig>("[consensus]\nmax_block_tx = 5\n").unwrap_err();
         assert!(typo.to_string().contains("max_block_tx"), "{typo}");
-        let nested = toml::from_str::<NodeConfig>("[consensus.timeouts]\npropse = \"1s\"\n").unwrap_err();
+        let nested =
+            toml::from_str::<NodeConfig>("[consensus.timeouts]\npropse = \"1s\"\n").unwrap_err();
         assert!(nested.to_string().contains("propse"), "{nested}");
+        let content = toml::from_str::<NodeConfig>("[content]\nmax_size = 5\n").unwrap_err();
+        assert!(content.to_string().contains("max_size"), "{content}");
+    }
+
+    #[test]
+    fn peers_round_trip_with_and_without_a_content_address() {
+        let text = r#"
+            [[consensus.peers]]
+            name = "a"
+            peer_id = "12D3KooWA"
+            p2p = "/ip4/10.0.0.2/tcp/26656"
+            gossip = "/ip4/10.0.0.2/tcp/26657"
+            content = "/ip4/10.0.0.2/tcp/26658"
+
+            [[consensus.peers]]
+            name = "b"
+            peer_id = "12D3KooWB"
+            p2p = "/ip4/10.0.0.3/tcp/26656"
+            gossip = "/ip4/10.0.0.3/tcp/26657"
+
+            [content]
+            max_record_size = 1048576
+            replicate = false
+        "#;
+        let cfg: NodeConfig = toml::from_str(text).expect("parses");
+        let peers = &cfg.consensus.peers;
+        assert_eq!(
+            peers[0].content,
+            Some("/ip4/10.0.0.2/tcp/26658".parse().unwrap())
+        );
+        assert_eq!(peers[1].content, None);
+        assert_eq!(cfg.content.max_record_size, 1 << 20);
+        assert!(!cfg.content.replicate);
+        assert_eq!(cfg.content.listen, ContentSettings::default().listen);
+        let again: NodeConfig = toml::from_str(&toml::to_string_pretty(&cfg).unwrap()).unwrap();
+        assert_eq!(again, cfg);
     }
 }

@@ -1,18 +1,23 @@
-//! The `pmr` node: wires storage, execution, consensus and the gRPC API together.
+//! The `pmr` node: wires storage, execution, consensus, the content store and the gRPC API
+//! together.
 //!
 //! [`spawn`] starts a node in-process (tests use it); the `pmr` binary parses its command line
 //! and calls the same function.
 
+pub mod blobs;
 pub mod config;
+pub mod content;
 pub mod keys;
 pub mod metrics;
+pub mod replicate;
 pub mod testnet;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use eyre::{Context, Result};
-use pmr_consensus::{ConsensusMetrics, ConsensusNode, Ledger, StartParams};
+use pmr_consensus::{network_keypair, ConsensusMetrics, ConsensusNode, Ledger, StartParams};
+use pmr_content::ContentNode;
 use pmr_execution::Executor;
 use pmr_primitives::Genesis;
 use pmr_rpc::{LedgerApi, ServerHandle};
@@ -27,9 +32,12 @@ pub struct NodeHandle {
     pub ledger: Arc<Ledger>,
     pub rpc_addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
+    /// The content store (its network listens on `content.listen_addrs()`).
+    pub content: ContentNode,
     consensus: ConsensusNode,
     rpc: ServerHandle,
     metrics: Option<tokio::task::JoinHandle<()>>,
+    replicator: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl NodeHandle {
@@ -43,12 +51,18 @@ impl NodeHandle {
         }
     }
 
-    /// Stops the node: the API first, then consensus.
+    /// Stops the node: the API first, then replication and the content network, then
+    /// consensus.
     pub async fn shutdown(self) {
         self.rpc.shutdown().await;
         if let Some(m) = self.metrics {
             m.abort();
         }
+        if let Some(r) = self.replicator {
+            r.abort();
+            let _ = r.await;
+        }
+        self.content.shutdown().await;
         self.consensus.shutdown().await;
     }
 }
@@ -60,6 +74,18 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
     std::fs::create_dir_all(home.data())
         .wrap_err_with(|| format!("cannot create {}", home.data().display()))?;
     let store = Store::open(home.db())?;
+    let content_peers = content::peers(
+        &config.consensus,
+        &genesis,
+        network_keypair(&node_key).public().to_peer_id(),
+    )?;
+    let content = content::start(
+        &config.content,
+        network_keypair(&node_key),
+        content_peers,
+        store.clone(),
+    )
+    .await?;
     let executor = Arc::new(
         Executor::open(store.clone(), &genesis).wrap_err("cannot open the execution state")?,
     );
@@ -74,13 +100,20 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
         genesis,
         node_key,
         config: config.consensus.clone(),
-        store,
+        store: store.clone(),
         executor,
         metrics,
     })
     .await?;
     let ledger = consensus.ledger.clone();
-    let rpc = pmr_rpc::serve(config.rpc_listen, LedgerApi::new(ledger.clone()), vec![], &[]).await?;
+    let replicator = content::replicator(&config.content, ledger.clone(), &content, store);
+    let rpc = pmr_rpc::serve(
+        config.rpc_listen,
+        LedgerApi::new(ledger.clone()),
+        vec![content::routes(&content)],
+        &[content::SERVICE_NAME],
+    )
+    .await?;
     let (metrics, metrics_addr) = match config.metrics_listen {
         Some(addr) => {
             let (task, bound) = metrics::serve(addr, registry).await?;
@@ -93,8 +126,10 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
         ledger,
         rpc_addr: rpc.local_addr,
         metrics_addr,
+        content,
         consensus,
         rpc,
         metrics,
+        replicator,
     })
 }

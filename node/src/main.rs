@@ -17,7 +17,8 @@ use tracing_subscriber::EnvFilter;
     version,
     about = "PMR Ledger: a permissioned ledger for patient medical records",
     long_about = "PMR Ledger node and client.\n\nRun a local 4-validator testnet with `pmr dev`; \
-                  run one node with `pmr start --home DIR`; query a node with `pmr status --rpc URL`."
+                  run one node with `pmr start --home DIR`; query a node with `pmr status --rpc URL`; \
+                  store an encrypted file with `pmr blob put FILE`."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -88,7 +89,7 @@ enum Command {
         /// Delete an existing testnet in --home and start a new chain.
         #[arg(long)]
         fresh: bool,
-        /// First port (node i uses base+10i: p2p, +1 gossip, +2 gRPC, +3 metrics).
+        /// First port (node i uses base+10i: p2p, +1 gossip, +2 gRPC, +3 metrics, +4 content).
         #[arg(long, default_value_t = 26600)]
         base_port: u16,
     },
@@ -109,6 +110,64 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Encrypted blobs (record contents) in the nodes' content store.
+    Blob {
+        #[command(subcommand)]
+        command: BlobCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BlobCommand {
+    /// Encrypt FILE on this machine with a fresh key (XChaCha20-Poly1305), upload only the
+    /// ciphertext, write the key to FILE.key (mode 0600) and print the blob's root CID.
+    Put {
+        /// The file to store.
+        file: PathBuf,
+        /// Write the key here instead of FILE.key (never overwritten).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// No progress lines on stderr.
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Download a blob (from any node: it fetches from its peers), decrypt it with KEYFILE and
+    /// write the plaintext to -o FILE (mode 0600), only once all of it has authenticated.
+    Get {
+        /// Root CID of the blob.
+        cid: String,
+        /// Where to write the plaintext.
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+        /// Key file written by `pmr blob put`.
+        #[arg(long)]
+        key: PathBuf,
+        /// No progress lines on stderr.
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Whether the node holds a blob, pins it, its size and which peers hold it.
+    Stat {
+        cid: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Operators: fetch a blob from peers if needed and pin it on the node.
+    Pin {
+        cid: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Operators: unpin a blob; its blocks go at the node's next garbage collection.
+    Unpin {
+        cid: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,7 +176,11 @@ enum BenchCommand {
     /// and finalized throughput, commit latency percentiles and rejects by reason.
     Load {
         /// gRPC endpoints, comma separated; transactions are spread over them.
-        #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:26602,http://127.0.0.1:26612,http://127.0.0.1:26622,http://127.0.0.1:26632")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "http://127.0.0.1:26602,http://127.0.0.1:26612,http://127.0.0.1:26622,http://127.0.0.1:26632"
+        )]
         rpc: Vec<String>,
         /// Offered transactions per second.
         #[arg(long, default_value_t = 1000.0)]
@@ -157,7 +220,8 @@ enum TestnetCommand {
         home: PathBuf,
         #[arg(long, default_value_t = DEV_CHAIN_ID)]
         chain_id: u64,
-        /// First port (node i uses base+10i ..); without it, ports the OS reports free.
+        /// First port (node i uses base+10i: p2p, +1 gossip, +2 gRPC, +3 metrics, +4 content);
+        /// without it, ports the OS reports free.
         #[arg(long)]
         base_port: Option<u16>,
         /// How long a proposer waits for transactions before proposing an empty block.
@@ -230,7 +294,11 @@ async fn run(cli: Cli) -> Result<()> {
                     base_port,
                     template,
                 })?;
-                println!("testnet of {} validators written to {}", manifest.nodes.len(), home.display());
+                println!(
+                    "testnet of {} validators written to {}",
+                    manifest.nodes.len(),
+                    home.display()
+                );
                 print_endpoints(&manifest);
                 println!("start it with: pmr testnet up --home {}", home.display());
                 Ok(())
@@ -255,9 +323,15 @@ async fn run(cli: Cli) -> Result<()> {
                     base_port: Some(base_port),
                     template: NodeConfig::default(),
                 })?;
-                println!("created a {validators}-validator testnet in {}", home.display());
+                println!(
+                    "created a {validators}-validator testnet in {}",
+                    home.display()
+                );
             } else {
-                println!("resuming the testnet in {} (use --fresh for a new chain)", home.display());
+                println!(
+                    "resuming the testnet in {} (use --fresh for a new chain)",
+                    home.display()
+                );
             }
             up(&home).await
         }
@@ -302,6 +376,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Blob { command } => blob(command).await,
         Command::Block { height, client } => {
             let c = pmr_client::PmrClient::connect(&client.rpc).await?;
             let b = c.block(height).await?;
@@ -362,6 +437,103 @@ async fn start(
     }
 }
 
+async fn blob(command: BlobCommand) -> Result<()> {
+    match command {
+        BlobCommand::Put {
+            file,
+            key,
+            quiet,
+            client,
+        } => {
+            let c = pmr_client::PmrClient::connect(&client.rpc).await?;
+            let put = pmr_node::blobs::put_file(&c, &file, key.as_deref(), !quiet).await?;
+            match client.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&put)?),
+                Output::Text => {
+                    println!("{}", put.root_cid);
+                    eprintln!(
+                        "stored {} ({} bytes, {} encrypted); key written to {} (mode 0600): keep it, the blob cannot be read without it",
+                        file.display(),
+                        put.plaintext_size,
+                        put.size,
+                        put.key_file.display()
+                    );
+                }
+            }
+            Ok(())
+        }
+        BlobCommand::Get {
+            cid,
+            out,
+            key,
+            quiet,
+            client,
+        } => {
+            let c = pmr_client::PmrClient::connect(&client.rpc).await?;
+            let got = pmr_node::blobs::get_file(&c, &cid, &out, &key, !quiet).await?;
+            match client.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&got)?),
+                Output::Text => println!("wrote {} bytes to {}", got.bytes, got.output.display()),
+            }
+            Ok(())
+        }
+        BlobCommand::Stat { cid, client } => {
+            let c = pmr_client::PmrClient::connect(&client.rpc).await?;
+            print_blob_stat(&c.blob_stat(&cid).await?, client.output)
+        }
+        BlobCommand::Pin { cid, client } => {
+            let c = pmr_client::PmrClient::connect(&client.rpc).await?;
+            print_blob_stat(&c.pin(&cid).await?, client.output)
+        }
+        BlobCommand::Unpin { cid, client } => {
+            let c = pmr_client::PmrClient::connect(&client.rpc).await?;
+            let was = c.unpin(&cid).await?;
+            match client.output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({"root_cid": cid, "was_pinned": was})
+                ),
+                Output::Text if was => {
+                    println!("unpinned {cid}; its blocks go at the next garbage collection")
+                }
+                Output::Text => println!("{cid} was not pinned"),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_blob_stat(s: &pmr_client::BlobStat, output: Output) -> Result<()> {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "root_cid": s.root_cid,
+                "local": s.local,
+                "pinned": s.pinned,
+                "size": s.size,
+                "blocks_local": s.blocks_local,
+                "replicas": s.replica_peer_ids,
+            }))?
+        ),
+        Output::Text => {
+            println!("root cid      {}", s.root_cid);
+            println!("local         {}", s.local);
+            println!("pinned        {}", s.pinned);
+            match s.size {
+                Some(n) => println!("size          {n}"),
+                None => println!("size          unknown (root not on this node)"),
+            }
+            println!("blocks here   {}", s.blocks_local);
+            println!("replicas      {}", s.replica_peer_ids.len());
+            for p in &s.replica_peer_ids {
+                println!("  {p}");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn print_endpoints(m: &Manifest) {
     println!("{:<8} {:<28} {:<36}", "node", "gRPC", "metrics");
     for n in &m.nodes {
@@ -378,9 +550,17 @@ async fn up(dir: &std::path::Path) -> Result<()> {
         cluster
             .client(i, Duration::from_secs(60))
             .await
-            .wrap_err_with(|| format!("node{i} did not start; its log:\n{}", cluster.log_tail(i, 30)))?;
+            .wrap_err_with(|| {
+                format!(
+                    "node{i} did not start; its log:\n{}",
+                    cluster.log_tail(i, 30)
+                )
+            })?;
     }
-    println!("testnet running ({} nodes, logs in <home>/nodeN/node.log):", cluster.len());
+    println!(
+        "testnet running ({} nodes, logs in <home>/nodeN/node.log):",
+        cluster.len()
+    );
     print_endpoints(cluster.manifest());
     println!("accounts: {}", dir.join("accounts").display());
     println!("try: pmr status --rpc {}", cluster.rpc(0));
@@ -449,7 +629,12 @@ fn print_status(s: &pmr_client::NodeStatus) {
     println!("mempool       {}", s.mempool_size);
     println!("validators    {}", s.validators.len());
     for v in &s.validators {
-        println!("  {:<10} {}  power {}", v.name, hex0x(&v.address), v.voting_power);
+        println!(
+            "  {:<10} {}  power {}",
+            v.name,
+            hex0x(&v.address),
+            v.voting_power
+        );
     }
     println!("peers         {}", s.peers.len());
     for p in &s.peers {

@@ -55,9 +55,12 @@ struct Ports {
     gossip: u16,
     rpc: u16,
     metrics: u16,
+    content: u16,
 }
 
 const PORTS_PER_NODE: u16 = 10;
+/// Ports each node uses out of its block of [`PORTS_PER_NODE`].
+const PORTS_USED: usize = 5;
 
 fn fixed_ports(base: u16, i: usize) -> Ports {
     let b = base + PORTS_PER_NODE * i as u16;
@@ -66,12 +69,13 @@ fn fixed_ports(base: u16, i: usize) -> Ports {
         gossip: b + 1,
         rpc: b + 2,
         metrics: b + 3,
+        content: b + 4,
     }
 }
 
 /// Ports the OS reports free right now (held open until all are chosen, so none repeats).
 fn free_ports(n: usize) -> Result<Vec<Ports>> {
-    let listeners: Vec<TcpListener> = (0..n * 4)
+    let listeners: Vec<TcpListener> = (0..n * PORTS_USED)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<std::io::Result<_>>()
         .wrap_err("cannot find free ports on 127.0.0.1")?;
@@ -80,12 +84,13 @@ fn free_ports(n: usize) -> Result<Vec<Ports>> {
         .map(|l| l.local_addr().map(|a| a.port()))
         .collect::<std::io::Result<_>>()?;
     Ok(ports
-        .chunks(4)
+        .chunks(PORTS_USED)
         .map(|c| Ports {
             p2p: c[0],
             gossip: c[1],
             rpc: c[2],
             metrics: c[3],
+            content: c[4],
         })
         .collect())
 }
@@ -96,7 +101,8 @@ pub struct TestnetOptions {
     pub dir: PathBuf,
     pub validators: usize,
     pub chain_id: u64,
-    /// First port; node `i` uses `base + 10 i ..`. `None`: ports the OS says are free.
+    /// First port; node `i` uses `base + 10 i`: p2p, +1 gossip, +2 gRPC, +3 metrics, +4 content.
+    /// `None`: ports the OS says are free.
     pub base_port: Option<u16>,
     /// Overrides applied to every node's config (e.g. timeouts in tests).
     pub template: NodeConfig,
@@ -124,7 +130,17 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
     std::fs::create_dir_all(&opts.dir)
         .wrap_err_with(|| format!("cannot create {}", opts.dir.display()))?;
     let ports: Vec<Ports> = match opts.base_port {
-        Some(base) => (0..opts.validators).map(|i| fixed_ports(base, i)).collect(),
+        Some(base) => {
+            let last =
+                base as usize + PORTS_PER_NODE as usize * (opts.validators - 1) + PORTS_USED - 1;
+            if last > u16::MAX as usize {
+                bail!(
+                    "--base-port {base} leaves no room for {} nodes (10 ports each, up to {last}); choose a lower base port",
+                    opts.validators
+                );
+            }
+            (0..opts.validators).map(|i| fixed_ports(base, i)).collect()
+        }
         None => free_ports(opts.validators)?,
     };
 
@@ -169,6 +185,7 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
                 peer_id: peer_id_of(k.public_key().as_bytes())?.to_string(),
                 p2p: format!("/ip4/127.0.0.1/tcp/{}", ports[i].p2p).parse()?,
                 gossip: format!("/ip4/127.0.0.1/tcp/{}", ports[i].gossip).parse()?,
+                content: Some(format!("/ip4/127.0.0.1/tcp/{}", ports[i].content).parse()?),
             })
         })
         .collect::<Result<_>>()?;
@@ -184,6 +201,7 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
         cfg.metrics_listen = Some(format!("127.0.0.1:{}", p.metrics).parse()?);
         cfg.consensus.p2p_listen = format!("/ip4/127.0.0.1/tcp/{}", p.p2p).parse()?;
         cfg.consensus.gossip_listen = format!("/ip4/127.0.0.1/tcp/{}", p.gossip).parse()?;
+        cfg.content.listen = format!("/ip4/127.0.0.1/tcp/{}", p.content).parse()?;
         cfg.consensus.peers = peers
             .iter()
             .filter(|peer| peer.name != name)
@@ -252,4 +270,83 @@ pub fn init_node(home: &Home, moniker: &str, genesis: Option<&Path>, chain_id: u
     };
     cfg.save(&home.config())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn init(dir: &Path, base_port: Option<u16>) -> Vec<NodeConfig> {
+        init_testnet(&TestnetOptions {
+            dir: dir.to_path_buf(),
+            validators: 3,
+            chain_id: DEV_CHAIN_ID,
+            base_port,
+            template: NodeConfig::default(),
+        })
+        .expect("init testnet");
+        (0..3)
+            .map(|i| {
+                NodeConfig::load(&Home::new(dir.join(format!("node{i}"))).config()).expect("config")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn testnet_peers_carry_their_content_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfgs = init(dir.path(), Some(31000));
+        for (i, cfg) in cfgs.iter().enumerate() {
+            let base = 31000 + 10 * i as u16;
+            assert_eq!(
+                cfg.content.listen.to_string(),
+                format!("/ip4/127.0.0.1/tcp/{}", base + 4)
+            );
+            assert_eq!(cfg.rpc_listen.port(), base + 2);
+            assert_eq!(cfg.consensus.peers.len(), 2);
+            for p in &cfg.consensus.peers {
+                let j: u16 = p.name.trim_start_matches("node").parse().unwrap();
+                let want = format!("/ip4/127.0.0.1/tcp/{}", 31000 + 10 * j + 4);
+                assert_eq!(p.content.as_ref().map(|a| a.to_string()), Some(want));
+            }
+        }
+    }
+
+    #[test]
+    fn free_ports_are_distinct_including_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfgs = init(dir.path(), None);
+        let port = |a: &libp2p::Multiaddr| -> u16 {
+            a.to_string().rsplit('/').next().unwrap().parse().unwrap()
+        };
+        let mut seen = std::collections::HashSet::new();
+        for cfg in &cfgs {
+            let content = cfg.content.listen.to_string();
+            assert!(content.starts_with("/ip4/127.0.0.1/tcp/"), "{content}");
+            for p in [
+                cfg.rpc_listen.port(),
+                cfg.metrics_listen.expect("metrics").port(),
+                port(&cfg.consensus.p2p_listen),
+                port(&cfg.consensus.gossip_listen),
+                port(&cfg.content.listen),
+            ] {
+                assert!(seen.insert(p), "port {p} used twice");
+            }
+        }
+        assert_eq!(seen.len(), 15);
+    }
+
+    #[test]
+    fn a_base_port_too_high_for_the_nodes_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = init_testnet(&TestnetOptions {
+            dir: dir.path().to_path_buf(),
+            validators: 4,
+            chain_id: DEV_CHAIN_ID,
+            base_port: Some(65500),
+            template: NodeConfig::default(),
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("lower base port"), "{err}");
+    }
 }

@@ -20,6 +20,8 @@ pub enum ClientError {
     Malformed(String),
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, String),
+    #[error("reading the data to upload failed: {0}; the upload was cancelled")]
+    Read(#[source] std::io::Error),
 }
 
 fn code_name(code: Code) -> &'static str {
@@ -33,6 +35,7 @@ fn code_name(code: Code) -> &'static str {
         Code::Unavailable => "node unavailable",
         Code::OutOfRange => "out of range",
         Code::Unauthenticated => "unauthenticated",
+        Code::DataLoss => "data loss",
         _ => "node error",
     }
 }

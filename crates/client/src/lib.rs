@@ -2,13 +2,17 @@
 //!
 //! - [`PmrClient`]: the node's services (submit, blocks, transactions, status, receipts, calls).
 //! - [`Wallet`]: an Ethereum (secp256k1) account that signs EIP-1559 transactions for a chain.
+//! - Blobs ([`PmrClient::put_blob`], [`PmrClient::get_blob`], [`PmrClient::blob_stat`],
+//!   [`PmrClient::pin`], [`PmrClient::unpin`]): the node's content store, ciphertext only.
 
+mod blob;
 mod client;
 pub mod contract;
 mod wallet;
 
+pub use alloy_primitives::{Address, Bytes, B256};
+pub use blob::{BlobDownload, BlobStat, PutBlob, UPLOAD_CHUNK};
 pub use client::{ClientError, PmrClient, Status as NodeStatus};
 pub use contract::{PMR, PMR_ADDRESS};
-pub use alloy_primitives::{Address, Bytes, B256};
 pub use pmr_proto::v1 as proto;
 pub use wallet::{Wallet, WalletError};

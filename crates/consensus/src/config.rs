@@ -20,6 +20,10 @@ pub struct PeerConfig {
     pub p2p: Multiaddr,
     /// Its transaction gossip address.
     pub gossip: Multiaddr,
+    /// Its content (bitswap) address, e.g. `/ip4/127.0.0.1/tcp/26658`. Without it the peer may
+    /// still connect to this node's content network, but is never dialled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Multiaddr>,
 }
 
 /// Tendermint round timeouts.

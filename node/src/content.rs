@@ -1,0 +1,106 @@
+//! The node's content store: a [`ContentNode`] on the node's own libp2p identity, sharing its
+//! RocksDB, served over gRPC as `pmr.v1.ContentService`, and replicating the blobs that
+//! committed blocks name ([`crate::replicate`]).
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use eyre::{bail, Context, Result};
+use pmr_consensus::{peer_id_of, ConsensusConfig, Ledger};
+use pmr_content::grpc::ContentGrpc;
+use pmr_content::{ContentConfig, ContentNode, Keypair, PeerId, PeerSpec};
+use pmr_primitives::Genesis;
+use pmr_proto::v1::content_service_server::ContentServiceServer;
+use pmr_storage::Store;
+use tokio::task::JoinHandle;
+use tonic::service::Routes;
+use tracing::info;
+
+use crate::config::ContentSettings;
+use crate::replicate::{self, ReplicatePolicy};
+
+/// The gRPC name of the content service (health checking).
+pub const SERVICE_NAME: &str = "pmr.v1.ContentService";
+
+/// The content peers: every configured peer (dialled at its `content` address when it has
+/// one) and every genesis validator, minus this node.
+pub fn peers(consensus: &ConsensusConfig, genesis: &Genesis, me: PeerId) -> Result<Vec<PeerSpec>> {
+    let mut seen = HashSet::from([me]);
+    let mut out = Vec::new();
+    for p in &consensus.peers {
+        let peer_id = PeerId::from_str(&p.peer_id).map_err(|e| {
+            eyre::eyre!(
+                "peer `{}` has an invalid peer_id `{}`: {e}",
+                p.name,
+                p.peer_id
+            )
+        })?;
+        if seen.insert(peer_id) {
+            out.push(PeerSpec {
+                peer_id,
+                addrs: p.content.iter().cloned().collect(),
+            });
+        }
+    }
+    for v in &genesis.validators {
+        let key = v.consensus_key_bytes()?;
+        let peer_id = peer_id_of(&key)?;
+        if seen.insert(peer_id) {
+            out.push(PeerSpec {
+                peer_id,
+                addrs: Vec::new(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Starts the content network on `settings.listen`.
+pub async fn start(
+    settings: &ContentSettings,
+    keypair: Keypair,
+    peers: Vec<PeerSpec>,
+    store: Store,
+) -> Result<ContentNode> {
+    if settings.max_record_size == 0 {
+        bail!("[content] max_record_size is 0, which refuses every record; remove the key for the 2 GiB default");
+    }
+    let dialled = peers.iter().filter(|p| !p.addrs.is_empty()).count();
+    let mut cfg = ContentConfig::new(keypair, settings.listen.clone());
+    cfg.peers = peers;
+    cfg.max_record_size = settings.max_record_size;
+    let node = ContentNode::spawn(cfg, store).await.wrap_err_with(|| {
+        format!(
+            "cannot start the content network on {} (port taken? set `listen` in [content])",
+            settings.listen
+        )
+    })?;
+    info!(
+        target: "pmr::content",
+        peer_id = %node.peer_id(),
+        listen = ?node.listen_addrs(),
+        dialled,
+        max_record_size = settings.max_record_size,
+        replicate = settings.replicate,
+        "content store started"
+    );
+    Ok(node)
+}
+
+/// The gRPC routes of the content service.
+pub fn routes(node: &ContentNode) -> Routes {
+    Routes::new(ContentServiceServer::new(ContentGrpc::new(node.clone())))
+}
+
+/// Starts replication when the config asks for it.
+pub fn replicator(
+    settings: &ContentSettings,
+    ledger: Arc<Ledger>,
+    node: &ContentNode,
+    store: Store,
+) -> Option<JoinHandle<()>> {
+    settings
+        .replicate
+        .then(|| replicate::spawn(ledger, node.clone(), store, ReplicatePolicy::default()))
+}
