@@ -88,9 +88,14 @@ pub async fn start(
     Ok(node)
 }
 
-/// The gRPC routes of the content service.
+/// The gRPC routes of the content service, for `pmr_rpc::serve`'s extra routes.
+///
+/// Without its fallback: tonic gives every `Routes` an UNIMPLEMENTED fallback, and axum
+/// panics ("Cannot merge two `Router`s that both have a fallback") when `serve` merges two
+/// of them. The ledger router's fallback still answers unknown services.
 pub fn routes(node: &ContentNode) -> Routes {
-    Routes::new(ContentServiceServer::new(ContentGrpc::new(node.clone())))
+    let svc = ContentServiceServer::new(ContentGrpc::new(node.clone()));
+    Routes::from(Routes::new(svc).into_axum_router().reset_fallback())
 }
 
 /// Starts replication when the config asks for it.

@@ -343,7 +343,7 @@ mod tests {
             dir: dir.path().to_path_buf(),
             validators: 4,
             chain_id: DEV_CHAIN_ID,
-            base_port: Some(65500),
+            base_port: Some(65520),
             template: NodeConfig::default(),
         })
         .unwrap_err();
