@@ -22,6 +22,7 @@ pub mod mempool;
 pub mod metrics;
 pub mod signing;
 pub mod streaming;
+pub mod verify;
 
 pub use chain::{ChainError, ChainStore, TxLocation};
 pub use config::{ConsensusConfig, PeerConfig, TimeoutConfig};
@@ -29,6 +30,7 @@ pub use engine::{network_keypair, peer_id_of, start, validator_set, ConsensusNod
 pub use error::ConsensusError;
 pub use ledger::{Admitted, CommittedBlock, Ledger, PeerView, SubmitError, Tip};
 pub use mempool::{Mempool, MempoolConfig, PoolError};
+pub use verify::{verify_certificate, verify_receipt_inclusion, Certificate, CommitSignature, VerifyError};
 pub use metrics::ConsensusMetrics;
 
 /// ed25519 keys used for consensus and p2p identity.

@@ -26,6 +26,8 @@ pub enum RpcError {
     },
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(String),
+    #[error("gRPC services: {0}")]
+    Services(String),
 }
 
 /// A running server.
@@ -84,8 +86,17 @@ pub async fn serve(
     .add_service(health)
     .add_service(reflection)
     .into_axum_router();
-    for r in extra {
-        router = router.merge(r.into_axum_router());
+    // Each extra service keeps its own routes under its gRPC path prefix (`/pkg.Service/`);
+    // merging the routers instead would clash on tonic's catch-all fallback.
+    if extra.len() != extra_names.len() {
+        return Err(RpcError::Services(format!(
+            "{} extra services but {} names",
+            extra.len(),
+            extra_names.len()
+        )));
+    }
+    for (r, name) in extra.into_iter().zip(extra_names) {
+        router = router.route(&format!("/{name}/{{*method}}"), axum::routing::any_service(r.into_axum_router()));
     }
     let routes = Routes::from(router);
     let (tx, rx) = oneshot::channel();

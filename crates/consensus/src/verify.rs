@@ -1,0 +1,256 @@
+//! Light-client checks: what anyone holding the genesis can verify about a committed block
+//! without running a node. A commit certificate is valid when validators holding more than
+//! two thirds of the voting power signed a precommit for exactly that block at that height and
+//! round; a receipt is in a block when its Merkle proof leads to the header's receipts root and
+//! the header hashes to the certified block hash.
+
+use malachitebft_app_channel::app::types::core::{NilOrVal, Round, ValidatorSet as _, VoteType};
+use malachitebft_signing_ed25519::Signature;
+use pmr_primitives::{keccak256, verify_merkle_proof, Genesis, Header, MerkleProof, B256};
+
+use crate::context::{Address, BlockHash, Height, ValidatorSet, Vote};
+use crate::signing::vote_sign_bytes;
+
+/// Why a certificate or an inclusion proof does not verify.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("the certificate is for block {certified}, not {expected}")]
+    WrongBlock { certified: B256, expected: B256 },
+    #[error("the certificate is for height {certified}, not {expected}")]
+    WrongHeight { certified: u64, expected: u64 },
+    #[error("signer {0} is not a validator of this network")]
+    UnknownSigner(String),
+    #[error("validator {0} signed twice")]
+    DuplicateSigner(String),
+    #[error("the signature of validator {0} does not verify")]
+    BadSignature(String),
+    #[error("signers hold {signed} of {total} voting power; more than two thirds is needed")]
+    NotEnoughPower { signed: u64, total: u64 },
+    #[error("the receipt's Merkle proof does not lead to the header's receipts root")]
+    BadReceiptProof,
+    #[error("the header does not hash to the certified block hash")]
+    HeaderMismatch,
+}
+
+/// One signature of a commit certificate, as the gRPC API returns it.
+#[derive(Clone, Debug)]
+pub struct CommitSignature {
+    /// The validator's 20-byte address.
+    pub validator: Vec<u8>,
+    /// ed25519 signature over the validator's precommit.
+    pub signature: Vec<u8>,
+}
+
+/// A commit certificate: the precommits that decided `block_hash` at `height` in `round`.
+#[derive(Clone, Debug)]
+pub struct Certificate {
+    pub height: u64,
+    pub round: u32,
+    pub block_hash: B256,
+    pub signatures: Vec<CommitSignature>,
+}
+
+/// Checks that `cert` decides `block_hash` at `height`: every signer is a distinct validator of
+/// `validators` with a valid precommit signature, and together they hold more than two thirds
+/// of the voting power. Returns the signed voting power.
+pub fn verify_certificate(
+    chain_id: u64,
+    validators: &ValidatorSet,
+    cert: &Certificate,
+    height: u64,
+    block_hash: B256,
+) -> Result<u64, VerifyError> {
+    if cert.block_hash != block_hash {
+        return Err(VerifyError::WrongBlock {
+            certified: cert.block_hash,
+            expected: block_hash,
+        });
+    }
+    if cert.height != height {
+        return Err(VerifyError::WrongHeight {
+            certified: cert.height,
+            expected: height,
+        });
+    }
+    let total: u64 = validators.total_voting_power();
+    let mut seen = std::collections::HashSet::new();
+    let mut signed = 0u64;
+    for s in &cert.signatures {
+        let shown = format!("0x{}", hex_of(&s.validator));
+        let address =
+            Address::from_slice(&s.validator).ok_or_else(|| VerifyError::UnknownSigner(shown.clone()))?;
+        let validator = validators
+            .get_by_address(&address)
+            .ok_or_else(|| VerifyError::UnknownSigner(shown.clone()))?;
+        if !seen.insert(address) {
+            return Err(VerifyError::DuplicateSigner(shown));
+        }
+        let bytes: [u8; 64] = s
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| VerifyError::BadSignature(shown.clone()))?;
+        let vote = Vote {
+            vote_type: VoteType::Precommit,
+            height: Height(height),
+            round: Round::new(cert.round),
+            value: NilOrVal::Val(BlockHash(block_hash)),
+            validator: address,
+            extension: None,
+        };
+        validator
+            .public_key
+            .verify(&vote_sign_bytes(chain_id, &vote), &Signature::from_bytes(bytes))
+            .map_err(|_| VerifyError::BadSignature(shown))?;
+        signed += validator.voting_power;
+    }
+    if signed * 3 <= total * 2 {
+        return Err(VerifyError::NotEnoughPower { signed, total });
+    }
+    Ok(signed)
+}
+
+/// Checks that a receipt (its canonical encoding) is in the block whose `header` the
+/// certificate decides, against the validator set of `genesis`.
+pub fn verify_receipt_inclusion(
+    genesis: &Genesis,
+    receipt_encoded: &[u8],
+    proof: &MerkleProof,
+    header: &Header,
+    cert: &Certificate,
+) -> Result<(), VerifyError> {
+    if !verify_merkle_proof(&header.receipts_root, &keccak256(receipt_encoded), proof) {
+        return Err(VerifyError::BadReceiptProof);
+    }
+    let hash = header.hash();
+    if hash != cert.block_hash {
+        return Err(VerifyError::HeaderMismatch);
+    }
+    let validators = crate::engine::validator_set(genesis)
+        .map_err(|e| VerifyError::UnknownSigner(e.to_string()))?;
+    verify_certificate(genesis.chain_id, &validators, cert, header.height, hash)?;
+    Ok(())
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Validator;
+    use crate::signing::PmrSigner;
+    use malachitebft_signing_ed25519::PrivateKey;
+
+    const CHAIN: u64 = 77;
+
+    fn keys(n: u8) -> Vec<PmrSigner> {
+        (1..=n)
+            .map(|i| PmrSigner::new(PrivateKey::from([i; 32]), CHAIN))
+            .collect()
+    }
+
+    fn set(signers: &[PmrSigner]) -> ValidatorSet {
+        ValidatorSet::new(
+            signers
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Validator {
+                    address: s.address(),
+                    public_key: s.public_key(),
+                    voting_power: 1,
+                    name: format!("v{i}"),
+                })
+                .collect(),
+        )
+    }
+
+    fn cert(signers: &[PmrSigner], height: u64, round: u32, hash: B256) -> Certificate {
+        let signatures = signers
+            .iter()
+            .map(|s| {
+                let vote = Vote {
+                    vote_type: VoteType::Precommit,
+                    height: Height(height),
+                    round: Round::new(round),
+                    value: NilOrVal::Val(BlockHash(hash)),
+                    validator: s.address(),
+                    extension: None,
+                };
+                CommitSignature {
+                    validator: s.address().as_bytes().to_vec(),
+                    signature: s.sign_bytes(&vote_sign_bytes(CHAIN, &vote)).to_bytes().to_vec(),
+                }
+            })
+            .collect();
+        Certificate {
+            height,
+            round,
+            block_hash: hash,
+            signatures,
+        }
+    }
+
+    #[test]
+    fn three_of_four_verify_two_do_not() {
+        let k = keys(4);
+        let vs = set(&k);
+        let hash = B256::repeat_byte(9);
+        assert_eq!(verify_certificate(CHAIN, &vs, &cert(&k[..3], 5, 1, hash), 5, hash), Ok(3));
+        assert_eq!(
+            verify_certificate(CHAIN, &vs, &cert(&k[..2], 5, 1, hash), 5, hash),
+            Err(VerifyError::NotEnoughPower { signed: 2, total: 4 })
+        );
+    }
+
+    #[test]
+    fn forgeries_are_refused() {
+        let k = keys(4);
+        let vs = set(&k);
+        let hash = B256::repeat_byte(9);
+        let good = cert(&k[..3], 5, 1, hash);
+
+        // Another block, height, round or chain: the signatures no longer match.
+        let other = B256::repeat_byte(8);
+        assert!(matches!(
+            verify_certificate(CHAIN, &vs, &good, 5, other),
+            Err(VerifyError::WrongBlock { .. })
+        ));
+        assert!(matches!(
+            verify_certificate(CHAIN, &vs, &good, 6, hash),
+            Err(VerifyError::WrongHeight { .. })
+        ));
+        let mut wrong_round = good.clone();
+        wrong_round.round = 2;
+        assert!(matches!(
+            verify_certificate(CHAIN, &vs, &wrong_round, 5, hash),
+            Err(VerifyError::BadSignature(_))
+        ));
+        assert!(matches!(
+            verify_certificate(CHAIN + 1, &vs, &good, 5, hash),
+            Err(VerifyError::BadSignature(_))
+        ));
+
+        // A flipped bit, a repeated signer, a stranger.
+        let mut flipped = good.clone();
+        flipped.signatures[1].signature[10] ^= 1;
+        assert!(matches!(
+            verify_certificate(CHAIN, &vs, &flipped, 5, hash),
+            Err(VerifyError::BadSignature(_))
+        ));
+        let mut twice = cert(&k[..2], 5, 1, hash);
+        twice.signatures.push(twice.signatures[0].clone());
+        assert!(matches!(
+            verify_certificate(CHAIN, &vs, &twice, 5, hash),
+            Err(VerifyError::DuplicateSigner(_))
+        ));
+        let stranger = keys(5);
+        let mut outsider = cert(&k[..2], 5, 1, hash);
+        outsider.signatures.extend(cert(&stranger[4..], 5, 1, hash).signatures);
+        assert!(matches!(
+            verify_certificate(CHAIN, &vs, &outsider, 5, hash),
+            Err(VerifyError::UnknownSigner(_))
+        ));
+    }
+}
