@@ -180,12 +180,17 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
         recordType: 7,
     };
     let minted_at = pmr_call(&c0, id, &hospital, mint).await;
+    let committed = std::time::Instant::now();
 
     for i in 1..4 {
         let s = wait_pinned(&net, i, &record.root_cid, "record root").await;
         assert_eq!(s.size, Some(record.size), "node{i}");
         wait_pinned(&net, i, &envelope.root_cid, "share envelope").await;
     }
+    eprintln!(
+        "figure: 5 MiB record and its envelope pinned on nodes 1-3 within {:?} of the mint's commit (height {minted_at})",
+        committed.elapsed()
+    );
     for i in 0..4 {
         let log = log_of(&net, i);
         assert!(
@@ -226,6 +231,7 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
     let original = files.path().join("scan.bin");
     let data = noise(9 * 1024 * 1024 + 123, 11);
     std::fs::write(&original, &data).unwrap();
+    let started = std::time::Instant::now();
     let (ok, out, err) = pmr(
         &[
             "blob",
@@ -240,6 +246,10 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
     )
     .await;
     assert!(ok, "pmr blob put failed: {err}");
+    eprintln!(
+        "figure: pmr blob put of 9 MiB: {:?}; its stderr: {err}",
+        started.elapsed()
+    );
     let put: serde_json::Value = serde_json::from_str(&out).expect("JSON output of pmr blob put");
     let cid = put["root_cid"].as_str().expect("root_cid").to_string();
     let key_file = files.path().join("scan.bin.key");
@@ -282,6 +292,10 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
     )
     .await;
     assert!(ok, "pmr blob get failed: {err}");
+    eprintln!(
+        "figure: pmr blob put + get of 9 MiB: {:?}; get's stderr: {err}",
+        started.elapsed()
+    );
     assert!(out.contains("wrote"), "{out}");
     assert!(
         std::fs::read(&copy).unwrap() == data,
