@@ -94,7 +94,7 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
     let metrics = ConsensusMetrics::default();
     metrics.register(&mut registry);
 
-    let consensus = pmr_consensus::start(StartParams {
+    let consensus = match pmr_consensus::start(StartParams {
         moniker: config.moniker.clone(),
         home: home.data(),
         genesis,
@@ -104,16 +104,34 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
         executor,
         metrics,
     })
-    .await?;
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            content.shutdown().await;
+            return Err(e.into());
+        }
+    };
     let ledger = consensus.ledger.clone();
     let replicator = content::replicator(&config.content, ledger.clone(), &content, store);
-    let rpc = pmr_rpc::serve(
+    let rpc = match pmr_rpc::serve(
         config.rpc_listen,
         LedgerApi::new(ledger.clone()),
         vec![content::routes(&content)],
         &[content::SERVICE_NAME],
     )
-    .await?;
+    .await
+    {
+        Ok(rpc) => rpc,
+        Err(e) => {
+            if let Some(r) = replicator {
+                r.abort();
+            }
+            content.shutdown().await;
+            consensus.shutdown().await;
+            return Err(e.into());
+        }
+    };
     let (metrics, metrics_addr) = match config.metrics_listen {
         Some(addr) => {
             let (task, bound) = metrics::serve(addr, registry).await?;
