@@ -10,6 +10,7 @@ use pmr_client::Wallet;
 use pmr_consensus::{peer_id_of, PeerConfig, PrivateKey};
 use pmr_primitives::{Address, GasLimits, Genesis, GenesisValidator};
 use pmr_testnet::{Manifest, NodeEntry};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Home, NodeConfig};
@@ -73,8 +74,51 @@ fn fixed_ports(base: u16, i: usize) -> Ports {
     }
 }
 
-/// Ports the OS reports free right now (held open until all are chosen, so none repeats).
+/// First port the kernel hands out for outgoing connections and `bind(0)`.
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
+}
+
+/// Lowest port a free-port testnet uses.
+const FREE_PORTS_FROM: u16 = 10_000;
+/// `pmr dev`'s default ports, left alone.
+const DEV_PORTS: std::ops::Range<u16> = 26_600..26_700;
+
+/// Free ports for `n` nodes, laid out like `--base-port` (node `i` at `base + 10 i ..`) from a
+/// random base below the kernel's ephemeral range: ports handed out by `bind(0)` come from the
+/// same range as the source ports of every outgoing connection on the machine, so one of them
+/// could be taken by some process's dial before the node binds it. Every port is checked by
+/// binding it (all held until the choice is made); if no block is free, ports the OS hands out.
 fn free_ports(n: usize) -> Result<Vec<Ports>> {
+    let span = PORTS_PER_NODE as usize * n;
+    let top = ephemeral_start().saturating_sub(1) as usize;
+    if top > FREE_PORTS_FROM as usize + span {
+        let mut rng = rand::thread_rng();
+        for _ in 0..200 {
+            let base = rng.gen_range(FREE_PORTS_FROM as usize..=top - span) as u16;
+            let end = base as usize + span;
+            if (base as usize) < DEV_PORTS.end as usize && end > DEV_PORTS.start as usize {
+                continue;
+            }
+            let ports: Vec<Ports> = (0..n).map(|i| fixed_ports(base, i)).collect();
+            let held: std::io::Result<Vec<TcpListener>> = ports
+                .iter()
+                .flat_map(|p| [p.p2p, p.gossip, p.rpc, p.metrics, p.content])
+                .map(|port| TcpListener::bind(("127.0.0.1", port)))
+                .collect();
+            if held.is_ok() {
+                return Ok(ports);
+            }
+        }
+    }
+    os_free_ports(n)
+}
+
+/// Ports the OS reports free right now (held open until all are chosen, so none repeats).
+fn os_free_ports(n: usize) -> Result<Vec<Ports>> {
     let listeners: Vec<TcpListener> = (0..n * PORTS_USED)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<std::io::Result<_>>()
@@ -331,9 +375,17 @@ mod tests {
                 port(&cfg.content.listen),
             ] {
                 assert!(seen.insert(p), "port {p} used twice");
+                assert!(p < ephemeral_start(), "port {p} is in the ephemeral range");
+                assert!(!DEV_PORTS.contains(&p), "port {p} is one of `pmr dev`'s");
             }
         }
         assert_eq!(seen.len(), 15);
+        // The base+10i layout, like --base-port.
+        let base = cfgs[0].rpc_listen.port() - 2;
+        for (i, cfg) in cfgs.iter().enumerate() {
+            assert_eq!(cfg.rpc_listen.port(), base + 10 * i as u16 + 2);
+            assert_eq!(port(&cfg.content.listen), base + 10 * i as u16 + 4);
+        }
     }
 
     #[test]
