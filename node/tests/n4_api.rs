@@ -57,6 +57,7 @@ async fn status_blocks_receipts_stream_health_reflection_cli() {
     // using nothing but the genesis; tampering with any part fails.
     let hospital = net.account("hospital");
     let (hash, height) = submit_and_wait(&c0, noop_tx(&hospital, net.chain_id, 0)).await;
+    net.wait_height(2, height).await;
     let r = net.client(2).await.receipt(hash).await.unwrap();
     assert_eq!(r.height, height);
     let receipt = r.receipt.clone().unwrap();
