@@ -32,9 +32,12 @@ pub fn write_secret_file(path: &Path, contents: &[u8]) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(path)
-        .wrap_err_with(|| format!("cannot create key file {} (does it exist already?)", path.display()))?;
+    let mut f = opts.open(path).wrap_err_with(|| {
+        format!(
+            "cannot create key file {} (does it exist already?)",
+            path.display()
+        )
+    })?;
     f.write_all(contents)?;
     f.sync_all()?;
     Ok(())
@@ -78,7 +81,11 @@ pub fn load_node_key(path: &Path) -> Result<PrivateKey> {
     let file: NodeKeyFile = serde_json::from_slice(&bytes)
         .wrap_err_with(|| format!("key file {} is not a node key", path.display()))?;
     if file.r#type != "ed25519" {
-        bail!("key file {} holds a {} key, expected ed25519", path.display(), file.r#type);
+        bail!(
+            "key file {} holds a {} key, expected ed25519",
+            path.display(),
+            file.r#type
+        );
     }
     let secret: [u8; 32] = hex::decode(&file.secret)
         .ok()

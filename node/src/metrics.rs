@@ -16,9 +16,11 @@ pub async fn serve(
     addr: SocketAddr,
     registry: Registry,
 ) -> Result<(tokio::task::JoinHandle<()>, SocketAddr)> {
-    let listener = tokio::net::TcpListener::bind(addr).await.wrap_err_with(|| {
-        format!("cannot listen for metrics on {addr} (port taken? set `metrics_listen`)")
-    })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .wrap_err_with(|| {
+            format!("cannot listen for metrics on {addr} (port taken? set `metrics_listen`)")
+        })?;
     let bound = listener.local_addr()?;
     let registry = Arc::new(registry);
     let app = Router::new().route(
@@ -29,14 +31,14 @@ pub async fn serve(
                 let mut body = String::new();
                 match encode(&mut body, &registry) {
                     Ok(()) => (
-                        [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        [(
+                            CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
                         body,
                     )
                         .into_response(),
-                    Err(e) => (
-                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                        e.to_string(),
-                    )
+                    Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
                         .into_response(),
                 }
             }

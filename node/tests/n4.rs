@@ -36,7 +36,11 @@ async fn n4_agree_include_once_and_refuse_bad_input() {
     let mut found = 0;
     for h in 1..=tip {
         let b = c0.block(h).await.unwrap();
-        found += b.transactions.iter().filter(|t| alloy_primitives::keccak256(t) == hash).count();
+        found += b
+            .transactions
+            .iter()
+            .filter(|t| alloy_primitives::keccak256(t) == hash)
+            .count();
     }
     assert_eq!(found, 1);
 
@@ -48,7 +52,10 @@ async fn n4_agree_include_once_and_refuse_bad_input() {
     net.assert_same_chain(&[0, 1, 2, 3], tip).await;
 
     // Bad input at the door, each with its own clear error.
-    let garbage = c1.submit(Bytes::from_static(b"\x02\xc0\xff")).await.unwrap_err();
+    let garbage = c1
+        .submit(Bytes::from_static(b"\x02\xc0\xff"))
+        .await
+        .unwrap_err();
     assert_eq!(garbage.code(), Some(Code::InvalidArgument), "{garbage}");
     assert!(garbage.to_string().contains("malformed"), "{garbage}");
 
@@ -57,25 +64,40 @@ async fn n4_agree_include_once_and_refuse_bad_input() {
         .await
         .unwrap_err();
     assert_eq!(wrong_chain.code(), Some(Code::InvalidArgument));
-    assert!(wrong_chain.to_string().contains("chain id"), "{wrong_chain}");
+    assert!(
+        wrong_chain.to_string().contains("chain id"),
+        "{wrong_chain}"
+    );
 
     let mut tampered = noop_tx(&hospital, net.chain_id, 1).to_vec();
     let n = tampered.len();
     tampered[n - 1] ^= 0xff; // last byte of the signature's s
     let tampered = c1.submit(tampered.into()).await.unwrap_err();
     assert!(
-        matches!(tampered.code(), Some(Code::InvalidArgument) | Some(Code::PermissionDenied)),
+        matches!(
+            tampered.code(),
+            Some(Code::InvalidArgument) | Some(Code::PermissionDenied)
+        ),
         "a tampered signature must not pass as the hospital: {tampered}"
     );
 
     let stranger = Wallet::random();
-    let denied = c1.submit(noop_tx(&stranger, net.chain_id, 0)).await.unwrap_err();
+    let denied = c1
+        .submit(noop_tx(&stranger, net.chain_id, 0))
+        .await
+        .unwrap_err();
     assert_eq!(denied.code(), Some(Code::PermissionDenied), "{denied}");
     assert!(denied.to_string().contains("permission list"), "{denied}");
 
     // A different transaction reusing a committed nonce.
     let reused = hospital
-        .sign_call(net.chain_id, 0, Address::repeat_byte(7), Bytes::new(), 50_000)
+        .sign_call(
+            net.chain_id,
+            0,
+            Address::repeat_byte(7),
+            Bytes::new(),
+            50_000,
+        )
         .unwrap();
     let stale = c1.submit(reused).await.unwrap_err();
     assert_eq!(stale.code(), Some(Code::FailedPrecondition), "{stale}");
@@ -84,7 +106,13 @@ async fn n4_agree_include_once_and_refuse_bad_input() {
     let oversized = c1
         .submit(
             hospital
-                .sign_call(net.chain_id, 1, Address::ZERO, Bytes::from(vec![0u8; 200 * 1024]), 9_000_000)
+                .sign_call(
+                    net.chain_id,
+                    1,
+                    Address::ZERO,
+                    Bytes::from(vec![0u8; 200 * 1024]),
+                    9_000_000,
+                )
                 .unwrap(),
         )
         .await
@@ -137,7 +165,10 @@ async fn full_mempool_answers_try_later() {
         if c0.nonce(hospital.address()).await.unwrap() == admitted_last + 1 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "admitted transactions never committed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "admitted transactions never committed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

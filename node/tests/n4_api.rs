@@ -77,7 +77,9 @@ async fn status_blocks_receipts_stream_health_reflection_cli() {
     );
     let mut other_header = decoded.header.clone();
     other_header.gas_used += 1;
-    assert!(verify_receipt_inclusion(&genesis, &receipt.encoded, &p, &other_header, &cert).is_err());
+    assert!(
+        verify_receipt_inclusion(&genesis, &receipt.encoded, &p, &other_header, &cert).is_err()
+    );
     let mut thin = cert.clone();
     thin.signatures.truncate(2);
     assert!(matches!(
@@ -87,7 +89,10 @@ async fn status_blocks_receipts_stream_health_reflection_cli() {
 
     // GetBlock by height and by hash give the same block, with its certificate.
     let by_height = c0.block(height).await.unwrap();
-    let by_hash = c0.block_by_hash(B256::from_slice(&by_height.hash)).await.unwrap();
+    let by_hash = c0
+        .block_by_hash(B256::from_slice(&by_height.hash))
+        .await
+        .unwrap();
     assert_eq!(by_height, by_hash);
     let missing = c0.block(10_000_000).await.unwrap_err();
     assert_eq!(missing.code(), Some(tonic::Code::NotFound), "{missing}");
@@ -119,7 +124,10 @@ async fn status_blocks_receipts_stream_health_reflection_cli() {
             .await
             .unwrap_or_else(|e| panic!("health of {service:?}: {e}"))
             .into_inner();
-        assert_eq!(r.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+        assert_eq!(
+            r.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
     }
     let unknown = health
         .check(tonic_health::pb::HealthCheckRequest {
@@ -130,8 +138,9 @@ async fn status_blocks_receipts_stream_health_reflection_cli() {
     assert_eq!(unknown.code(), tonic::Code::NotFound);
 
     use tonic_reflection::pb::v1::{
-        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse, ServerReflectionRequest,
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
     };
     let mut reflection = ServerReflectionClient::new(channel);
     let request = ServerReflectionRequest {
@@ -162,20 +171,38 @@ async fn status_blocks_receipts_stream_health_reflection_cli() {
         .args(["status", "--rpc", &rpc, "--output", "json"])
         .output()
         .expect("run pmr status");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
     assert_eq!(j["chain_id"].as_u64(), Some(net.chain_id));
     assert!(j["height"].as_u64().unwrap() >= height);
     assert_eq!(j["validators"].as_array().unwrap().len(), 4);
 
     let out = Command::new(BIN)
-        .args(["block", &height.to_string(), "--rpc", &rpc, "--output", "json"])
+        .args([
+            "block",
+            &height.to_string(),
+            "--rpc",
+            &rpc,
+            "--output",
+            "json",
+        ])
         .output()
         .expect("run pmr block");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("block JSON");
     assert_eq!(j["height"].as_u64(), Some(height));
-    assert_eq!(j["hash"].as_str().unwrap(), format!("0x{}", hex::encode(&by_height.hash)));
+    assert_eq!(
+        j["hash"].as_str().unwrap(),
+        format!("0x{}", hex::encode(&by_height.hash))
+    );
     assert!(j["certificate"]["signatures"].as_array().unwrap().len() >= 3);
 
     // A node that is down is a clear error, not a hang.

@@ -80,7 +80,10 @@ async fn sigkill_during_execution_leaves_state_equal() {
     }
     stop.store(true, Ordering::Relaxed);
     let submitted = load.await.unwrap();
-    assert!(submitted > 50, "load generator made no progress ({submitted})");
+    assert!(
+        submitted > 50,
+        "load generator made no progress ({submitted})"
+    );
 
     // Let the last transactions land, then compare every height on every node.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -88,19 +91,32 @@ async fn sigkill_during_execution_leaves_state_equal() {
     for i in 0..4 {
         net.wait_height(i, tip).await;
     }
-    let clients = [net.client(0).await, net.client(1).await, net.client(2).await, net.client(3).await];
+    let clients = [
+        net.client(0).await,
+        net.client(1).await,
+        net.client(2).await,
+        net.client(3).await,
+    ];
     for h in 1..=tip {
         let mut roots = Vec::new();
         for c in &clients {
             roots.push(c.block(h).await.unwrap().header.unwrap().state_root);
         }
-        assert!(roots.windows(2).all(|w| w[0] == w[1]), "state roots differ at height {h}: {roots:?}");
+        assert!(
+            roots.windows(2).all(|w| w[0] == w[1]),
+            "state roots differ at height {h}: {roots:?}"
+        );
     }
     // And the state itself answers alike: total minted, read on each node at the tip.
     let mut totals = Vec::new();
     for c in &clients {
         let out = c
-            .call(None, PMR_ADDRESS, PMR::totalMintedCall {}.abi_encode().into(), Some(tip))
+            .call(
+                None,
+                PMR_ADDRESS,
+                PMR::totalMintedCall {}.abi_encode().into(),
+                Some(tip),
+            )
             .await
             .unwrap();
         totals.push(PMR::totalMintedCall::abi_decode_returns(&out.output).unwrap());

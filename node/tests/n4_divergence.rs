@@ -59,7 +59,10 @@ async fn corrupted_state_halts_the_node_instead_of_forking() {
     let store = Store::open(net.cluster.home(3).join("data/db")).expect("reopen node3's RocksDB");
     let genesis = pmr_primitives::Genesis::load(&net.dir.path().join("genesis.json")).unwrap();
     let chain = pmr_consensus::ChainStore::open(store, genesis.hash()).unwrap();
-    assert!(chain.height().unwrap() < touched, "node3 committed a block it could not reproduce");
+    assert!(
+        chain.height().unwrap() < touched,
+        "node3 committed a block it could not reproduce"
+    );
 
     // The network goes on with 3 of 4.
     let h = net.height(0).await;

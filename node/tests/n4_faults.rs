@@ -17,7 +17,9 @@ async fn assert_no_fork(net: &Net, nodes: &[usize]) {
         for (k, hash) in hashes.into_iter().enumerate() {
             let h = k as u64 + 1;
             match seen.get(&h) {
-                Some((j, other)) => assert_eq!(&hash, other, "fork at height {h}: node{i} vs node{j}"),
+                Some((j, other)) => {
+                    assert_eq!(&hash, other, "fork at height {h}: node{i} vs node{j}")
+                }
                 None => {
                     seen.insert(h, (i, hash));
                 }
@@ -54,10 +56,17 @@ async fn n4_kill_restart_one_down_two_down() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let stalled = net.height(0).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(net.height(0).await, stalled, "committed with only 2 of 4 validators");
+    assert_eq!(
+        net.height(0).await,
+        stalled,
+        "committed with only 2 of 4 validators"
+    );
     assert_eq!(net.height(1).await, stalled);
     // A transaction submitted meanwhile waits in the mempool.
-    let pending = c0.submit(noop_tx(&hospital, net.chain_id, 1)).await.unwrap();
+    let pending = c0
+        .submit(noop_tx(&hospital, net.chain_id, 1))
+        .await
+        .unwrap();
     assert!(c0.transaction(pending).await.unwrap().pending);
 
     // One returns: 3 of 4 again, the chain resumes and commits the waiting transaction.

@@ -19,10 +19,21 @@ struct Sent {
 async fn send(c: &PmrClient, chain_id: u64, from: &Wallet, call: impl SolCall) -> Sent {
     let nonce = c.nonce(from.address()).await.expect("nonce");
     let raw = from
-        .sign_call(chain_id, nonce, PMR_ADDRESS, call.abi_encode().into(), 1_000_000)
+        .sign_call(
+            chain_id,
+            nonce,
+            PMR_ADDRESS,
+            call.abi_encode().into(),
+            1_000_000,
+        )
         .expect("sign");
     let (hash, height) = submit_and_wait(c, raw).await;
-    let r = c.receipt(hash).await.expect("receipt").receipt.expect("receipt body");
+    let r = c
+        .receipt(hash)
+        .await
+        .expect("receipt")
+        .receipt
+        .expect("receipt body");
     Sent {
         hash,
         height,
@@ -33,7 +44,12 @@ async fn send(c: &PmrClient, chain_id: u64, from: &Wallet, call: impl SolCall) -
 
 async fn ok(c: &PmrClient, chain_id: u64, from: &Wallet, call: impl SolCall) -> Sent {
     let s = send(c, chain_id, from, call).await;
-    assert!(s.success, "transaction {} reverted: 0x{}", s.hash, hex::encode(&s.output));
+    assert!(
+        s.success,
+        "transaction {} reverted: 0x{}",
+        s.hash,
+        hex::encode(&s.output)
+    );
     s
 }
 
@@ -62,46 +78,92 @@ async fn n4_mint_grant_revoke_identical_everywhere() {
     let patient = Wallet::random();
     let doctor = Wallet::random();
     // Spread the writes over the nodes: each node must accept and gossip them.
-    let c = [net.client(0).await, net.client(1).await, net.client(2).await, net.client(3).await];
+    let c = [
+        net.client(0).await,
+        net.client(1).await,
+        net.client(2).await,
+        net.client(3).await,
+    ];
 
     let mut hashes = Vec::new();
     hashes.push(
-        ok(&c[1], id, &hospital, PMR::registerPatientCall {
-            patient: patient.address(),
-            pseudonymCommitment: B256::repeat_byte(0x11),
-            encryptionKey: B256::repeat_byte(0x22),
-        })
+        ok(
+            &c[1],
+            id,
+            &hospital,
+            PMR::registerPatientCall {
+                patient: patient.address(),
+                pseudonymCommitment: B256::repeat_byte(0x11),
+                encryptionKey: B256::repeat_byte(0x22),
+            },
+        )
         .await
         .hash,
     );
-    hashes.push(ok(&c[2], id, &admin, PMR::setPermittedCall { account: doctor.address(), permitted: true }).await.hash);
-    hashes.push(ok(&c[3], id, &doctor, PMR::setEncryptionKeyCall { encryptionKey: B256::repeat_byte(0x33) }).await.hash);
+    hashes.push(
+        ok(
+            &c[2],
+            id,
+            &admin,
+            PMR::setPermittedCall {
+                account: doctor.address(),
+                permitted: true,
+            },
+        )
+        .await
+        .hash,
+    );
+    hashes.push(
+        ok(
+            &c[3],
+            id,
+            &doctor,
+            PMR::setEncryptionKeyCall {
+                encryptionKey: B256::repeat_byte(0x33),
+            },
+        )
+        .await
+        .hash,
+    );
     let mut tokens = Vec::new();
     for tag in 1..=2u8 {
-        let s = ok(&c[0], id, &hospital, PMR::mintRecordCall {
-            patient: patient.address(),
-            rootCid: cid(tag),
-            envelopeCid: cid(tag + 100),
-            keyCommitment: B256::repeat_byte(tag),
-            recordType: 7,
-        })
+        let s = ok(
+            &c[0],
+            id,
+            &hospital,
+            PMR::mintRecordCall {
+                patient: patient.address(),
+                rootCid: cid(tag),
+                envelopeCid: cid(tag + 100),
+                keyCommitment: B256::repeat_byte(tag),
+                recordType: 7,
+            },
+        )
         .await;
         tokens.push(U256::from_be_slice(&s.output));
         hashes.push(s.hash);
     }
-    assert_eq!(view(&c[2], PMR::ownerOfCall { tokenId: tokens[0] }).await, patient.address());
+    assert_eq!(
+        view(&c[2], PMR::ownerOfCall { tokenId: tokens[0] }).await,
+        patient.address()
+    );
     let uri = view(&c[3], PMR::tokenURICall { tokenId: tokens[1] }).await;
     assert!(uri.starts_with("ipfs://b"), "{uri}");
 
     // The patient grants the doctor access to the first record, then revokes it.
     let tip = c[0].status().await.unwrap().latest_timestamp_ms / 1000;
     hashes.push(
-        ok(&c[1], id, &patient, PMR::grantAccessCall {
-            tokenId: tokens[0],
-            grantee: doctor.address(),
-            expiry: tip + 3600,
-            sealedPatientShare: Bytes::from_static(b"sealed share bytes"),
-        })
+        ok(
+            &c[1],
+            id,
+            &patient,
+            PMR::grantAccessCall {
+                tokenId: tokens[0],
+                grantee: doctor.address(),
+                expiry: tip + 3600,
+                sealedPatientShare: Bytes::from_static(b"sealed share bytes"),
+            },
+        )
         .await
         .hash,
     );
@@ -109,33 +171,82 @@ async fn n4_mint_grant_revoke_identical_everywhere() {
         // Read from every node at the same committed height.
         let h = c[1].status().await.unwrap().height;
         net.cluster.wait_height(0, h, T).await.unwrap();
-        assert!(view(client, PMR::hasAccessCall { tokenId: tokens[0], grantee: doctor.address() }).await);
-        assert!(!view(client, PMR::hasAccessCall { tokenId: tokens[1], grantee: doctor.address() }).await);
+        assert!(
+            view(
+                client,
+                PMR::hasAccessCall {
+                    tokenId: tokens[0],
+                    grantee: doctor.address()
+                }
+            )
+            .await
+        );
+        assert!(
+            !view(
+                client,
+                PMR::hasAccessCall {
+                    tokenId: tokens[1],
+                    grantee: doctor.address()
+                }
+            )
+            .await
+        );
     }
-    let revoke = ok(&c[2], id, &patient, PMR::revokeAccessCall { tokenId: tokens[0], grantee: doctor.address() }).await;
+    let revoke = ok(
+        &c[2],
+        id,
+        &patient,
+        PMR::revokeAccessCall {
+            tokenId: tokens[0],
+            grantee: doctor.address(),
+        },
+    )
+    .await;
     hashes.push(revoke.hash);
-    assert!(!view(&c[2], PMR::hasAccessCall { tokenId: tokens[0], grantee: doctor.address() }).await);
+    assert!(
+        !view(
+            &c[2],
+            PMR::hasAccessCall {
+                tokenId: tokens[0],
+                grantee: doctor.address()
+            }
+        )
+        .await
+    );
 
     // Someone else's token cannot be granted; a record token cannot be transferred.
-    let not_owner = send(&c[0], id, &doctor, PMR::grantAccessCall {
-        tokenId: tokens[1],
-        grantee: doctor.address(),
-        expiry: tip + 3600,
-        sealedPatientShare: Bytes::from_static(b"x"),
-    })
+    let not_owner = send(
+        &c[0],
+        id,
+        &doctor,
+        PMR::grantAccessCall {
+            tokenId: tokens[1],
+            grantee: doctor.address(),
+            expiry: tip + 3600,
+            sealedPatientShare: Bytes::from_static(b"x"),
+        },
+    )
     .await;
     assert!(!not_owner.success);
     assert_eq!(&not_owner.output[..4], PMR::NotRecordOwner::SELECTOR);
-    let transfer = send(&c[3], id, &patient, PMR::transferFromCall {
-        from: patient.address(),
-        to: doctor.address(),
-        tokenId: tokens[0],
-    })
+    let transfer = send(
+        &c[3],
+        id,
+        &patient,
+        PMR::transferFromCall {
+            from: patient.address(),
+            to: doctor.address(),
+            tokenId: tokens[0],
+        },
+    )
     .await;
     assert!(!transfer.success, "a record token was transferred");
     assert_eq!(&transfer.output[..4], PMR::RecordNotTransferable::SELECTOR);
     hashes.push(transfer.hash);
-    assert_eq!(view(&c[0], PMR::ownerOfCall { tokenId: tokens[0] }).await, patient.address());
+    assert_eq!(
+        view(&c[0], PMR::ownerOfCall { tokenId: tokens[0] }).await,
+        patient.address()
+    );
 
     // Every node: identical receipts (same bytes, same proof root) and identical state roots.
     let last = transfer.height;
@@ -148,20 +259,37 @@ async fn n4_mint_grant_revoke_identical_everywhere() {
             let r = client.receipt(*hash).await.unwrap();
             assert_eq!(r.receipt, reference.receipt, "receipt of {hash}");
             assert_eq!(r.height, reference.height);
-            assert_eq!(r.block.as_ref().unwrap().hash, reference.block.as_ref().unwrap().hash);
+            assert_eq!(
+                r.block.as_ref().unwrap().hash,
+                reference.block.as_ref().unwrap().hash
+            );
         }
     }
     for h in 1..=last {
-        let roots: Vec<Vec<u8>> = futures::future::join_all(c.iter().map(|cl| async move {
-            cl.block(h).await.unwrap().header.unwrap().state_root
-        }))
+        let roots: Vec<Vec<u8>> = futures::future::join_all(
+            c.iter()
+                .map(|cl| async move { cl.block(h).await.unwrap().header.unwrap().state_root }),
+        )
         .await;
-        assert!(roots.windows(2).all(|w| w[0] == w[1]), "state roots differ at height {h}");
+        assert!(
+            roots.windows(2).all(|w| w[0] == w[1]),
+            "state roots differ at height {h}"
+        );
     }
     // Historical state: at the height of the grant the doctor had access, now not.
     let grant_height = c[0].receipt(hashes[5]).await.unwrap().height;
     let then = c[0]
-        .call(None, PMR_ADDRESS, PMR::hasAccessCall { tokenId: tokens[0], grantee: doctor.address() }.abi_encode().into(), Some(grant_height))
+        .call(
+            None,
+            PMR_ADDRESS,
+            PMR::hasAccessCall {
+                tokenId: tokens[0],
+                grantee: doctor.address(),
+            }
+            .abi_encode()
+            .into(),
+            Some(grant_height),
+        )
         .await
         .unwrap();
     assert!(PMR::hasAccessCall::abi_decode_returns(&then.output).unwrap());

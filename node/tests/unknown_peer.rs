@@ -22,14 +22,20 @@ async fn stranger_is_dropped(addr: Multiaddr, within: Duration) -> bool {
     let key = identity::Keypair::generate_ed25519();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
         .unwrap()
         .with_behaviour(|k| Stranger {
             identify: identify::Behaviour::new(identify::Config::new(
                 "/malachite/1.0.0".into(),
                 k.public(),
             )),
-            ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_millis(200))),
+            ping: ping::Behaviour::new(
+                ping::Config::new().with_interval(Duration::from_millis(200)),
+            ),
         })
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
@@ -58,7 +64,11 @@ async fn strangers_are_refused() {
         .unwrap();
     let consensus = cfg["consensus"].as_table().unwrap();
     let p2p: Multiaddr = consensus["p2p_listen"].as_str().unwrap().parse().unwrap();
-    let gossip: Multiaddr = consensus["gossip_listen"].as_str().unwrap().parse().unwrap();
+    let gossip: Multiaddr = consensus["gossip_listen"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
 
     assert!(
         stranger_is_dropped(gossip, Duration::from_secs(10)).await,

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
 use malachitebft_app_channel::app::streaming::StreamId;
 use malachitebft_app_channel::app::types::core::{
-    CommitCertificate, ExtendedCommitCertificate, LinearTimeouts, Round,
-    ValidatorSet as _, Validity, VoteExtensions,
+    CommitCertificate, ExtendedCommitCertificate, LinearTimeouts, Round, ValidatorSet as _,
+    Validity, VoteExtensions,
 };
 use malachitebft_app_channel::app::types::sync::RawDecidedValue;
 use malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, ProposedValue};
@@ -158,7 +158,8 @@ impl App {
                 timeout,
                 reply,
             } => {
-                let (hash, bytes, pol_round) = self.value_to_propose(height.0, round, timeout).await?;
+                let (hash, bytes, pol_round) =
+                    self.value_to_propose(height.0, round, timeout).await?;
                 let _ = reply.send(LocallyProposedValue::new(height, round, BlockHash(hash)));
                 self.publish_parts(channels, height.0, round, pol_round, hash, &bytes)
                     .await;
@@ -209,11 +210,10 @@ impl App {
                 let next = if self.commit_failed || self.ledger.chain.height()? < height {
                     Next::Restart(Height(height), self.params())
                 } else {
-                    let full =
-                        ExtendedCommitCertificate::from_commit_certificate_and_extensions(
-                            certificate,
-                            extensions,
-                        );
+                    let full = ExtendedCommitCertificate::from_commit_certificate_and_extensions(
+                        certificate,
+                        extensions,
+                    );
                     if let Some(stored) = self.ledger.chain.certificate(height)? {
                         if full.commit_signatures.len() > stored.commit_signatures.len() {
                             self.ledger.chain.update_certificate(&full)?;
@@ -399,11 +399,12 @@ impl App {
             tokio::pin!(added);
             added.as_mut().enable();
             let executor = &self.ledger.executor;
-            let txs = self.ledger.mempool.reap(
-                self.cfg.max_block_txs,
-                self.cfg.max_block_bytes,
-                |a| executor.nonce(a).unwrap_or(0),
-            );
+            let txs =
+                self.ledger
+                    .mempool
+                    .reap(self.cfg.max_block_txs, self.cfg.max_block_bytes, |a| {
+                        executor.nonce(a).unwrap_or(0)
+                    });
             if !txs.is_empty() || Instant::now() >= deadline {
                 return txs;
             }
@@ -554,7 +555,11 @@ impl App {
             return None;
         }
         use malachitebft_app_channel::app::types::core::Context as _;
-        Some(self.ctx.select_proposer(&self.validators, height, round).clone())
+        Some(
+            self.ctx
+                .select_proposer(&self.validators, height, round)
+                .clone(),
+        )
     }
 
     /// Proposals stored before a restart are offered again only if they still validate.
@@ -577,10 +582,16 @@ impl App {
         let tip = self.ledger.tip();
         let h = &block.header;
         if h.height != tip.height + 1 {
-            return Err(format!("height {} does not follow tip {}", h.height, tip.height));
+            return Err(format!(
+                "height {} does not follow tip {}",
+                h.height, tip.height
+            ));
         }
         if h.parent_hash != tip.hash {
-            return Err(format!("parent {} is not our tip {}", h.parent_hash, tip.hash));
+            return Err(format!(
+                "parent {} is not our tip {}",
+                h.parent_hash, tip.hash
+            ));
         }
         if h.timestamp_ms <= tip.timestamp_ms {
             return Err("timestamp not after the parent's".into());
@@ -592,7 +603,11 @@ impl App {
                 h.timestamp_ms
             ));
         }
-        if self.validators.get_by_address(&Address(h.proposer)).is_none() {
+        if self
+            .validators
+            .get_by_address(&Address(h.proposer))
+            .is_none()
+        {
             return Err(format!("proposer {} is not a validator", h.proposer));
         }
         if block.txs.len() > self.cfg.max_block_txs {
@@ -638,11 +653,12 @@ impl App {
             Some(c) => c,
             None => self.execute_decided(height, &hash)?,
         };
-        roots_match(&candidate.block.header, &candidate.executed).map_err(|detail| {
-            ConsensusError::Divergence { height, detail }
-        })?;
-        let certificate =
-            ExtendedCommitCertificate::from_commit_certificate_and_extensions(certificate, extensions);
+        roots_match(&candidate.block.header, &candidate.executed)
+            .map_err(|detail| ConsensusError::Divergence { height, detail })?;
+        let certificate = ExtendedCommitCertificate::from_commit_certificate_and_extensions(
+            certificate,
+            extensions,
+        );
         let store = self.ledger.chain.store().clone();
         let mut batch = store.batch();
         self.ledger
@@ -684,14 +700,12 @@ impl App {
     /// restart): execute it now. The network decided it, so a failure here means this node
     /// disagrees with the network, and it must stop.
     fn execute_decided(&mut self, height: u64, hash: &B256) -> Result<Candidate, ConsensusError> {
-        let p = self
-            .ledger
-            .chain
-            .undecided_by_hash(height, hash)?
-            .ok_or(ConsensusError::MissingDecidedBlock {
+        let p = self.ledger.chain.undecided_by_hash(height, hash)?.ok_or(
+            ConsensusError::MissingDecidedBlock {
                 height,
                 hash: *hash,
-            })?;
+            },
+        )?;
         let tip = self.ledger.tip();
         let divergence = |detail: String| ConsensusError::Divergence { height, detail };
         if p.block.header.parent_hash != tip.hash {
@@ -700,7 +714,8 @@ impl App {
                 p.block.header.parent_hash, tip.hash, tip.height
             )));
         }
-        let txs = decode_txs(&p.block.txs, &self.ledger.limits, &self.ledger.mempool).map_err(divergence)?;
+        let txs = decode_txs(&p.block.txs, &self.ledger.limits, &self.ledger.mempool)
+            .map_err(divergence)?;
         let h = &p.block.header;
         let env = BlockEnv {
             height,

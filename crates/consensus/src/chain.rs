@@ -3,7 +3,7 @@
 
 use malachitebft_app_channel::app::types::core::{ExtendedCommitCertificate, Round};
 use pmr_primitives::{Block, B256};
-use pmr_storage::{Batch, Column, Durability, Store, StorageError};
+use pmr_storage::{Batch, Column, Durability, StorageError, Store};
 
 use crate::codec::{decode_certificate, encode_certificate};
 use crate::context::PmrContext;
@@ -230,7 +230,11 @@ impl ChainStore {
     }
 
     /// Undecided proposals of one height and round.
-    pub fn undecided(&self, height: u64, round: Round) -> Result<Vec<UndecidedProposal>, ChainError> {
+    pub fn undecided(
+        &self,
+        height: u64,
+        round: Round,
+    ) -> Result<Vec<UndecidedProposal>, ChainError> {
         let mut prefix = Vec::with_capacity(16);
         prefix.extend_from_slice(&height.to_be_bytes());
         prefix.extend_from_slice(&(round.as_i64() as u64).to_be_bytes());

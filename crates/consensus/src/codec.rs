@@ -11,13 +11,13 @@ use malachitebft_app_channel::app::consensus::{LivenessMsg, ProposedValue, Signe
 use malachitebft_app_channel::app::streaming::{StreamContent, StreamId, StreamMessage};
 use malachitebft_app_channel::app::types::codec::{Codec, HasEncodedLen};
 use malachitebft_app_channel::app::types::core::{
-    ExtendedCommitCertificate, ExtendedCommitSignature, NilOrVal, PolkaCertificate,
-    PolkaSignature, Round, RoundCertificate, RoundCertificateType, RoundSignature, SignedMessage,
-    ValidatorProof, Validity, VoteType,
+    ExtendedCommitCertificate, ExtendedCommitSignature, NilOrVal, PolkaCertificate, PolkaSignature,
+    Round, RoundCertificate, RoundCertificateType, RoundSignature, SignedMessage, ValidatorProof,
+    Validity, VoteType,
 };
-use malachitebft_sync::{self as sync, RawDecidedValue};
 use malachitebft_app_channel::app::types::PeerId;
 use malachitebft_signing_ed25519::Signature;
+use malachitebft_sync::{self as sync, RawDecidedValue};
 use pmr_primitives::B256;
 
 use crate::context::{Address, BlockHash, Height, PmrContext, Proposal, ProposalPart, Vote};
@@ -102,7 +102,10 @@ impl<'a> Reader<'a> {
         a.copy_from_slice(self.take(8, what)?);
         Ok(u64::from_be_bytes(a))
     }
-    pub(crate) fn fixed<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], CodecError> {
+    pub(crate) fn fixed<const N: usize>(
+        &mut self,
+        what: &'static str,
+    ) -> Result<[u8; N], CodecError> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N, what)?);
         Ok(a)
@@ -112,7 +115,11 @@ impl<'a> Reader<'a> {
         self.take(n, what)
     }
     /// A list length, bounded both by [`MAX_ITEMS`] and by what the input can still hold.
-    pub(crate) fn len(&mut self, what: &'static str, min_item_size: usize) -> Result<usize, CodecError> {
+    pub(crate) fn len(
+        &mut self,
+        what: &'static str,
+        min_item_size: usize,
+    ) -> Result<usize, CodecError> {
         let n = self.u32(what)? as usize;
         if n > MAX_ITEMS {
             return Err(CodecError::TooMany {
@@ -388,7 +395,9 @@ pub fn encode_certificate(c: &ExtendedCommitCertificate<PmrContext>) -> Bytes {
 }
 
 /// Decodes [`encode_certificate`] output.
-pub fn decode_certificate(bytes: &[u8]) -> Result<ExtendedCommitCertificate<PmrContext>, CodecError> {
+pub fn decode_certificate(
+    bytes: &[u8],
+) -> Result<ExtendedCommitCertificate<PmrContext>, CodecError> {
     let mut r = Reader::new(bytes);
     let c = get_ext_cert(&mut r)?;
     r.end()?;
@@ -535,7 +544,10 @@ codec_impl!(
             1 => Ok(SignedConsensusMsg::Vote(get_signed_vote(r)?)),
             2 => {
                 let p = get_proposal(r)?;
-                Ok(SignedConsensusMsg::Proposal(SignedMessage::new(p, get_sig(r)?)))
+                Ok(SignedConsensusMsg::Proposal(SignedMessage::new(
+                    p,
+                    get_sig(r)?,
+                )))
             }
             tag => Err(CodecError::BadTag {
                 what: "consensus message",
@@ -651,9 +663,11 @@ codec_impl!(
     }
 );
 
-codec_impl!(PolkaCertificate<PmrContext>, |w, v| { put_polka(w, v) }, |r| {
-    get_polka(r)
-});
+codec_impl!(
+    PolkaCertificate<PmrContext>,
+    |w, v| { put_polka(w, v) },
+    |r| { get_polka(r) }
+);
 
 codec_impl!(
     sync::Status<PmrContext>,
@@ -698,20 +712,24 @@ fn put_response(w: &mut Writer, v: &sync::Response<PmrContext>) {
     }
 }
 
-codec_impl!(sync::Response<PmrContext>, |w, v| { put_response(w, v) }, |r| {
-    let start_height = get_height(r)?;
-    let n = r.len("sync values", 4 + 8 + 8 + 32 + 4)?;
-    let mut values = Vec::with_capacity(n);
-    for _ in 0..n {
-        let value_bytes = Bytes::copy_from_slice(r.bytes("value bytes")?);
-        let certificate = get_ext_cert(r)?;
-        values.push(RawDecidedValue::new(value_bytes, certificate));
+codec_impl!(
+    sync::Response<PmrContext>,
+    |w, v| { put_response(w, v) },
+    |r| {
+        let start_height = get_height(r)?;
+        let n = r.len("sync values", 4 + 8 + 8 + 32 + 4)?;
+        let mut values = Vec::with_capacity(n);
+        for _ in 0..n {
+            let value_bytes = Bytes::copy_from_slice(r.bytes("value bytes")?);
+            let certificate = get_ext_cert(r)?;
+            values.push(RawDecidedValue::new(value_bytes, certificate));
+        }
+        Ok(sync::Response::ValueResponse(sync::ValueResponse::new(
+            start_height,
+            values,
+        )))
     }
-    Ok(sync::Response::ValueResponse(sync::ValueResponse::new(
-        start_height,
-        values,
-    )))
-});
+);
 
 impl HasEncodedLen<sync::Response<PmrContext>> for PmrCodec {
     fn encoded_len(&self, msg: &sync::Response<PmrContext>) -> Result<usize, CodecError> {
@@ -799,14 +817,22 @@ mod tests {
                 ),
             ],
         };
-        assert_eq!(decode_certificate(&encode_certificate(&cert)).unwrap(), cert);
-        round_trip(&sync::Response::<PmrContext>::ValueResponse(sync::ValueResponse::new(
-            Height(9),
-            vec![RawDecidedValue::new(Bytes::from_static(b"block"), cert.clone())],
-        )));
-        round_trip(&sync::Request::<PmrContext>::ValueRequest(sync::ValueRequest::new(
-            Height(3)..=Height(8),
-        )));
+        assert_eq!(
+            decode_certificate(&encode_certificate(&cert)).unwrap(),
+            cert
+        );
+        round_trip(&sync::Response::<PmrContext>::ValueResponse(
+            sync::ValueResponse::new(
+                Height(9),
+                vec![RawDecidedValue::new(
+                    Bytes::from_static(b"block"),
+                    cert.clone(),
+                )],
+            ),
+        ));
+        round_trip(&sync::Request::<PmrContext>::ValueRequest(
+            sync::ValueRequest::new(Height(3)..=Height(8)),
+        ));
         round_trip(&sync::Status::<PmrContext> {
             peer_id: crate::test_peer_id(),
             tip_height: Height(10),
@@ -826,28 +852,36 @@ mod tests {
             value_id: BlockHash(B256::repeat_byte(1)),
             polka_signatures: vec![PolkaSignature::new(addr(1), sig(1))],
         });
-        round_trip(&LivenessMsg::<PmrContext>::SkipRoundCertificate(RoundCertificate {
-            height: Height(4),
-            round: Round::new(3),
-            cert_type: RoundCertificateType::Skip,
-            round_signatures: vec![RoundSignature {
-                vote_type: VoteType::Prevote,
-                value_id: NilOrVal::Nil,
-                address: addr(2),
-                signature: sig(2),
-            }],
-        }));
-        round_trip(&ValidatorProof::<PmrContext>::new(vec![1; 32], vec![2; 38], sig(9)));
-        round_trip(&SignedConsensusMsg::<PmrContext>::Proposal(SignedMessage::new(
-            Proposal {
-                height: Height(1),
-                round: Round::new(0),
-                value: BlockHash(B256::repeat_byte(3)),
-                pol_round: Round::Nil,
-                proposer: addr(4),
+        round_trip(&LivenessMsg::<PmrContext>::SkipRoundCertificate(
+            RoundCertificate {
+                height: Height(4),
+                round: Round::new(3),
+                cert_type: RoundCertificateType::Skip,
+                round_signatures: vec![RoundSignature {
+                    vote_type: VoteType::Prevote,
+                    value_id: NilOrVal::Nil,
+                    address: addr(2),
+                    signature: sig(2),
+                }],
             },
-            sig(5),
-        )));
+        ));
+        round_trip(&ValidatorProof::<PmrContext>::new(
+            vec![1; 32],
+            vec![2; 38],
+            sig(9),
+        ));
+        round_trip(&SignedConsensusMsg::<PmrContext>::Proposal(
+            SignedMessage::new(
+                Proposal {
+                    height: Height(1),
+                    round: Round::new(0),
+                    value: BlockHash(B256::repeat_byte(3)),
+                    pol_round: Round::Nil,
+                    proposer: addr(4),
+                },
+                sig(5),
+            ),
+        ));
     }
 
     #[test]

@@ -8,14 +8,13 @@ use std::sync::Arc;
 use bytesize::ByteSize;
 use libp2p::{Multiaddr, PeerId};
 use malachitebft_app_channel::app::config::{
-    ConsensusConfig as EngineConsensusConfig, NodeConfig, P2pConfig, ValuePayload,
-    ValueSyncConfig,
+    ConsensusConfig as EngineConsensusConfig, NodeConfig, P2pConfig, ValuePayload, ValueSyncConfig,
 };
 use malachitebft_app_channel::app::types::codec::Codec;
 use malachitebft_app_channel::app::types::Keypair;
 use malachitebft_app_channel::{
-    ConsensusContext, EngineBuilder, EngineHandle, NetworkContext, NetworkIdentity,
-    RequestContext, Signer, SyncContext, WalContext,
+    ConsensusContext, EngineBuilder, EngineHandle, NetworkContext, NetworkIdentity, RequestContext,
+    Signer, SyncContext, WalContext,
 };
 use malachitebft_signing_ed25519::{PrivateKey, PublicKey};
 use pmr_execution::Executor;
@@ -218,10 +217,7 @@ pub async fn start(params: StartParams) -> Result<ConsensusNode, ConsensusError>
     let span = tracing::error_span!("node", moniker = %moniker);
     let identity = if is_validator {
         let proof = signer
-            .sign_validator_proof(
-                public_key.as_bytes().to_vec(),
-                my_peer_id.to_bytes(),
-            )
+            .sign_validator_proof(public_key.as_bytes().to_vec(), my_peer_id.to_bytes())
             .await
             .map_err(|e| ConsensusError::Engine(format!("validator proof: {e:?}")))?;
         let proof_bytes = PmrCodec
@@ -248,7 +244,10 @@ pub async fn start(params: StartParams) -> Result<ConsensusNode, ConsensusError>
     };
     let (mut channels, engine) = async {
         EngineBuilder::new(PmrContext, engine_cfg)
-            .with_default_wal(WalContext::new(home.join("wal").join("consensus.wal"), PmrCodec))
+            .with_default_wal(WalContext::new(
+                home.join("wal").join("consensus.wal"),
+                PmrCodec,
+            ))
             .with_default_network(NetworkContext::new(identity, PmrCodec))
             .with_default_consensus(consensus_ctx)
             .with_default_sync(SyncContext::new(PmrCodec))
@@ -266,7 +265,10 @@ pub async fn start(params: StartParams) -> Result<ConsensusNode, ConsensusError>
         GossipConfig {
             keypair,
             listen: config.gossip_listen.clone(),
-            dial: peers.iter().map(|(id, p)| (*id, p.gossip.clone())).collect(),
+            dial: peers
+                .iter()
+                .map(|(id, p)| (*id, p.gossip.clone()))
+                .collect(),
             allowed,
         },
         move |_peer, txs| {
@@ -288,5 +290,9 @@ pub async fn start(params: StartParams) -> Result<ConsensusNode, ConsensusError>
         }
         .instrument(span),
     );
-    Ok(ConsensusNode { ledger, app, engine })
+    Ok(ConsensusNode {
+        ledger,
+        app,
+        engine,
+    })
 }

@@ -124,21 +124,24 @@ fn build_swarm(cfg: &GossipConfig) -> Result<Swarm<Behaviour>, GossipError> {
             yamux::Config::default,
         )
         .map_err(|e| GossipError::Transport(e.to_string()))?
-        .with_behaviour(|key| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
-            let config = gossipsub::ConfigBuilder::default()
-                .max_transmit_size(MAX_MESSAGE + 4096)
-                .validation_mode(ValidationMode::Strict)
-                .heartbeat_interval(Duration::from_millis(500))
-                .build()
-                .map_err(|e| e.to_string())?;
-            let gossipsub =
-                gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config)?;
-            let mut allow = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
-            for p in &allowed {
-                allow.allow_peer(*p);
-            }
-            Ok(Behaviour { allow, gossipsub })
-        })
+        .with_behaviour(
+            |key| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+                let config = gossipsub::ConfigBuilder::default()
+                    .max_transmit_size(MAX_MESSAGE + 4096)
+                    .validation_mode(ValidationMode::Strict)
+                    .heartbeat_interval(Duration::from_millis(500))
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let gossipsub =
+                    gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config)?;
+                let mut allow =
+                    allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
+                for p in &allowed {
+                    allow.allow_peer(*p);
+                }
+                Ok(Behaviour { allow, gossipsub })
+            },
+        )
         .map_err(|e| GossipError::Transport(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
@@ -239,7 +242,11 @@ mod tests {
 
     #[test]
     fn batches_round_trip_and_reject_garbage() {
-        let txs = vec![Bytes::from_static(b"a"), Bytes::new(), Bytes::from(vec![7u8; 300])];
+        let txs = vec![
+            Bytes::from_static(b"a"),
+            Bytes::new(),
+            Bytes::from(vec![7u8; 300]),
+        ];
         assert_eq!(decode_batch(&encode_batch(&txs)).unwrap(), txs);
         let enc = encode_batch(&txs);
         assert!(decode_batch(&enc[..enc.len() - 1]).is_err());

@@ -30,8 +30,10 @@ pub use engine::{network_keypair, peer_id_of, start, validator_set, ConsensusNod
 pub use error::ConsensusError;
 pub use ledger::{Admitted, CommittedBlock, Ledger, PeerView, SubmitError, Tip};
 pub use mempool::{Mempool, MempoolConfig, PoolError};
-pub use verify::{verify_certificate, verify_receipt_inclusion, Certificate, CommitSignature, VerifyError};
 pub use metrics::ConsensusMetrics;
+pub use verify::{
+    verify_certificate, verify_receipt_inclusion, Certificate, CommitSignature, VerifyError,
+};
 
 /// ed25519 keys used for consensus and p2p identity.
 pub use malachitebft_signing_ed25519::{PrivateKey, PublicKey};

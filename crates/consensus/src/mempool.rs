@@ -4,8 +4,8 @@
 //! refused, each sender's transactions are kept in nonce order, and a proposal takes, for every
 //! sender, the run of consecutive nonces that starts at the sender's committed nonce.
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
 use parking_lot::Mutex;
 use pmr_primitives::{Address, SignedTx, B256};
@@ -130,9 +130,7 @@ impl Mempool {
                 existing: *existing,
             });
         }
-        if inner.by_hash.len() >= self.cfg.max_txs
-            || inner.bytes + tx.size() > self.cfg.max_bytes
-        {
+        if inner.by_hash.len() >= self.cfg.max_txs || inner.bytes + tx.size() > self.cfg.max_bytes {
             return Err(PoolError::Full {
                 count: inner.by_hash.len(),
                 bytes: inner.bytes,
@@ -148,7 +146,11 @@ impl Mempool {
         let seq = inner.next_seq;
         inner.next_seq += 1;
         inner.bytes += tx.size();
-        inner.by_sender.entry(sender).or_default().insert(nonce, hash);
+        inner
+            .by_sender
+            .entry(sender)
+            .or_default()
+            .insert(nonce, hash);
         inner.by_hash.insert(
             hash,
             Entry {
@@ -326,15 +328,24 @@ mod tests {
         });
         let a0 = tx(1, 0, 0);
         pool.insert(a0.clone()).unwrap();
-        assert_eq!(pool.insert(a0.clone()), Err(PoolError::Duplicate(a0.hash())));
+        assert_eq!(
+            pool.insert(a0.clone()),
+            Err(PoolError::Duplicate(a0.hash()))
+        );
         assert!(matches!(
             pool.insert(tx(1, 0, 5)),
             Err(PoolError::NonceTaken { nonce: 0, .. })
         ));
         pool.insert(tx(1, 1, 0)).unwrap();
-        assert!(matches!(pool.insert(tx(1, 2, 0)), Err(PoolError::SenderFull(_))));
+        assert!(matches!(
+            pool.insert(tx(1, 2, 0)),
+            Err(PoolError::SenderFull(_))
+        ));
         pool.insert(tx(2, 0, 0)).unwrap();
-        assert!(matches!(pool.insert(tx(3, 0, 0)), Err(PoolError::Full { count: 3, .. })));
+        assert!(matches!(
+            pool.insert(tx(3, 0, 0)),
+            Err(PoolError::Full { count: 3, .. })
+        ));
         assert_eq!(pool.len(), 3);
     }
 
@@ -347,13 +358,18 @@ mod tests {
             max_per_sender: 100,
         });
         pool.insert(big).unwrap();
-        assert!(matches!(pool.insert(tx(2, 0, 2000)), Err(PoolError::Full { .. })));
+        assert!(matches!(
+            pool.insert(tx(2, 0, 2000)),
+            Err(PoolError::Full { .. })
+        ));
     }
 
     #[test]
     fn reap_respects_nonce_runs_and_arrival_order() {
         let pool = Mempool::new(MempoolConfig::default());
-        let a = PrivateKeySigner::from_bytes(&B256::repeat_byte(1)).unwrap().address();
+        let a = PrivateKeySigner::from_bytes(&B256::repeat_byte(1))
+            .unwrap()
+            .address();
         // Sender A arrives out of order: 1 then 0, and has a gap at 3.
         pool.insert(tx(1, 1, 0)).unwrap();
         pool.insert(tx(2, 5, 0)).unwrap(); // B's committed nonce is 5
@@ -365,10 +381,22 @@ mod tests {
         // the run is led by nonce 0); B's single tx arrived second.
         assert_eq!(got.len(), 3);
         assert!(got.contains(&(false, 5)));
-        let a_nonces: Vec<u64> = got.iter().filter(|(is_a, _)| *is_a).map(|(_, n)| *n).collect();
-        assert_eq!(a_nonces, vec![0, 1], "nonce order within a sender, gap excluded");
+        let a_nonces: Vec<u64> = got
+            .iter()
+            .filter(|(is_a, _)| *is_a)
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(
+            a_nonces,
+            vec![0, 1],
+            "nonce order within a sender, gap excluded"
+        );
         // Limits.
-        assert_eq!(pool.reap(1, usize::MAX, |s| if s == a { 0 } else { 5 }).len(), 1);
+        assert_eq!(
+            pool.reap(1, usize::MAX, |s| if s == a { 0 } else { 5 })
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -389,6 +417,9 @@ mod tests {
         assert!(pool.eviction_reason(&t0.hash()).is_none());
         pool.evict(&t2.hash(), "not permitted".into());
         assert!(pool.is_empty());
-        assert_eq!(pool.eviction_reason(&t2.hash()).as_deref(), Some("not permitted"));
+        assert_eq!(
+            pool.eviction_reason(&t2.hash()).as_deref(),
+            Some("not permitted")
+        );
     }
 }

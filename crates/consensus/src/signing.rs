@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use malachitebft_app_channel::app::types::core::{
     NilOrVal, Round, SignedMessage, ValidatorProof, VoteExtensionScope, VoteType,
 };
-use malachitebft_signing_ed25519::{PrivateKey, PublicKey, Signature};
 use malachitebft_app_channel::{Signer, Verifier};
 use malachitebft_signing::{Error as SigningError, VerificationResult};
+use malachitebft_signing_ed25519::{PrivateKey, PublicKey, Signature};
 
 use crate::context::{Address, BlockHash, Height, PmrContext, Proposal, Vote};
 
@@ -153,7 +153,11 @@ impl Verifier<PmrContext> for PmrVerifier {
         let Ok(public_key) = proof.decoded_public_key() else {
             return Ok(VerificationResult::Invalid);
         };
-        Ok(Self::check(&proof.preimage(), &proof.signature, &public_key))
+        Ok(Self::check(
+            &proof.preimage(),
+            &proof.signature,
+            &public_key,
+        ))
     }
 }
 
@@ -193,7 +197,9 @@ impl Signer<PmrContext> for PmrSigner {
         &self,
         proposal: Proposal,
     ) -> Result<SignedMessage<PmrContext, Proposal>, SigningError> {
-        let signature = self.key.sign(&proposal_sign_bytes(self.chain_id, &proposal));
+        let signature = self
+            .key
+            .sign(&proposal_sign_bytes(self.chain_id, &proposal));
         Ok(SignedMessage::new(proposal, signature))
     }
 
@@ -214,7 +220,11 @@ impl Signer<PmrContext> for PmrSigner {
         peer_id: Vec<u8>,
     ) -> Result<ValidatorProof<PmrContext>, SigningError> {
         let preimage = ValidatorProof::<PmrContext>::signing_bytes(&public_key, &peer_id);
-        Ok(ValidatorProof::new(public_key, peer_id, self.key.sign(&preimage)))
+        Ok(ValidatorProof::new(
+            public_key,
+            peer_id,
+            self.key.sign(&preimage),
+        ))
     }
 }
 

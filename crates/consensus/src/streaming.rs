@@ -96,7 +96,9 @@ impl PartStreams {
         if !complete {
             return Ok(None);
         }
-        let stream = self.remove(&key).ok_or(StreamError::Malformed("vanished"))?;
+        let stream = self
+            .remove(&key)
+            .ok_or(StreamError::Malformed("vanished"))?;
         assemble(stream).map(Some)
     }
 
@@ -188,7 +190,11 @@ mod tests {
 
     #[test]
     fn reassembles_out_of_order() {
-        let data = Bytes::from((0..1000u32).flat_map(|i| i.to_be_bytes()).collect::<Vec<_>>());
+        let data = Bytes::from(
+            (0..1000u32)
+                .flat_map(|i| i.to_be_bytes())
+                .collect::<Vec<_>>(),
+        );
         let mut msgs = stream_messages(
             StreamId::new(Bytes::from_static(b"s")),
             init(),
@@ -225,7 +231,14 @@ mod tests {
         let mut streams = PartStreams::new(1 << 20);
         let sid = StreamId::new(Bytes::from_static(b"x"));
         streams
-            .insert(peer, StreamMessage::new(sid.clone(), 0, StreamContent::Data(ProposalPart::Fin { signature: sig() })))
+            .insert(
+                peer,
+                StreamMessage::new(
+                    sid.clone(),
+                    0,
+                    StreamContent::Data(ProposalPart::Fin { signature: sig() }),
+                ),
+            )
             .unwrap();
         assert!(streams
             .insert(peer, StreamMessage::new(sid, 1, StreamContent::Fin))
@@ -239,7 +252,10 @@ mod tests {
         for i in 0..(MAX_STREAMS as u64 * 3) {
             let sid = StreamId::new(Bytes::from(i.to_be_bytes().to_vec()));
             streams
-                .insert(peer, StreamMessage::new(sid, 0, StreamContent::Data(init())))
+                .insert(
+                    peer,
+                    StreamMessage::new(sid, 0, StreamContent::Data(init())),
+                )
                 .unwrap();
         }
         assert!(streams.streams.len() <= MAX_STREAMS);

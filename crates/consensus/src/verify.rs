@@ -77,8 +77,8 @@ pub fn verify_certificate(
     let mut signed = 0u64;
     for s in &cert.signatures {
         let shown = format!("0x{}", hex_of(&s.validator));
-        let address =
-            Address::from_slice(&s.validator).ok_or_else(|| VerifyError::UnknownSigner(shown.clone()))?;
+        let address = Address::from_slice(&s.validator)
+            .ok_or_else(|| VerifyError::UnknownSigner(shown.clone()))?;
         let validator = validators
             .get_by_address(&address)
             .ok_or_else(|| VerifyError::UnknownSigner(shown.clone()))?;
@@ -100,7 +100,10 @@ pub fn verify_certificate(
         };
         validator
             .public_key
-            .verify(&vote_sign_bytes(chain_id, &vote), &Signature::from_bytes(bytes))
+            .verify(
+                &vote_sign_bytes(chain_id, &vote),
+                &Signature::from_bytes(bytes),
+            )
             .map_err(|_| VerifyError::BadSignature(shown))?;
         signed += validator.voting_power;
     }
@@ -180,7 +183,10 @@ mod tests {
                 };
                 CommitSignature {
                     validator: s.address().as_bytes().to_vec(),
-                    signature: s.sign_bytes(&vote_sign_bytes(CHAIN, &vote)).to_bytes().to_vec(),
+                    signature: s
+                        .sign_bytes(&vote_sign_bytes(CHAIN, &vote))
+                        .to_bytes()
+                        .to_vec(),
                 }
             })
             .collect();
@@ -197,10 +203,16 @@ mod tests {
         let k = keys(4);
         let vs = set(&k);
         let hash = B256::repeat_byte(9);
-        assert_eq!(verify_certificate(CHAIN, &vs, &cert(&k[..3], 5, 1, hash), 5, hash), Ok(3));
+        assert_eq!(
+            verify_certificate(CHAIN, &vs, &cert(&k[..3], 5, 1, hash), 5, hash),
+            Ok(3)
+        );
         assert_eq!(
             verify_certificate(CHAIN, &vs, &cert(&k[..2], 5, 1, hash), 5, hash),
-            Err(VerifyError::NotEnoughPower { signed: 2, total: 4 })
+            Err(VerifyError::NotEnoughPower {
+                signed: 2,
+                total: 4
+            })
         );
     }
 
@@ -247,7 +259,9 @@ mod tests {
         ));
         let stranger = keys(5);
         let mut outsider = cert(&k[..2], 5, 1, hash);
-        outsider.signatures.extend(cert(&stranger[4..], 5, 1, hash).signatures);
+        outsider
+            .signatures
+            .extend(cert(&stranger[4..], 5, 1, hash).signatures);
         assert!(matches!(
             verify_certificate(CHAIN, &vs, &outsider, 5, hash),
             Err(VerifyError::UnknownSigner(_))

@@ -51,7 +51,9 @@ async fn node(kp: Keypair, peers: Vec<PeerSpec>, dir: &std::path::Path) -> Conte
 }
 
 async fn tcp_copy(len: u64) -> Duration {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.expect("accept");
@@ -89,17 +91,26 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let (d0, d1) = (tempfile::tempdir().expect("d0"), tempfile::tempdir().expect("d1"));
+        let (d0, d1) = (
+            tempfile::tempdir().expect("d0"),
+            tempfile::tempdir().expect("d1"),
+        );
         let (k0, k1) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
         let n0 = node(
             k0.clone(),
-            vec![PeerSpec { peer_id: k1.public().to_peer_id(), addrs: vec![] }],
+            vec![PeerSpec {
+                peer_id: k1.public().to_peer_id(),
+                addrs: vec![],
+            }],
             d0.path(),
         )
         .await;
         let n1 = node(
             k1,
-            vec![PeerSpec { peer_id: n0.peer_id(), addrs: n0.listen_addrs() }],
+            vec![PeerSpec {
+                peer_id: n0.peer_id(),
+                addrs: n0.listen_addrs(),
+            }],
             d1.path(),
         )
         .await;
@@ -108,7 +119,10 @@ fn main() {
         }
         let t = Instant::now();
         let put = n0
-            .put_stream(Pattern { left: len, x: 0x9e37_79b9_7f4a_7c15 })
+            .put_stream(Pattern {
+                left: len,
+                x: 0x9e37_79b9_7f4a_7c15,
+            })
             .await
             .expect("put");
         let put_d = t.elapsed();

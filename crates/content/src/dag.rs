@@ -161,7 +161,13 @@ mod tests {
 
     #[test]
     fn sizes_and_shapes() {
-        for len in [0usize, 1, MAX_BLOCK_SIZE, MAX_BLOCK_SIZE + 1, 3 * MAX_BLOCK_SIZE + 5] {
+        for len in [
+            0usize,
+            1,
+            MAX_BLOCK_SIZE,
+            MAX_BLOCK_SIZE + 1,
+            3 * MAX_BLOCK_SIZE + 5,
+        ] {
             let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let (root, size, blocks) = build_dag(&data, u64::MAX).expect("build");
             assert_eq!(size, len as u64);
@@ -203,6 +209,12 @@ mod tests {
     #[test]
     fn limit_is_enforced() {
         let err = build_dag(&[0u8; 11], 10).expect_err("too large");
-        assert!(matches!(err, ContentError::TooLarge { limit: 10, seen: 11 }));
+        assert!(matches!(
+            err,
+            ContentError::TooLarge {
+                limit: 10,
+                seen: 11
+            }
+        ));
     }
 }

@@ -35,7 +35,11 @@ pub enum ContentError {
         cids.iter().take(8).map(|c| c.to_string()).collect::<Vec<_>>().join(", "),
         if cids.len() > 8 { ", ..." } else { "" }
     )]
-    NotFound { cids: Vec<Cid>, peers: usize, waited_ms: u64 },
+    NotFound {
+        cids: Vec<Cid>,
+        peers: usize,
+        waited_ms: u64,
+    },
     /// A block needed locally is missing.
     #[error("block {cid} of record {root} is not stored on this node; use fetch_and_pin to fetch it from peers")]
     NotLocal { root: Cid, cid: Cid },

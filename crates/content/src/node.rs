@@ -132,7 +132,9 @@ impl ContentNode {
             wire::PROTOCOL
         );
         let protocol = StreamProtocol::try_from_owned(proto.clone()).map_err(|e| {
-            ContentError::Config(format!("protocol id `{proto}` is invalid ({e}); the prefix must start with `/`"))
+            ContentError::Config(format!(
+                "protocol id `{proto}` is invalid ({e}); the prefix must start with `/`"
+            ))
         })?;
         let blocks = BlockStore::new(store);
         let counters = Arc::new(Counters::default());
@@ -141,7 +143,11 @@ impl ContentNode {
         let handle = net::start(
             config.keypair,
             config.listen,
-            config.peers.into_iter().map(|p| (p.peer_id, p.addrs)).collect(),
+            config
+                .peers
+                .into_iter()
+                .map(|p| (p.peer_id, p.addrs))
+                .collect(),
             protocol,
             blocks.clone(),
             config.limits.clone(),
@@ -151,10 +157,13 @@ impl ContentNode {
         let engine = Engine::new(blocks.clone(), config.limits.clone(), counters.clone());
         tokio::spawn(engine.run(engine_rx));
         let mut listen = handle.listen.clone();
-        tokio::time::timeout(Duration::from_secs(10), listen.wait_for(|v| v.len() >= n_listen))
-            .await
-            .map_err(|_| ContentError::Network("timed out waiting for the listener to start".into()))?
-            .map_err(|_| ContentError::Network("network task ended during start".into()))?;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            listen.wait_for(|v| v.len() >= n_listen),
+        )
+        .await
+        .map_err(|_| ContentError::Network("timed out waiting for the listener to start".into()))?
+        .map_err(|_| ContentError::Network("network task ended during start".into()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store: blocks,
@@ -188,7 +197,13 @@ impl ContentNode {
     /// Peers currently connected.
     pub async fn connected_peers(&self) -> Vec<PeerId> {
         let (tx, rx) = oneshot::channel();
-        if self.inner.engine.send(EngineMsg::Connected(tx)).await.is_err() {
+        if self
+            .inner
+            .engine
+            .send(EngineMsg::Connected(tx))
+            .await
+            .is_err()
+        {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
@@ -348,12 +363,19 @@ impl ContentNode {
         let replicas = if self
             .inner
             .engine
-            .send(EngineMsg::Probe { cid: root, reply: tx })
+            .send(EngineMsg::Probe {
+                cid: root,
+                reply: tx,
+            })
             .await
             .is_ok()
         {
             let wait = self.inner.limits.stat_probe_timeout + Duration::from_millis(500);
-            tokio::time::timeout(wait, rx).await.ok().and_then(Result::ok).unwrap_or_default()
+            tokio::time::timeout(wait, rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default()
         } else {
             Vec::new()
         };
@@ -392,7 +414,11 @@ impl ContentNode {
 
     fn want(&self, cid: Cid, group: Cid) -> oneshot::Receiver<Result<Bytes, WantFailure>> {
         let (tx, rx) = oneshot::channel();
-        let msg = EngineMsg::Want { cid, group, reply: tx };
+        let msg = EngineMsg::Want {
+            cid,
+            group,
+            reply: tx,
+        };
         if let Err(mpsc::error::TrySendError::Full(msg)) = self.inner.engine.try_send(msg) {
             let engine = self.inner.engine.clone();
             tokio::spawn(async move {
@@ -452,7 +478,10 @@ impl ContentNode {
                     let m = Manifest::decode(&slot.cid, &data)?;
                     if let Some(e) = slot.expect {
                         if e != m.size {
-                            return Err(bad(format!("manifest {} says {} bytes, its parent {e}", slot.cid, m.size)));
+                            return Err(bad(format!(
+                                "manifest {} says {} bytes, its parent {e}",
+                                slot.cid, m.size
+                            )));
                         }
                     } else {
                         self.check_size(m.size)?;
@@ -470,7 +499,10 @@ impl ContentNode {
                     }
                 } else {
                     if slot.expect != Some(slot.len) || slot.len > MAX_BLOCK_SIZE as u64 {
-                        return Err(bad(format!("leaf {} has {} bytes, its manifest says {:?}", slot.cid, slot.len, slot.expect)));
+                        return Err(bad(format!(
+                            "leaf {} has {} bytes, its manifest says {:?}",
+                            slot.cid, slot.len, slot.expect
+                        )));
                     }
                     emitted += slot.len;
                     if let Some(tx) = &sink {
@@ -563,7 +595,9 @@ impl ContentNode {
         }
         let total = total.unwrap_or(0);
         if emitted != total {
-            return Err(bad(format!("leaves hold {emitted} bytes, the root says {total}")));
+            return Err(bad(format!(
+                "leaves hold {emitted} bytes, the root says {total}"
+            )));
         }
         Ok(total)
     }

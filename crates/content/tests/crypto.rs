@@ -16,7 +16,10 @@ fn tampered_byte_fails_with_segment_index() {
     ct[HEADER + FULL + 10] ^= 1;
     let err = decrypt_to_vec(&k, &ct).expect_err("tampered");
     assert!(matches!(err, CryptoError::Tampered { segment: 1 }), "{err}");
-    assert!(err.to_string().contains("segment 1 failed authentication"), "{err}");
+    assert!(
+        err.to_string().contains("segment 1 failed authentication"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -37,7 +40,10 @@ fn truncation_at_a_segment_boundary_is_reported_as_truncation() {
     let ct = encrypt_to_vec(&k, &sample(3 * SEGMENT + 5));
     let cut = &ct[..HEADER + 2 * FULL];
     let err = decrypt_to_vec(&k, cut).expect_err("truncated");
-    assert!(matches!(err, CryptoError::Truncated { segments: 2 }), "{err}");
+    assert!(
+        matches!(err, CryptoError::Truncated { segments: 2 }),
+        "{err}"
+    );
     assert!(err.to_string().contains("truncated"), "{err}");
     // Dropping the final segment of an exact multiple.
     let ct = encrypt_to_vec(&k, &sample(2 * SEGMENT));

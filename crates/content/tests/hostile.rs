@@ -25,14 +25,24 @@ async fn oversized_flood_and_garbage_are_refused_while_serving_others() {
     let v = spawn_node(
         kv.clone(),
         vec![
-            PeerSpec { peer_id: g_id, addrs: vec![] },
-            PeerSpec { peer_id: h_id, addrs: vec![] },
+            PeerSpec {
+                peer_id: g_id,
+                addrs: vec![],
+            },
+            PeerSpec {
+                peer_id: h_id,
+                addrs: vec![],
+            },
         ],
         fast_limits(),
     )
     .await;
     let v_id = v.node.peer_id();
-    let put = v.node.put_stream(PatternReader::new(6 * 1024 * 1024, 3)).await.expect("put");
+    let put = v
+        .node
+        .put_stream(PatternReader::new(6 * 1024 * 1024, 3))
+        .await
+        .expect("put");
     let mut h = RawPeer::start(kh, v.node.listen_addrs()[0].clone()).await;
 
     // 1. A length prefix announcing 5 MiB, then junk: refused before allocation, stream closed.
@@ -58,7 +68,9 @@ async fn oversized_flood_and_garbage_are_refused_while_serving_others() {
             for m in 0..10u32 {
                 let entries = (0..20_000u32)
                     .map(|i| Entry {
-                        block: Bytes::from(block_cid(RAW, &(m * 20_000 + i).to_le_bytes()).to_bytes()),
+                        block: Bytes::from(
+                            block_cid(RAW, &(m * 20_000 + i).to_le_bytes()).to_bytes(),
+                        ),
                         priority: 1,
                         cancel: false,
                         want_type: WantType::Block as i32,
@@ -66,7 +78,10 @@ async fn oversized_flood_and_garbage_are_refused_while_serving_others() {
                     })
                     .collect();
                 let msg = Message {
-                    wantlist: Some(Wantlist { entries, full: false }),
+                    wantlist: Some(Wantlist {
+                        entries,
+                        full: false,
+                    }),
                     ..Default::default()
                 };
                 let f = wire::encode_frame(&msg);
@@ -83,15 +98,24 @@ async fn oversized_flood_and_garbage_are_refused_while_serving_others() {
     // 4. Meanwhile an honest peer fetches a 6 MiB record from the victim.
     let g = spawn_node(
         kg,
-        vec![PeerSpec { peer_id: v_id, addrs: v.node.listen_addrs() }],
+        vec![PeerSpec {
+            peer_id: v_id,
+            addrs: v.node.listen_addrs(),
+        }],
         fast_limits(),
     )
     .await;
-    let st = within(60, "honest fetch during the attack", g.node.fetch_and_pin(put.root))
-        .await
-        .expect("honest peer served");
+    let st = within(
+        60,
+        "honest fetch during the attack",
+        g.node.fetch_and_pin(put.root),
+    )
+    .await
+    .expect("honest peer served");
     assert!(st.local && st.pinned);
-    let _s3 = within(30, "flood written", flood).await.expect("flood task");
+    let _s3 = within(30, "flood written", flood)
+        .await
+        .expect("flood task");
 
     // 5. More streams than allowed.
     let mut extra = Vec::new();
@@ -122,7 +146,10 @@ async fn oversized_flood_and_garbage_are_refused_while_serving_others() {
     assert!(held <= 4096, "wantlist bounded: {held}");
     // The victim still serves after the attack.
     let again = v.node.put_bytes(b"after the storm").await.expect("put");
-    assert_eq!(g.node.get_bytes(again.root).await.expect("get"), b"after the storm");
+    assert_eq!(
+        g.node.get_bytes(again.root).await.expect("get"),
+        b"after the storm"
+    );
 }
 
 /// Answers every want with bytes that do not hash to the wanted CID.
@@ -165,7 +192,9 @@ async fn corrupt_server(mut h: RawPeer, victim: pmr_content::PeerId) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_blocks_are_rejected_and_fetched_from_another_peer() {
     init_tracing();
-    let data: Vec<u8> = (0..2 * 1024 * 1024 + 99u32).map(|i| (i * 17 % 256) as u8).collect();
+    let data: Vec<u8> = (0..2 * 1024 * 1024 + 99u32)
+        .map(|i| (i * 17 % 256) as u8)
+        .collect();
     let (root, _, _) = pmr_content::dag::build_dag(&data, u64::MAX).expect("dag");
     let (kv, ks, kh) = (
         Keypair::generate_ed25519(),
@@ -175,8 +204,14 @@ async fn corrupt_blocks_are_rejected_and_fetched_from_another_peer() {
     let v = spawn_node(
         kv,
         vec![
-            PeerSpec { peer_id: ks.public().to_peer_id(), addrs: vec![] },
-            PeerSpec { peer_id: kh.public().to_peer_id(), addrs: vec![] },
+            PeerSpec {
+                peer_id: ks.public().to_peer_id(),
+                addrs: vec![],
+            },
+            PeerSpec {
+                peer_id: kh.public().to_peer_id(),
+                addrs: vec![],
+            },
         ],
         pmr_content::Limits {
             not_found_timeout: Duration::from_secs(20),
@@ -197,12 +232,18 @@ async fn corrupt_blocks_are_rejected_and_fetched_from_another_peer() {
         }
     })
     .await;
-    assert!(!v.node.blockstore().has(&root).expect("has"), "corrupt block never stored");
+    assert!(
+        !v.node.blockstore().has(&root).expect("has"),
+        "corrupt block never stored"
+    );
 
     // An honest holder appears; the fetch completes from it.
     let s = spawn_node(
         ks,
-        vec![PeerSpec { peer_id: v_id, addrs: v.node.listen_addrs() }],
+        vec![PeerSpec {
+            peer_id: v_id,
+            addrs: v.node.listen_addrs(),
+        }],
         fast_limits(),
     )
     .await;
@@ -214,5 +255,8 @@ async fn corrupt_blocks_are_rejected_and_fetched_from_another_peer() {
     assert!(st.local && st.pinned);
     assert_eq!(v.node.get_bytes(root).await.expect("read"), data);
     let stats = v.node.net_stats();
-    assert!(stats.rejected_blocks >= 1 && stats.rerequests >= 1, "{stats:?}");
+    assert!(
+        stats.rejected_blocks >= 1 && stats.rerequests >= 1,
+        "{stats:?}"
+    );
 }

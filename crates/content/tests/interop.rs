@@ -63,7 +63,10 @@ async fn beetswap_fetches_a_record_from_us() {
     let kb = Keypair::generate_ed25519();
     let ours = spawn_node(
         Keypair::generate_ed25519(),
-        vec![PeerSpec { peer_id: kb.public().to_peer_id(), addrs: vec![] }],
+        vec![PeerSpec {
+            peer_id: kb.public().to_peer_id(),
+            addrs: vec![],
+        }],
         fast_limits(),
     )
     .await;
@@ -71,7 +74,9 @@ async fn beetswap_fetches_a_record_from_us() {
     let put = ours.node.put_bytes(&data).await.expect("put");
 
     let mut swarm = beet_swarm(kb, Arc::new(InMemoryBlockstore::new()));
-    swarm.dial(ours.node.listen_addrs()[0].clone()).expect("dial");
+    swarm
+        .dial(ours.node.listen_addrs()[0].clone())
+        .expect("dial");
     within(20, "beetswap connection", async {
         loop {
             if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await {
@@ -124,7 +129,10 @@ async fn we_fetch_a_record_from_beetswap() {
     });
     let ours = spawn_node(
         Keypair::generate_ed25519(),
-        vec![PeerSpec { peer_id: b_id, addrs: vec![addr] }],
+        vec![PeerSpec {
+            peer_id: b_id,
+            addrs: vec![addr],
+        }],
         fast_limits(),
     )
     .await;

@@ -10,19 +10,30 @@ async fn replica_serves_after_the_original_holder_is_gone() {
     init_tracing();
     let nodes = spawn_mesh(2, fast_limits()).await;
     let (n0, n1) = (&nodes[0].node, &nodes[1].node);
-    let put = n0.put_stream(PatternReader::new(5 * 1024 * 1024 + 123, 7)).await.expect("put");
+    let put = n0
+        .put_stream(PatternReader::new(5 * 1024 * 1024 + 123, 7))
+        .await
+        .expect("put");
 
     let before = n1.stat(put.root).await.expect("stat");
     assert!(!before.local && !before.pinned);
-    assert_eq!(before.replicas, vec![n0.peer_id()], "n0 answers HAVE for the root");
+    assert_eq!(
+        before.replicas,
+        vec![n0.peer_id()],
+        "n0 answers HAVE for the root"
+    );
 
-    let st = within(60, "replicate on n1", n1.replicate(put.root)).await.expect("replicate");
+    let st = within(60, "replicate on n1", n1.replicate(put.root))
+        .await
+        .expect("replicate");
     assert!(st.local && st.pinned, "{st:?}");
     assert_eq!(st.size, Some(put.size));
     assert!(n0.net_stats().blocks_sent >= 21, "{:?}", n0.net_stats());
 
     n0.shutdown().await;
-    let data = within(60, "read on n1", n1.get_bytes(put.root)).await.expect("read");
+    let data = within(60, "read on n1", n1.get_bytes(put.root))
+        .await
+        .expect("read");
     let want = {
         let mut h = blake3::Hasher::new();
         h.update(&data);
@@ -35,7 +46,10 @@ async fn replica_serves_after_the_original_holder_is_gone() {
     // n1 did not list k2, so k2 is refused: a peer outside the allow-list cannot fetch.
     let stranger = spawn_node(
         k2,
-        vec![PeerSpec { peer_id: n1.peer_id(), addrs: n1.listen_addrs() }],
+        vec![PeerSpec {
+            peer_id: n1.peer_id(),
+            addrs: n1.listen_addrs(),
+        }],
         fast_limits(),
     )
     .await;
@@ -43,7 +57,10 @@ async fn replica_serves_after_the_original_holder_is_gone() {
         .await
         .expect_err("not allowed");
     assert!(matches!(err, ContentError::NotFound { .. }), "{err}");
-    assert!(!n1.connected_peers().await.contains(&stranger.node.peer_id()));
+    assert!(!n1
+        .connected_peers()
+        .await
+        .contains(&stranger.node.peer_id()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,12 +73,29 @@ async fn unknown_cid_times_out_with_an_error_naming_it() {
         .await
         .expect_err("not found");
     let msg = err.to_string();
-    assert!(matches!(err, ContentError::NotFound { peers: 1, .. }), "{msg}");
+    assert!(
+        matches!(err, ContentError::NotFound { peers: 1, .. }),
+        "{msg}"
+    );
     assert!(msg.contains(&ghost.to_string()), "{msg}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(15), "bounded by not_found_timeout");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "bounded by not_found_timeout"
+    );
     // The same through fetch_and_pin, and the node keeps working afterwards.
-    let err = nodes[1].node.fetch_and_pin(ghost).await.expect_err("not found");
+    let err = nodes[1]
+        .node
+        .fetch_and_pin(ghost)
+        .await
+        .expect_err("not found");
     assert!(err.to_string().contains(&ghost.to_string()));
-    let put = nodes[0].node.put_bytes(b"still serving").await.expect("put");
-    assert_eq!(nodes[1].node.get_bytes(put.root).await.expect("get"), b"still serving");
+    let put = nodes[0]
+        .node
+        .put_bytes(b"still serving")
+        .await
+        .expect("put");
+    assert_eq!(
+        nodes[1].node.get_bytes(put.root).await.expect("get"),
+        b"still serving"
+    );
 }

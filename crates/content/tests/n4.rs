@@ -20,16 +20,23 @@ async fn n4_read_on_node3_after_node0_is_gone() {
         .expect("put");
     // Replication hook on two custodians, concurrently.
     let (r1, r2) = within(120, "replication on nodes 1 and 2", async {
-        tokio::join!(nodes[1].node.replicate(put.root), nodes[2].node.replicate(put.root))
+        tokio::join!(
+            nodes[1].node.replicate(put.root),
+            nodes[2].node.replicate(put.root)
+        )
     })
     .await;
     assert!(r1.expect("node 1").pinned);
     assert!(r2.expect("node 2").pinned);
 
     nodes[0].node.shutdown().await;
-    let blob = within(30, "get_stream on node 3", nodes[3].node.get_stream(put.root))
-        .await
-        .expect("root found on a replica");
+    let blob = within(
+        30,
+        "get_stream on node 3",
+        nodes[3].node.get_stream(put.root),
+    )
+    .await
+    .expect("root found on a replica");
     let mut plain = decrypt_stream(&key, blob);
     let mut h = blake3::Hasher::new();
     let mut got = 0u64;
@@ -50,7 +57,10 @@ async fn n4_read_on_node3_after_node0_is_gone() {
         s2.blocks_sent
     );
     let st = nodes[3].node.stat(put.root).await.expect("stat");
-    assert!(st.local && !st.pinned, "read caches without pinning: {st:?}");
+    assert!(
+        st.local && !st.pinned,
+        "read caches without pinning: {st:?}"
+    );
     let mut replicas = st.replicas.clone();
     replicas.sort();
     let mut want = vec![nodes[1].node.peer_id(), nodes[2].node.peer_id()];

@@ -5,14 +5,17 @@ mod common;
 use common::*;
 use futures::StreamExt;
 use pmr_content::crypto::ciphertext_len;
-use pmr_content::{decrypt_stream, ContentError, DataKey, EncryptingReader, ContentConfig, ContentNode};
+use pmr_content::{
+    decrypt_stream, ContentConfig, ContentError, ContentNode, DataKey, EncryptingReader,
+};
 
 async fn round_trip(node: &pmr_content::ContentNode, len: u64, seed: u64) {
     let key = DataKey::generate();
-    let put = within(300, "put_stream", node.put_stream(EncryptingReader::new(
-        &key,
-        PatternReader::new(len, seed),
-    )))
+    let put = within(
+        300,
+        "put_stream",
+        node.put_stream(EncryptingReader::new(&key, PatternReader::new(len, seed))),
+    )
     .await
     .expect("put");
     assert_eq!(put.size, ciphertext_len(len), "ciphertext size for {len}");
@@ -31,14 +34,26 @@ async fn round_trip(node: &pmr_content::ContentNode, len: u64, seed: u64) {
         h.update(&piece);
     }
     assert_eq!(got, len);
-    assert_eq!(h.finalize(), pattern_hash(len, seed).await, "plaintext of {len} bytes");
+    assert_eq!(
+        h.finalize(),
+        pattern_hash(len, seed).await,
+        "plaintext of {len} bytes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_edge_sizes_and_100_mib() {
     init_tracing();
-    let t = spawn_node(pmr_content::Keypair::generate_ed25519(), vec![], fast_limits()).await;
-    for (i, len) in [0u64, 1, 256 * 1024, 256 * 1024 + 1].into_iter().enumerate() {
+    let t = spawn_node(
+        pmr_content::Keypair::generate_ed25519(),
+        vec![],
+        fast_limits(),
+    )
+    .await;
+    for (i, len) in [0u64, 1, 256 * 1024, 256 * 1024 + 1]
+        .into_iter()
+        .enumerate()
+    {
         round_trip(&t.node, len, i as u64).await;
     }
     round_trip(&t.node, 100 * 1024 * 1024, 99).await;
@@ -47,12 +62,21 @@ async fn round_trip_edge_sizes_and_100_mib() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ciphertext_block_boundaries_round_trip_exactly() {
     // The node stores any byte stream: exactly one block, one block + 1, empty.
-    let t = spawn_node(pmr_content::Keypair::generate_ed25519(), vec![], fast_limits()).await;
+    let t = spawn_node(
+        pmr_content::Keypair::generate_ed25519(),
+        vec![],
+        fast_limits(),
+    )
+    .await;
     for len in [0usize, 1, 256 * 1024, 256 * 1024 + 1, 3 * 256 * 1024 + 17] {
         let data: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
         let put = t.node.put_bytes(&data).await.expect("put");
         assert_eq!(put.size, len as u64);
-        assert_eq!(t.node.get_bytes(put.root).await.expect("get"), data, "len {len}");
+        assert_eq!(
+            t.node.get_bytes(put.root).await.expect("get"),
+            data,
+            "len {len}"
+        );
     }
 }
 
@@ -67,7 +91,10 @@ async fn size_limit_is_a_clear_error_and_leaves_nothing_behind() {
         .put_stream(PatternReader::new(8 * 1024 * 1024, 5))
         .await
         .expect_err("over the limit");
-    assert!(matches!(err, ContentError::TooLarge { limit: 5242880, .. }), "{err}");
+    assert!(
+        matches!(err, ContentError::TooLarge { limit: 5242880, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("max_record_size"), "{err}");
     let mut blocks = 0;
     store
@@ -79,14 +106,29 @@ async fn size_limit_is_a_clear_error_and_leaves_nothing_behind() {
     assert_eq!(blocks, 0, "a refused upload leaves no blocks");
     assert!(node.blockstore().pins().expect("pins").is_empty());
     // Exactly at the limit is fine.
-    node.put_stream(PatternReader::new(5 * 1024 * 1024, 6)).await.expect("at the limit");
+    node.put_stream(PatternReader::new(5 * 1024 * 1024, 6))
+        .await
+        .expect("at the limit");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unpin_and_gc_remove_blocks_pin_requires_local_blocks() {
-    let t = spawn_node(pmr_content::Keypair::generate_ed25519(), vec![], fast_limits()).await;
-    let a = t.node.put_stream(PatternReader::new(700_000, 1)).await.expect("a");
-    let b = t.node.put_stream(PatternReader::new(300_000, 2)).await.expect("b");
+    let t = spawn_node(
+        pmr_content::Keypair::generate_ed25519(),
+        vec![],
+        fast_limits(),
+    )
+    .await;
+    let a = t
+        .node
+        .put_stream(PatternReader::new(700_000, 1))
+        .await
+        .expect("a");
+    let b = t
+        .node
+        .put_stream(PatternReader::new(300_000, 2))
+        .await
+        .expect("b");
     assert!(t.node.unpin(b.root).await.expect("unpin"));
     assert!(!t.node.unpin(b.root).await.expect("unpin twice"));
     let report = t.node.gc().await.expect("gc");

@@ -29,7 +29,9 @@ fn signed_block() -> Vec<Bytes> {
 fn decode_and_recover(c: &mut Criterion) {
     let raw = signed_block();
     let mut group = c.benchmark_group("admission");
-    group.sample_size(20).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Elements(BLOCK as u64));
     group.bench_function("signed_tx_decode_one_core", |b| {
         b.iter(|| {
@@ -38,13 +40,19 @@ fn decode_and_recover(c: &mut Criterion) {
                 .collect::<Vec<_>>()
         })
     });
-    group.bench_function(format!("signed_tx_decode_rayon_{}_threads", rayon::current_num_threads()), |b| {
-        b.iter(|| {
-            raw.par_iter()
-                .map(|r| SignedTx::decode(r.clone(), &LIMITS).expect("valid"))
-                .collect::<Vec<_>>()
-        })
-    });
+    group.bench_function(
+        format!(
+            "signed_tx_decode_rayon_{}_threads",
+            rayon::current_num_threads()
+        ),
+        |b| {
+            b.iter(|| {
+                raw.par_iter()
+                    .map(|r| SignedTx::decode(r.clone(), &LIMITS).expect("valid"))
+                    .collect::<Vec<_>>()
+            })
+        },
+    );
     group.finish();
 }
 
@@ -70,12 +78,20 @@ fn raw_secp256k1(c: &mut Criterion) {
         SECP256K1.recover_ecdsa(m, &sig).expect("recover")
     };
     let mut group = c.benchmark_group("admission");
-    group.sample_size(20).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Elements(BLOCK as u64));
-    group.bench_function("secp256k1_recover_one_core", |b| b.iter(|| wire.iter().map(recover).collect::<Vec<_>>()));
-    group.bench_function(format!("secp256k1_recover_rayon_{}_threads", rayon::current_num_threads()), |b| {
-        b.iter(|| wire.par_iter().map(recover).collect::<Vec<_>>())
+    group.bench_function("secp256k1_recover_one_core", |b| {
+        b.iter(|| wire.iter().map(recover).collect::<Vec<_>>())
     });
+    group.bench_function(
+        format!(
+            "secp256k1_recover_rayon_{}_threads",
+            rayon::current_num_threads()
+        ),
+        |b| b.iter(|| wire.par_iter().map(recover).collect::<Vec<_>>()),
+    );
     group.finish();
 }
 

@@ -21,7 +21,11 @@ use revm::{Context, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
 const MINTS_PER_BLOCK: u64 = 2_000;
 
 fn env(height: u64) -> BlockEnv {
-    BlockEnv { height, timestamp_ms: 1_700_000_000_000 + height * 1000, proposer: ValidatorAddress(Address::repeat_byte(0xaa)) }
+    BlockEnv {
+        height,
+        timestamp_ms: 1_700_000_000_000 + height * 1000,
+        proposer: ValidatorAddress(Address::repeat_byte(0xaa)),
+    }
 }
 
 fn executor_mints(c: &mut Criterion) {
@@ -35,33 +39,44 @@ fn executor_mints(c: &mut Criterion) {
         exec.mark_committed(executed);
     };
     let h = hospital();
-    let first = exec.execute_block(&env(1), &[sign(&h, 0, &register_patient_call())]).expect("register");
+    let first = exec
+        .execute_block(&env(1), &[sign(&h, 0, &register_patient_call())])
+        .expect("register");
     commit(&first);
     let mut nonce = 1u64;
     let mut next_block = || -> Vec<SignedTx> {
         let start = nonce;
         nonce += MINTS_PER_BLOCK;
-        (start..start + MINTS_PER_BLOCK).into_par_iter().map(|n| sign(&h, n, &mint_call(n))).collect()
+        (start..start + MINTS_PER_BLOCK)
+            .into_par_iter()
+            .map(|n| sign(&h, n, &mint_call(n)))
+            .collect()
     };
 
     let mut group = c.benchmark_group("execution");
-    group.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(2));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .warm_up_time(Duration::from_secs(2));
     group.throughput(Throughput::Elements(MINTS_PER_BLOCK));
-    group.bench_function(format!("executor_rocksdb_block_of_{MINTS_PER_BLOCK}_mints"), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let txs = next_block();
-                let height = exec.head().0 + 1;
-                let start = Instant::now();
-                let executed = exec.execute_block(&env(height), &txs).expect("block");
-                commit(&executed);
-                total += start.elapsed();
-                assert!(executed.receipts.iter().all(|r| r.success));
-            }
-            total
-        })
-    });
+    group.bench_function(
+        format!("executor_rocksdb_block_of_{MINTS_PER_BLOCK}_mints"),
+        |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let txs = next_block();
+                    let height = exec.head().0 + 1;
+                    let start = Instant::now();
+                    let executed = exec.execute_block(&env(height), &txs).expect("block");
+                    commit(&executed);
+                    total += start.elapsed();
+                    assert!(executed.receipts.iter().all(|r| r.success));
+                }
+                total
+            })
+        },
+    );
     group.finish();
 }
 
@@ -87,21 +102,35 @@ fn bare_revm_mints(c: &mut Criterion) {
         chain_id: Some(chain_id),
         ..TxEnv::default()
     };
-    let deployed = evm.transact_commit(tx(deployer, 0, TxKind::Create, initcode)).expect("deploy");
+    let deployed = evm
+        .transact_commit(tx(deployer, 0, TxKind::Create, initcode))
+        .expect("deploy");
     let pmr = deployed.created_address().expect("created");
     let h = hospital().address();
     let r = evm
-        .transact_commit(tx(h, 0, TxKind::Call(pmr), register_patient_call().abi_encode()))
+        .transact_commit(tx(
+            h,
+            0,
+            TxKind::Call(pmr),
+            register_patient_call().abi_encode(),
+        ))
         .expect("register");
     assert!(r.is_success());
     let mut nonce = 1;
     let mut group = c.benchmark_group("execution");
-    group.sample_size(20).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Elements(1));
     group.bench_function("bare_revm_cachedb_mint", |b| {
         b.iter(|| {
             let r = evm
-                .transact_commit(tx(h, nonce, TxKind::Call(pmr), mint_call(nonce).abi_encode()))
+                .transact_commit(tx(
+                    h,
+                    nonce,
+                    TxKind::Call(pmr),
+                    mint_call(nonce).abi_encode(),
+                ))
                 .expect("mint");
             nonce += 1;
             r
@@ -109,9 +138,17 @@ fn bare_revm_mints(c: &mut Criterion) {
     });
     group.finish();
     let total = evm
-        .transact(tx(h, nonce, TxKind::Call(pmr), PMR::totalMintedCall {}.abi_encode()))
+        .transact(tx(
+            h,
+            nonce,
+            TxKind::Call(pmr),
+            PMR::totalMintedCall {}.abi_encode(),
+        ))
         .expect("view");
-    assert_eq!(U256::from_be_slice(total.result.output().expect("output")), U256::from(nonce - 1));
+    assert_eq!(
+        U256::from_be_slice(total.result.output().expect("output")),
+        U256::from(nonce - 1)
+    );
 }
 
 criterion_group!(benches, executor_mints, bare_revm_mints);

@@ -55,7 +55,10 @@ impl BlockState {
         self.failed.take()
     }
 
-    fn account_entry(&mut self, address: Address) -> Result<&mut Versioned<Option<AccountState>>, ExecutionError> {
+    fn account_entry(
+        &mut self,
+        address: Address,
+    ) -> Result<&mut Versioned<Option<AccountState>>, ExecutionError> {
         use alloy_primitives::map::Entry;
         match self.accounts.entry(address) {
             Entry::Occupied(e) => Ok(e.into_mut()),
@@ -64,12 +67,19 @@ impl BlockState {
                     Some(base) => base.account(&address)?,
                     None => None,
                 };
-                Ok(e.insert(Versioned { original, current: original }))
+                Ok(e.insert(Versioned {
+                    original,
+                    current: original,
+                }))
             }
         }
     }
 
-    fn slot_entry(&mut self, address: Address, slot: U256) -> Result<&mut Versioned<U256>, ExecutionError> {
+    fn slot_entry(
+        &mut self,
+        address: Address,
+        slot: U256,
+    ) -> Result<&mut Versioned<U256>, ExecutionError> {
         use alloy_primitives::map::Entry;
         match self.storage.entry((address, slot)) {
             Entry::Occupied(e) => Ok(e.into_mut()),
@@ -78,13 +88,19 @@ impl BlockState {
                     Some(base) => base.storage(&address, &slot)?,
                     None => U256::ZERO,
                 };
-                Ok(e.insert(Versioned { original, current: original }))
+                Ok(e.insert(Versioned {
+                    original,
+                    current: original,
+                }))
             }
         }
     }
 
     /// The account as of now in the block.
-    pub fn account_now(&mut self, address: Address) -> Result<Option<AccountState>, ExecutionError> {
+    pub fn account_now(
+        &mut self,
+        address: Address,
+    ) -> Result<Option<AccountState>, ExecutionError> {
         Ok(self.account_entry(address)?.current)
     }
 

@@ -71,8 +71,10 @@ fn parse_layout() -> Result<ContractLayout, String> {
         .storage_layout
         .iter()
         .find(|e| e.label == "_permitted" && e.contract.ends_with(":PMR"))
-        .ok_or("the artifact's storage layout has no `_permitted` mapping: rebuild it with \
-                `node evm-contracts/compile.js`")?;
+        .ok_or(
+            "the artifact's storage layout has no `_permitted` mapping: rebuild it with \
+                `node evm-contracts/compile.js`",
+        )?;
     let permitted_slot = entry
         .slot
         .parse::<U256>()
@@ -100,5 +102,8 @@ pub fn describe_revert(output: &[u8]) -> String {
     if let Ok(panic) = <Panic as alloy_sol_types::SolError>::abi_decode(output) {
         return format!("panic code {:#x}", panic.code);
     }
-    format!("reverted with unknown data 0x{}", alloy_primitives::hex::encode(output))
+    format!(
+        "reverted with unknown data 0x{}",
+        alloy_primitives::hex::encode(output)
+    )
 }

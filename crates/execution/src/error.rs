@@ -11,13 +11,23 @@ pub enum TxRejection {
          setPermitted, or a hospital to register you as a patient"
     )]
     NotPermitted(Address),
-    #[error("nonce {got} of {sender} was already used: re-sign the transaction with nonce {expected}")]
-    NonceTooLow { sender: Address, expected: u64, got: u64 },
+    #[error(
+        "nonce {got} of {sender} was already used: re-sign the transaction with nonce {expected}"
+    )]
+    NonceTooLow {
+        sender: Address,
+        expected: u64,
+        got: u64,
+    },
     #[error(
         "nonce {got} of {sender} is ahead of its next nonce {expected}: send the missing \
          transactions first"
     )]
-    NonceGap { sender: Address, expected: u64, got: u64 },
+    NonceGap {
+        sender: Address,
+        expected: u64,
+        got: u64,
+    },
     #[error("gas limit {limit} exceeds the per-transaction limit {max}: lower the gas limit")]
     GasLimitTooHigh { limit: u64, max: u64 },
     #[error(
@@ -67,7 +77,11 @@ pub enum ExecutionError {
     )]
     WrongHeight { expected: u64, got: u64 },
     #[error("transaction {index} ({hash}) of the block is invalid: {reason}")]
-    InvalidBlock { index: usize, hash: B256, reason: TxRejection },
+    InvalidBlock {
+        index: usize,
+        hash: B256,
+        reason: TxRejection,
+    },
     #[error("height {requested} is not available: the executed head is {head}")]
     HeightNotAvailable { requested: u64, head: u64 },
     #[error(

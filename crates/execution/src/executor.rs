@@ -14,9 +14,9 @@ use crate::block_state::{BlockState, CodeCache};
 use crate::changeset::next_state_root;
 use crate::contract::{ContractLayout, PMR_CONTRACT_ADDRESS};
 use crate::genesis::genesis_changes;
+use crate::key_filter::KeyFilter;
 use crate::receipt::{receipts_root, Log};
 use crate::runner::{build_evm, revm_block_env, static_checks, BlockRunner, Rules};
-use crate::key_filter::KeyFilter;
 use crate::state_db::{
     load_key_filter, read_block_info, read_head, read_receipts, write_block, Head, StateReader,
 };
@@ -57,8 +57,9 @@ impl Executor {
         let genesis_root = next_state_root(B256::ZERO, 0, &changes);
         let head = match read_head(&store)? {
             Some(head) => {
-                let info = read_block_info(&store, 0)?
-                    .ok_or_else(|| ExecutionError::Corrupt("the genesis record is missing".into()))?;
+                let info = read_block_info(&store, 0)?.ok_or_else(|| {
+                    ExecutionError::Corrupt("the genesis record is missing".into())
+                })?;
                 if info.state_root != genesis_root {
                     return Err(ExecutionError::GenesisMismatch {
                         stored: info.state_root,
@@ -70,17 +71,31 @@ impl Executor {
             }
             None => {
                 let mut batch = store.batch();
-                write_block(&mut batch, 0, genesis.genesis_time_ms, genesis_root, &changes, Some(&[]));
+                write_block(
+                    &mut batch,
+                    0,
+                    genesis.genesis_time_ms,
+                    genesis_root,
+                    &changes,
+                    Some(&[]),
+                );
                 batch.commit(Durability::Sync)?;
                 tracing::info!(target: TARGET, root = %genesis_root, contract = %PMR_CONTRACT_ADDRESS, "executed genesis");
-                Head { height: 0, state_root: genesis_root }
+                Head {
+                    height: 0,
+                    state_root: genesis_root,
+                }
             }
         };
         let filter = Arc::new(load_key_filter(&store)?);
         Ok(Self {
             filter,
             store,
-            rules: Rules { chain_id: genesis.chain_id, gas: genesis.gas, layout },
+            rules: Rules {
+                chain_id: genesis.chain_id,
+                gas: genesis.gas,
+                layout,
+            },
             genesis_root,
             head: RwLock::new(head),
             code_cache,
@@ -133,33 +148,52 @@ impl Executor {
         let unavailable = |e: ExecutionError| TxRejection::StateUnavailable(e.to_string());
         let sender = tx.sender();
         let permitted = reader
-            .storage(&PMR_CONTRACT_ADDRESS, &self.rules.layout.permitted_key(sender))
+            .storage(
+                &PMR_CONTRACT_ADDRESS,
+                &self.rules.layout.permitted_key(sender),
+            )
             .map_err(unavailable)?;
         if permitted.is_zero() {
             return Err(TxRejection::NotPermitted(sender));
         }
-        let expected = reader.account(&sender).map_err(unavailable)?.map_or(0, |a| a.nonce);
+        let expected = reader
+            .account(&sender)
+            .map_err(unavailable)?
+            .map_or(0, |a| a.nonce);
         if tx.nonce() < expected {
-            return Err(TxRejection::NonceTooLow { sender, expected, got: tx.nonce() });
+            return Err(TxRejection::NonceTooLow {
+                sender,
+                expected,
+                got: tx.nonce(),
+            });
         }
         Ok(())
     }
 
     /// The next nonce of `address` in the latest committed state.
     pub fn nonce(&self, address: Address) -> Result<u64, ExecutionError> {
-        Ok(self.reader(self.head_height()).account(&address)?.map_or(0, |a| a.nonce))
+        Ok(self
+            .reader(self.head_height())
+            .account(&address)?
+            .map_or(0, |a| a.nonce))
     }
 
     /// Whether `address` is on the permission list in the latest committed state.
     pub fn is_permitted(&self, address: Address) -> Result<bool, ExecutionError> {
         let key = self.rules.layout.permitted_key(address);
-        Ok(!self.reader(self.head_height()).storage(&PMR_CONTRACT_ADDRESS, &key)?.is_zero())
+        Ok(!self
+            .reader(self.head_height())
+            .storage(&PMR_CONTRACT_ADDRESS, &key)?
+            .is_zero())
     }
 
     fn start(&self, env: &BlockEnv) -> Result<(BlockRunner, Head), ExecutionError> {
         let head = *self.head.read();
         if env.height != head.height + 1 {
-            return Err(ExecutionError::WrongHeight { expected: head.height + 1, got: env.height });
+            return Err(ExecutionError::WrongHeight {
+                expected: head.height + 1,
+                got: env.height,
+            });
         }
         let state = BlockState::new(Some(self.reader(head.height)), self.code_cache.clone());
         Ok((BlockRunner::new(state, self.rules, env), head))
@@ -184,14 +218,24 @@ impl Executor {
     /// that does not fit in the block's remaining gas; it and every later candidate are
     /// returned as [`TxRejection::BlockFull`]. Reverted transactions are included with a failed
     /// receipt, as in Ethereum.
-    pub fn build_block(&self, env: &BlockEnv, candidates: Vec<SignedTx>) -> Result<BuiltBlock, ExecutionError> {
+    pub fn build_block(
+        &self,
+        env: &BlockEnv,
+        candidates: Vec<SignedTx>,
+    ) -> Result<BuiltBlock, ExecutionError> {
         let (mut runner, parent) = self.start(env)?;
         let mut included = Vec::with_capacity(candidates.len());
         let mut rejected = Vec::new();
         let mut full = None;
         for tx in candidates {
             if let Some(remaining) = full {
-                rejected.push((tx.hash(), TxRejection::BlockFull { limit: tx.gas_limit(), remaining }));
+                rejected.push((
+                    tx.hash(),
+                    TxRejection::BlockFull {
+                        limit: tx.gas_limit(),
+                        remaining,
+                    },
+                ));
                 continue;
             }
             match runner.apply(&tx)? {
@@ -206,17 +250,29 @@ impl Executor {
             }
         }
         let executed = Self::finish(runner, env, parent);
-        Ok(BuiltBlock { executed, included, rejected })
+        Ok(BuiltBlock {
+            executed,
+            included,
+            rejected,
+        })
     }
 
     /// Validator: executes exactly `txs`; any invalid one fails the whole block with
     /// [`ExecutionError::InvalidBlock`]. Deterministic: the same head and inputs give the same
     /// [`ExecutedBlock`] on every node.
-    pub fn execute_block(&self, env: &BlockEnv, txs: &[SignedTx]) -> Result<ExecutedBlock, ExecutionError> {
+    pub fn execute_block(
+        &self,
+        env: &BlockEnv,
+        txs: &[SignedTx],
+    ) -> Result<ExecutedBlock, ExecutionError> {
         let (mut runner, parent) = self.start(env)?;
         for (index, tx) in txs.iter().enumerate() {
             if let Err(reason) = runner.apply(tx)? {
-                return Err(ExecutionError::InvalidBlock { index, hash: tx.hash(), reason });
+                return Err(ExecutionError::InvalidBlock {
+                    index,
+                    hash: tx.hash(),
+                    reason,
+                });
             }
         }
         Ok(Self::finish(runner, env, parent))
@@ -251,7 +307,8 @@ impl Executor {
     pub fn mark_committed(&self, executed: &ExecutedBlock) {
         let mut head = self.head.write();
         // Readers at the new height must find the block's keys: extend the filter first.
-        self.filter.insert_many(executed.changes.storage.iter().map(|(a, s, _)| (a, s)));
+        self.filter
+            .insert_many(executed.changes.storage.iter().map(|(a, s, _)| (a, s)));
         match read_head(&self.store) {
             Ok(Some(stored)) => {
                 if stored.height != executed.height || stored.state_root != executed.state_root {
@@ -267,7 +324,10 @@ impl Executor {
             }
             other => {
                 tracing::error!(target: TARGET, ?other, "cannot re-read the execution head; trusting the executed block");
-                *head = Head { height: executed.height, state_root: executed.state_root };
+                *head = Head {
+                    height: executed.height,
+                    state_root: executed.state_root,
+                };
             }
         }
     }
@@ -284,13 +344,30 @@ impl Executor {
 
     /// A read-only call at the latest or a given committed height, seeing that block's number
     /// and timestamp. Nothing is written.
-    pub fn call(&self, at: Option<u64>, from: Address, to: Address, data: Bytes) -> Result<CallOutcome, ExecutionError> {
+    pub fn call(
+        &self,
+        at: Option<u64>,
+        from: Address,
+        to: Address,
+        data: Bytes,
+    ) -> Result<CallOutcome, ExecutionError> {
         let height = self.resolve(at)?;
-        let info = read_block_info(&self.store, height)?
-            .ok_or_else(|| ExecutionError::Corrupt(format!("block info of committed height {height} is missing")))?;
-        let env = BlockEnv { height, timestamp_ms: info.timestamp_ms, proposer: Default::default() };
+        let info = read_block_info(&self.store, height)?.ok_or_else(|| {
+            ExecutionError::Corrupt(format!(
+                "block info of committed height {height} is missing"
+            ))
+        })?;
+        let env = BlockEnv {
+            height,
+            timestamp_ms: info.timestamp_ms,
+            proposer: Default::default(),
+        };
         let state = BlockState::new(Some(self.reader(height)), self.code_cache.clone());
-        let mut evm = build_evm(state, self.rules.chain_id, revm_block_env(&env, self.rules.gas.block_gas_limit));
+        let mut evm = build_evm(
+            state,
+            self.rules.chain_id,
+            revm_block_env(&env, self.rules.gas.block_gas_limit),
+        );
         evm.ctx.cfg.disable_nonce_check = true;
         let tx = TxEnv {
             caller: from,
@@ -319,7 +396,11 @@ impl Executor {
 
     /// An account at the latest or a given committed height (zero nonce and balance and the
     /// empty code hash when it does not exist).
-    pub fn account(&self, at: Option<u64>, address: Address) -> Result<AccountView, ExecutionError> {
+    pub fn account(
+        &self,
+        at: Option<u64>,
+        address: Address,
+    ) -> Result<AccountView, ExecutionError> {
         let height = self.resolve(at)?;
         let state = self.reader(height).account(&address)?;
         Ok(AccountView {

@@ -22,7 +22,11 @@ pub fn constructor_args(genesis: &Genesis) -> PMR::constructorCall {
     PMR::constructorCall {
         admin: genesis.admin,
         hospitals: genesis.hospitals.clone(),
-        custodians: genesis.validators.iter().filter_map(|v| v.operator).collect(),
+        custodians: genesis
+            .validators
+            .iter()
+            .filter_map(|v| v.operator)
+            .collect(),
         permitted: genesis.permitted.clone(),
     }
 }
@@ -31,7 +35,10 @@ pub fn constructor_args(genesis: &Genesis) -> PMR::constructorCall {
 /// [`PMR_CONTRACT_ADDRESS`]. The constructor stores nothing that depends on its own address,
 /// so the relocated state is what a deployment at that address would hold. Events of the
 /// constructor are not kept (genesis has no receipts).
-pub(crate) fn genesis_changes(genesis: &Genesis, code_cache: CodeCache) -> Result<ChangeSet, ExecutionError> {
+pub(crate) fn genesis_changes(
+    genesis: &Genesis,
+    code_cache: CodeCache,
+) -> Result<ChangeSet, ExecutionError> {
     let mut initcode = creation_code().to_vec();
     initcode.extend_from_slice(&constructor_args(genesis).abi_encode());
     let block = RevmBlockEnv {
@@ -58,7 +65,10 @@ pub(crate) fn genesis_changes(genesis: &Genesis, code_cache: CodeCache) -> Resul
     let created = match (&result, result.created_address()) {
         (r, Some(a)) if r.is_success() => a,
         (r, _) => {
-            let why = r.output().map(|o| describe_revert(o)).unwrap_or_else(|| format!("{r:?}"));
+            let why = r
+                .output()
+                .map(|o| describe_revert(o))
+                .unwrap_or_else(|| format!("{r:?}"));
             return Err(ExecutionError::Genesis(format!(
                 "the PMR constructor failed ({why}): check admin, hospitals, validator operators \
                  and permitted accounts in the genesis file (no zero addresses)"

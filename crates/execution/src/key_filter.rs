@@ -27,7 +27,12 @@ struct Part {
 impl Part {
     fn with_capacity(capacity: usize) -> Self {
         let bits = (capacity * BITS_PER_KEY).next_power_of_two().max(64);
-        Self { bits: vec![0; bits / 64], mask: bits as u64 - 1, capacity, len: 0 }
+        Self {
+            bits: vec![0; bits / 64],
+            mask: bits as u64 - 1,
+            capacity,
+            len: 0,
+        }
     }
 
     fn positions(&self, h1: u64, h2: u64) -> impl Iterator<Item = u64> + '_ {
@@ -42,7 +47,8 @@ impl Part {
     }
 
     fn contains(&self, h1: u64, h2: u64) -> bool {
-        self.positions(h1, h2).all(|p| self.bits[(p / 64) as usize] & (1 << (p % 64)) != 0)
+        self.positions(h1, h2)
+            .all(|p| self.bits[(p / 64) as usize] & (1 << (p % 64)) != 0)
     }
 }
 
@@ -55,7 +61,10 @@ pub(crate) struct KeyFilter {
 
 impl KeyFilter {
     pub fn new() -> Self {
-        Self { hasher: DefaultHashBuilder::default(), parts: RwLock::new(vec![Part::with_capacity(FIRST_CAPACITY)]) }
+        Self {
+            hasher: DefaultHashBuilder::default(),
+            parts: RwLock::new(vec![Part::with_capacity(FIRST_CAPACITY)]),
+        }
     }
 
     fn hashes(&self, address: &Address, slot: &U256) -> (u64, u64) {
@@ -105,6 +114,9 @@ mod tests {
         assert!(keys.iter().all(|s| f.may_contain(&a, s)));
         let b = Address::repeat_byte(2);
         let false_positives = keys.iter().filter(|s| f.may_contain(&b, s)).count();
-        assert!(false_positives < n / 100, "{false_positives} false positives of {n}");
+        assert!(
+            false_positives < n / 100,
+            "{false_positives} false positives of {n}"
+        );
     }
 }

@@ -29,7 +29,9 @@ mod state_db;
 mod types;
 
 pub use changeset::{next_state_root, AccountState, ChangeSet};
-pub use contract::{describe_revert, mapping_key, ContractLayout, PMR, PMR_ARTIFACT_JSON, PMR_CONTRACT_ADDRESS};
+pub use contract::{
+    describe_revert, mapping_key, ContractLayout, PMR, PMR_ARTIFACT_JSON, PMR_CONTRACT_ADDRESS,
+};
 pub use error::{ExecutionError, TxRejection};
 pub use executor::Executor;
 pub use genesis::constructor_args;

@@ -58,7 +58,10 @@ impl Receipt {
     }
 
     fn contract_address_bytes(&self) -> &[u8] {
-        self.contract_address.as_ref().map(|a| a.as_slice()).unwrap_or(&[])
+        self.contract_address
+            .as_ref()
+            .map(|a| a.as_slice())
+            .unwrap_or(&[])
     }
 
     fn payload_length(&self) -> usize {

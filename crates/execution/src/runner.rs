@@ -64,7 +64,15 @@ pub fn intrinsic_gas(tx: &SignedTx) -> u64 {
             (list.0.len() as u64, slots as u64)
         })
         .unwrap_or((0, 0));
-    let gas = calculate_initial_tx_gas(SPEC, tx.input(), tx.to().is_none(), accounts, slots, 0, None);
+    let gas = calculate_initial_tx_gas(
+        SPEC,
+        tx.input(),
+        tx.to().is_none(),
+        accounts,
+        slots,
+        0,
+        None,
+    );
     gas.initial_total_gas().max(gas.floor_gas)
 }
 
@@ -78,11 +86,17 @@ pub(crate) fn static_checks(tx: &SignedTx, gas: &GasLimits) -> Result<(), TxReje
     }
     let max = gas.tx_gas_limit.min(gas.block_gas_limit);
     if tx.gas_limit() > max {
-        return Err(TxRejection::GasLimitTooHigh { limit: tx.gas_limit(), max });
+        return Err(TxRejection::GasLimitTooHigh {
+            limit: tx.gas_limit(),
+            max,
+        });
     }
     let intrinsic = intrinsic_gas(tx);
     if tx.gas_limit() < intrinsic {
-        return Err(TxRejection::IntrinsicGasTooLow { limit: tx.gas_limit(), intrinsic });
+        return Err(TxRejection::IntrinsicGasTooLow {
+            limit: tx.gas_limit(),
+            intrinsic,
+        });
     }
     Ok(())
 }
@@ -133,20 +147,34 @@ impl BlockRunner {
         }
         let remaining = self.rules.gas.block_gas_limit.saturating_sub(self.gas_used);
         if tx.gas_limit() > remaining {
-            return Ok(Err(TxRejection::BlockFull { limit: tx.gas_limit(), remaining }));
+            return Ok(Err(TxRejection::BlockFull {
+                limit: tx.gas_limit(),
+                remaining,
+            }));
         }
         let sender = tx.sender();
         let db = &mut self.evm.ctx.journaled_state.database;
-        let permitted = db.storage_now(PMR_CONTRACT_ADDRESS, self.rules.layout.permitted_key(sender))?;
+        let permitted = db.storage_now(
+            PMR_CONTRACT_ADDRESS,
+            self.rules.layout.permitted_key(sender),
+        )?;
         if permitted.is_zero() {
             return Ok(Err(TxRejection::NotPermitted(sender)));
         }
         let expected = db.account_now(sender)?.map_or(0, |a| a.nonce);
         if tx.nonce() < expected {
-            return Ok(Err(TxRejection::NonceTooLow { sender, expected, got: tx.nonce() }));
+            return Ok(Err(TxRejection::NonceTooLow {
+                sender,
+                expected,
+                got: tx.nonce(),
+            }));
         }
         if tx.nonce() > expected {
-            return Ok(Err(TxRejection::NonceGap { sender, expected, got: tx.nonce() }));
+            return Ok(Err(TxRejection::NonceGap {
+                sender,
+                expected,
+                got: tx.nonce(),
+            }));
         }
         let result = match self.evm.transact_commit(tx_env(tx, self.rules.chain_id)) {
             Ok(result) => result,
@@ -167,7 +195,11 @@ impl BlockRunner {
             gas_used,
             cumulative_gas_used: self.gas_used,
             // As in Ethereum, a failed transaction leaves no logs.
-            logs: if success { result.logs().iter().map(Log::from).collect() } else { Vec::new() },
+            logs: if success {
+                result.logs().iter().map(Log::from).collect()
+            } else {
+                Vec::new()
+            },
             output: result.output().cloned().unwrap_or_else(Bytes::new),
             contract_address: result.created_address(),
         });

@@ -75,17 +75,30 @@ pub(crate) struct StateReader {
 
 impl StateReader {
     pub fn new(store: Store, height: u64) -> Self {
-        Self { store, height, filter: None }
+        Self {
+            store,
+            height,
+            filter: None,
+        }
     }
 
     /// A reader that skips the database for storage keys `filter` knows were never written.
     /// `filter` must hold every storage key committed at or below `height`.
     pub fn with_filter(store: Store, height: u64, filter: Arc<KeyFilter>) -> Self {
-        Self { store, height, filter: Some(filter) }
+        Self {
+            store,
+            height,
+            filter: Some(filter),
+        }
     }
 
     /// The newest version of `prefix` at or below the reader's height.
-    fn seek(&self, column: Column, seek_key: &[u8], prefix_len: usize) -> Result<Option<Vec<u8>>, ExecutionError> {
+    fn seek(
+        &self,
+        column: Column,
+        seek_key: &[u8],
+        prefix_len: usize,
+    ) -> Result<Option<Vec<u8>>, ExecutionError> {
         let mut found = None;
         self.store.for_each_from(column, seek_key, |k, v| {
             if k.len() == seek_key.len() && k[..prefix_len] == seek_key[..prefix_len] {
@@ -101,9 +114,9 @@ impl StateReader {
         match self.seek(Column::Accounts, &key, 20)? {
             None => Ok(None),
             Some(v) if v.is_empty() => Ok(None),
-            Some(v) => AccountState::decode(&v)
-                .map(Some)
-                .ok_or_else(|| ExecutionError::Corrupt(format!("account {address} has a {}-byte record", v.len()))),
+            Some(v) => AccountState::decode(&v).map(Some).ok_or_else(|| {
+                ExecutionError::Corrupt(format!("account {address} has a {}-byte record", v.len()))
+            }),
         }
     }
 
@@ -125,7 +138,10 @@ impl StateReader {
     }
 
     pub fn code(&self, hash: &B256) -> Result<Option<Bytes>, ExecutionError> {
-        Ok(self.store.get(Column::Code, hash.as_slice())?.map(Bytes::from))
+        Ok(self
+            .store
+            .get(Column::Code, hash.as_slice())?
+            .map(Bytes::from))
     }
 }
 
@@ -146,13 +162,21 @@ pub(crate) fn write_block(
         }
     }
     for (address, slot, value) in &changes.storage {
-        batch.put(Column::Storage, &storage_key(address, slot, height), &value.to_be_bytes::<32>());
+        batch.put(
+            Column::Storage,
+            &storage_key(address, slot, height),
+            &value.to_be_bytes::<32>(),
+        );
     }
     for (hash, code) in &changes.codes {
         batch.put(Column::Code, hash.as_slice(), code);
     }
     if let Some(receipts) = receipts {
-        batch.put(Column::Receipts, &height.to_be_bytes(), &encode_receipts(receipts));
+        batch.put(
+            Column::Receipts,
+            &height.to_be_bytes(),
+            &encode_receipts(receipts),
+        );
     }
     let mut info = [0u8; 40];
     info[..32].copy_from_slice(state_root.as_slice());
@@ -169,7 +193,10 @@ pub(crate) fn load_key_filter(store: &Store) -> Result<KeyFilter, ExecutionError
     let filter = KeyFilter::new();
     store.for_each_from(Column::Storage, &[], |k, _| {
         if k.len() == 60 {
-            let key = (Address::from_slice(&k[..20]), U256::from_be_slice(&k[20..52]));
+            let key = (
+                Address::from_slice(&k[..20]),
+                U256::from_be_slice(&k[20..52]),
+            );
             filter.insert_many(std::iter::once((&key.0, &key.1)));
         }
         true
@@ -182,7 +209,10 @@ pub(crate) fn read_head(store: &Store) -> Result<Option<Head>, ExecutionError> {
         return Ok(None);
     };
     if v.len() != 40 {
-        return Err(ExecutionError::Corrupt(format!("execution head record is {} bytes", v.len())));
+        return Err(ExecutionError::Corrupt(format!(
+            "execution head record is {} bytes",
+            v.len()
+        )));
     }
     let mut h = [0u8; 8];
     h.copy_from_slice(&v[..8]);
@@ -192,12 +222,18 @@ pub(crate) fn read_head(store: &Store) -> Result<Option<Head>, ExecutionError> {
     }))
 }
 
-pub(crate) fn read_block_info(store: &Store, height: u64) -> Result<Option<BlockInfo>, ExecutionError> {
+pub(crate) fn read_block_info(
+    store: &Store,
+    height: u64,
+) -> Result<Option<BlockInfo>, ExecutionError> {
     let Some(v) = store.get(Column::Meta, &block_key(height))? else {
         return Ok(None);
     };
     if v.len() != 40 {
-        return Err(ExecutionError::Corrupt(format!("block info of height {height} is {} bytes", v.len())));
+        return Err(ExecutionError::Corrupt(format!(
+            "block info of height {height} is {} bytes",
+            v.len()
+        )));
     }
     let mut t = [0u8; 8];
     t.copy_from_slice(&v[32..]);
@@ -207,7 +243,10 @@ pub(crate) fn read_block_info(store: &Store, height: u64) -> Result<Option<Block
     }))
 }
 
-pub(crate) fn read_receipts(store: &Store, height: u64) -> Result<Option<Vec<Receipt>>, ExecutionError> {
+pub(crate) fn read_receipts(
+    store: &Store,
+    height: u64,
+) -> Result<Option<Vec<Receipt>>, ExecutionError> {
     let Some(v) = store.get(Column::Receipts, &height.to_be_bytes())? else {
         return Ok(None);
     };
@@ -228,11 +267,34 @@ mod tests {
         let a = Address::repeat_byte(1);
         let b = Address::repeat_byte(2);
         let slot = U256::from(7);
-        let acct = |n| Some(AccountState { nonce: n, balance: U256::ZERO, code_hash: B256::ZERO });
+        let acct = |n| {
+            Some(AccountState {
+                nonce: n,
+                balance: U256::ZERO,
+                code_hash: B256::ZERO,
+            })
+        };
         for (h, changes) in [
-            (1, ChangeSet::from_unsorted(vec![(a, acct(1))], vec![(a, slot, U256::from(10))], vec![])),
-            (3, ChangeSet::from_unsorted(vec![(a, acct(2)), (b, acct(9))], vec![(a, slot, U256::from(30))], vec![])),
-            (5, ChangeSet::from_unsorted(vec![(a, None)], vec![(a, slot, U256::ZERO)], vec![])),
+            (
+                1,
+                ChangeSet::from_unsorted(
+                    vec![(a, acct(1))],
+                    vec![(a, slot, U256::from(10))],
+                    vec![],
+                ),
+            ),
+            (
+                3,
+                ChangeSet::from_unsorted(
+                    vec![(a, acct(2)), (b, acct(9))],
+                    vec![(a, slot, U256::from(30))],
+                    vec![],
+                ),
+            ),
+            (
+                5,
+                ChangeSet::from_unsorted(vec![(a, None)], vec![(a, slot, U256::ZERO)], vec![]),
+            ),
         ] {
             let mut batch = store.batch();
             write_block(&mut batch, h, 0, B256::ZERO, &changes, None);

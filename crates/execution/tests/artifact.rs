@@ -26,7 +26,8 @@ fn committed_artifact_matches_a_fresh_compile() {
 
 #[test]
 fn bindings_are_generated_from_the_committed_artifact() {
-    let artifact: serde_json::Value = serde_json::from_str(pmr_execution::PMR_ARTIFACT_JSON).unwrap();
+    let artifact: serde_json::Value =
+        serde_json::from_str(pmr_execution::PMR_ARTIFACT_JSON).unwrap();
     let runtime = artifact["deployedBytecode"].as_str().unwrap();
     assert_eq!(
         format!("0x{}", hex::encode(&pmr_execution::PMR::DEPLOYED_BYTECODE)),

@@ -1,7 +1,9 @@
 //! Blocks and headers.
 
 use alloy_primitives::{keccak256, Address, Bytes, B256};
-use alloy_rlp::{Decodable, Encodable, RlpDecodable, RlpDecodableWrapper, RlpEncodable, RlpEncodableWrapper};
+use alloy_rlp::{
+    Decodable, Encodable, RlpDecodable, RlpDecodableWrapper, RlpEncodable, RlpEncodableWrapper,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::merkle::merkle_root;
@@ -9,8 +11,19 @@ use crate::Height;
 
 /// A validator's address: the last 20 bytes of keccak256 of its ed25519 public key.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-    RlpEncodableWrapper, RlpDecodableWrapper,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    RlpEncodableWrapper,
+    RlpDecodableWrapper,
 )]
 pub struct ValidatorAddress(pub Address);
 
@@ -28,7 +41,9 @@ impl std::fmt::Display for ValidatorAddress {
 }
 
 /// A block header. Its keccak256 over RLP is the block hash.
-#[derive(Clone, Debug, Default, PartialEq, Eq, RlpEncodable, RlpDecodable, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, RlpEncodable, RlpDecodable, Serialize, Deserialize,
+)]
 pub struct Header {
     pub height: Height,
     /// Hash of the block at `height - 1`; the genesis hash for height 1.
@@ -153,9 +168,15 @@ mod tests {
             Block::decode_checked(&b.encode_to_vec()),
             Err(BlockError::TxRoot { .. })
         ));
-        assert!(matches!(Block::decode_checked(&[0xff, 0x00]), Err(BlockError::Malformed(_))));
+        assert!(matches!(
+            Block::decode_checked(&[0xff, 0x00]),
+            Err(BlockError::Malformed(_))
+        ));
         let mut bytes = sample().encode_to_vec();
         bytes.push(0);
-        assert!(matches!(Block::decode_checked(&bytes), Err(BlockError::Malformed(_))));
+        assert!(matches!(
+            Block::decode_checked(&bytes),
+            Err(BlockError::Malformed(_))
+        ));
     }
 }

@@ -32,7 +32,9 @@ impl GenesisValidator {
 
     /// The validator's address.
     pub fn address(&self) -> Result<ValidatorAddress, GenesisError> {
-        Ok(ValidatorAddress::from_public_key(&self.consensus_key_bytes()?))
+        Ok(ValidatorAddress::from_public_key(
+            &self.consensus_key_bytes()?,
+        ))
     }
 }
 
@@ -111,10 +113,11 @@ impl Genesis {
             path: path.display().to_string(),
             source,
         })?;
-        let genesis: Genesis = serde_json::from_str(&text).map_err(|source| GenesisError::Parse {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let genesis: Genesis =
+            serde_json::from_str(&text).map_err(|source| GenesisError::Parse {
+                path: path.display().to_string(),
+                source,
+            })?;
         genesis.validate()?;
         Ok(genesis)
     }

@@ -92,7 +92,11 @@ pub fn verify_merkle_proof(root: &B256, item: &B256, proof: &MerkleProof) -> boo
             let Some(s) = siblings.next() else {
                 return false;
             };
-            acc = if pos % 2 == 0 { node(&acc, s) } else { node(s, &acc) };
+            acc = if pos % 2 == 0 {
+                node(&acc, s)
+            } else {
+                node(s, &acc)
+            };
         }
         pos /= 2;
         width = width.div_ceil(2);
@@ -106,7 +110,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn items(n: usize) -> Vec<B256> {
-        (0..n).map(|i| keccak256((i as u64).to_be_bytes())).collect()
+        (0..n)
+            .map(|i| keccak256((i as u64).to_be_bytes()))
+            .collect()
     }
 
     #[test]

@@ -200,7 +200,10 @@ mod tests {
     fn rejects_wrong_chain_tampering_garbage_and_size() {
         assert_eq!(
             SignedTx::decode(eip1559(8, 0), &LIMITS),
-            Err(TxError::WrongChainId { got: 8, expected: 7 })
+            Err(TxError::WrongChainId {
+                got: 8,
+                expected: 7
+            })
         );
         // Flip a byte of the payload: either the RLP breaks or the signature names someone else.
         let good = eip1559(7, 0);
@@ -229,7 +232,10 @@ mod tests {
         let big = Bytes::from(vec![0u8; 5000]);
         assert!(matches!(
             SignedTx::decode(big, &LIMITS),
-            Err(TxError::TooLarge { size: 5000, max: 4096 })
+            Err(TxError::TooLarge {
+                size: 5000,
+                max: 4096
+            })
         ));
         let mut trailing = good.to_vec();
         trailing.push(0);

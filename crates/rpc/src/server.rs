@@ -96,7 +96,10 @@ pub async fn serve(
         )));
     }
     for (r, name) in extra.into_iter().zip(extra_names) {
-        router = router.route(&format!("/{name}/{{*method}}"), axum::routing::any_service(r.into_axum_router()));
+        router = router.route(
+            &format!("/{name}/{{*method}}"),
+            axum::routing::any_service(r.into_axum_router()),
+        );
     }
     let routes = Routes::from(router);
     let (tx, rx) = oneshot::channel();

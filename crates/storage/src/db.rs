@@ -24,7 +24,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.db.path()).finish()
+        f.debug_struct("Store")
+            .field("path", &self.db.path())
+            .finish()
     }
 }
 
@@ -50,10 +52,11 @@ impl Store {
             }
             ColumnFamilyDescriptor::new(c.name(), o)
         });
-        let db = Db::open_cf_descriptors(&opts, path, cfs).map_err(|source| StorageError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let db =
+            Db::open_cf_descriptors(&opts, path, cfs).map_err(|source| StorageError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(Self { db: Arc::new(db) })
     }
 
@@ -141,9 +144,10 @@ impl Store {
         from: &[u8],
         mut f: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StorageError> {
-        let iter = self
-            .db
-            .iterator_cf(&self.cf(column), IteratorMode::From(from, Direction::Forward));
+        let iter = self.db.iterator_cf(
+            &self.cf(column),
+            IteratorMode::From(from, Direction::Forward),
+        );
         for item in iter {
             let (k, v) = item.map_err(|source| StorageError::Io {
                 op: "scan",
@@ -243,8 +247,14 @@ mod tests {
             drop(dropped);
         }
         let store = Store::open(dir.path()).expect("reopen");
-        assert_eq!(store.get(Column::Blocks, b"k1").unwrap().as_deref(), Some(&b"v1"[..]));
-        assert_eq!(store.get(Column::Receipts, b"k1").unwrap().as_deref(), Some(&b"r1"[..]));
+        assert_eq!(
+            store.get(Column::Blocks, b"k1").unwrap().as_deref(),
+            Some(&b"v1"[..])
+        );
+        assert_eq!(
+            store.get(Column::Receipts, b"k1").unwrap().as_deref(),
+            Some(&b"r1"[..])
+        );
         assert!(!store.contains(Column::Blocks, b"k2").unwrap());
         // Columns are separate key spaces.
         assert!(!store.contains(Column::Accounts, b"k1").unwrap());

@@ -217,7 +217,10 @@ impl Cluster {
         }
         Err(HarnessError::Timeout {
             timeout,
-            what: format!("node {} to accept gRPC connections at {url}", self.manifest.nodes[i].name),
+            what: format!(
+                "node {} to accept gRPC connections at {url}",
+                self.manifest.nodes[i].name
+            ),
             last,
         })
     }

@@ -34,7 +34,9 @@ impl std::str::FromStr for LoadKind {
             "noop" => Ok(Self::Noop),
             "transfer" => Ok(Self::Transfer),
             "mint" => Ok(Self::Mint),
-            other => Err(format!("unknown load kind `{other}`: use noop, transfer or mint")),
+            other => Err(format!(
+                "unknown load kind `{other}`: use noop, transfer or mint"
+            )),
         }
     }
 }
@@ -136,10 +138,17 @@ fn fake_cid(seed: u64, tag: u8) -> Bytes {
 
 async fn wait_all(c: &PmrClient, hashes: &[B256], timeout: Duration) -> Result<(), HarnessError> {
     for h in hashes {
-        c.wait_committed(*h, timeout).await.map_err(|e| HarnessError::Load(format!("setup transaction {h}: {e}")))?;
-        let r = c.receipt(*h).await.map_err(|e| HarnessError::Load(e.to_string()))?;
+        c.wait_committed(*h, timeout)
+            .await
+            .map_err(|e| HarnessError::Load(format!("setup transaction {h}: {e}")))?;
+        let r = c
+            .receipt(*h)
+            .await
+            .map_err(|e| HarnessError::Load(e.to_string()))?;
         if !r.receipt.is_some_and(|r| r.success) {
-            return Err(HarnessError::Load(format!("setup transaction {h} reverted")));
+            return Err(HarnessError::Load(format!(
+                "setup transaction {h} reverted"
+            )));
         }
     }
     Ok(())
@@ -148,7 +157,9 @@ async fn wait_all(c: &PmrClient, hashes: &[B256], timeout: Duration) -> Result<(
 /// Runs a load; see [`LoadSpec`].
 pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
     if spec.rpcs.is_empty() || spec.accounts == 0 || spec.rate <= 0.0 {
-        return Err(HarnessError::Load("need at least one endpoint, one account and a positive rate".into()));
+        return Err(HarnessError::Load(
+            "need at least one endpoint, one account and a positive rate".into(),
+        ));
     }
     let load_err = |e: pmr_client::ClientError| HarnessError::Load(e.to_string());
     let mut clients = Vec::new();
@@ -164,8 +175,15 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
     let mut setup = Vec::new();
     for w in &wallets {
         let data: Vec<u8> = match spec.kind {
-            LoadKind::Mint => PMR::registerHospitalCall { hospital: w.address() }.abi_encode(),
-            _ => PMR::setPermittedCall { account: w.address(), permitted: true }.abi_encode(),
+            LoadKind::Mint => PMR::registerHospitalCall {
+                hospital: w.address(),
+            }
+            .abi_encode(),
+            _ => PMR::setPermittedCall {
+                account: w.address(),
+                permitted: true,
+            }
+            .abi_encode(),
         };
         let raw = spec
             .admin
@@ -204,7 +222,11 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
         let a = (k % wallets.len() as u64) as usize;
         let (to, data, gas) = match spec.kind {
             LoadKind::Noop => (Address::repeat_byte(0x42), Bytes::new(), 50_000),
-            LoadKind::Transfer => (wallets[(a + 1) % wallets.len()].address(), Bytes::new(), 50_000),
+            LoadKind::Transfer => (
+                wallets[(a + 1) % wallets.len()].address(),
+                Bytes::new(),
+                50_000,
+            ),
             LoadKind::Mint => (
                 PMR_ADDRESS,
                 PMR::mintRecordCall {
@@ -245,7 +267,10 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
                         lat.push(now.duration_since(at).as_secs_f64() * 1000.0);
                     }
                 }
-                blocks_seen.lock().await.push((now, block.transactions.len()));
+                blocks_seen
+                    .lock()
+                    .await
+                    .push((now, block.transactions.len()));
             }
         })
     };
@@ -264,7 +289,11 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
         while sent < due {
             let Some((hash, raw)) = txs.next() else { break };
             let client = clients[(sent as usize) % clients.len()].clone();
-            let permit = sem.clone().acquire_owned().await.map_err(|e| HarnessError::Load(e.to_string()))?;
+            let permit = sem
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| HarnessError::Load(e.to_string()))?;
             let submitted = submitted.clone();
             let rejected = rejected.clone();
             submitted.lock().await.insert(hash, Instant::now());
@@ -311,7 +340,10 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
     let blocks = blocks_seen.lock().await;
     // Blocks committed from the first offer to the commit of the last finalized transaction.
     let window = offer_window.as_secs_f64();
-    let last_commit = blocks.last().map(|(t, _)| t.duration_since(start).as_secs_f64()).unwrap_or(window);
+    let last_commit = blocks
+        .last()
+        .map(|(t, _)| t.duration_since(start).as_secs_f64())
+        .unwrap_or(window);
     let commit_window = last_commit.max(window);
     let in_window: Vec<&(Instant, usize)> = blocks.iter().filter(|(t, _)| *t >= start).collect();
     let block_count = in_window.len() as u64;
@@ -336,6 +368,10 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
         },
         blocks: block_count,
         blocks_per_s: block_count as f64 / commit_window,
-        mean_txs_per_block: if block_count == 0 { 0.0 } else { txs_in_window as f64 / block_count as f64 },
+        mean_txs_per_block: if block_count == 0 {
+            0.0
+        } else {
+            txs_in_window as f64 / block_count as f64
+        },
     })
 }

@@ -36,7 +36,10 @@ impl Manifest {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| HarnessError::Manifest {
             path: path.clone(),
-            reason: format!("{e} (run `pmr testnet init --home {}` first)", dir.display()),
+            reason: format!(
+                "{e} (run `pmr testnet init --home {}` first)",
+                dir.display()
+            ),
         })?;
         serde_json::from_str(&text).map_err(|e| HarnessError::Manifest {
             path,

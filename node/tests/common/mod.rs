@@ -25,7 +25,15 @@ pub struct Net {
 pub async fn start_net(n: usize, tweak: impl Fn(usize, &mut toml::Table)) -> Net {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(BIN)
-        .args(["testnet", "init", "--validators", &n.to_string(), "--empty-block-interval", "200ms", "--home"])
+        .args([
+            "testnet",
+            "init",
+            "--validators",
+            &n.to_string(),
+            "--empty-block-interval",
+            "200ms",
+            "--home",
+        ])
         .arg(dir.path())
         .output()
         .expect("run pmr testnet init");
@@ -88,7 +96,12 @@ impl Net {
     pub async fn assert_same_chain(&self, nodes: &[usize], to: u64) {
         let reference = self.hashes(nodes[0], to).await;
         for &i in &nodes[1..] {
-            assert_eq!(self.hashes(i, to).await, reference, "node{i} differs from node{}", nodes[0]);
+            assert_eq!(
+                self.hashes(i, to).await,
+                reference,
+                "node{i} differs from node{}",
+                nodes[0]
+            );
         }
     }
 }
@@ -97,7 +110,13 @@ impl Net {
 /// transaction the ledger accepts.
 pub fn noop_tx(wallet: &Wallet, chain_id: u64, nonce: u64) -> Bytes {
     wallet
-        .sign_call(chain_id, nonce, Address::repeat_byte(0x42), Bytes::new(), 50_000)
+        .sign_call(
+            chain_id,
+            nonce,
+            Address::repeat_byte(0x42),
+            Bytes::new(),
+            50_000,
+        )
         .expect("sign")
 }
 

@@ -9,7 +9,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{allow_block_list, identity::Keypair, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{
+    allow_block_list, identity::Keypair, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol,
+    Swarm,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::engine::EngineMsg;
@@ -49,7 +52,10 @@ pub(crate) struct NetCtx {
 
 impl NetCtx {
     pub(crate) fn control(&self) -> libp2p_stream::Control {
-        self.control.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, PeerEntry>> {
@@ -75,7 +81,12 @@ impl NetCtx {
     pub(crate) fn wantlist_sizes(&self) -> Vec<(PeerId, usize)> {
         self.peers()
             .iter()
-            .map(|(p, e)| (*p, e.wantlist_len.load(std::sync::atomic::Ordering::Relaxed)))
+            .map(|(p, e)| {
+                (
+                    *p,
+                    e.wantlist_len.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            })
             .collect()
     }
 }

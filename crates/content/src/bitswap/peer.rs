@@ -198,11 +198,10 @@ impl PeerTask {
 
     fn handle(&mut self, msg: PeerMsg) {
         match msg {
-            PeerMsg::Wantlist(wl) => self.ledger.apply(
-                wl,
-                self.ctx.limits.max_wantlist_entries,
-                &self.ctx.counters,
-            ),
+            PeerMsg::Wantlist(wl) => {
+                self.ledger
+                    .apply(wl, self.ctx.limits.max_wantlist_entries, &self.ctx.counters)
+            }
             PeerMsg::Want(cid, t) => self.client.push(Entry {
                 block: Bytes::from(cid.to_bytes()),
                 priority: 1,
@@ -266,7 +265,8 @@ impl PeerTask {
                     Ok(None) | Err(_) => {
                         if e.send_dont_have {
                             size += 48;
-                            msg.block_presences.push(presence(&cid, PresenceType::DontHave));
+                            msg.block_presences
+                                .push(presence(&cid, PresenceType::DontHave));
                         }
                         self.ledger.waiting.insert(cid);
                     }
@@ -279,7 +279,8 @@ impl PeerTask {
                     } else {
                         if e.send_dont_have {
                             size += 48;
-                            msg.block_presences.push(presence(&cid, PresenceType::DontHave));
+                            msg.block_presences
+                                .push(presence(&cid, PresenceType::DontHave));
                         }
                         self.ledger.waiting.insert(cid);
                     }
@@ -415,7 +416,10 @@ pub(crate) async fn read_inbound(
         if rec.bad > 0 {
             Counters::inc(&counters.rejected_blocks, rec.bad as u64);
         }
-        if (rec.bad > 0 || !rec.blocks.is_empty() || !rec.haves.is_empty() || !rec.dont_haves.is_empty())
+        if (rec.bad > 0
+            || !rec.blocks.is_empty()
+            || !rec.haves.is_empty()
+            || !rec.dont_haves.is_empty())
             && ctx.engine_tx.send(EngineMsg::Received(rec)).await.is_err()
         {
             break;

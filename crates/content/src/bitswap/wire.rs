@@ -246,9 +246,15 @@ mod tests {
         };
         let frame = encode_frame(&msg);
         let mut r = futures::io::Cursor::new(frame.clone());
-        let got = read_frame(&mut r, MAX_MESSAGE_SIZE).await.expect("read").expect("some");
+        let got = read_frame(&mut r, MAX_MESSAGE_SIZE)
+            .await
+            .expect("read")
+            .expect("some");
         assert_eq!(got, msg);
-        assert!(read_frame(&mut r, MAX_MESSAGE_SIZE).await.expect("eof").is_none());
+        assert!(read_frame(&mut r, MAX_MESSAGE_SIZE)
+            .await
+            .expect("eof")
+            .is_none());
         let p = &got.payload[0];
         assert_eq!(block_cid_from_prefix(&p.prefix, &p.data), Ok(cid));
         assert_ne!(block_cid_from_prefix(&p.prefix, b"abd"), Ok(cid));

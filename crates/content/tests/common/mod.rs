@@ -35,8 +35,7 @@ pub fn fast_limits() -> Limits {
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();
@@ -50,11 +49,7 @@ pub async fn within<T>(secs: u64, what: &str, f: impl Future<Output = T>) -> T {
     }
 }
 
-pub async fn spawn_node(
-    keypair: Keypair,
-    peers: Vec<PeerSpec>,
-    limits: Limits,
-) -> TestNode {
+pub async fn spawn_node(keypair: Keypair, peers: Vec<PeerSpec>, limits: Limits) -> TestNode {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open store");
     let mut cfg = ContentConfig::new(keypair.clone(), loopback());
@@ -198,7 +193,9 @@ impl RawPeer {
                 }
             }
         });
-        within(20, "raw peer connection", rx).await.expect("connected");
+        within(20, "raw peer connection", rx)
+            .await
+            .expect("connected");
         Self {
             peer_id,
             control,
