@@ -67,23 +67,46 @@ async fn status_blocks_receipts_stream_health_reflection_cli() {
     assert_eq!(decoded.hash().to_vec(), block.hash);
     let cert = certificate(block.certificate.as_ref().unwrap());
     let p = proof(r.proof.as_ref().unwrap());
-    verify_receipt_inclusion(&genesis, &receipt.encoded, &p, &decoded.header, &cert)
+    verify_receipt_inclusion(&genesis, hash, &receipt.encoded, &p, &decoded.header, &cert)
         .expect("receipt inclusion verifies");
     let mut forged = receipt.encoded.clone();
     *forged.last_mut().unwrap() ^= 1;
-    assert_eq!(
-        verify_receipt_inclusion(&genesis, &forged, &p, &decoded.header, &cert),
-        Err(VerifyError::BadReceiptProof)
-    );
+    assert!(matches!(
+        verify_receipt_inclusion(&genesis, hash, &forged, &p, &decoded.header, &cert),
+        Err(VerifyError::BadReceiptProof | VerifyError::MalformedReceipt(_))
+    ));
+    let mut moved = p.clone();
+    moved.index = (moved.index + 1) % moved.count.max(2);
+    assert!(verify_receipt_inclusion(
+        &genesis,
+        hash,
+        &receipt.encoded,
+        &moved,
+        &decoded.header,
+        &cert
+    )
+    .is_err());
     let mut other_header = decoded.header.clone();
     other_header.gas_used += 1;
-    assert!(
-        verify_receipt_inclusion(&genesis, &receipt.encoded, &p, &other_header, &cert).is_err()
+    assert_eq!(
+        verify_receipt_inclusion(&genesis, hash, &receipt.encoded, &p, &other_header, &cert),
+        Err(VerifyError::HeaderMismatch)
     );
+    assert!(matches!(
+        verify_receipt_inclusion(
+            &genesis,
+            B256::repeat_byte(3),
+            &receipt.encoded,
+            &p,
+            &decoded.header,
+            &cert
+        ),
+        Err(VerifyError::WrongTransaction { .. })
+    ));
     let mut thin = cert.clone();
     thin.signatures.truncate(2);
     assert!(matches!(
-        verify_receipt_inclusion(&genesis, &receipt.encoded, &p, &decoded.header, &thin),
+        verify_receipt_inclusion(&genesis, hash, &receipt.encoded, &p, &decoded.header, &thin),
         Err(VerifyError::NotEnoughPower { .. })
     ));
 

@@ -150,14 +150,18 @@ impl Ledger {
     pub(crate) fn admit(&self, raw: Bytes) -> Result<Admitted, SubmitError> {
         // Bytes already pending or committed are refused before the signature is recovered,
         // the expensive step: gossip often delivers a transaction after its block.
-        let seen = pmr_primitives::keccak256(&raw);
-        if self.mempool.contains(&seen) {
-            return Err(PoolError::Duplicate(seen).into());
+        // Oversized or empty input is left to decode, which refuses it without hashing it.
+        let sized = !raw.is_empty() && raw.len() <= self.limits.max_tx_bytes;
+        let seen = sized.then(|| pmr_primitives::keccak256(&raw));
+        if let Some(seen) = seen {
+            if self.mempool.contains(&seen) {
+                return Err(PoolError::Duplicate(seen).into());
+            }
+            self.refuse_committed(seen)?;
         }
-        self.refuse_committed(seen)?;
         let tx = SignedTx::decode(raw.into(), &self.limits)?;
         let hash = tx.hash();
-        if hash != seen {
+        if seen != Some(hash) {
             self.refuse_committed(hash)?;
         }
         self.executor.check_tx(&tx)?;

@@ -6,7 +6,8 @@
 
 use malachitebft_app_channel::app::types::core::{NilOrVal, Round, ValidatorSet as _, VoteType};
 use malachitebft_signing_ed25519::Signature;
-use pmr_primitives::{keccak256, verify_merkle_proof, Genesis, Header, MerkleProof, B256};
+use pmr_execution::{verify_receipt, Receipt};
+use pmr_primitives::{Genesis, Header, MerkleProof, B256};
 
 use crate::context::{Address, BlockHash, Height, ValidatorSet, Vote};
 use crate::signing::vote_sign_bytes;
@@ -25,9 +26,15 @@ pub enum VerifyError {
     #[error("the signature of validator {0} does not verify")]
     BadSignature(String),
     #[error("signers hold {signed} of {total} voting power; more than two thirds is needed")]
-    NotEnoughPower { signed: u64, total: u64 },
+    NotEnoughPower { signed: u128, total: u128 },
     #[error("the receipt's Merkle proof does not lead to the header's receipts root")]
     BadReceiptProof,
+    #[error("the receipt does not decode: {0}")]
+    MalformedReceipt(String),
+    #[error("the receipt is for transaction {got}, not {expected}")]
+    WrongTransaction { got: B256, expected: B256 },
+    #[error("the genesis validator set is invalid: {0}")]
+    BadGenesis(String),
     #[error("the header does not hash to the certified block hash")]
     HeaderMismatch,
 }
@@ -59,7 +66,7 @@ pub fn verify_certificate(
     cert: &Certificate,
     height: u64,
     block_hash: B256,
-) -> Result<u64, VerifyError> {
+) -> Result<u128, VerifyError> {
     if cert.block_hash != block_hash {
         return Err(VerifyError::WrongBlock {
             certified: cert.block_hash,
@@ -72,9 +79,14 @@ pub fn verify_certificate(
             expected: height,
         });
     }
-    let total: u64 = validators.total_voting_power();
+    // u128: voting powers come from the genesis and their sum must not wrap.
+    let total: u128 = validators
+        .validators()
+        .iter()
+        .map(|v| u128::from(v.voting_power))
+        .sum();
     let mut seen = std::collections::HashSet::new();
-    let mut signed = 0u64;
+    let mut signed = 0u128;
     for s in &cert.signatures {
         let shown = format!("0x{}", hex_of(&s.validator));
         let address = Address::from_slice(&s.validator)
@@ -105,7 +117,7 @@ pub fn verify_certificate(
                 &Signature::from_bytes(bytes),
             )
             .map_err(|_| VerifyError::BadSignature(shown))?;
-        signed += validator.voting_power;
+        signed += u128::from(validator.voting_power);
     }
     if signed * 3 <= total * 2 {
         return Err(VerifyError::NotEnoughPower { signed, total });
@@ -113,16 +125,31 @@ pub fn verify_certificate(
     Ok(signed)
 }
 
-/// Checks that a receipt (its canonical encoding) is in the block whose `header` the
-/// certificate decides, against the validator set of `genesis`.
+/// Checks that `receipt_encoded` is the receipt of transaction `tx_hash` at the position its
+/// proof names, in the block whose `header` the certificate decides, against the validator set
+/// of `genesis`. Returns the decoded receipt.
 pub fn verify_receipt_inclusion(
     genesis: &Genesis,
+    tx_hash: B256,
     receipt_encoded: &[u8],
     proof: &MerkleProof,
     header: &Header,
     cert: &Certificate,
-) -> Result<(), VerifyError> {
-    if !verify_merkle_proof(&header.receipts_root, &keccak256(receipt_encoded), proof) {
+) -> Result<Receipt, VerifyError> {
+    let mut bytes = receipt_encoded;
+    let receipt = <Receipt as alloy_rlp::Decodable>::decode(&mut bytes)
+        .map_err(|e| VerifyError::MalformedReceipt(e.to_string()))?;
+    if !bytes.is_empty() {
+        return Err(VerifyError::MalformedReceipt("trailing bytes".into()));
+    }
+    if receipt.tx_hash != tx_hash {
+        return Err(VerifyError::WrongTransaction {
+            got: receipt.tx_hash,
+            expected: tx_hash,
+        });
+    }
+    // Binds the proof's position to the receipt's own index, and hashes the canonical encoding.
+    if !verify_receipt(&header.receipts_root, &receipt, proof) {
         return Err(VerifyError::BadReceiptProof);
     }
     let hash = header.hash();
@@ -130,9 +157,9 @@ pub fn verify_receipt_inclusion(
         return Err(VerifyError::HeaderMismatch);
     }
     let validators = crate::engine::validator_set(genesis)
-        .map_err(|e| VerifyError::UnknownSigner(e.to_string()))?;
+        .map_err(|e| VerifyError::BadGenesis(e.to_string()))?;
     verify_certificate(genesis.chain_id, &validators, cert, header.height, hash)?;
-    Ok(())
+    Ok(receipt)
 }
 
 fn hex_of(bytes: &[u8]) -> String {
@@ -214,6 +241,27 @@ mod tests {
                 total: 4
             })
         );
+    }
+
+    #[test]
+    fn huge_voting_powers_do_not_wrap() {
+        let k = keys(4);
+        let vs = ValidatorSet::new(
+            k.iter()
+                .map(|s| Validator {
+                    address: s.address(),
+                    public_key: s.public_key(),
+                    voting_power: 1 << 62,
+                    name: "v".into(),
+                })
+                .collect(),
+        );
+        let hash = B256::repeat_byte(9);
+        assert!(matches!(
+            verify_certificate(CHAIN, &vs, &cert(&k[..1], 5, 1, hash), 5, hash),
+            Err(VerifyError::NotEnoughPower { .. })
+        ));
+        assert!(verify_certificate(CHAIN, &vs, &cert(&k[..3], 5, 1, hash), 5, hash).is_ok());
     }
 
     #[test]
