@@ -11,9 +11,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use alloy_primitives::{Bytes, B256};
-use alloy_sol_types::SolCall;
 use common::*;
-use pmr_client::{BlobStat, PmrClient, Wallet, PMR, PMR_ADDRESS};
+use pmr_client::{BlobStat, Wallet, PMR};
 use pmr_content::{decrypt_to_vec, encrypt_to_vec, parse_cid, DataKey};
 use tonic::Code;
 
@@ -37,34 +36,6 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-/// Sends a PMR call from `from` and waits until it is committed successfully; returns the
-/// height.
-async fn pmr_call(c: &PmrClient, chain_id: u64, from: &Wallet, call: impl SolCall) -> u64 {
-    let nonce = c.nonce(from.address()).await.expect("nonce");
-    let raw = from
-        .sign_call(
-            chain_id,
-            nonce,
-            PMR_ADDRESS,
-            call.abi_encode().into(),
-            1_000_000,
-        )
-        .expect("sign");
-    let (hash, height) = submit_and_wait(c, raw).await;
-    let r = c
-        .receipt(hash)
-        .await
-        .expect("receipt")
-        .receipt
-        .expect("receipt body");
-    assert!(
-        r.success,
-        "transaction {hash} reverted: 0x{}",
-        hex::encode(&r.output)
-    );
-    height
 }
 
 /// Polls node `i` until it holds `cid` locally and pinned.
@@ -158,7 +129,7 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
         pseudonymCommitment: B256::repeat_byte(0x11),
         encryptionKey: B256::repeat_byte(0x22),
     };
-    pmr_call(&c0, id, &hospital, reg).await;
+    ok(&c0, id, &hospital, reg).await;
     // A mint whose CIDs are not CIDs is committed (the contract only bounds their length); every
     // replicator logs it and skips it, and goes on to replicate the next record.
     let bad = PMR::mintRecordCall {
@@ -168,7 +139,7 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
         keyCommitment: B256::repeat_byte(1),
         recordType: 1,
     };
-    pmr_call(&c0, id, &hospital, bad).await;
+    ok(&c0, id, &hospital, bad).await;
     let mint = PMR::mintRecordCall {
         patient: patient.address(),
         rootCid: parse_cid(&record.root_cid)
@@ -182,7 +153,7 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
         keyCommitment: B256::repeat_byte(2),
         recordType: 7,
     };
-    let minted_at = pmr_call(&c0, id, &hospital, mint).await;
+    let minted_at = ok(&c0, id, &hospital, mint).await.height;
     let committed = std::time::Instant::now();
 
     for i in [1, 3] {

@@ -9,50 +9,6 @@ use alloy_sol_types::{SolCall, SolError};
 use common::*;
 use pmr_client::{PmrClient, Wallet, PMR, PMR_ADDRESS};
 
-struct Sent {
-    hash: B256,
-    height: u64,
-    success: bool,
-    output: Vec<u8>,
-}
-
-async fn send(c: &PmrClient, chain_id: u64, from: &Wallet, call: impl SolCall) -> Sent {
-    let nonce = c.nonce(from.address()).await.expect("nonce");
-    let raw = from
-        .sign_call(
-            chain_id,
-            nonce,
-            PMR_ADDRESS,
-            call.abi_encode().into(),
-            1_000_000,
-        )
-        .expect("sign");
-    let (hash, height) = submit_and_wait(c, raw).await;
-    let r = c
-        .receipt(hash)
-        .await
-        .expect("receipt")
-        .receipt
-        .expect("receipt body");
-    Sent {
-        hash,
-        height,
-        success: r.success,
-        output: r.output,
-    }
-}
-
-async fn ok(c: &PmrClient, chain_id: u64, from: &Wallet, call: impl SolCall) -> Sent {
-    let s = send(c, chain_id, from, call).await;
-    assert!(
-        s.success,
-        "transaction {} reverted: 0x{}",
-        s.hash,
-        hex::encode(&s.output)
-    );
-    s
-}
-
 async fn view<C: SolCall>(c: &PmrClient, call: C) -> C::Return {
     let out = c
         .call(None, PMR_ADDRESS, call.abi_encode().into(), None)

@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use alloy_primitives::{Address, Bytes, B256};
-use pmr_client::{PmrClient, Wallet};
+use alloy_sol_types::SolCall;
+use pmr_client::{PmrClient, Wallet, PMR_ADDRESS};
 use pmr_testnet::Cluster;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pmr");
@@ -124,4 +125,51 @@ pub async fn submit_and_wait(c: &PmrClient, raw: Bytes) -> (B256, u64) {
     let hash = c.submit(raw).await.expect("submit");
     let h = c.wait_committed(hash, T).await.expect("commit");
     (hash, h)
+}
+
+/// A PMR contract call as committed: its hash, height and receipt outcome.
+pub struct Sent {
+    pub hash: B256,
+    pub height: u64,
+    pub success: bool,
+    pub output: Vec<u8>,
+}
+
+/// Signs a call of the PMR contract from `from` at its next nonce and waits for its receipt.
+pub async fn send(c: &PmrClient, chain_id: u64, from: &Wallet, call: impl SolCall) -> Sent {
+    let nonce = c.nonce(from.address()).await.expect("nonce");
+    let raw = from
+        .sign_call(
+            chain_id,
+            nonce,
+            PMR_ADDRESS,
+            call.abi_encode().into(),
+            1_000_000,
+        )
+        .expect("sign");
+    let (hash, height) = submit_and_wait(c, raw).await;
+    let r = c
+        .receipt(hash)
+        .await
+        .expect("receipt")
+        .receipt
+        .expect("receipt body");
+    Sent {
+        hash,
+        height,
+        success: r.success,
+        output: r.output,
+    }
+}
+
+/// [`send`], asserting the call succeeded.
+pub async fn ok(c: &PmrClient, chain_id: u64, from: &Wallet, call: impl SolCall) -> Sent {
+    let s = send(c, chain_id, from, call).await;
+    assert!(
+        s.success,
+        "transaction {} reverted: 0x{}",
+        s.hash,
+        hex::encode(&s.output)
+    );
+    s
 }
