@@ -98,6 +98,14 @@ impl Home {
     pub fn node_key(&self) -> PathBuf {
         self.root.join("keys").join("node_key.json")
     }
+    /// The X25519 key custodian shares are sealed to.
+    pub fn custody_key(&self) -> PathBuf {
+        self.root.join("keys").join("custody_key.json")
+    }
+    /// The secp256k1 account that signs this node's own transactions (share-release logs).
+    pub fn operator_key(&self) -> PathBuf {
+        self.root.join("keys").join("operator_key.json")
+    }
     pub fn data(&self) -> PathBuf {
         self.root.join("data")
     }

@@ -18,6 +18,7 @@ use tonic::service::Routes;
 use tracing::info;
 
 use crate::config::ContentSettings;
+use crate::custody::Custody;
 use crate::replicate::{self, ReplicatePolicy};
 
 /// The gRPC name of the content service (health checking).
@@ -103,9 +104,16 @@ pub fn replicator(
     settings: &ContentSettings,
     ledger: Arc<Ledger>,
     node: &ContentNode,
+    custody: &Custody,
     store: Store,
 ) -> Option<JoinHandle<()>> {
-    settings
-        .replicate
-        .then(|| replicate::spawn(ledger, node.clone(), store, ReplicatePolicy::default()))
+    settings.replicate.then(|| {
+        replicate::spawn(
+            ledger,
+            node.clone(),
+            custody.clone(),
+            store,
+            ReplicatePolicy::default(),
+        )
+    })
 }

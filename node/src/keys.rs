@@ -6,9 +6,11 @@ use std::path::Path;
 
 use eyre::{bail, Context, Result};
 use pmr_consensus::PrivateKey;
+use pmr_shares::{X25519PublicKey, X25519Secret};
 use serde::{Deserialize, Serialize};
 
-/// The node's ed25519 key file: its p2p identity and, for a validator, its consensus key.
+/// A 32-byte key file: the node's ed25519 key (its p2p identity and, for a validator, its
+/// consensus key) or its X25519 custody key.
 #[derive(Serialize, Deserialize)]
 struct NodeKeyFile {
     /// `ed25519`.
@@ -63,35 +65,63 @@ pub fn read_secret_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).wrap_err_with(|| format!("cannot read key file {}", path.display()))
 }
 
+/// Writes a 32-byte key file of `kind`.
+fn write_key32(path: &Path, kind: &str, secret: &[u8; 32], public: &[u8; 32]) -> Result<()> {
+    let file = NodeKeyFile {
+        r#type: kind.into(),
+        secret: hex::encode(secret),
+        public_key: hex::encode(public),
+    };
+    write_secret_file(path, serde_json::to_string_pretty(&file)?.as_bytes())
+}
+
+/// Reads the secret of a 32-byte key file of `kind`.
+fn read_key32(path: &Path, kind: &str) -> Result<[u8; 32]> {
+    let bytes = read_secret_file(path)?;
+    let file: NodeKeyFile = serde_json::from_slice(&bytes)
+        .wrap_err_with(|| format!("key file {} is not a {kind} key file", path.display()))?;
+    if file.r#type != kind {
+        bail!(
+            "key file {} holds a {} key, expected {kind}",
+            path.display(),
+            file.r#type
+        );
+    }
+    hex::decode(&file.secret)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| eyre::eyre!("key file {} has a malformed secret", path.display()))
+}
+
 /// Creates a new random node key file.
 pub fn generate_node_key(path: &Path) -> Result<PrivateKey> {
     let key = PrivateKey::generate(rand::rngs::OsRng);
-    let file = NodeKeyFile {
-        r#type: "ed25519".into(),
-        secret: hex::encode(key.inner().to_bytes()),
-        public_key: hex::encode(key.public_key().as_bytes()),
-    };
-    write_secret_file(path, serde_json::to_string_pretty(&file)?.as_bytes())?;
+    write_key32(
+        path,
+        "ed25519",
+        &key.inner().to_bytes(),
+        key.public_key().as_bytes(),
+    )?;
     Ok(key)
 }
 
 /// Loads a node key file.
 pub fn load_node_key(path: &Path) -> Result<PrivateKey> {
-    let bytes = read_secret_file(path)?;
-    let file: NodeKeyFile = serde_json::from_slice(&bytes)
-        .wrap_err_with(|| format!("key file {} is not a node key", path.display()))?;
-    if file.r#type != "ed25519" {
-        bail!(
-            "key file {} holds a {} key, expected ed25519",
-            path.display(),
-            file.r#type
-        );
-    }
-    let secret: [u8; 32] = hex::decode(&file.secret)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| eyre::eyre!("key file {} has a malformed secret", path.display()))?;
-    Ok(PrivateKey::from(secret))
+    Ok(PrivateKey::from(read_key32(path, "ed25519")?))
+}
+
+/// Creates a new random X25519 custody key file (the key custodian shares are sealed to);
+/// returns its public key.
+pub fn generate_custody_key(path: &Path) -> Result<X25519PublicKey> {
+    let secret = X25519Secret::random_from_rng(rand::rngs::OsRng);
+    let public = X25519PublicKey::from(&secret);
+    write_key32(path, "x25519", &secret.to_bytes(), public.as_bytes())?;
+    Ok(public)
+}
+
+/// Loads an X25519 custody key file.
+pub fn load_custody_key(path: &Path) -> Result<X25519Secret> {
+    Ok(X25519Secret::from(read_key32(path, "x25519")?))
 }
 
 #[cfg(test)]
@@ -112,6 +142,18 @@ mod tests {
         assert_eq!(load_node_key(&path).unwrap().public_key(), key.public_key());
         // Never overwritten.
         assert!(generate_node_key(&path).is_err());
+        // A custody key round-trips; the two kinds are not confused.
+        let custody = dir.path().join("keys/custody_key.json");
+        let public = generate_custody_key(&custody).unwrap();
+        assert_eq!(
+            X25519PublicKey::from(&load_custody_key(&custody).unwrap()),
+            public
+        );
+        let err = match load_custody_key(&path) {
+            Ok(_) => panic!("a node key loaded as a custody key"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("expected x25519"), "{err}");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

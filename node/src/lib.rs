@@ -7,6 +7,7 @@
 pub mod blobs;
 pub mod config;
 pub mod content;
+pub mod custody;
 pub mod keys;
 pub mod metrics;
 pub mod replicate;
@@ -94,6 +95,7 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
     let metrics = ConsensusMetrics::default();
     metrics.register(&mut registry);
 
+    let genesis_for_custody = genesis.clone();
     let consensus = match pmr_consensus::start(StartParams {
         moniker: config.moniker.clone(),
         home: home.data(),
@@ -113,12 +115,27 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
         }
     };
     let ledger = consensus.ledger.clone();
-    let replicator = content::replicator(&config.content, ledger.clone(), &content, store);
+    let custody = match custody::Custody::open(
+        home,
+        &genesis_for_custody,
+        ledger.clone(),
+        content.clone(),
+        store.clone(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            content.shutdown().await;
+            consensus.shutdown().await;
+            return Err(e);
+        }
+    };
+    let replicator =
+        content::replicator(&config.content, ledger.clone(), &content, &custody, store);
     let rpc = match pmr_rpc::serve(
         config.rpc_listen,
         LedgerApi::new(ledger.clone()),
-        vec![content::routes(&content)],
-        &[content::SERVICE_NAME],
+        vec![content::routes(&content), custody::routes(&custody)],
+        &[content::SERVICE_NAME, custody::SERVICE_NAME],
     )
     .await
     {

@@ -26,6 +26,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
+use crate::custody::Custody;
+
 const TARGET: &str = "pmr::replicate";
 /// `Meta` key of the height through which every named blob is settled.
 pub const CURSOR_KEY: &[u8] = b"content/replicated_height";
@@ -58,6 +60,10 @@ pub struct Wanted {
     pub cid: Cid,
     pub kind: BlobKind,
     pub token_id: U256,
+    /// The record version the event creates (0 for the mint).
+    pub version: u32,
+    /// The version's key commitment as committed.
+    pub key_commitment: B256,
     pub height: u64,
     pub tx: B256,
 }
@@ -93,9 +99,11 @@ pub fn wanted_blobs(height: u64, receipts: &[Receipt]) -> Vec<Wanted> {
             let Some(topic) = log.topics.first() else {
                 continue;
             };
-            let (token_id, root, envelope) = if *topic == PMR::RecordMinted::SIGNATURE_HASH {
+            let (token_id, version, key_commitment, root, envelope) = if *topic
+                == PMR::RecordMinted::SIGNATURE_HASH
+            {
                 match PMR::RecordMinted::decode_raw_log(log.topics.iter().copied(), &log.data) {
-                    Ok(e) => (e.tokenId, e.rootCid, e.envelopeCid),
+                    Ok(e) => (e.tokenId, 0, e.keyCommitment, e.rootCid, e.envelopeCid),
                     Err(e) => {
                         warn!(target: TARGET, height, tx = %r.tx_hash, error = %e, "skipping an undecodable RecordMinted event");
                         continue;
@@ -106,7 +114,13 @@ pub fn wanted_blobs(height: u64, receipts: &[Receipt]) -> Vec<Wanted> {
                     log.topics.iter().copied(),
                     &log.data,
                 ) {
-                    Ok(e) => (e.tokenId, e.rootCid, e.envelopeCid),
+                    Ok(e) => (
+                        e.tokenId,
+                        e.version,
+                        e.keyCommitment,
+                        e.rootCid,
+                        e.envelopeCid,
+                    ),
                     Err(e) => {
                         warn!(target: TARGET, height, tx = %r.tx_hash, error = %e, "skipping an undecodable RecordVersionAppended event");
                         continue;
@@ -124,6 +138,8 @@ pub fn wanted_blobs(height: u64, receipts: &[Receipt]) -> Vec<Wanted> {
                         cid,
                         kind,
                         token_id,
+                        version,
+                        key_commitment,
                         height,
                         tx: r.tx_hash,
                     }),
@@ -199,13 +215,20 @@ pub fn load_cursor(store: &Store) -> u64 {
 pub fn spawn(
     ledger: Arc<Ledger>,
     content: ContentNode,
+    custody: Custody,
     store: Store,
     policy: ReplicatePolicy,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(ledger, content, store, policy))
+    tokio::spawn(run(ledger, content, custody, store, policy))
 }
 
-async fn run(ledger: Arc<Ledger>, content: ContentNode, store: Store, policy: ReplicatePolicy) {
+async fn run(
+    ledger: Arc<Ledger>,
+    content: ContentNode,
+    custody: Custody,
+    store: Store,
+    policy: ReplicatePolicy,
+) {
     // Subscribe before reading the tip, so no commit slips between the two.
     let mut blocks = ledger.subscribe();
     let mut settled = load_cursor(&store);
@@ -234,7 +257,9 @@ async fn run(ledger: Arc<Ledger>, content: ContentNode, store: Store, policy: Re
                     let res = jobs.join_next_with_id().await.map(|r| r.map(|(id, ())| id));
                     finish(res, &mut job_height, &mut open);
                 }
-                let id = jobs.spawn(replicate_one(content.clone(), w, policy)).id();
+                let id = jobs
+                    .spawn(replicate_one(content.clone(), custody.clone(), w, policy))
+                    .id();
                 job_height.insert(id, next);
                 *open.entry(next).or_default() += 1;
             }
@@ -303,7 +328,7 @@ fn retryable(e: &ContentError) -> bool {
     )
 }
 
-async fn replicate_one(content: ContentNode, w: Wanted, policy: ReplicatePolicy) {
+async fn replicate_one(content: ContentNode, custody: Custody, w: Wanted, policy: ReplicatePolicy) {
     let attempts = policy.attempts.max(1);
     let mut backoff = policy.backoff;
     for attempt in 1..=attempts {
@@ -319,6 +344,14 @@ async fn replicate_one(content: ContentNode, w: Wanted, policy: ReplicatePolicy)
                     attempt,
                     "replicated: fetched and pinned"
                 );
+                if w.kind == BlobKind::ShareEnvelope && custody.is_custodian() {
+                    if let Err(e) = custody
+                        .take_custody(w.token_id, w.version, w.cid, w.key_commitment)
+                        .await
+                    {
+                        warn!(target: TARGET, token = %w.token_id, version = w.version, error = %format!("{e:#}"), "cannot take custody of a share envelope; a release will retry");
+                    }
+                }
                 return;
             }
             Err(ContentError::Shutdown) => return,
@@ -407,6 +440,9 @@ mod tests {
             )],
         );
         let kinds: Vec<(Cid, BlobKind)> = got.iter().map(|w| (w.cid, w.kind)).collect();
+        let versions: Vec<u32> = got.iter().map(|w| w.version).collect();
+        assert_eq!(versions, vec![0, 0, 1, 1]);
+        assert!(got.iter().all(|w| w.key_commitment == B256::repeat_byte(9)));
         assert_eq!(
             kinds,
             vec![

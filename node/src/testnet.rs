@@ -14,7 +14,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Home, NodeConfig};
-use crate::keys::{generate_node_key, read_secret_file, write_secret_file};
+use crate::keys::{generate_custody_key, generate_node_key, read_secret_file, write_secret_file};
 
 /// Default chain id of local networks.
 pub const DEV_CHAIN_ID: u64 = 7357;
@@ -197,11 +197,12 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
     for i in 0..opts.validators {
         let home = Home::new(opts.dir.join(format!("node{i}")));
         let key = generate_node_key(&home.node_key())?;
-        let operator = generate_account(&home.root.join("keys").join("operator_key.json"))?;
+        let operator = generate_account(&home.operator_key())?;
+        let custody = generate_custody_key(&home.custody_key())?;
         validators.push(GenesisValidator {
             name: format!("node{i}"),
             consensus_key: hex::encode(key.public_key().as_bytes()),
-            custody_key: None,
+            custody_key: Some(hex::encode(custody.as_bytes())),
             operator: Some(operator.address()),
             voting_power: 1,
         });
@@ -282,7 +283,8 @@ pub fn init_node(home: &Home, moniker: &str, genesis: Option<&Path>, chain_id: u
         );
     }
     let key = generate_node_key(&home.node_key())?;
-    generate_account(&home.root.join("keys").join("operator_key.json"))?;
+    let operator = generate_account(&home.operator_key())?;
+    let custody = generate_custody_key(&home.custody_key())?;
     match genesis {
         Some(path) => {
             let g = Genesis::load(path)?;
@@ -296,8 +298,8 @@ pub fn init_node(home: &Home, moniker: &str, genesis: Option<&Path>, chain_id: u
                 validators: vec![GenesisValidator {
                     name: moniker.into(),
                     consensus_key: hex::encode(key.public_key().as_bytes()),
-                    custody_key: None,
-                    operator: None,
+                    custody_key: Some(hex::encode(custody.as_bytes())),
+                    operator: Some(operator.address()),
                     voting_power: 1,
                 }],
                 admin: admin.address(),

@@ -7,16 +7,7 @@ mod common;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_sol_types::{SolCall, SolError};
 use common::*;
-use pmr_client::{PmrClient, Wallet, PMR, PMR_ADDRESS};
-
-async fn view<C: SolCall>(c: &PmrClient, call: C) -> C::Return {
-    let out = c
-        .call(None, PMR_ADDRESS, call.abi_encode().into(), None)
-        .await
-        .expect("call");
-    assert!(out.success, "view reverted");
-    C::abi_decode_returns(&out.output).expect("decode")
-}
+use pmr_client::{Wallet, PMR, PMR_ADDRESS};
 
 fn cid(tag: u8) -> Bytes {
     let mut c = vec![0x01, 0x55, 0x1e, 0x20];

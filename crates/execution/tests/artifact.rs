@@ -1,11 +1,16 @@
 //! The committed contract artifact is exactly what the sources compile to.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 
 #[test]
 fn committed_artifact_matches_a_fresh_compile() {
-    let contracts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../evm-contracts");
+    // The runtime variable (set by cargo and nextest) names this checkout; the compile-time one
+    // may name another checkout that shares the target directory.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let contracts = manifest_dir.join("../../evm-contracts");
     assert!(
         contracts.join("node_modules/solc").is_dir(),
         "evm-contracts/node_modules is missing: run `npm ci --prefix evm-contracts` (needs node and \

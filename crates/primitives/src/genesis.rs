@@ -43,6 +43,19 @@ fn parse_key32(s: &str) -> Option<[u8; 32]> {
     bytes.try_into().ok()
 }
 
+/// A custodian of record-key shares, as the genesis names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GenesisCustodian {
+    /// Its index in every share envelope (1-based, genesis order).
+    pub index: u16,
+    /// The validator's name.
+    pub name: String,
+    /// Operator address: holds the CUSTODIAN role and signs share-release logs.
+    pub address: Address,
+    /// X25519 custody public key.
+    pub custody_key: [u8; 32],
+}
+
 /// Gas limits, priced at zero but metered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GasLimits {
@@ -104,6 +117,10 @@ pub enum GenesisError {
     DuplicateValidator(String),
     #[error("chain id must not be 0")]
     ZeroChainId,
+    #[error("validator `{0}` has a custody key that is not 32 bytes of hex")]
+    BadCustodyKey(String),
+    #[error("validator `{0}` has a custody key but no operator address (a custodian needs both)")]
+    CustodianWithoutOperator(String),
 }
 
 impl Genesis {
@@ -139,8 +156,33 @@ impl Genesis {
             if !seen.insert(key) {
                 return Err(GenesisError::DuplicateValidator(v.name.clone()));
             }
+            if let Some(k) = &v.custody_key {
+                if parse_key32(k).is_none() {
+                    return Err(GenesisError::BadCustodyKey(v.name.clone()));
+                }
+                if v.operator.is_none() {
+                    return Err(GenesisError::CustodianWithoutOperator(v.name.clone()));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The custodians of record-key shares: validators with a custody key (and, as `validate`
+    /// requires, an operator), numbered 1.. in genesis order. Dealers split to exactly these,
+    /// with these indices.
+    pub fn custodians(&self) -> Vec<GenesisCustodian> {
+        self.validators
+            .iter()
+            .filter_map(|v| Some((v, parse_key32(v.custody_key.as_deref()?)?, v.operator?)))
+            .enumerate()
+            .map(|(i, (v, custody_key, address))| GenesisCustodian {
+                index: i as u16 + 1,
+                name: v.name.clone(),
+                address,
+                custody_key,
+            })
+            .collect()
     }
 
     /// Canonical JSON bytes (field order as declared), the input of [`Genesis::hash`].
@@ -162,5 +204,81 @@ impl Genesis {
         all.sort();
         all.dedup();
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validator(i: u8, custody: Option<String>, operator: Option<Address>) -> GenesisValidator {
+        GenesisValidator {
+            name: format!("v{i}"),
+            consensus_key: hex::encode([i; 32]),
+            custody_key: custody,
+            operator,
+            voting_power: 1,
+        }
+    }
+
+    fn genesis(validators: Vec<GenesisValidator>) -> Genesis {
+        Genesis {
+            chain_id: 7,
+            genesis_time_ms: 0,
+            validators,
+            admin: Address::repeat_byte(0xad),
+            hospitals: vec![],
+            permitted: vec![],
+            gas: GasLimits::default(),
+        }
+    }
+
+    #[test]
+    fn custodians_are_the_validators_with_custody_keys_numbered_from_one() {
+        let g = genesis(vec![
+            validator(
+                1,
+                Some(hex::encode([0x11; 32])),
+                Some(Address::repeat_byte(1)),
+            ),
+            validator(2, None, Some(Address::repeat_byte(2))),
+            validator(
+                3,
+                Some(hex::encode([0x33; 32])),
+                Some(Address::repeat_byte(3)),
+            ),
+        ]);
+        g.validate().unwrap();
+        let c = g.custodians();
+        assert_eq!(c.len(), 2);
+        assert_eq!(
+            (
+                c[0].index,
+                c[0].name.as_str(),
+                c[0].address,
+                c[0].custody_key
+            ),
+            (1, "v1", Address::repeat_byte(1), [0x11; 32])
+        );
+        assert_eq!(
+            (
+                c[1].index,
+                c[1].name.as_str(),
+                c[1].address,
+                c[1].custody_key
+            ),
+            (2, "v3", Address::repeat_byte(3), [0x33; 32])
+        );
+    }
+
+    #[test]
+    fn custody_keys_must_be_32_bytes_and_come_with_an_operator() {
+        let bad = genesis(vec![validator(1, Some("abcd".into()), Some(Address::ZERO))]);
+        assert!(matches!(bad.validate(), Err(GenesisError::BadCustodyKey(n)) if n == "v1"));
+        let lone = genesis(vec![validator(1, Some(hex::encode([1; 32])), None)]);
+        assert!(matches!(
+            lone.validate(),
+            Err(GenesisError::CustodianWithoutOperator(n)) if n == "v1"
+        ));
     }
 }

@@ -11,7 +11,7 @@ mod tx;
 
 pub use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 pub use block::{Block, BlockError, Header, ValidatorAddress};
-pub use genesis::{GasLimits, Genesis, GenesisError, GenesisValidator};
+pub use genesis::{GasLimits, Genesis, GenesisCustodian, GenesisError, GenesisValidator};
 pub use merkle::{merkle_proof, merkle_root, verify_merkle_proof, MerkleProof};
 pub use tx::{SignedTx, TxError, TxLimits};
 

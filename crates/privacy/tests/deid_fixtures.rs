@@ -5,10 +5,15 @@
 use pmr_privacy::{deidentify, pseudonymous_id, Action, Category, DeidConfig, PseudonymKey};
 use serde_json::Value;
 
+/// The fixture, embedded at compile time (a path baked in with `env!("CARGO_MANIFEST_DIR")`
+/// goes stale when another checkout shares the target directory).
 fn load(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).expect("fixture readable");
-    serde_json::from_str(&text).expect("fixture is JSON")
+    let text = match name {
+        "patient.json" => include_str!("fixtures/patient.json"),
+        "bundle.json" => include_str!("fixtures/bundle.json"),
+        other => panic!("no fixture {other}"),
+    };
+    serde_json::from_str(text).expect("fixture is JSON")
 }
 
 fn config() -> DeidConfig {

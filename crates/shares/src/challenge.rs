@@ -118,39 +118,13 @@ impl ReleaseChallenge {
     /// Signs as the grantee would (EIP-191 over the signing hash); 65 bytes `r ‖ s ‖ v`, `v` ∈
     /// {27, 28}. For CLIs and tests holding a raw secp256k1 key.
     pub fn sign(&self, key: &SigningKey) -> Result<[u8; 65], ShareError> {
-        let (sig, recid) = key
-            .sign_prehash_recoverable(self.eip191_digest().as_slice())
-            .map_err(|e| ShareError::BadSignature(format!("signing failed: {e}")))?;
-        let sig = Signature::from_signature_and_parity(sig, recid.is_y_odd());
-        // k256 signatures are low-s already; normalize defensively (flips the parity with s).
-        Ok(sig.normalized_s().as_bytes())
+        sign_digest(key, &self.eip191_digest())
     }
 
     /// Recovers the signer of `signature` (65 bytes `r ‖ s ‖ v`, `v` ∈ {0, 1, 27, 28}) and
     /// checks it is [`Self::grantee`]. High-s (malleable) signatures are refused.
     pub fn verify(&self, signature: &[u8]) -> Result<Address, ShareError> {
-        let raw: &[u8; 65] = signature.try_into().map_err(|_| {
-            ShareError::BadSignature(format!(
-                "{} bytes; expected 65 (r ‖ s ‖ v)",
-                signature.len()
-            ))
-        })?;
-        if !matches!(raw[64], 0 | 1 | 27 | 28) {
-            return Err(ShareError::BadSignature(format!(
-                "v = {}; expected 0, 1, 27 or 28",
-                raw[64]
-            )));
-        }
-        let sig =
-            Signature::from_raw_array(raw).map_err(|e| ShareError::BadSignature(e.to_string()))?;
-        if sig.normalize_s().is_some() {
-            return Err(ShareError::BadSignature(
-                "high-s signature (malleable); sign with a low-s signer".into(),
-            ));
-        }
-        let recovered = sig
-            .recover_address_from_prehash(&self.eip191_digest())
-            .map_err(|e| ShareError::BadSignature(format!("does not recover: {e}")))?;
+        let recovered = recover_signer(signature, &self.eip191_digest())?;
         if recovered != self.grantee {
             return Err(ShareError::SignerMismatch {
                 expected: self.grantee,
@@ -168,20 +142,66 @@ impl ReleaseChallenge {
         max_age_ms: u64,
         max_future_skew_ms: u64,
     ) -> Result<(), ShareError> {
-        if self.issued_at_ms > now_ms {
-            let ahead_ms = self.issued_at_ms - now_ms;
-            if ahead_ms > max_future_skew_ms {
-                return Err(ShareError::ChallengeFromFuture {
-                    ahead_ms,
-                    max_skew_ms: max_future_skew_ms,
-                });
-            }
-            return Ok(());
-        }
-        let age_ms = now_ms - self.issued_at_ms;
-        if age_ms > max_age_ms {
-            return Err(ShareError::ChallengeExpired { age_ms, max_age_ms });
-        }
-        Ok(())
+        check_fresh(self.issued_at_ms, now_ms, max_age_ms, max_future_skew_ms)
     }
+}
+
+/// Signs `digest` (an EIP-191 digest) with `key`: 65 bytes `r ‖ s ‖ v`, `v` ∈ {27, 28}.
+pub(crate) fn sign_digest(key: &SigningKey, digest: &B256) -> Result<[u8; 65], ShareError> {
+    let (sig, recid) = key
+        .sign_prehash_recoverable(digest.as_slice())
+        .map_err(|e| ShareError::BadSignature(format!("signing failed: {e}")))?;
+    let sig = Signature::from_signature_and_parity(sig, recid.is_y_odd());
+    // k256 signatures are low-s already; normalize defensively (flips the parity with s).
+    Ok(sig.normalized_s().as_bytes())
+}
+
+/// Recovers the address that signed `digest`: 65 bytes `r ‖ s ‖ v`, `v` ∈ {0, 1, 27, 28};
+/// high-s (malleable) signatures are refused.
+pub(crate) fn recover_signer(signature: &[u8], digest: &B256) -> Result<Address, ShareError> {
+    let raw: &[u8; 65] = signature.try_into().map_err(|_| {
+        ShareError::BadSignature(format!(
+            "{} bytes; expected 65 (r ‖ s ‖ v)",
+            signature.len()
+        ))
+    })?;
+    if !matches!(raw[64], 0 | 1 | 27 | 28) {
+        return Err(ShareError::BadSignature(format!(
+            "v = {}; expected 0, 1, 27 or 28",
+            raw[64]
+        )));
+    }
+    let sig =
+        Signature::from_raw_array(raw).map_err(|e| ShareError::BadSignature(e.to_string()))?;
+    if sig.normalize_s().is_some() {
+        return Err(ShareError::BadSignature(
+            "high-s signature (malleable); sign with a low-s signer".into(),
+        ));
+    }
+    sig.recover_address_from_prehash(digest)
+        .map_err(|e| ShareError::BadSignature(format!("does not recover: {e}")))
+}
+
+/// `issued_at_ms` is at most `max_age_ms` before `now_ms` and at most `max_future_skew_ms` after.
+pub(crate) fn check_fresh(
+    issued_at_ms: u64,
+    now_ms: u64,
+    max_age_ms: u64,
+    max_future_skew_ms: u64,
+) -> Result<(), ShareError> {
+    if issued_at_ms > now_ms {
+        let ahead_ms = issued_at_ms - now_ms;
+        if ahead_ms > max_future_skew_ms {
+            return Err(ShareError::ChallengeFromFuture {
+                ahead_ms,
+                max_skew_ms: max_future_skew_ms,
+            });
+        }
+        return Ok(());
+    }
+    let age_ms = now_ms - issued_at_ms;
+    if age_ms > max_age_ms {
+        return Err(ShareError::ChallengeExpired { age_ms, max_age_ms });
+    }
+    Ok(())
 }

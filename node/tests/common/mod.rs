@@ -162,6 +162,16 @@ pub async fn send(c: &PmrClient, chain_id: u64, from: &Wallet, call: impl SolCal
     }
 }
 
+/// A read-only PMR contract call at node `c`'s latest height, asserting it did not revert.
+pub async fn view<C: SolCall>(c: &PmrClient, call: C) -> C::Return {
+    let out = c
+        .call(None, PMR_ADDRESS, call.abi_encode().into(), None)
+        .await
+        .expect("call");
+    assert!(out.success, "view reverted");
+    C::abi_decode_returns(&out.output).expect("decode")
+}
+
 /// [`send`], asserting the call succeeded.
 pub async fn ok(c: &PmrClient, chain_id: u64, from: &Wallet, call: impl SolCall) -> Sent {
     let s = send(c, chain_id, from, call).await;

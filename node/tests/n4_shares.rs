@@ -1,0 +1,615 @@
+//! Essential secret sharing on a 4-validator testnet (4 custodians): a hospital splits a record
+//! key 3-of-4 plus the patient's essential share and mints the record; every custodian takes
+//! custody; the patient grants a doctor; the doctor collects 3 shares over gRPC and
+//! reconstructs the key that decrypts the record; every release is on-chain; after the revoke
+//! the custodians refuse. Bad requests get precise statuses. `IssueShares` splits on a node.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alloy_primitives::{Address, Bytes, B256, U256};
+use alloy_sol_types::SolEvent;
+use common::*;
+use pmr_client::{Wallet, PMR};
+use pmr_content::{decrypt_to_vec, encrypt_to_vec, parse_cid, DataKey};
+use pmr_proto::v1 as pb;
+use pmr_proto::v1::share_service_client::ShareServiceClient;
+use pmr_shares::{
+    open_granted_patient_share, open_patient_share, open_sealed_share, reconstruct_record_key,
+    seal_patient_share_to, split_record_key, CustodianInfo, CustodianShare, GrantContext,
+    IssueRequest, RecordKey, ReleaseChallenge, SealedShare, ShareEnvelope, X25519PublicKey,
+    X25519Secret,
+};
+use rand::rngs::OsRng;
+use tonic::transport::Channel;
+use tonic::Code;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+struct Custodian {
+    index: u16,
+    address: Address,
+    public_key: X25519PublicKey,
+}
+
+/// Signs a release challenge from `who` for `token`, addressed to `custodian`.
+fn challenge(
+    chain_id: u64,
+    custodian: Address,
+    token: U256,
+    who: &Wallet,
+    issued_at_ms: u64,
+) -> pb::ReleaseShareRequest {
+    let ch = ReleaseChallenge::new(
+        chain_id,
+        custodian,
+        token,
+        who.address(),
+        issued_at_ms,
+        &mut OsRng,
+    );
+    pb::ReleaseShareRequest {
+        challenge: ch.to_bytes().to_vec(),
+        signature: who
+            .sign_message(ch.signing_hash().as_slice())
+            .expect("sign")
+            .to_vec(),
+    }
+}
+
+/// Sends a release request and returns the refusal, failing if it was granted.
+async fn refused(
+    s: &mut ShareServiceClient<Channel>,
+    req: pb::ReleaseShareRequest,
+    code: Code,
+    says: &str,
+) {
+    match s.release_share(req).await {
+        Ok(_) => panic!("release granted; expected {code:?} ({says})"),
+        Err(st) => {
+            assert_eq!(st.code(), code, "{}", st.message());
+            assert!(
+                st.message().contains(says),
+                "`{}` does not say `{says}`",
+                st.message()
+            );
+        }
+    }
+}
+
+/// Waits until node `i` holds a verified share of `token` version `version`.
+async fn wait_held(s: &mut ShareServiceClient<Channel>, i: usize, token: U256, version: u32) {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let st = s
+            .get_custody_status(pb::GetCustodyStatusRequest {
+                token_id: token.to_be_bytes::<32>().to_vec(),
+            })
+            .await
+            .expect("custody status")
+            .into_inner();
+        if let Some(e) = st.versions.iter().find(|e| e.version == version) {
+            assert_eq!(e.status, "held", "node{i}: {}", e.reason);
+            assert_eq!(e.custodian_index, i as u32 + 1);
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node{i} did not take custody of token {token} version {version} within {T:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Collects shares from the custodians `from` for `who` and opens them.
+async fn collect(
+    shares: &mut [ShareServiceClient<Channel>],
+    custodians: &[Custodian],
+    from: &[usize],
+    chain_id: u64,
+    token: U256,
+    who: &Wallet,
+    secret: &X25519Secret,
+    context: &GrantContext,
+) -> (Vec<CustodianShare>, Vec<B256>) {
+    let mut out = Vec::new();
+    let mut txs = Vec::new();
+    for &i in from {
+        let req = challenge(chain_id, custodians[i].address, token, who, now_ms());
+        let resp = shares[i]
+            .release_share(req)
+            .await
+            .unwrap_or_else(|e| panic!("release from node{i}: {}", e.message()))
+            .into_inner();
+        assert_eq!(resp.custodian_index, custodians[i].index as u32);
+        assert_eq!(resp.key_commitment, context.key_commitment.to_bytes());
+        let sealed = SealedShare::from_bytes(&resp.sealed_share).expect("80 bytes");
+        out.push(
+            open_sealed_share(&sealed, custodians[i].index, secret, context)
+                .expect("opens for the grantee"),
+        );
+        txs.push(B256::from_slice(&resp.release_tx_hash));
+    }
+    (out, txs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4_grant_release_reconstruct_revoke() {
+    let net = start_net(4, |_, _| {}).await;
+    net.wait_height(0, 2).await;
+    let id = net.chain_id;
+    let admin = net.account("admin");
+    let hospital = net.account("hospital");
+    let patient = Wallet::random();
+    let doctor = Wallet::random();
+    let stranger = Wallet::random();
+    let patient_x = X25519Secret::random_from_rng(OsRng);
+    let doctor_x = X25519Secret::random_from_rng(OsRng);
+    let stranger_x = X25519Secret::random_from_rng(OsRng);
+    let mut c = Vec::new();
+    let mut shares = Vec::new();
+    for i in 0..4 {
+        let client = net.client(i).await;
+        shares.push(ShareServiceClient::new(client.channel()));
+        c.push(client);
+    }
+
+    // The custodians, as every node reports them; node i is custodian i + 1.
+    let listed = shares[0]
+        .get_custodians(pb::GetCustodiansRequest {})
+        .await
+        .expect("custodians")
+        .into_inner();
+    assert_eq!((listed.chain_id, listed.custodians.len()), (id, 4));
+    assert_eq!(listed.default_threshold, 2);
+    let custodians: Vec<Custodian> = listed
+        .custodians
+        .iter()
+        .map(|c| Custodian {
+            index: c.index as u16,
+            address: Address::from_slice(&c.address),
+            public_key: X25519PublicKey::from(<[u8; 32]>::try_from(&c.custody_key[..]).unwrap()),
+        })
+        .collect();
+    for (i, s) in shares.iter_mut().enumerate() {
+        let me = s
+            .get_custodians(pb::GetCustodiansRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .this_node
+            .expect("every validator is a custodian");
+        assert_eq!(me.index, i as u32 + 1);
+    }
+
+    // Accounts: a registered patient, a doctor and a stranger with encryption keys.
+    ok(
+        &c[0],
+        id,
+        &hospital,
+        PMR::registerPatientCall {
+            patient: patient.address(),
+            pseudonymCommitment: B256::repeat_byte(0x11),
+            encryptionKey: B256::from(X25519PublicKey::from(&patient_x).to_bytes()),
+        },
+    )
+    .await;
+    for (w, x) in [(&doctor, &doctor_x), (&stranger, &stranger_x)] {
+        ok(
+            &c[1],
+            id,
+            &admin,
+            PMR::setPermittedCall {
+                account: w.address(),
+                permitted: true,
+            },
+        )
+        .await;
+        ok(
+            &c[2],
+            id,
+            w,
+            PMR::setEncryptionKeyCall {
+                encryptionKey: B256::from(X25519PublicKey::from(x).to_bytes()),
+            },
+        )
+        .await;
+    }
+
+    // The hospital encrypts a record, splits its key 3-of-4 and mints it.
+    let key = RecordKey::generate(&mut OsRng);
+    let plaintext: Vec<u8> = b"PMR-SHARES-MARKER discharge summary "
+        .iter()
+        .copied()
+        .cycle()
+        .take(300 * 1024)
+        .collect();
+    let ciphertext = encrypt_to_vec(&DataKey::from_bytes(*key.dek()), &plaintext);
+    let root = c[0].put_blob_bytes(ciphertext).await.expect("put record");
+    let infos: Vec<CustodianInfo> = custodians
+        .iter()
+        .map(|c| CustodianInfo {
+            index: c.index,
+            address: c.address,
+            public_key: c.public_key,
+        })
+        .collect();
+    let envelope = split_record_key(
+        &key,
+        3,
+        &infos,
+        &X25519PublicKey::from(&patient_x),
+        &mut OsRng,
+    )
+    .expect("split");
+    let env_put = c[0]
+        .put_blob_bytes(envelope.encode())
+        .await
+        .expect("put envelope");
+    let minted = ok(
+        &c[0],
+        id,
+        &hospital,
+        PMR::mintRecordCall {
+            patient: patient.address(),
+            rootCid: parse_cid(&root.root_cid).unwrap().to_bytes().into(),
+            envelopeCid: parse_cid(&env_put.root_cid).unwrap().to_bytes().into(),
+            keyCommitment: B256::from(key.commitment().to_bytes()),
+            recordType: 11,
+        },
+    )
+    .await;
+    let token = U256::from_be_slice(&minted.output);
+
+    // Every custodian fetched the envelope, opened and verified its share.
+    for (i, s) in shares.iter_mut().enumerate() {
+        wait_held(s, i, token, 0).await;
+    }
+
+    // The patient grants the doctor: opens the essential share, re-seals it to the doctor.
+    let env = ShareEnvelope::decode(
+        &c[3]
+            .get_blob_bytes(&env_put.root_cid)
+            .await
+            .expect("envelope"),
+    )
+    .expect("decodes");
+    let doctor_ctx = GrantContext {
+        chain_id: id,
+        token_id: token,
+        grantee: doctor.address(),
+        key_commitment: env.key_commitment(),
+    };
+    let essential = open_patient_share(&env, &patient_x).expect("patient opens");
+    let sealed = seal_patient_share_to(
+        &essential,
+        &X25519PublicKey::from(&doctor_x),
+        &doctor_ctx,
+        &mut OsRng,
+    )
+    .unwrap();
+    let expiry = now_ms() / 1000 + 3600;
+    ok(
+        &c[1],
+        id,
+        &patient,
+        PMR::grantAccessCall {
+            tokenId: token,
+            grantee: doctor.address(),
+            expiry,
+            sealedPatientShare: Bytes::from(sealed.to_bytes().to_vec()),
+        },
+    )
+    .await;
+    let granted_at = c[1].status().await.unwrap().height;
+    for i in 0..4 {
+        net.wait_height(i, granted_at).await;
+    }
+
+    // Every way to ask wrongly is refused, precisely.
+    let to0 = custodians[0].address;
+    refused(
+        &mut shares[0],
+        challenge(id, to0, token, &stranger, now_ms()),
+        Code::PermissionDenied,
+        "no grant",
+    )
+    .await;
+    refused(
+        &mut shares[0],
+        challenge(id, to0, U256::from(999), &doctor, now_ms()),
+        Code::NotFound,
+        "unknown token",
+    )
+    .await;
+    refused(
+        &mut shares[0],
+        challenge(id, custodians[1].address, token, &doctor, now_ms()),
+        Code::FailedPrecondition,
+        "wrong custodian",
+    )
+    .await;
+    refused(
+        &mut shares[0],
+        challenge(id + 1, to0, token, &doctor, now_ms()),
+        Code::FailedPrecondition,
+        "chain",
+    )
+    .await;
+    refused(
+        &mut shares[0],
+        challenge(id, to0, token, &doctor, now_ms() - 600_000),
+        Code::FailedPrecondition,
+        "old",
+    )
+    .await;
+    let mut forged = challenge(id, to0, token, &doctor, now_ms());
+    forged.signature = challenge(id, to0, token, &stranger, now_ms()).signature;
+    refused(
+        &mut shares[0],
+        forged,
+        Code::Unauthenticated,
+        "not by the grantee",
+    )
+    .await;
+    refused(
+        &mut shares[0],
+        pb::ReleaseShareRequest {
+            challenge: vec![1, 2, 3],
+            signature: vec![0; 65],
+        },
+        Code::InvalidArgument,
+        "challenge",
+    )
+    .await;
+
+    // The doctor collects 3 shares (nodes 1, 2, 3) and reconstructs the record key.
+    let (got, txs) = collect(
+        &mut shares,
+        &custodians,
+        &[1, 2, 3],
+        id,
+        token,
+        &doctor,
+        &doctor_x,
+        &doctor_ctx,
+    )
+    .await;
+    let grant = view(
+        &c[0],
+        PMR::grantOfCall {
+            tokenId: token,
+            grantee: doctor.address(),
+        },
+    )
+    .await;
+    let granted_share = open_granted_patient_share(
+        &SealedShare::from_bytes(&grant.sealedShare).unwrap(),
+        &doctor_x,
+        &doctor_ctx,
+    )
+    .expect("the doctor opens the granted essential share");
+    let rebuilt = reconstruct_record_key(&env, &granted_share, &got).expect("reconstructs");
+    assert_eq!(*rebuilt.to_bytes(), *key.to_bytes());
+    assert!(
+        reconstruct_record_key(&env, &granted_share, &got[..2]).is_err(),
+        "t - 1 shares must not reconstruct"
+    );
+    let fetched = c[2].get_blob_bytes(&root.root_cid).await.expect("record");
+    assert_eq!(
+        decrypt_to_vec(&DataKey::from_bytes(*rebuilt.dek()), &fetched).expect("decrypts"),
+        plaintext
+    );
+
+    // A challenge is good once.
+    let req = challenge(id, custodians[1].address, token, &doctor, now_ms());
+    shares[1]
+        .release_share(req.clone())
+        .await
+        .expect("first use");
+    refused(&mut shares[1], req, Code::AlreadyExists, "replay").await;
+
+    // Every release is on-chain, logged by the custodian that released.
+    for (k, tx) in txs.iter().enumerate() {
+        let r = c[0]
+            .receipt(*tx)
+            .await
+            .expect("receipt")
+            .receipt
+            .expect("body");
+        assert!(r.success);
+        let log = r
+            .logs
+            .iter()
+            .find(|l| {
+                l.topics.first().map(|t| &t[..]) == Some(&PMR::ShareReleased::SIGNATURE_HASH[..])
+            })
+            .expect("a ShareReleased log");
+        let topics: Vec<B256> = log.topics.iter().map(|t| B256::from_slice(t)).collect();
+        let ev = PMR::ShareReleased::decode_raw_log(topics, &log.data).unwrap();
+        assert_eq!(
+            (ev.tokenId, ev.grantee, ev.custodian, ev.version),
+            (token, doctor.address(), custodians[k + 1].address, 0)
+        );
+    }
+    let released = shares[1]
+        .get_custody_status(pb::GetCustodyStatusRequest {
+            token_id: token.to_be_bytes::<32>().to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .releases;
+    assert_eq!(released, 2);
+
+    // Revoked: every custodian refuses.
+    ok(
+        &c[3],
+        id,
+        &patient,
+        PMR::revokeAccessCall {
+            tokenId: token,
+            grantee: doctor.address(),
+        },
+    )
+    .await;
+    let revoked_at = c[3].status().await.unwrap().height;
+    for i in 0..4 {
+        net.wait_height(i, revoked_at).await;
+        let to = custodians[i].address;
+        refused(
+            &mut shares[i],
+            challenge(id, to, token, &doctor, now_ms()),
+            Code::PermissionDenied,
+            "revoked",
+        )
+        .await;
+    }
+
+    // An expired grant is refused.
+    let soon = c[0].status().await.unwrap().latest_timestamp_ms / 1000 + 3;
+    let stranger_ctx = GrantContext {
+        grantee: stranger.address(),
+        ..doctor_ctx
+    };
+    let sealed = seal_patient_share_to(
+        &essential,
+        &X25519PublicKey::from(&stranger_x),
+        &stranger_ctx,
+        &mut OsRng,
+    )
+    .unwrap();
+    ok(
+        &c[0],
+        id,
+        &patient,
+        PMR::grantAccessCall {
+            tokenId: token,
+            grantee: stranger.address(),
+            expiry: soon,
+            sealedPatientShare: Bytes::from(sealed.to_bytes().to_vec()),
+        },
+    )
+    .await;
+    while now_ms() / 1000 <= soon {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    refused(
+        &mut shares[2],
+        challenge(id, custodians[2].address, token, &stranger, now_ms()),
+        Code::PermissionDenied,
+        "expired",
+    )
+    .await;
+
+    // IssueShares: the hospital has node 0 split a key (default threshold) for a second record.
+    let key2 = RecordKey::generate(&mut OsRng);
+    let issue = |signer: &Wallet, named: Address, to: Address| {
+        let r = IssueRequest::new(
+            &key2,
+            &custodians[0].public_key,
+            id,
+            to,
+            named,
+            0,
+            X25519PublicKey::from(&patient_x),
+            now_ms(),
+            &mut OsRng,
+        )
+        .unwrap();
+        pb::IssueSharesRequest {
+            request: r.to_bytes().to_vec(),
+            signature: signer
+                .sign_message(r.signing_hash().as_slice())
+                .unwrap()
+                .to_vec(),
+        }
+    };
+    let cases = [
+        (
+            issue(&stranger, stranger.address(), to0),
+            Code::PermissionDenied,
+            "HOSPITAL",
+        ),
+        (
+            issue(&stranger, hospital.address(), to0),
+            Code::Unauthenticated,
+            "not by the hospital",
+        ),
+        (
+            issue(&hospital, hospital.address(), custodians[1].address),
+            Code::FailedPrecondition,
+            "wrong custodian",
+        ),
+    ];
+    for (req, code, says) in cases {
+        let st = shares[0].issue_shares(req).await.expect_err(says);
+        assert_eq!(st.code(), code, "{}", st.message());
+        assert!(st.message().contains(says), "{}", st.message());
+    }
+    let req = issue(&hospital, hospital.address(), to0);
+    let issued = shares[0]
+        .issue_shares(req.clone())
+        .await
+        .expect("issue shares")
+        .into_inner();
+    let st = shares[0].issue_shares(req).await.expect_err("replay");
+    assert_eq!(st.code(), Code::AlreadyExists, "{}", st.message());
+    assert_eq!((issued.threshold, issued.custodians), (2, 4));
+    assert_eq!(issued.key_commitment, key2.commitment().to_bytes());
+    let minted = ok(
+        &c[0],
+        id,
+        &hospital,
+        PMR::mintRecordCall {
+            patient: patient.address(),
+            rootCid: parse_cid(&root.root_cid).unwrap().to_bytes().into(),
+            envelopeCid: issued.envelope_cid.clone().into(),
+            keyCommitment: B256::from_slice(&issued.key_commitment),
+            recordType: 12,
+        },
+    )
+    .await;
+    let token2 = U256::from_be_slice(&minted.output);
+    // The owner reads their own record: two custodians (nodes 2, 3) and the essential share.
+    for i in [2, 3] {
+        wait_held(&mut shares[i], i, token2, 0).await;
+    }
+    let env2 = ShareEnvelope::decode(
+        &c[1]
+            .get_blob_bytes(&issued.envelope_cid_text)
+            .await
+            .expect("issued envelope"),
+    )
+    .unwrap();
+    assert_eq!(
+        env2.patient().sealed.to_bytes().to_vec(),
+        issued.patient_sealed_share
+    );
+    let owner_ctx = GrantContext {
+        chain_id: id,
+        token_id: token2,
+        grantee: patient.address(),
+        key_commitment: env2.key_commitment(),
+    };
+    let (got2, _) = collect(
+        &mut shares,
+        &custodians,
+        &[2, 3],
+        id,
+        token2,
+        &patient,
+        &patient_x,
+        &owner_ctx,
+    )
+    .await;
+    let own = open_patient_share(&env2, &patient_x).unwrap();
+    let rebuilt2 = reconstruct_record_key(&env2, &own, &got2).expect("reconstructs");
+    assert_eq!(*rebuilt2.to_bytes(), *key2.to_bytes());
+}
