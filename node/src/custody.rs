@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
-use alloy_sol_types::SolCall;
+use alloy_sol_types::{SolCall, SolEvent};
 use eyre::{bail, Context, Result};
 use pmr_client::{Wallet, PMR, PMR_ADDRESS};
-use pmr_consensus::Ledger;
+use pmr_consensus::{Ledger, PoolError, SubmitError};
 use pmr_content::{Cid, ContentNode};
 use pmr_primitives::{Genesis, GenesisCustodian};
 use pmr_proto::v1 as pb;
@@ -356,34 +356,54 @@ impl Custody {
         let key = key_with(RELEASES_PREFIX, &[&token.to_be_bytes::<32>()]);
         self.inner
             .store
-            .put(Column::Shares, &key, &n.to_be_bytes(), Durability::Sync)?;
+            .put(Column::Shares, &key, &n.to_be_bytes(), Durability::Buffered)?;
         Ok(())
     }
 
-    /// Records `nonce` as used; refuses one seen before.
-    fn consume_nonce(&self, nonce: &B256, issued_at_ms: u64) -> Result<(), Status> {
-        let _g = self.inner.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let key = key_with(NONCE_PREFIX, &[nonce.as_slice()]);
-        if self
-            .inner
-            .store
-            .get(Column::Shares, &key)
-            .map_err(internal)?
-            .is_some()
-        {
-            return Err(Status::already_exists(format!(
-                "nonce {nonce} was already used: replay refused; sign a new request with a fresh nonce"
-            )));
-        }
-        self.inner
-            .store
-            .put(
-                Column::Shares,
-                &key,
-                &issued_at_ms.to_be_bytes(),
-                Durability::Sync,
-            )
-            .map_err(internal)
+    /// Records `nonce` (of a request made at `issued_at_ms`) as used; refuses one seen before.
+    /// Keys are `n ‖ issued_at_ms ‖ nonce`, so entries older than the freshness window (which
+    /// no request can reuse: it would be refused as stale) are pruned in key order.
+    async fn consume_nonce(&self, nonce: B256, issued_at_ms: u64) -> Result<(), Status> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _g = this.inner.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let store = &this.inner.store;
+            let key = key_with(
+                NONCE_PREFIX,
+                &[&issued_at_ms.to_be_bytes(), nonce.as_slice()],
+            );
+            if store.get(Column::Shares, &key).map_err(internal)?.is_some() {
+                return Err(Status::already_exists(format!(
+                    "nonce {nonce} was already used: replay refused; sign a new request with a fresh nonce"
+                )));
+            }
+            let cutoff = now_ms()
+                .saturating_sub((MAX_REQUEST_AGE + MAX_CLOCK_SKEW).as_millis() as u64);
+            let mut stale = Vec::new();
+            store
+                .for_each_from(Column::Shares, &[NONCE_PREFIX], |k, _| {
+                    let at = k
+                        .get(1..9)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u64::from_be_bytes);
+                    match (k.first(), at) {
+                        (Some(&NONCE_PREFIX), Some(at)) if at < cutoff => {
+                            stale.push(k.to_vec());
+                            stale.len() < 1024
+                        }
+                        _ => false,
+                    }
+                })
+                .map_err(internal)?;
+            let mut batch = store.batch();
+            for k in &stale {
+                batch.delete(Column::Shares, k);
+            }
+            batch.put(Column::Shares, &key, &[]);
+            batch.commit(Durability::Sync).map_err(internal)
+        })
+        .await
+        .map_err(internal)?
     }
 
     /// A read-only PMR contract call at `height`: `Ok(Err(revert reason))` when it reverts.
@@ -417,7 +437,7 @@ impl Custody {
         token: U256,
         grantee: Address,
         challenge_hash: B256,
-    ) -> Result<(B256, u64), Status> {
+    ) -> Result<(B256, u64, Vec<pmr_execution::Log>), Status> {
         let ledger = &self.inner.ledger;
         let data = PMR::logShareReleaseCall {
             tokenId: token,
@@ -433,27 +453,36 @@ impl Custody {
                 .executor
                 .nonce(me.operator.address())
                 .map_err(internal)?;
-            let nonce = next.map_or(committed, |n| n.max(committed));
-            let raw = me
-                .operator
-                .sign_call(
-                    self.inner.chain_id,
-                    nonce,
-                    PMR_ADDRESS,
-                    data.into(),
-                    RELEASE_GAS,
-                )
-                .map_err(internal)?;
-            match ledger.submit(raw.0) {
-                Ok(a) => {
-                    *next = Some(nonce + 1);
-                    a.hash
-                }
-                Err(e) => {
-                    *next = None;
-                    return Err(Status::unavailable(format!(
-                        "cannot submit the share-release log: {e}; nothing was released"
-                    )));
+            let mut nonce = next.map_or(committed, |n| n.max(committed));
+            // A nonce may still be held by an earlier release's pending transaction (after a
+            // timeout reset): step past it, a bounded number of times.
+            let mut attempts = 0;
+            loop {
+                let raw = me
+                    .operator
+                    .sign_call(
+                        self.inner.chain_id,
+                        nonce,
+                        PMR_ADDRESS,
+                        data.clone().into(),
+                        RELEASE_GAS,
+                    )
+                    .map_err(internal)?;
+                match ledger.submit(raw.0) {
+                    Ok(a) => {
+                        *next = Some(nonce + 1);
+                        break a.hash;
+                    }
+                    Err(SubmitError::Pool(PoolError::NonceTaken { .. })) if attempts < 64 => {
+                        attempts += 1;
+                        nonce += 1;
+                    }
+                    Err(e) => {
+                        *next = None;
+                        return Err(Status::unavailable(format!(
+                            "cannot submit the share-release log: {e}; nothing was released"
+                        )));
+                    }
                 }
             }
         };
@@ -467,13 +496,18 @@ impl Custody {
                     .and_then(|rs| rs.into_iter().nth(loc.index as usize))
                 {
                     if r.success {
-                        return Ok((hash, loc.height));
+                        return Ok((hash, loc.height, r.logs));
                     }
-                    return Err(Status::permission_denied(format!(
-                        "the ledger refused the share-release log at height {} ({}): no live grant; nothing was released",
-                        loc.height,
-                        pmr_execution::describe_revert(&r.output)
-                    )));
+                    let reason = pmr_execution::describe_revert(&r.output);
+                    let msg = format!(
+                        "the ledger refused the share-release log at height {} ({reason}); nothing was released",
+                        loc.height
+                    );
+                    return Err(if reason.contains("NoLiveGrant") {
+                        Status::permission_denied(msg)
+                    } else {
+                        Status::failed_precondition(msg)
+                    });
                 }
             }
             match tokio::time::timeout_at(deadline, blocks.recv()).await {
@@ -485,7 +519,7 @@ impl Custody {
                     // The transaction may have been dropped: re-read the nonce next time.
                     *self.inner.next_nonce.lock().await = None;
                     return Err(Status::unavailable(format!(
-                        "the share-release log {hash} did not commit within {}s; nothing was released: retry with a new challenge",
+                        "the share-release log {hash} did not commit within {}s, so no share was returned (the log may still commit later): retry with a new challenge",
                         RELEASE_COMMIT_TIMEOUT.as_secs()
                     )));
                 }
@@ -521,7 +555,6 @@ impl Custody {
         .map_err(|e| Status::failed_precondition(e.to_string()))?;
         ch.verify(&req.signature)
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
-        self.consume_nonce(&ch.nonce, ch.issued_at_ms)?;
 
         let (token, grantee) = (ch.token_id, ch.grantee);
         let height = self.inner.ledger.tip().height;
@@ -589,6 +622,9 @@ impl Custody {
                 "version {version} of token {token} names no usable envelope: {e}"
             ))
         })?;
+        // Only a request that passed every ledger check uses up its nonce (so strangers cannot
+        // fill the nonce store), and it does before anything leaves the node.
+        self.consume_nonce(ch.nonce, ch.issued_at_ms).await?;
         let rec = self
             .take_custody(token, version, cid, v.keyCommitment)
             .await
@@ -623,9 +659,23 @@ impl Custody {
         .map_err(|e| {
             Status::failed_precondition(format!("cannot seal to {grantee}'s encryption key: {e}"))
         })?;
-        let (tx, at) = self
-            .log_release(me, token, grantee, keccak256(req.challenge))
+        let (tx, at, logs) = self
+            .log_release(me, token, grantee, keccak256(&req.challenge))
             .await?;
+        // The contract names the version it logged (decided at commit); release only if it is
+        // the one this share belongs to.
+        let logged = logs
+            .iter()
+            .filter(|l| l.address == PMR_ADDRESS)
+            .find_map(|l| {
+                PMR::ShareReleased::decode_raw_log(l.topics.iter().copied(), &l.data).ok()
+            })
+            .map(|e| e.version);
+        if logged != Some(version) {
+            return Err(Status::aborted(format!(
+                "the record changed while releasing (the log names version {logged:?}, this share is of version {version}); no share was returned: retry with a new challenge"
+            )));
+        }
         if let Err(e) = self.count_release(token) {
             warn!(target: TARGET, error = %e, "cannot count a release");
         }
@@ -686,7 +736,7 @@ impl Custody {
                 r.hospital
             )));
         }
-        self.consume_nonce(&r.nonce, r.issued_at_ms)?;
+        self.consume_nonce(r.nonce, r.issued_at_ms).await?;
         let key = r
             .open_key(&me.secret)
             .map_err(|e| Status::failed_precondition(e.to_string()))?;

@@ -9,6 +9,7 @@ pub mod config;
 pub mod content;
 pub mod custody;
 pub mod keys;
+pub mod lifecycle;
 pub mod metrics;
 pub mod replicate;
 pub mod testnet;

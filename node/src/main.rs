@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use eyre::{Context, Result};
 use pmr_node::testnet::{init_node, init_testnet, TestnetOptions, DEV_CHAIN_ID};
-use pmr_node::{Home, NodeConfig};
+use pmr_node::{lifecycle, Home, NodeConfig};
 use pmr_testnet::{Cluster, Manifest, MANIFEST_FILE};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
@@ -114,6 +114,51 @@ enum Command {
     Blob {
         #[command(subcommand)]
         command: BlobCommand,
+    },
+    /// Identities: passphrase-encrypted keystores of hospitals, patients and doctors.
+    Identity {
+        #[command(subcommand)]
+        command: lifecycle::IdentityCommand,
+    },
+    /// Network administration (the ADMIN account): hospitals, custodians, permissions.
+    Admin {
+        #[command(subcommand)]
+        command: lifecycle::AdminCommand,
+    },
+    /// Hospitals: register patients.
+    Patient {
+        #[command(subcommand)]
+        command: lifecycle::PatientCommand,
+    },
+    /// Medical records: create, update, list, open.
+    Record {
+        #[command(subcommand)]
+        command: lifecycle::RecordCommand,
+    },
+    /// Patients: grant and revoke access to their records.
+    Access {
+        #[command(subcommand)]
+        command: lifecycle::AccessCommand,
+    },
+    /// Every event of a record (mint, versions, grants, revokes, share releases) with its block
+    /// height; --proof FILE also exports what proves them.
+    Audit {
+        #[arg(long)]
+        token: alloy_primitives::U256,
+        /// Write the events' receipts, Merkle proofs, blocks and commit certificates here.
+        #[arg(long)]
+        proof: Option<PathBuf>,
+        #[command(flatten)]
+        net: lifecycle::NetArgs,
+    },
+    /// Check an audit proof file offline against a genesis file: every receipt is in a block
+    /// that more than 2/3 of the genesis validators signed.
+    VerifyProof {
+        file: PathBuf,
+        #[arg(long)]
+        genesis: PathBuf,
+        #[arg(long, value_enum, default_value_t = lifecycle::Format::Text)]
+        output: lifecycle::Format,
     },
 }
 
@@ -377,6 +422,37 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Blob { command } => blob(command).await,
+        Command::Identity { command } => lifecycle::identity(command).await,
+        Command::Admin { command } => lifecycle::admin(command).await,
+        Command::Patient { command } => lifecycle::patient(command).await,
+        Command::Record { command } => lifecycle::record(command).await,
+        Command::Access { command } => lifecycle::access(command).await,
+        Command::Audit { token, proof, net } => lifecycle::audit(token, proof, net).await,
+        Command::VerifyProof {
+            file,
+            genesis,
+            output,
+        } => {
+            let events = lifecycle::verify_proof(&file, &genesis)?;
+            match output {
+                lifecycle::Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"verified": true, "events": events})
+                    )?
+                ),
+                lifecycle::Format::Text => {
+                    println!(
+                        "verified: {} events, each in a block certified by the genesis validators",
+                        events.len()
+                    );
+                    for (h, kind, detail) in events {
+                        println!("height {h:>6}  {kind:<9} {detail}");
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Block { height, client } => {
             let c = pmr_client::PmrClient::connect(&client.rpc).await?;
             let b = c.block(height).await?;

@@ -448,6 +448,71 @@ async fn n4_grant_release_reconstruct_revoke() {
         .releases;
     assert_eq!(released, 2);
 
+    // A new version (fresh key) does not widen the doctor's grant: custodians still release
+    // version 0 to the doctor, and the latest version to the owner.
+    let key_v1 = RecordKey::generate(&mut OsRng);
+    let env_v1 = split_record_key(
+        &key_v1,
+        3,
+        &infos,
+        &X25519PublicKey::from(&patient_x),
+        &mut OsRng,
+    )
+    .unwrap();
+    let env_v1_put = c[0].put_blob_bytes(env_v1.encode()).await.unwrap();
+    let appended = ok(
+        &c[0],
+        id,
+        &hospital,
+        PMR::appendVersionCall {
+            tokenId: token,
+            rootCid: parse_cid(&root.root_cid).unwrap().to_bytes().into(),
+            envelopeCid: parse_cid(&env_v1_put.root_cid).unwrap().to_bytes().into(),
+            keyCommitment: B256::from(key_v1.commitment().to_bytes()),
+        },
+    )
+    .await;
+    for i in 0..4 {
+        net.wait_height(i, appended.height).await;
+    }
+    wait_held(&mut shares[2], 2, token, 1).await;
+    let to2 = custodians[2].address;
+    let for_doctor = shares[2]
+        .release_share(challenge(id, to2, token, &doctor, now_ms()))
+        .await
+        .expect("doctor release after the update")
+        .into_inner();
+    assert_eq!(for_doctor.version, 0);
+    assert_eq!(for_doctor.key_commitment, key.commitment().to_bytes());
+    let for_owner = shares[2]
+        .release_share(challenge(id, to2, token, &patient, now_ms()))
+        .await
+        .expect("owner release")
+        .into_inner();
+    assert_eq!(for_owner.version, 1);
+    assert_eq!(for_owner.key_commitment, key_v1.commitment().to_bytes());
+
+    // The contract is the last gate: node 3 loses its CUSTODIAN role; its own checks pass, its
+    // release log reverts, and no share leaves it.
+    let role = view(&c[0], PMR::CUSTODIAN_ROLECall {}).await;
+    ok(
+        &c[1],
+        id,
+        &admin,
+        PMR::revokeRoleCall {
+            role,
+            account: custodians[3].address,
+        },
+    )
+    .await;
+    refused(
+        &mut shares[3],
+        challenge(id, custodians[3].address, token, &doctor, now_ms()),
+        Code::FailedPrecondition,
+        "refused the share-release log",
+    )
+    .await;
+
     // Revoked: every custodian refuses.
     ok(
         &c[3],
@@ -473,7 +538,7 @@ async fn n4_grant_release_reconstruct_revoke() {
     }
 
     // An expired grant is refused.
-    let soon = c[0].status().await.unwrap().latest_timestamp_ms / 1000 + 3;
+    let soon = c[0].status().await.unwrap().latest_timestamp_ms / 1000 + 6;
     let stranger_ctx = GrantContext {
         grantee: stranger.address(),
         ..doctor_ctx
@@ -577,8 +642,8 @@ async fn n4_grant_release_reconstruct_revoke() {
     )
     .await;
     let token2 = U256::from_be_slice(&minted.output);
-    // The owner reads their own record: two custodians (nodes 2, 3) and the essential share.
-    for i in [2, 3] {
+    // The owner reads their own record: two custodians (nodes 1, 2) and the essential share.
+    for i in [1, 2] {
         wait_held(&mut shares[i], i, token2, 0).await;
     }
     let env2 = ShareEnvelope::decode(
@@ -601,7 +666,7 @@ async fn n4_grant_release_reconstruct_revoke() {
     let (got2, _) = collect(
         &mut shares,
         &custodians,
-        &[2, 3],
+        &[1, 2],
         id,
         token2,
         &patient,

@@ -49,6 +49,11 @@ impl Wallet {
         Self::from_bytes(&B256::from_slice(&bytes))
     }
 
+    /// The 32-byte private key (for encrypted keystores).
+    pub fn secret(&self) -> B256 {
+        self.signer.to_bytes()
+    }
+
     /// The private key as hex (for key files).
     pub fn to_hex(&self) -> String {
         hex::encode(self.signer.to_bytes())

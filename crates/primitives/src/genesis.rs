@@ -121,6 +121,8 @@ pub enum GenesisError {
     BadCustodyKey(String),
     #[error("validator `{0}` has a custody key but no operator address (a custodian needs both)")]
     CustodianWithoutOperator(String),
+    #[error("validator `{0}` repeats another validator's custody key or operator address (or its operator is the zero address)")]
+    DuplicateCustodian(String),
 }
 
 impl Genesis {
@@ -148,6 +150,8 @@ impl Genesis {
             return Err(GenesisError::NoValidators);
         }
         let mut seen = std::collections::HashSet::new();
+        let mut custody_keys = std::collections::HashSet::new();
+        let mut operators = std::collections::HashSet::new();
         for v in &self.validators {
             let key = v.consensus_key_bytes()?;
             if v.voting_power == 0 {
@@ -162,6 +166,14 @@ impl Genesis {
                 }
                 if v.operator.is_none() {
                     return Err(GenesisError::CustodianWithoutOperator(v.name.clone()));
+                }
+                if !custody_keys.insert(parse_key32(k)) {
+                    return Err(GenesisError::DuplicateCustodian(v.name.clone()));
+                }
+            }
+            if let Some(op) = v.operator {
+                if op.is_zero() || !operators.insert(op) {
+                    return Err(GenesisError::DuplicateCustodian(v.name.clone()));
                 }
             }
         }
@@ -275,6 +287,19 @@ mod tests {
     fn custody_keys_must_be_32_bytes_and_come_with_an_operator() {
         let bad = genesis(vec![validator(1, Some("abcd".into()), Some(Address::ZERO))]);
         assert!(matches!(bad.validate(), Err(GenesisError::BadCustodyKey(n)) if n == "v1"));
+        let twice = genesis(vec![
+            validator(1, Some(hex::encode([1; 32])), Some(Address::repeat_byte(1))),
+            validator(2, Some(hex::encode([1; 32])), Some(Address::repeat_byte(2))),
+        ]);
+        assert!(matches!(twice.validate(), Err(GenesisError::DuplicateCustodian(n)) if n == "v2"));
+        let same_operator = genesis(vec![
+            validator(1, None, Some(Address::repeat_byte(1))),
+            validator(2, None, Some(Address::repeat_byte(1))),
+        ]);
+        assert!(matches!(
+            same_operator.validate(),
+            Err(GenesisError::DuplicateCustodian(n)) if n == "v2"
+        ));
         let lone = genesis(vec![validator(1, Some(hex::encode([1; 32])), None)]);
         assert!(matches!(
             lone.validate(),

@@ -1,0 +1,683 @@
+//! The patient medical record lifecycle, over gRPC only.
+//!
+//! - Hospital: [`Network::create_record`] (generate a record key, encrypt, upload the
+//!   ciphertext, split the key to the patient and the custodians, upload the envelope, mint) and
+//!   [`Network::update_record`] (the same with a fresh key, appended as a new version).
+//! - Patient: [`Network::records_of`], [`Network::grant`] (opens the essential share and
+//!   re-seals it to the grantee's on-chain key), [`Network::revoke`].
+//! - Grantee (or the owner): [`Network::open_record`] (collects `t` custodian shares with
+//!   signed challenges, reconstructs the key, checks it against the on-chain commitment, fetches
+//!   and decrypts).
+//! - Anyone: [`Network::audit`] (every event of a token with its block height).
+//!
+//! A [`Network`] holds clients of several nodes: transactions go to the first reachable one,
+//! share releases to every node that is a custodian, blob reads fall back node by node.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
+use alloy_sol_types::{SolCall, SolEvent, SolInterface};
+use futures::StreamExt;
+use pmr_content::{decrypt_to_vec, encrypt_to_vec, parse_cid, DataKey};
+use pmr_proto::v1 as pb;
+use pmr_proto::v1::share_service_client::ShareServiceClient;
+use pmr_shares::{
+    open_granted_patient_share, open_patient_share, open_sealed_share, reconstruct_record_key,
+    seal_patient_share_to, split_record_key, CustodianInfo, CustodianShare, GrantContext,
+    RecordKey, ReleaseChallenge, SealedShare, ShareEnvelope, ShareError, X25519PublicKey,
+};
+
+use crate::client::{ClientError, PmrClient};
+use crate::contract::{PMR, PMR_ADDRESS};
+use crate::keystore::Identity;
+use crate::wallet::Wallet;
+
+/// How long a lifecycle step waits for its transaction to commit.
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(60);
+const GAS: u64 = 2_000_000;
+
+/// Why a lifecycle step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("no node reachable: {0}")]
+    NoNode(String),
+    #[error("the PMR contract refused: {0}")]
+    Reverted(String),
+    #[error(transparent)]
+    Shares(#[from] ShareError),
+    #[error("the record does not decrypt with the reconstructed key: {0}")]
+    Decrypt(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("malformed data from the ledger: {0}")]
+    Malformed(String),
+}
+
+/// Describes PMR revert data: the custom error with its arguments when it is one.
+pub fn describe_revert(output: &[u8]) -> String {
+    match PMR::PMRErrors::abi_decode(output) {
+        Ok(e) => format!("{e:?}"),
+        Err(_) if output.is_empty() => "reverted without a reason".into(),
+        Err(_) => format!("reverted: 0x{}", hex::encode(output)),
+    }
+}
+
+/// A committed transaction.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    pub tx: B256,
+    pub height: u64,
+    pub output: Vec<u8>,
+}
+
+/// A record made or updated.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RecordVersion {
+    pub token_id: U256,
+    pub version: u32,
+    pub root_cid: String,
+    pub envelope_cid: String,
+    pub key_commitment: B256,
+    pub size: u64,
+    pub tx: B256,
+    pub height: u64,
+}
+
+/// A record token and its versions.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RecordSummary {
+    pub token_id: U256,
+    pub owner: Address,
+    pub hospital: Address,
+    pub record_type: u32,
+    pub versions: u32,
+}
+
+/// One event of a record's history.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AuditEvent {
+    pub height: u64,
+    pub tx: B256,
+    /// `minted`, `version`, `granted`, `revoked`, `released`.
+    pub kind: String,
+    pub detail: String,
+}
+
+/// What a grantee needs from custodians.
+pub struct Opened {
+    pub plaintext: Vec<u8>,
+    pub version: u32,
+    /// Custodians (index) whose shares were used.
+    pub custodians: Vec<u16>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn cid_bytes(text: &str) -> Result<Bytes, RecordError> {
+    parse_cid(text)
+        .map(|c| Bytes::from(c.to_bytes()))
+        .map_err(|e| RecordError::Malformed(format!("node returned a bad CID {text}: {e}")))
+}
+
+fn cid_text(bytes: &[u8]) -> Result<String, RecordError> {
+    pmr_content::Cid::try_from(bytes)
+        .map(|c| c.to_string())
+        .map_err(|e| RecordError::Malformed(format!("a CID on-chain does not parse: {e}")))
+}
+
+/// Clients of one or more nodes of a PMR network.
+pub struct Network {
+    nodes: Vec<PmrClient>,
+    chain_id: u64,
+}
+
+impl Network {
+    /// Connects to every URL that answers (at least one must).
+    pub async fn connect(urls: &[String]) -> Result<Self, RecordError> {
+        let mut nodes = Vec::new();
+        let mut errors = Vec::new();
+        let mut chain_id = None;
+        for url in urls {
+            match PmrClient::connect(url.clone()).await {
+                Ok(c) => match c.status().await {
+                    Ok(s) => {
+                        chain_id.get_or_insert(s.chain_id);
+                        nodes.push(c);
+                    }
+                    Err(e) => errors.push(format!("{url}: {e}")),
+                },
+                Err(e) => errors.push(format!("{url}: {e}")),
+            }
+        }
+        match chain_id {
+            Some(chain_id) => Ok(Network { nodes, chain_id }),
+            None => Err(RecordError::NoNode(errors.join("; "))),
+        }
+    }
+
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// The node transactions go to.
+    pub fn primary(&self) -> &PmrClient {
+        &self.nodes[0]
+    }
+
+    /// A read-only PMR call at the latest height.
+    pub async fn view<C: SolCall>(&self, call: C) -> Result<C::Return, RecordError> {
+        let out = self
+            .primary()
+            .call(None, PMR_ADDRESS, call.abi_encode().into(), None)
+            .await?;
+        if !out.success {
+            return Err(RecordError::Reverted(describe_revert(&out.output)));
+        }
+        C::abi_decode_returns(&out.output)
+            .map_err(|e| RecordError::Malformed(format!("cannot decode a PMR answer: {e}")))
+    }
+
+    /// Signs `call` from `from`, submits it and waits for its commit; a revert is an error.
+    pub async fn send<C: SolCall>(&self, from: &Wallet, call: C) -> Result<Committed, RecordError> {
+        let c = self.primary();
+        let nonce = c.nonce(from.address()).await?;
+        let raw = from
+            .sign_call(
+                self.chain_id,
+                nonce,
+                PMR_ADDRESS,
+                call.abi_encode().into(),
+                GAS,
+            )
+            .map_err(|e| RecordError::Refused(e.to_string()))?;
+        let tx = c.submit(raw).await?;
+        let height = c.wait_committed(tx, COMMIT_TIMEOUT).await?;
+        let r = c
+            .receipt(tx)
+            .await?
+            .receipt
+            .ok_or_else(|| RecordError::Malformed("receipt without body".into()))?;
+        if !r.success {
+            return Err(RecordError::Reverted(describe_revert(&r.output)));
+        }
+        Ok(Committed {
+            tx,
+            height,
+            output: r.output,
+        })
+    }
+
+    async fn custodians(&self) -> Result<pb::GetCustodiansResponse, RecordError> {
+        Ok(ShareServiceClient::new(self.primary().channel())
+            .get_custodians(pb::GetCustodiansRequest {})
+            .await
+            .map_err(ClientError::from)?
+            .into_inner())
+    }
+
+    /// Encrypts `plaintext` under a fresh key, uploads it and the key's share envelope.
+    async fn prepare(
+        &self,
+        patient: Address,
+        plaintext: &[u8],
+    ) -> Result<(String, String, B256, u64), RecordError> {
+        let patient_key = self
+            .view(PMR::encryptionKeyOfCall { account: patient })
+            .await?;
+        if patient_key.is_zero() {
+            return Err(RecordError::Refused(format!(
+                "{patient} is not a registered patient (no encryption key on-chain): register the patient first"
+            )));
+        }
+        let listed = self.custodians().await?;
+        let infos = listed
+            .custodians
+            .iter()
+            .map(|c| {
+                let key: [u8; 32] =
+                    c.custody_key.as_slice().try_into().map_err(|_| {
+                        RecordError::Malformed("custody key is not 32 bytes".into())
+                    })?;
+                Ok(CustodianInfo {
+                    index: c.index as u16,
+                    address: Address::try_from(c.address.as_slice())
+                        .map_err(|_| RecordError::Malformed("custodian address".into()))?,
+                    public_key: X25519PublicKey::from(key),
+                })
+            })
+            .collect::<Result<Vec<_>, RecordError>>()?;
+        let key = RecordKey::generate(&mut rand::rngs::OsRng);
+        let ciphertext = encrypt_to_vec(&DataKey::from_bytes(*key.dek()), plaintext);
+        let envelope = split_record_key(
+            &key,
+            listed.default_threshold as usize,
+            &infos,
+            &X25519PublicKey::from(patient_key.0),
+            &mut rand::rngs::OsRng,
+        )?;
+        let c = self.primary();
+        let root = c.put_blob_bytes(ciphertext).await?;
+        let env = c.put_blob_bytes(envelope.encode()).await?;
+        Ok((
+            root.root_cid,
+            env.root_cid,
+            B256::from(key.commitment().to_bytes()),
+            plaintext.len() as u64,
+        ))
+    }
+
+    /// A hospital creates a record for `patient`: one token, version 0.
+    pub async fn create_record(
+        &self,
+        hospital: &Wallet,
+        patient: Address,
+        record_type: u32,
+        plaintext: &[u8],
+    ) -> Result<RecordVersion, RecordError> {
+        let (root, envelope, commitment, size) = self.prepare(patient, plaintext).await?;
+        let done = self
+            .send(
+                hospital,
+                PMR::mintRecordCall {
+                    patient,
+                    rootCid: cid_bytes(&root)?,
+                    envelopeCid: cid_bytes(&envelope)?,
+                    keyCommitment: commitment,
+                    recordType: record_type,
+                },
+            )
+            .await?;
+        Ok(RecordVersion {
+            token_id: U256::from_be_slice(&done.output),
+            version: 0,
+            root_cid: root,
+            envelope_cid: envelope,
+            key_commitment: commitment,
+            size,
+            tx: done.tx,
+            height: done.height,
+        })
+    }
+
+    /// The minting hospital (or the owner) appends a new version under a fresh key.
+    pub async fn update_record(
+        &self,
+        by: &Wallet,
+        token: U256,
+        plaintext: &[u8],
+    ) -> Result<RecordVersion, RecordError> {
+        let owner = self.view(PMR::ownerOfCall { tokenId: token }).await?;
+        let (root, envelope, commitment, size) = self.prepare(owner, plaintext).await?;
+        let done = self
+            .send(
+                by,
+                PMR::appendVersionCall {
+                    tokenId: token,
+                    rootCid: cid_bytes(&root)?,
+                    envelopeCid: cid_bytes(&envelope)?,
+                    keyCommitment: commitment,
+                },
+            )
+            .await?;
+        Ok(RecordVersion {
+            token_id: token,
+            version: u32::from_be_bytes(
+                done.output
+                    .get(28..32)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| RecordError::Malformed("appendVersion output".into()))?,
+            ),
+            root_cid: root,
+            envelope_cid: envelope,
+            key_commitment: commitment,
+            size,
+            tx: done.tx,
+            height: done.height,
+        })
+    }
+
+    /// Every record token `owner` holds.
+    pub async fn records_of(&self, owner: Address) -> Result<Vec<RecordSummary>, RecordError> {
+        let total: U256 = self.view(PMR::totalMintedCall {}).await?;
+        let mut out = Vec::new();
+        let mut id = U256::from(1);
+        while id <= total {
+            let r = self.view(PMR::recordOfCall { tokenId: id }).await?;
+            if r.patient == owner {
+                out.push(RecordSummary {
+                    token_id: id,
+                    owner,
+                    hospital: r.hospital,
+                    record_type: r.recordType,
+                    versions: r.versions,
+                });
+            }
+            id += U256::from(1);
+        }
+        Ok(out)
+    }
+
+    /// Fetches a blob from the first node that can serve it.
+    pub async fn fetch(&self, cid: &str) -> Result<Vec<u8>, RecordError> {
+        let mut last = None;
+        for c in &self.nodes {
+            match c.get_blob_bytes(cid).await {
+                Ok(b) => return Ok(b),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or_else(|| RecordError::NoNode(cid.into()), RecordError::from))
+    }
+
+    async fn version(
+        &self,
+        token: U256,
+        version: u32,
+    ) -> Result<(String, ShareEnvelope, B256), RecordError> {
+        let v = self
+            .view(PMR::recordVersionCall {
+                tokenId: token,
+                index: U256::from(version),
+            })
+            .await?;
+        let env_cid = cid_text(&v.envelopeCid)?;
+        let env = ShareEnvelope::decode(&self.fetch(&env_cid).await?)?;
+        if env.key_commitment().to_bytes() != v.keyCommitment.0 {
+            return Err(RecordError::Malformed(format!(
+                "the envelope of token {token} version {version} does not match the on-chain key commitment"
+            )));
+        }
+        Ok((cid_text(&v.rootCid)?, env, v.keyCommitment))
+    }
+
+    /// The patient grants `grantee` access to the record's latest version until `expiry`
+    /// (unix seconds).
+    pub async fn grant(
+        &self,
+        patient: &Identity,
+        token: U256,
+        grantee: Address,
+        expiry: u64,
+    ) -> Result<Committed, RecordError> {
+        let owner = self.view(PMR::ownerOfCall { tokenId: token }).await?;
+        if owner != patient.address() {
+            return Err(RecordError::Refused(format!(
+                "{} does not own token {token} (its owner is {owner}): only the patient can grant access",
+                patient.address()
+            )));
+        }
+        let grantee_key = self
+            .view(PMR::encryptionKeyOfCall { account: grantee })
+            .await?;
+        if grantee_key.is_zero() {
+            return Err(RecordError::Refused(format!(
+                "{grantee} has no encryption key on-chain: it must register one first (`pmr identity register-key`)"
+            )));
+        }
+        let versions = self.view(PMR::versionCountCall { tokenId: token }).await?;
+        let (_, env, _) = self.version(token, versions - 1).await?;
+        let essential = open_patient_share(&env, patient.x25519())?;
+        let context = GrantContext {
+            chain_id: self.chain_id,
+            token_id: token,
+            grantee,
+            key_commitment: env.key_commitment(),
+        };
+        let sealed = seal_patient_share_to(
+            &essential,
+            &X25519PublicKey::from(grantee_key.0),
+            &context,
+            &mut rand::rngs::OsRng,
+        )?;
+        self.send(
+            patient.wallet(),
+            PMR::grantAccessCall {
+                tokenId: token,
+                grantee,
+                expiry,
+                sealedPatientShare: Bytes::from(sealed.to_bytes().to_vec()),
+            },
+        )
+        .await
+    }
+
+    /// The patient revokes `grantee`'s access.
+    pub async fn revoke(
+        &self,
+        patient: &Identity,
+        token: U256,
+        grantee: Address,
+    ) -> Result<Committed, RecordError> {
+        self.send(
+            patient.wallet(),
+            PMR::revokeAccessCall {
+                tokenId: token,
+                grantee,
+            },
+        )
+        .await
+    }
+
+    /// A grantee (or the owner) opens the record: the version its grant names (the latest for
+    /// the owner).
+    pub async fn open_record(&self, who: &Identity, token: U256) -> Result<Opened, RecordError> {
+        let owner = self.view(PMR::ownerOfCall { tokenId: token }).await?;
+        let me = who.address();
+        let (version, essential_sealed) = if me == owner {
+            (
+                self.view(PMR::versionCountCall { tokenId: token }).await? - 1,
+                None,
+            )
+        } else {
+            let g = self
+                .view(PMR::grantOfCall {
+                    tokenId: token,
+                    grantee: me,
+                })
+                .await?;
+            if g.expiry == 0 {
+                return Err(RecordError::Refused(format!(
+                    "{me} has no grant on token {token}: ask the patient for access"
+                )));
+            }
+            (g.version, Some(g.sealedShare))
+        };
+        let (root, env, _) = self.version(token, version).await?;
+        let context = GrantContext {
+            chain_id: self.chain_id,
+            token_id: token,
+            grantee: me,
+            key_commitment: env.key_commitment(),
+        };
+        let essential = match essential_sealed {
+            None => open_patient_share(&env, who.x25519())?,
+            Some(s) => {
+                open_granted_patient_share(&SealedShare::from_bytes(&s)?, who.x25519(), &context)?
+            }
+        };
+        let (shares, used) = self.collect_shares(who, token, &env, &context).await?;
+        let key = reconstruct_record_key(&env, &essential, &shares)?;
+        let ciphertext = self.fetch(&root).await?;
+        let plaintext = decrypt_to_vec(&DataKey::from_bytes(*key.dek()), &ciphertext)
+            .map_err(|e| RecordError::Decrypt(e.to_string()))?;
+        Ok(Opened {
+            plaintext,
+            version,
+            custodians: used,
+        })
+    }
+
+    /// Asks every reachable custodian node for its share until `t` are in hand.
+    async fn collect_shares(
+        &self,
+        who: &Identity,
+        token: U256,
+        env: &ShareEnvelope,
+        context: &GrantContext,
+    ) -> Result<(Vec<CustodianShare>, Vec<u16>), RecordError> {
+        let need = env.threshold();
+        let mut shares = Vec::new();
+        let mut used = Vec::new();
+        let mut refusals = Vec::new();
+        for c in &self.nodes {
+            if shares.len() >= need {
+                break;
+            }
+            let mut svc = ShareServiceClient::new(c.channel());
+            let me = match svc.get_custodians(pb::GetCustodiansRequest {}).await {
+                Ok(r) => match r.into_inner().this_node {
+                    Some(m) => m,
+                    None => continue,
+                },
+                Err(e) => {
+                    refusals.push(format!("{}: {}", c.url(), e.message()));
+                    continue;
+                }
+            };
+            let custodian = Address::try_from(me.address.as_slice())
+                .map_err(|_| RecordError::Malformed("custodian address".into()))?;
+            let ch = ReleaseChallenge::new(
+                self.chain_id,
+                custodian,
+                token,
+                who.address(),
+                now_ms(),
+                &mut rand::rngs::OsRng,
+            );
+            let signature = who
+                .wallet()
+                .sign_message(ch.signing_hash().as_slice())
+                .map_err(|e| RecordError::Refused(e.to_string()))?;
+            match svc
+                .release_share(pb::ReleaseShareRequest {
+                    challenge: ch.to_bytes().to_vec(),
+                    signature: signature.to_vec(),
+                })
+                .await
+            {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    let index = r.custodian_index as u16;
+                    let share = open_sealed_share(
+                        &SealedShare::from_bytes(&r.sealed_share)?,
+                        index,
+                        who.x25519(),
+                        context,
+                    )?;
+                    shares.push(share);
+                    used.push(index);
+                }
+                Err(e) => refusals.push(format!("custodian {}: {}", me.index, e.message())),
+            }
+        }
+        if shares.len() < need {
+            return Err(RecordError::Refused(format!(
+                "only {} of the {need} custodian shares needed were released: {}",
+                shares.len(),
+                refusals.join("; ")
+            )));
+        }
+        Ok((shares, used))
+    }
+
+    /// Every event of `token`, in chain order, with the transactions' hashes.
+    pub async fn audit(&self, token: U256) -> Result<Vec<AuditEvent>, RecordError> {
+        let c = self.primary();
+        let tip = c.status().await?.height;
+        let topic = B256::from(token.to_be_bytes::<32>());
+        let mut out = Vec::new();
+        let mut blocks = c.stream_blocks(1).await?;
+        while let Some(b) = blocks.next().await {
+            let b = b.map_err(ClientError::from)?;
+            let height = b.header.as_ref().map_or(0, |h| h.height);
+            for raw in &b.transactions {
+                let tx = keccak256(raw);
+                let Some(r) = c.receipt(tx).await?.receipt else {
+                    continue;
+                };
+                for log in r
+                    .logs
+                    .iter()
+                    .filter(|l| l.address == PMR_ADDRESS.as_slice())
+                {
+                    let topics: Vec<B256> =
+                        log.topics.iter().map(|t| B256::from_slice(t)).collect();
+                    if topics.get(1) != Some(&topic) {
+                        continue;
+                    }
+                    if let Some((kind, detail)) = describe_event(&topics, &log.data) {
+                        out.push(AuditEvent {
+                            height,
+                            tx,
+                            kind: kind.into(),
+                            detail,
+                        });
+                    }
+                }
+            }
+            if height >= tip {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Names a PMR event about a token.
+pub fn describe_event(topics: &[B256], data: &[u8]) -> Option<(&'static str, String)> {
+    let t = topics.first()?;
+    let topics = topics.iter().copied();
+    if *t == PMR::RecordMinted::SIGNATURE_HASH {
+        let e = PMR::RecordMinted::decode_raw_log(topics, data).ok()?;
+        Some((
+            "minted",
+            format!(
+                "version 0 for patient {} by hospital {}, type {}, root {}",
+                e.patient,
+                e.hospital,
+                e.recordType,
+                cid_text(&e.rootCid).unwrap_or_default()
+            ),
+        ))
+    } else if *t == PMR::RecordVersionAppended::SIGNATURE_HASH {
+        let e = PMR::RecordVersionAppended::decode_raw_log(topics, data).ok()?;
+        Some((
+            "version",
+            format!(
+                "version {} by {}, root {}",
+                e.version,
+                e.by,
+                cid_text(&e.rootCid).unwrap_or_default()
+            ),
+        ))
+    } else if *t == PMR::AccessGranted::SIGNATURE_HASH {
+        let e = PMR::AccessGranted::decode_raw_log(topics, data).ok()?;
+        Some((
+            "granted",
+            format!(
+                "{} until {} (unix s), version {}",
+                e.grantee, e.expiry, e.version
+            ),
+        ))
+    } else if *t == PMR::AccessRevoked::SIGNATURE_HASH {
+        let e = PMR::AccessRevoked::decode_raw_log(topics, data).ok()?;
+        Some(("revoked", format!("{}", e.grantee)))
+    } else if *t == PMR::ShareReleased::SIGNATURE_HASH {
+        let e = PMR::ShareReleased::decode_raw_log(topics, data).ok()?;
+        Some((
+            "released",
+            format!(
+                "custodian {} released its share of version {} to {}",
+                e.custodian, e.version, e.grantee
+            ),
+        ))
+    } else {
+        None
+    }
+}
