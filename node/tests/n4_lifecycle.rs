@@ -1,0 +1,458 @@
+//! The record lifecycle end to end on a 4-validator testnet, through the `pmr` CLI only: a
+//! hospital creates a 1 MiB record for a registered patient; the patient grants a doctor; the
+//! doctor opens it byte-identical; the patient revokes and the doctor is refused; the hospital
+//! makes a new version; the audit lists all of it and its proof verifies offline; node 0 is
+//! killed and the record still opens. Wrong callers fail clearly, custodians colluding without
+//! the patient cannot rebuild the key, and no node's disk holds any plaintext.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use pmr_client::PMR;
+use pmr_shares::{open_custodian_share, reconstruct_record_key, PatientShare, ShareEnvelope};
+use serde_json::Value;
+
+const PASS: &str = "lifecycle test passphrase";
+const MARKER: &[u8] = b"PMR-PLAINTEXT-MARKER-7f3a";
+
+struct Cli {
+    rpc: String,
+    dir: PathBuf,
+}
+
+impl Cli {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("PMR_PASSPHRASE", PASS)
+            .env("PMR_RPC", &self.rpc)
+            .env("RUST_LOG", "warn")
+            .current_dir(&self.dir)
+            .output()
+            .expect("run pmr")
+    }
+
+    /// Runs a command that must succeed; returns its JSON output.
+    fn ok(&self, args: &[&str]) -> Value {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = self.run(&all);
+        assert!(
+            out.status.success(),
+            "pmr {} failed:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "pmr {}: output is not JSON ({e}): {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Runs a command that must fail saying `says`.
+    fn fails(&self, args: &[&str], says: &str) {
+        let out = self.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "pmr {} succeeded", args.join(" "));
+        assert!(
+            err.contains(says),
+            "pmr {}: the error does not say `{says}`:\n{err}",
+            args.join(" ")
+        );
+    }
+
+    fn identity(&self, name: &str) -> String {
+        let out = self.run(&["identity", "new", "--out", &format!("{name}.json")]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+fn record_bytes(seed: u8) -> Vec<u8> {
+    let mut data = Vec::with_capacity(1 << 20);
+    let mut x = seed as u32 + 1;
+    while data.len() < (1 << 20) - MARKER.len() {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        data.push((x >> 16) as u8);
+        if data.len() % 65_536 == 100 {
+            data.extend_from_slice(MARKER);
+        }
+    }
+    data.extend_from_slice(MARKER);
+    data
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4_record_lifecycle_through_the_cli() {
+    let mut net = start_net(4, |_, _| {}).await;
+    for i in 0..4 {
+        net.wait_height(i, 2).await;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let rpcs: Vec<String> = (0..4).map(|i| net.cluster.rpc(i).to_string()).collect();
+    let cli = Cli {
+        rpc: rpcs.join(","),
+        dir: work.path().to_path_buf(),
+    };
+    let accounts = net.dir.path().join("accounts");
+    let admin_key = accounts.join("admin.json");
+    let admin_key = admin_key.to_str().unwrap();
+    let hospital_key = accounts.join("hospital.json");
+    let hospital_key = hospital_key.to_str().unwrap();
+
+    // Identities: a patient, a doctor, a stranger; keystores are encrypted.
+    let patient = cli.identity("patient");
+    let doctor = cli.identity("doctor");
+    let stranger = cli.identity("stranger");
+    let ks = std::fs::read_to_string(work.path().join("doctor.json")).unwrap();
+    assert!(ks.contains("\"ciphertext\"") && ks.contains("scrypt"));
+    let out = Command::new(BIN)
+        .args(["identity", "show", "--key", "doctor.json"])
+        .env("PMR_PASSPHRASE", "not the passphrase")
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
+
+    // The admin permits the doctor and the stranger; they publish their encryption keys.
+    for who in [&doctor, &stranger] {
+        cli.ok(&["admin", "permit", who, "--key", admin_key]);
+    }
+    for key in ["doctor.json", "stranger.json"] {
+        cli.ok(&["identity", "register-key", "--key", key]);
+    }
+
+    // The patient computes the pseudonym commitment of their ABHA number; the hospital
+    // registers them with it.
+    let shown = cli.ok(&[
+        "identity",
+        "show",
+        "--key",
+        "patient.json",
+        "--national-id",
+        "91-2345-6789-0123",
+    ]);
+    assert_eq!(
+        shown["address"].as_str().unwrap().to_lowercase(),
+        patient.to_lowercase()
+    );
+    let commitment = shown["pseudonym_commitment"].as_str().unwrap().to_string();
+    let encryption_key = shown["encryption_key"].as_str().unwrap().to_string();
+    cli.fails(
+        &[
+            "identity",
+            "show",
+            "--key",
+            "patient.json",
+            "--national-id",
+            "12-34",
+        ],
+        "national health ID",
+    );
+    cli.ok(&[
+        "patient",
+        "register",
+        "--patient",
+        &patient,
+        "--commitment",
+        &commitment,
+        "--encryption-key",
+        &encryption_key,
+        "--key",
+        hospital_key,
+    ]);
+
+    // The hospital creates a 1 MiB record.
+    let v0 = record_bytes(1);
+    std::fs::write(work.path().join("scan-v0.bin"), &v0).unwrap();
+    let created = cli.ok(&[
+        "record",
+        "create",
+        "--patient",
+        &patient,
+        "--type",
+        "11",
+        "--file",
+        "scan-v0.bin",
+        "--key",
+        hospital_key,
+    ]);
+    let token = created["token_id"].as_str().unwrap().to_string();
+    let listed = cli.ok(&["record", "list", "--key", "patient.json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["versions"], 1);
+
+    // Not a hospital: refused. Not the owner: refused.
+    std::fs::write(work.path().join("x.bin"), b"x").unwrap();
+    cli.fails(
+        &[
+            "record",
+            "create",
+            "--patient",
+            &patient,
+            "--type",
+            "1",
+            "--file",
+            "x.bin",
+            "--key",
+            "stranger.json",
+        ],
+        "AccessControlUnauthorizedAccount",
+    );
+    cli.fails(
+        &[
+            "access",
+            "grant",
+            "--token",
+            &token,
+            "--to",
+            &doctor,
+            "--key",
+            "stranger.json",
+        ],
+        "does not own token",
+    );
+
+    // The patient grants the doctor; the doctor opens the record byte-identical.
+    cli.ok(&[
+        "access",
+        "grant",
+        "--token",
+        &token,
+        "--to",
+        &doctor,
+        "--expires",
+        "1h",
+        "--key",
+        "patient.json",
+    ]);
+    let opened = cli.ok(&[
+        "record",
+        "open",
+        "--token",
+        &token,
+        "-o",
+        "doctor-copy.bin",
+        "--key",
+        "doctor.json",
+    ]);
+    assert_eq!(opened["version"], 0);
+    assert_eq!(
+        std::fs::read(work.path().join("doctor-copy.bin")).unwrap(),
+        v0
+    );
+
+    // No grant; an expired grant.
+    cli.fails(
+        &[
+            "record",
+            "open",
+            "--token",
+            &token,
+            "-o",
+            "s.bin",
+            "--key",
+            "stranger.json",
+        ],
+        "has no grant",
+    );
+    let soon = (now_s() + 6).to_string();
+    cli.ok(&[
+        "access",
+        "grant",
+        "--token",
+        &token,
+        "--to",
+        &stranger,
+        "--expires",
+        &soon,
+        "--key",
+        "patient.json",
+    ]);
+    while now_s() <= soon.parse::<u64>().unwrap() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cli.fails(
+        &[
+            "record",
+            "open",
+            "--token",
+            &token,
+            "-o",
+            "s.bin",
+            "--key",
+            "stranger.json",
+        ],
+        "grant expired",
+    );
+    assert!(!work.path().join("s.bin").exists());
+
+    // Revoked: the doctor is refused.
+    cli.ok(&[
+        "access",
+        "revoke",
+        "--token",
+        &token,
+        "--to",
+        &doctor,
+        "--key",
+        "patient.json",
+    ]);
+    cli.fails(
+        &[
+            "record",
+            "open",
+            "--token",
+            &token,
+            "-o",
+            "d2.bin",
+            "--key",
+            "doctor.json",
+        ],
+        "grant revoked",
+    );
+
+    // A new version, under a fresh key.
+    let v1 = record_bytes(2);
+    std::fs::write(work.path().join("scan-v1.bin"), &v1).unwrap();
+    let updated = cli.ok(&[
+        "record",
+        "update",
+        "--token",
+        &token,
+        "--file",
+        "scan-v1.bin",
+        "--key",
+        hospital_key,
+    ]);
+    assert_eq!(updated["version"], 1);
+    assert_ne!(updated["key_commitment"], created["key_commitment"]);
+
+    // The audit lists all of it; its proof verifies offline against the genesis, and a
+    // tampered proof does not.
+    let audit = cli.ok(&["audit", "--token", &token, "--proof", "proof.json"]);
+    let kinds: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for k in ["minted", "granted", "released", "revoked", "version"] {
+        assert!(kinds.contains(&k), "audit lacks `{k}`: {kinds:?}");
+    }
+    let genesis = net.dir.path().join("genesis.json");
+    let genesis = genesis.to_str().unwrap();
+    let verified = cli.ok(&["verify-proof", "proof.json", "--genesis", genesis]);
+    assert_eq!(verified["events"].as_array().unwrap().len(), kinds.len());
+    let proof = std::fs::read_to_string(work.path().join("proof.json")).unwrap();
+    let mut doc: Value = serde_json::from_str(&proof).unwrap();
+    let receipt = doc["entries"][0]["receipt"].as_str().unwrap().to_string();
+    let flipped = format!(
+        "{}{}",
+        &receipt[..receipt.len() - 1],
+        if receipt.ends_with('0') { "1" } else { "0" }
+    );
+    doc["entries"][0]["receipt"] = Value::String(flipped);
+    std::fs::write(work.path().join("forged.json"), doc.to_string()).unwrap();
+    cli.fails(
+        &["verify-proof", "forged.json", "--genesis", genesis],
+        "does not verify",
+    );
+
+    // All four custodians pooling their shares of version 1 cannot rebuild its key without
+    // the patient's essential share.
+    let c1 = net.client(1).await;
+    let version = c1
+        .call(
+            None,
+            pmr_client::PMR_ADDRESS,
+            alloy_sol_types::SolCall::abi_encode(&PMR::recordVersionCall {
+                tokenId: token.parse().unwrap(),
+                index: alloy_primitives::U256::from(1),
+            })
+            .into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let version =
+        <PMR::recordVersionCall as alloy_sol_types::SolCall>::abi_decode_returns(&version.output)
+            .unwrap();
+    let env_cid = pmr_content::Cid::try_from(&version.envelopeCid[..]).unwrap();
+    let env =
+        ShareEnvelope::decode(&c1.get_blob_bytes(&env_cid.to_string()).await.unwrap()).unwrap();
+    let pooled: Vec<_> = (0..4)
+        .map(|i| {
+            let secret = pmr_node::keys::load_custody_key(
+                &net.cluster.home(i).join("keys/custody_key.json"),
+            )
+            .unwrap();
+            open_custodian_share(&env, i as u16 + 1, &secret).expect("custodian opens its slot")
+        })
+        .collect();
+    let guess = PatientShare::from_bytes(&[7u8; 32]).unwrap();
+    assert!(
+        reconstruct_record_key(&env, &guess, &pooled).is_err(),
+        "custodians without the patient's share must not rebuild the key"
+    );
+
+    // Node 0 is killed; the patient still opens the latest version through the others.
+    net.cluster.kill(0).unwrap();
+    let own = cli.ok(&[
+        "record",
+        "open",
+        "--token",
+        &token,
+        "-o",
+        "own-copy.bin",
+        "--key",
+        "patient.json",
+    ]);
+    assert_eq!(own["version"], 1);
+    assert_eq!(std::fs::read(work.path().join("own-copy.bin")).unwrap(), v1);
+
+    // No plaintext anywhere on any node's disk.
+    let mut all = Vec::new();
+    files(net.dir.path(), &mut all);
+    assert!(all.len() > 20, "node files found: {}", all.len());
+    for f in all {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        assert!(
+            !bytes.windows(MARKER.len()).any(|w| w == MARKER),
+            "plaintext marker found in {}",
+            f.display()
+        );
+    }
+    // ... while the opened copies do hold it (the marker check can fail).
+    assert!(v1.windows(MARKER.len()).any(|w| w == MARKER));
+}
