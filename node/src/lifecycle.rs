@@ -751,3 +751,88 @@ pub fn verify_proof(file: &Path, genesis: &Path) -> Result<Vec<(u64, String, Str
     }
     Ok(events)
 }
+
+/// What `pmr bench records` measured.
+#[derive(Serialize)]
+pub struct RecordBench {
+    pub records: usize,
+    pub size: usize,
+    pub nodes: usize,
+    /// Encrypt + upload + split + upload envelope + mint finalized + root and envelope held by
+    /// every node.
+    pub create_ms: pmr_testnet::Latency,
+    /// Collect shares + reconstruct + fetch + decrypt (the owner opening the record).
+    pub open_ms: pmr_testnet::Latency,
+}
+
+/// `pmr bench records`: end-to-end record create and open latency on a running network.
+pub async fn bench_records(
+    rpc: &[String],
+    count: usize,
+    size: usize,
+    hospital_key: &Path,
+) -> Result<RecordBench> {
+    use rand::RngCore;
+    let network = Network::connect(rpc).await?;
+    let hospital = crate::testnet::load_account(hospital_key)?;
+    let mut nodes = Vec::new();
+    for url in rpc {
+        nodes.push(pmr_client::PmrClient::connect(url.clone()).await?);
+    }
+    let patient = Identity::generate();
+    let mut commitment = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut commitment);
+    network
+        .send(
+            &hospital,
+            PMR::registerPatientCall {
+                patient: patient.address(),
+                pseudonymCommitment: B256::from(commitment),
+                encryptionKey: patient.encryption_key(),
+            },
+        )
+        .await?;
+    let (mut create, mut open) = (Vec::new(), Vec::new());
+    for i in 0..count {
+        let mut data = vec![0u8; size];
+        rand::rngs::OsRng.fill_bytes(&mut data);
+        let t0 = std::time::Instant::now();
+        let v = network
+            .create_record(&hospital, patient.address(), 1, &data)
+            .await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        for (n, c) in nodes.iter().enumerate() {
+            for cid in [&v.root_cid, &v.envelope_cid] {
+                loop {
+                    if c.blob_stat(cid).await.map(|s| s.local).unwrap_or(false) {
+                        break;
+                    }
+                    if tokio::time::Instant::now() > deadline {
+                        bail!("node {n} did not replicate {cid} within 60 s");
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+        create.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let t1 = std::time::Instant::now();
+        let opened = network.open_record(&patient, v.token_id).await?;
+        open.push(t1.elapsed().as_secs_f64() * 1000.0);
+        if opened.plaintext != data {
+            bail!("record {} opened to different bytes", v.token_id);
+        }
+        eprintln!(
+            "record {}/{count}: create {:.0} ms, open {:.0} ms",
+            i + 1,
+            create[i],
+            open[i]
+        );
+    }
+    Ok(RecordBench {
+        records: count,
+        size,
+        nodes: nodes.len(),
+        create_ms: pmr_testnet::Latency::from_ms(create),
+        open_ms: pmr_testnet::Latency::from_ms(open),
+    })
+}

@@ -217,6 +217,23 @@ enum BlobCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// End-to-end record latency: create (encrypt, upload, split, mint, replicated to every
+    /// node) and open (collect shares, reconstruct, fetch, decrypt) of COUNT records.
+    Records {
+        /// gRPC endpoints of the network, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = lifecycle::DEV_RPC)]
+        rpc: Vec<String>,
+        #[arg(long, default_value_t = 20)]
+        count: usize,
+        /// Record size in bytes.
+        #[arg(long, default_value_t = 1 << 20)]
+        size: usize,
+        /// Key file of a hospital account.
+        #[arg(long, default_value = ".pmr-dev/accounts/hospital.json")]
+        hospital_key: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Open-loop load: offer transactions at a fixed rate from many accounts and report offered
     /// and finalized throughput, commit latency percentiles and rejects by reason.
     Load {
@@ -418,6 +435,28 @@ async fn run(cli: Cli) -> Result<()> {
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Output::Text => print!("{}", report.to_text()),
+            }
+            Ok(())
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Records {
+                    rpc,
+                    count,
+                    size,
+                    hospital_key,
+                    output,
+                },
+        } => {
+            let r = lifecycle::bench_records(&rpc, count, size, &hospital_key).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+                Output::Text => println!(
+                    "{} records of {} bytes on {} nodes\ncreate (until minted and held by every node): p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms\nopen (shares, reconstruct, fetch, decrypt):    p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+                    r.records, r.size, r.nodes,
+                    r.create_ms.p50, r.create_ms.p90, r.create_ms.p99, r.create_ms.max,
+                    r.open_ms.p50, r.open_ms.p90, r.open_ms.p99, r.open_ms.max
+                ),
             }
             Ok(())
         }

@@ -513,7 +513,8 @@ impl Network {
         })
     }
 
-    /// Asks every reachable custodian node for its share until `t` are in hand.
+    /// Asks custodian nodes for their shares until `t` are in hand: `t` at once, then one more
+    /// for each refusal (so no more shares are released, and logged, than needed).
     async fn collect_shares(
         &self,
         who: &Identity,
@@ -522,58 +523,78 @@ impl Network {
         context: &GrantContext,
     ) -> Result<(Vec<CustodianShare>, Vec<u16>), RecordError> {
         let need = env.threshold();
+        let mut refusals = Vec::new();
+        // Which reachable node is which custodian.
+        let found = futures::future::join_all(self.nodes.iter().map(|c| async move {
+            let r = ShareServiceClient::new(c.channel())
+                .get_custodians(pb::GetCustodiansRequest {})
+                .await;
+            (c, r)
+        }))
+        .await;
+        let mut custodians = Vec::new();
+        for (c, r) in found {
+            match r {
+                Ok(r) => {
+                    if let Some(me) = r.into_inner().this_node {
+                        let address = Address::try_from(me.address.as_slice())
+                            .map_err(|_| RecordError::Malformed("custodian address".into()))?;
+                        custodians.push((c, me.index, address));
+                    }
+                }
+                Err(e) => refusals.push(format!("{}: {}", c.url(), e.message())),
+            }
+        }
+        let ask = |c: &PmrClient, index: u32, custodian: Address| {
+            let channel = c.channel();
+            async move {
+                let ch = ReleaseChallenge::new(
+                    self.chain_id,
+                    custodian,
+                    token,
+                    who.address(),
+                    now_ms(),
+                    &mut rand::rngs::OsRng,
+                );
+                let signature = who
+                    .wallet()
+                    .sign_message(ch.signing_hash().as_slice())
+                    .map_err(|e| format!("custodian {index}: cannot sign: {e}"))?;
+                let r = ShareServiceClient::new(channel)
+                    .release_share(pb::ReleaseShareRequest {
+                        challenge: ch.to_bytes().to_vec(),
+                        signature: signature.to_vec(),
+                    })
+                    .await
+                    .map_err(|e| format!("custodian {index}: {}", e.message()))?
+                    .into_inner();
+                let at = r.custodian_index as u16;
+                SealedShare::from_bytes(&r.sealed_share)
+                    .and_then(|s| open_sealed_share(&s, at, who.x25519(), context))
+                    .map(|share| (share, at))
+                    .map_err(|e| format!("custodian {index}: {e}"))
+            }
+        };
         let mut shares = Vec::new();
         let mut used = Vec::new();
-        let mut refusals = Vec::new();
-        for c in &self.nodes {
-            if shares.len() >= need {
-                break;
-            }
-            let mut svc = ShareServiceClient::new(c.channel());
-            let me = match svc.get_custodians(pb::GetCustodiansRequest {}).await {
-                Ok(r) => match r.into_inner().this_node {
-                    Some(m) => m,
-                    None => continue,
-                },
-                Err(e) => {
-                    refusals.push(format!("{}: {}", c.url(), e.message()));
-                    continue;
+        let mut next = 0;
+        while shares.len() < need && next < custodians.len() {
+            let batch = (need - shares.len()).min(custodians.len() - next);
+            let results = futures::future::join_all(
+                custodians[next..next + batch]
+                    .iter()
+                    .map(|(c, index, address)| ask(c, *index, *address)),
+            )
+            .await;
+            next += batch;
+            for r in results {
+                match r {
+                    Ok((share, at)) => {
+                        shares.push(share);
+                        used.push(at);
+                    }
+                    Err(e) => refusals.push(e),
                 }
-            };
-            let custodian = Address::try_from(me.address.as_slice())
-                .map_err(|_| RecordError::Malformed("custodian address".into()))?;
-            let ch = ReleaseChallenge::new(
-                self.chain_id,
-                custodian,
-                token,
-                who.address(),
-                now_ms(),
-                &mut rand::rngs::OsRng,
-            );
-            let signature = who
-                .wallet()
-                .sign_message(ch.signing_hash().as_slice())
-                .map_err(|e| RecordError::Refused(e.to_string()))?;
-            match svc
-                .release_share(pb::ReleaseShareRequest {
-                    challenge: ch.to_bytes().to_vec(),
-                    signature: signature.to_vec(),
-                })
-                .await
-            {
-                Ok(r) => {
-                    let r = r.into_inner();
-                    let index = r.custodian_index as u16;
-                    let share = open_sealed_share(
-                        &SealedShare::from_bytes(&r.sealed_share)?,
-                        index,
-                        who.x25519(),
-                        context,
-                    )?;
-                    shares.push(share);
-                    used.push(index);
-                }
-                Err(e) => refusals.push(format!("custodian {}: {}", me.index, e.message())),
             }
         }
         if shares.len() < need {

@@ -69,6 +69,26 @@ pub struct Latency {
     pub max: f64,
 }
 
+impl Latency {
+    /// Percentiles (nearest rank) of samples in milliseconds.
+    pub fn from_ms(mut samples: Vec<f64>) -> Self {
+        samples.sort_by(|a, b| a.total_cmp(b));
+        let pct = |p: f64| -> f64 {
+            if samples.is_empty() {
+                0.0
+            } else {
+                samples[((samples.len() as f64 - 1.0) * p).round() as usize]
+            }
+        };
+        Latency {
+            p50: pct(0.50),
+            p90: pct(0.90),
+            p99: pct(0.99),
+            max: samples.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
 /// What a load run measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct LoadReport {
@@ -327,15 +347,7 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
     }
     observer.abort();
 
-    let mut lat = latencies.lock().await.clone();
-    lat.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() {
-            0.0
-        } else {
-            lat[((lat.len() as f64 - 1.0) * p).round() as usize]
-        }
-    };
+    let lat = latencies.lock().await.clone();
     let finalized = lat.len() as u64;
     let blocks = blocks_seen.lock().await;
     // Blocks committed from the first offer to the commit of the last finalized transaction.
@@ -360,12 +372,7 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
         rejected,
         finalized,
         finalized_rate: finalized as f64 / commit_window,
-        commit_latency_ms: Latency {
-            p50: pct(0.50),
-            p90: pct(0.90),
-            p99: pct(0.99),
-            max: lat.last().copied().unwrap_or(0.0),
-        },
+        commit_latency_ms: Latency::from_ms(lat),
         blocks: block_count,
         blocks_per_s: block_count as f64 / commit_window,
         mean_txs_per_block: if block_count == 0 {
