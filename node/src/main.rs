@@ -25,7 +25,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
 enum Output {
     #[default]
     Text,
@@ -296,6 +296,20 @@ enum TestnetCommand {
         #[arg(long)]
         home: PathBuf,
     },
+    /// Run a scenario manifest (testnet/scenarios/*/*.toml): a fresh testnet, load, faults on
+    /// schedule (kill, stop, pause, resume, start, wipe), then the invariants (no fork, no loss,
+    /// same state, progress while at most f nodes are down, recovery). Exits non-zero when an
+    /// invariant fails.
+    Run {
+        /// Scenario manifests to run one after the other.
+        #[arg(required = true)]
+        manifests: Vec<PathBuf>,
+        /// Keep each scenario's testnet here (DIR/NAME) instead of a temporary directory.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
 }
 
 fn init_tracing(level: &str, json: bool) {
@@ -366,6 +380,11 @@ async fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
             TestnetCommand::Up { home } => up(&home).await,
+            TestnetCommand::Run {
+                manifests,
+                keep,
+                output,
+            } => run_scenarios(&manifests, keep.as_deref(), output).await,
         },
         Command::Dev {
             home,
@@ -550,6 +569,57 @@ async fn start(
             Ok(())
         }
     }
+}
+
+async fn run_scenarios(
+    manifests: &[PathBuf],
+    keep: Option<&std::path::Path>,
+    output: Output,
+) -> Result<()> {
+    let bin = std::env::current_exe().wrap_err("cannot find the pmr binary itself")?;
+    let mut reports = Vec::new();
+    for m in manifests {
+        let scenario = pmr_testnet::Scenario::load(m)?;
+        let tmp = tempfile_dir()?;
+        let dir = match keep {
+            Some(k) => k.join(&scenario.name),
+            None => tmp.join("net"),
+        };
+        eprintln!("running scenario {} ({})", scenario.name, m.display());
+        let report = pmr_testnet::run_scenario(&scenario, &bin, &dir).await?;
+        if keep.is_none() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        if output == Output::Text {
+            print!("{}", report.to_text());
+        }
+        reports.push(report);
+    }
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    let failed: Vec<&str> = reports
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| r.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        eyre::bail!("scenarios failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// A fresh directory under the system temp dir.
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "pmr-scenario-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir).wrap_err_with(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
 }
 
 async fn blob(command: BlobCommand) -> Result<()> {

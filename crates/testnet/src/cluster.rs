@@ -32,6 +32,8 @@ pub enum HarnessError {
     Signal { node: String, reason: String },
     #[error("load generator: {0}")]
     Load(String),
+    #[error("scenario: {0}")]
+    Scenario(String),
     #[error("timed out after {timeout:?} waiting for {what}; last observation: {last}")]
     Timeout {
         timeout: Duration,

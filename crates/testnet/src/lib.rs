@@ -8,7 +8,9 @@
 mod cluster;
 mod load;
 mod manifest;
+mod scenario;
 
 pub use cluster::{Cluster, HarnessError};
 pub use load::{run_load, Latency, LoadKind, LoadReport, LoadSpec};
 pub use manifest::{Manifest, NodeEntry, MANIFEST_FILE};
+pub use scenario::{run_scenario, Action, Fault, Invariant, Scenario, ScenarioReport};

@@ -92,6 +92,9 @@ impl Latency {
 /// What a load run measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct LoadReport {
+    /// Hashes of the transactions seen committed (for invariant checks; not printed).
+    #[serde(skip)]
+    pub committed: Vec<B256>,
     pub kind: LoadKind,
     pub nodes: usize,
     pub accounts: usize,
@@ -271,20 +274,25 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
     // Observe commits on node 0.
     let submitted: Arc<Mutex<HashMap<B256, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
+    let committed: Arc<Mutex<Vec<B256>>> = Arc::new(Mutex::new(Vec::new()));
     let blocks_seen: Arc<Mutex<Vec<(Instant, usize)>>> = Arc::new(Mutex::new(Vec::new()));
     let mut stream = c0.stream_blocks(0).await.map_err(load_err)?;
     let observer = {
         let submitted = submitted.clone();
         let latencies = latencies.clone();
+        let committed = committed.clone();
         let blocks_seen = blocks_seen.clone();
         tokio::spawn(async move {
             while let Some(Ok(block)) = stream.next().await {
                 let now = Instant::now();
                 let mut sub = submitted.lock().await;
                 let mut lat = latencies.lock().await;
+                let mut seen = committed.lock().await;
                 for t in &block.transactions {
-                    if let Some(at) = sub.remove(&alloy_primitives::keccak256(t)) {
+                    let hash = alloy_primitives::keccak256(t);
+                    if let Some(at) = sub.remove(&hash) {
                         lat.push(now.duration_since(at).as_secs_f64() * 1000.0);
+                        seen.push(hash);
                     }
                 }
                 blocks_seen
@@ -361,7 +369,9 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
     let block_count = in_window.len() as u64;
     let txs_in_window: usize = in_window.iter().map(|(_, n)| *n).sum();
     let rejected = rejected.lock().await.clone();
+    let committed = committed.lock().await.clone();
     Ok(LoadReport {
+        committed,
         kind: spec.kind,
         nodes: clients.len(),
         accounts: spec.accounts,

@@ -1,0 +1,57 @@
+//! The CI set of testnet scenarios (`testnet/scenarios/ci/*.toml`): real `pmr` processes,
+//! load, faults, and the invariants each report names (no fork, no loss, same state, progress
+//! while at most f nodes are down, recovery).
+
+mod common;
+
+use std::path::Path;
+
+use common::BIN;
+use pmr_testnet::{run_scenario, Scenario};
+
+async fn run(name: &str, text: &str) {
+    let scenario = Scenario::parse(text, Path::new(name)).expect("manifest");
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_scenario(&scenario, Path::new(BIN), &dir.path().join("net"))
+        .await
+        .unwrap_or_else(|e| panic!("scenario {name} could not run: {e}"));
+    println!("{}", report.to_text());
+    let names: Vec<&str> = report.invariants.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["no-fork", "same-state", "no-loss", "progress", "recovered"],
+        "every invariant is checked"
+    );
+    assert!(report.passed(), "{}", report.to_text());
+    assert!(report.final_height > 5, "{}", report.to_text());
+    if scenario.load.is_some() {
+        assert!(report.acknowledged > 0, "{}", report.to_text());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4_no_faults() {
+    run(
+        "n4-no-faults",
+        include_str!("../../testnet/scenarios/ci/n4-no-faults.toml"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4_kill_restart() {
+    run(
+        "n4-kill-restart",
+        include_str!("../../testnet/scenarios/ci/n4-kill-restart.toml"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4_disk_loss() {
+    run(
+        "n4-disk-loss",
+        include_str!("../../testnet/scenarios/ci/n4-disk-loss.toml"),
+    )
+    .await;
+}
