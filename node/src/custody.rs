@@ -186,6 +186,8 @@ struct Inner {
     next_nonce: tokio::sync::Mutex<Option<u64>>,
     /// Serializes nonce check-and-record.
     seen: std::sync::Mutex<()>,
+    /// The `pmr_share_releases` metric.
+    releases: prometheus_client::metrics::counter::Counter,
 }
 
 /// The node's custody of record-key shares.
@@ -203,6 +205,7 @@ impl Custody {
         ledger: Arc<Ledger>,
         content: ContentNode,
         store: Store,
+        releases: prometheus_client::metrics::counter::Counter,
     ) -> Result<Self> {
         let custodians = genesis.custodians();
         let me = if home.custody_key().exists() {
@@ -251,6 +254,7 @@ impl Custody {
                 store,
                 next_nonce: tokio::sync::Mutex::new(None),
                 seen: std::sync::Mutex::new(()),
+                releases,
             }),
         })
     }
@@ -676,6 +680,7 @@ impl Custody {
                 "the record changed while releasing (the log names version {logged:?}, this share is of version {version}); no share was returned: retry with a new challenge"
             )));
         }
+        self.inner.releases.inc();
         if let Err(e) = self.count_release(token) {
             warn!(target: TARGET, error = %e, "cannot count a release");
         }

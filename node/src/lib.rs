@@ -39,6 +39,7 @@ pub struct NodeHandle {
     consensus: ConsensusNode,
     rpc: ServerHandle,
     metrics: Option<tokio::task::JoinHandle<()>>,
+    sampler: tokio::task::JoinHandle<()>,
     replicator: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -60,6 +61,7 @@ impl NodeHandle {
         if let Some(m) = self.metrics {
             m.abort();
         }
+        self.sampler.abort();
         if let Some(r) = self.replicator {
             r.abort();
             let _ = r.await;
@@ -92,9 +94,11 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
         Executor::open(store.clone(), &genesis).wrap_err("cannot open the execution state")?,
     );
 
-    let mut registry = Registry::with_prefix("");
+    let mut registry = Registry::default();
     let metrics = ConsensusMetrics::default();
     metrics.register(&mut registry);
+    let node_metrics = metrics::NodeMetrics::default();
+    node_metrics.register(&mut registry);
 
     let genesis_for_custody = genesis.clone();
     let consensus = match pmr_consensus::start(StartParams {
@@ -122,6 +126,7 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
         ledger.clone(),
         content.clone(),
         store.clone(),
+        node_metrics.share_releases.clone(),
     ) {
         Ok(c) => c,
         Err(e) => {
@@ -157,6 +162,7 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
         }
         None => (None, None),
     };
+    let sampler = node_metrics.spawn_sampler(content.clone(), ledger.clone());
     info!(target: "pmr::node", moniker = %config.moniker, rpc = %rpc.local_addr, "node started");
     Ok(NodeHandle {
         ledger,
@@ -166,6 +172,7 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
         consensus,
         rpc,
         metrics,
+        sampler,
         replicator,
     })
 }

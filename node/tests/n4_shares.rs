@@ -677,4 +677,25 @@ async fn n4_grant_release_reconstruct_revoke() {
     let own = open_patient_share(&env2, &patient_x).unwrap();
     let rebuilt2 = reconstruct_record_key(&env2, &own, &got2).expect("reconstructs");
     assert_eq!(*rebuilt2.to_bytes(), *key2.to_bytes());
+
+    // Node 1's metrics count its releases (2 for the doctor, 1 for the owner), its peers and
+    // the bitswap bytes it fetched (envelopes and records from node 0).
+    let url = net.cluster.manifest().nodes[1].metrics.clone();
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let m = scrape(&url);
+        let (releases, peers, fetched) = (
+            metric(&m, "pmr_share_releases_total"),
+            metric(&m, "pmr_peers"),
+            metric(&m, "pmr_bitswap_bytes_received_total"),
+        );
+        if releases == 3.0 && peers == 3.0 && fetched > 0.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node1 metrics: releases {releases}, peers {peers}, bitswap bytes received {fetched}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

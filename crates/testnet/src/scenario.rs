@@ -23,7 +23,8 @@
 //! - `no-fork`: every node has the same block hash at every height they all have;
 //! - `no-loss`: every transaction the load generator saw committed is in every node's chain;
 //! - `same-state`: every node reports the same state root at the common height;
-//! - `progress`: the chain grew in every stretch of at least 6 s with at most f nodes down;
+//! - `progress`: the chain grew in every stretch of at least 6 s with at most f nodes down
+//!   (starting 15 s after any moment with more than f down);
 //! - `recovered`: every node caught up within `recovery_timeout`.
 
 use std::collections::{BTreeSet, HashSet};
@@ -452,7 +453,7 @@ pub async fn run_scenario(
         name: "progress".into(),
         passed: stalls.is_empty(),
         detail: if stalls.is_empty() {
-            format!("the chain grew in every 6 s stretch with at most {f} node(s) down")
+            format!("the chain grew in every 6 s stretch with at most {f} node(s) down (15 s after any outage of more)")
         } else {
             format!("no new block while at most {f} node(s) were down during {stalls:?}")
         },
@@ -530,33 +531,40 @@ async fn apply(
     Ok(())
 }
 
-/// Stretches (start, end) of at least `window` with at most `f` nodes down in which the
-/// observed height did not grow.
+/// Time the chain gets to resume after more than f validators were down (their peers' round
+/// timeouts have grown meanwhile, and returning nodes must start and catch up first).
+const RESUME_GRACE: Duration = Duration::from_secs(15);
+
+/// Stretches (start, end) of at least `window` with at most `f` nodes down (and at least
+/// [`RESUME_GRACE`] after any moment with more than `f` down) in which the observed height did
+/// not grow.
 fn stalled_stretches(
     samples: &[(Duration, u64, usize)],
     f: usize,
     window: Duration,
 ) -> Vec<(Duration, Duration)> {
+    let mut eligible = Vec::with_capacity(samples.len());
+    let mut last_outage: Option<Duration> = None;
+    for &(t, _, down) in samples {
+        if down > f {
+            last_outage = Some(t);
+        }
+        eligible.push(down <= f && last_outage.is_none_or(|o| t >= o + RESUME_GRACE));
+    }
     let mut out = Vec::new();
     let mut i = 0;
     while i < samples.len() {
-        if samples[i].2 > f {
+        if !eligible[i] {
             i += 1;
             continue;
         }
-        // Find the end of a window starting here within the same healthy stretch.
+        // The first sample at least `window` later, if the stretch stays eligible until then.
         let mut j = i;
-        while j + 1 < samples.len()
-            && samples[j + 1].2 <= f
-            && samples[j + 1].0 - samples[i].0 < window
-        {
+        while j + 1 < samples.len() && eligible[j + 1] && samples[j + 1].0 - samples[i].0 < window {
             j += 1;
         }
-        if j + 1 < samples.len() && samples[j + 1].2 <= f {
-            let end = j + 1;
-            if samples[end].1 <= samples[i].1 {
-                out.push((samples[i].0, samples[end].0));
-            }
+        if j + 1 < samples.len() && eligible[j + 1] && samples[j + 1].1 <= samples[i].1 {
+            out.push((samples[i].0, samples[j + 1].0));
         }
         i += 4;
     }
@@ -613,5 +621,14 @@ mod tests {
         // Flat with 1 down: a stall.
         let flat: Vec<_> = (0..40).map(|k| s(k * 250, 5, 1)).collect();
         assert!(!stalled_stretches(&flat, 1, Duration::from_secs(6)).is_empty());
+        // After 2 of 4 were down the chain gets RESUME_GRACE before a flat stretch counts.
+        let after: Vec<_> = (0..160)
+            .map(|k| s(k * 250, 5, if k < 20 { 2 } else { 0 }))
+            .collect();
+        let stalls = stalled_stretches(&after, 1, Duration::from_secs(6));
+        assert!(!stalls.is_empty());
+        assert!(stalls
+            .iter()
+            .all(|(from, _)| *from >= Duration::from_millis(19 * 250) + RESUME_GRACE));
     }
 }
