@@ -675,7 +675,7 @@ pub async fn audit(token: U256, proof: Option<PathBuf>, n: NetArgs) -> Result<()
         }
         if let Some(p) = &proof {
             lines.push(format!(
-                "proof written to {} (check it offline: pmr verify-proof {} --genesis GENESIS)",
+                "proof written to {} (check it offline: pmr verify-proof {} --token {token} --genesis GENESIS)",
                 p.display(),
                 p.display()
             ));
@@ -684,8 +684,14 @@ pub async fn audit(token: U256, proof: Option<PathBuf>, n: NetArgs) -> Result<()
     })
 }
 
-/// Checks an audit proof file against a genesis, offline; returns the events it proves.
-pub fn verify_proof(file: &Path, genesis: &Path) -> Result<Vec<(u64, String, String)>> {
+/// Checks an audit proof file for `token` against a genesis, offline; returns the events it
+/// proves. It proves that each event happened in a certified block; it cannot prove that the
+/// file lists every event of the token.
+pub fn verify_proof(
+    file: &Path,
+    genesis: &Path,
+    token: U256,
+) -> Result<Vec<(u64, String, String)>> {
     let genesis = Genesis::load(genesis)?;
     let proof: ProofFile = serde_json::from_slice(
         &std::fs::read(file).wrap_err_with(|| format!("cannot read {}", file.display()))?,
@@ -700,9 +706,19 @@ pub fn verify_proof(file: &Path, genesis: &Path) -> Result<Vec<(u64, String, Str
             genesis.hash()
         );
     }
-    let topic = B256::from(proof.token_id.to_be_bytes::<32>());
+    if proof.token_id != token {
+        bail!(
+            "the proof is for token {}, not token {token}",
+            proof.token_id
+        );
+    }
+    let topic = B256::from(token.to_be_bytes::<32>());
     let mut events = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (i, e) in proof.entries.iter().enumerate() {
+        if !seen.insert(e.tx_hash) {
+            bail!("entry {i} repeats transaction {}", e.tx_hash);
+        }
         let bad = |what: &str| eyre!("entry {i} (tx {}): {what}", e.tx_hash);
         let block = Block::decode_checked(&hex::decode(&e.block).map_err(|_| bad("block hex"))?)
             .map_err(|err| bad(&format!("block: {err}")))?;

@@ -155,6 +155,9 @@ enum Command {
     /// that more than 2/3 of the genesis validators signed.
     VerifyProof {
         file: PathBuf,
+        /// The token the proof must be about.
+        #[arg(long)]
+        token: alloy_primitives::U256,
         #[arg(long)]
         genesis: PathBuf,
         #[arg(long, value_enum, default_value_t = lifecycle::Format::Text)]
@@ -488,10 +491,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Audit { token, proof, net } => lifecycle::audit(token, proof, net).await,
         Command::VerifyProof {
             file,
+            token,
             genesis,
             output,
         } => {
-            let events = lifecycle::verify_proof(&file, &genesis)?;
+            let events = lifecycle::verify_proof(&file, &genesis, token)?;
             match output {
                 lifecycle::Format::Json => println!(
                     "{}",

@@ -372,7 +372,14 @@ async fn n4_record_lifecycle_through_the_cli() {
     }
     let genesis = net.dir.path().join("genesis.json");
     let genesis = genesis.to_str().unwrap();
-    let verified = cli.ok(&["verify-proof", "proof.json", "--genesis", genesis]);
+    let verified = cli.ok(&[
+        "verify-proof",
+        "proof.json",
+        "--token",
+        &token,
+        "--genesis",
+        genesis,
+    ]);
     assert_eq!(verified["events"].as_array().unwrap().len(), kinds.len());
     let proof = std::fs::read_to_string(work.path().join("proof.json")).unwrap();
     let mut doc: Value = serde_json::from_str(&proof).unwrap();
@@ -385,8 +392,26 @@ async fn n4_record_lifecycle_through_the_cli() {
     doc["entries"][0]["receipt"] = Value::String(flipped);
     std::fs::write(work.path().join("forged.json"), doc.to_string()).unwrap();
     cli.fails(
-        &["verify-proof", "forged.json", "--genesis", genesis],
+        &[
+            "verify-proof",
+            "forged.json",
+            "--token",
+            &token,
+            "--genesis",
+            genesis,
+        ],
         "does not verify",
+    );
+    cli.fails(
+        &[
+            "verify-proof",
+            "proof.json",
+            "--token",
+            "999",
+            "--genesis",
+            genesis,
+        ],
+        "not token 999",
     );
 
     // All four custodians pooling their shares of version 1 cannot rebuild its key without

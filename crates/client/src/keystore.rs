@@ -213,7 +213,7 @@ impl Identity {
         if file.kdf != "scrypt" || file.cipher != "xchacha20poly1305" {
             return Err(format("unknown kdf or cipher"));
         }
-        if file.log_n > 20 || file.r > 16 || file.p > 4 {
+        if file.log_n > 18 || file.r > 8 || file.p > 4 {
             return Err(format("scrypt parameters out of range"));
         }
         let salt = hex::decode(&file.salt).map_err(|_| format("salt is not hex"))?;

@@ -23,8 +23,9 @@ use pmr_proto::v1 as pb;
 use pmr_proto::v1::share_service_client::ShareServiceClient;
 use pmr_shares::{
     open_granted_patient_share, open_patient_share, open_sealed_share, reconstruct_record_key,
-    seal_patient_share_to, split_record_key, CustodianInfo, CustodianShare, GrantContext,
-    RecordKey, ReleaseChallenge, SealedShare, ShareEnvelope, ShareError, X25519PublicKey,
+    seal_patient_share_to, split_record_key, verify_custodian_share, CustodianInfo, CustodianShare,
+    GrantContext, RecordKey, ReleaseChallenge, SealedShare, ShareEnvelope, ShareError,
+    X25519PublicKey,
 };
 
 use crate::client::{ClientError, PmrClient};
@@ -70,6 +71,7 @@ pub struct Committed {
     pub tx: B256,
     pub height: u64,
     pub output: Vec<u8>,
+    pub logs: Vec<pb::Log>,
 }
 
 /// A record made or updated.
@@ -183,6 +185,37 @@ impl Network {
             .map_err(|e| RecordError::Malformed(format!("cannot decode a PMR answer: {e}")))
     }
 
+    /// A read-only call answered by every reachable node, which must all agree: for what a
+    /// single lying node could abuse (whose key a share is sealed to).
+    pub async fn view_agreed<C: SolCall + Clone>(&self, call: C) -> Result<C::Return, RecordError>
+    where
+        C::Return: PartialEq,
+    {
+        let mut agreed: Option<C::Return> = None;
+        for c in &self.nodes {
+            let out = c
+                .call(None, PMR_ADDRESS, call.clone().abi_encode().into(), None)
+                .await?;
+            if !out.success {
+                return Err(RecordError::Reverted(describe_revert(&out.output)));
+            }
+            let r = C::abi_decode_returns(&out.output)
+                .map_err(|e| RecordError::Malformed(format!("cannot decode a PMR answer: {e}")))?;
+            match &agreed {
+                Some(a) if *a != r => {
+                    return Err(RecordError::Malformed(format!(
+                        "the nodes disagree about `{}` (node {} differs): refusing to seal a key on one node's word",
+                        C::SIGNATURE,
+                        c.url()
+                    )))
+                }
+                Some(_) => {}
+                None => agreed = Some(r),
+            }
+        }
+        agreed.ok_or_else(|| RecordError::NoNode("no node answered".into()))
+    }
+
     /// Signs `call` from `from`, submits it and waits for its commit; a revert is an error.
     pub async fn send<C: SolCall>(&self, from: &Wallet, call: C) -> Result<Committed, RecordError> {
         let c = self.primary();
@@ -210,15 +243,35 @@ impl Network {
             tx,
             height,
             output: r.output,
+            logs: r.logs,
         })
     }
 
-    async fn custodians(&self) -> Result<pb::GetCustodiansResponse, RecordError> {
-        Ok(ShareServiceClient::new(self.primary().channel())
-            .get_custodians(pb::GetCustodiansRequest {})
-            .await
-            .map_err(ClientError::from)?
-            .into_inner())
+    /// The custodians, as every reachable node reports them (they must agree: a lying node
+    /// could otherwise slip its own keys into every slot).
+    async fn custodians(&self) -> Result<Vec<pb::Custodian>, RecordError> {
+        let mut agreed: Option<(u64, Vec<pb::Custodian>)> = None;
+        for c in &self.nodes {
+            let r = ShareServiceClient::new(c.channel())
+                .get_custodians(pb::GetCustodiansRequest {})
+                .await
+                .map_err(ClientError::from)?
+                .into_inner();
+            let mine = (r.chain_id, r.custodians);
+            match &agreed {
+                Some(a) if *a != mine => {
+                    return Err(RecordError::Malformed(format!(
+                        "the nodes disagree about the custodians (node {} differs)",
+                        c.url()
+                    )))
+                }
+                Some(_) => {}
+                None => agreed = Some(mine),
+            }
+        }
+        agreed
+            .map(|(_, c)| c)
+            .ok_or_else(|| RecordError::NoNode("no node answered".into()))
     }
 
     /// Encrypts `plaintext` under a fresh key, uploads it and the key's share envelope.
@@ -228,7 +281,7 @@ impl Network {
         plaintext: &[u8],
     ) -> Result<(String, String, B256, u64), RecordError> {
         let patient_key = self
-            .view(PMR::encryptionKeyOfCall { account: patient })
+            .view_agreed(PMR::encryptionKeyOfCall { account: patient })
             .await?;
         if patient_key.is_zero() {
             return Err(RecordError::Refused(format!(
@@ -237,7 +290,6 @@ impl Network {
         }
         let listed = self.custodians().await?;
         let infos = listed
-            .custodians
             .iter()
             .map(|c| {
                 let key: [u8; 32] =
@@ -254,9 +306,11 @@ impl Network {
             .collect::<Result<Vec<_>, RecordError>>()?;
         let key = RecordKey::generate(&mut rand::rngs::OsRng);
         let ciphertext = encrypt_to_vec(&DataKey::from_bytes(*key.dek()), plaintext);
+        // f + 1 of 3f + 1 (at least 2), computed here rather than taken from a node.
+        let threshold = (infos.len().saturating_sub(1) / 3 + 1).max(2);
         let envelope = split_record_key(
             &key,
-            listed.default_threshold as usize,
+            threshold,
             &infos,
             &X25519PublicKey::from(patient_key.0),
             &mut rand::rngs::OsRng,
@@ -413,7 +467,7 @@ impl Network {
             )));
         }
         let grantee_key = self
-            .view(PMR::encryptionKeyOfCall { account: grantee })
+            .view_agreed(PMR::encryptionKeyOfCall { account: grantee })
             .await?;
         if grantee_key.is_zero() {
             return Err(RecordError::Refused(format!(
@@ -421,7 +475,8 @@ impl Network {
             )));
         }
         let versions = self.view(PMR::versionCountCall { tokenId: token }).await?;
-        let (_, env, _) = self.version(token, versions - 1).await?;
+        let sealed_version = versions - 1;
+        let (_, env, _) = self.version(token, sealed_version).await?;
         let essential = open_patient_share(&env, patient.x25519())?;
         let context = GrantContext {
             chain_id: self.chain_id,
@@ -435,16 +490,30 @@ impl Network {
             &context,
             &mut rand::rngs::OsRng,
         )?;
-        self.send(
-            patient.wallet(),
-            PMR::grantAccessCall {
-                tokenId: token,
-                grantee,
-                expiry,
-                sealedPatientShare: Bytes::from(sealed.to_bytes().to_vec()),
-            },
-        )
-        .await
+        let done = self
+            .send(
+                patient.wallet(),
+                PMR::grantAccessCall {
+                    tokenId: token,
+                    grantee,
+                    expiry,
+                    sealedPatientShare: Bytes::from(sealed.to_bytes().to_vec()),
+                },
+            )
+            .await?;
+        // The contract names the version current at commit; the share must be of that one.
+        let granted = done.logs.iter().find_map(|l| {
+            let topics: Vec<B256> = l.topics.iter().map(|t| B256::from_slice(t)).collect();
+            PMR::AccessGranted::decode_raw_log(topics, &l.data)
+                .ok()
+                .map(|e| e.version)
+        });
+        if granted != Some(sealed_version) {
+            return Err(RecordError::Refused(format!(
+                "a new version of token {token} was appended while granting (the grant names version {granted:?}, the share is of version {sealed_version}): grant again"
+            )));
+        }
+        Ok(done)
     }
 
     /// The patient revokes `grantee`'s access.
@@ -589,10 +658,16 @@ impl Network {
             next += batch;
             for r in results {
                 match r {
-                    Ok((share, at)) => {
-                        shares.push(share);
-                        used.push(at);
+                    Ok((_, at)) if used.contains(&at) => {
+                        refusals.push(format!("custodian {at} answered twice"))
                     }
+                    Ok((share, at)) => match verify_custodian_share(env, &share) {
+                        Ok(()) => {
+                            shares.push(share);
+                            used.push(at);
+                        }
+                        Err(e) => refusals.push(format!("custodian {at}: {e}")),
+                    },
                     Err(e) => refusals.push(e),
                 }
             }

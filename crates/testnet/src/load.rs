@@ -300,6 +300,7 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
                     .await
                     .push((now, block.transactions.len()));
             }
+            tracing::warn!(target: "pmr::load", "the block stream of the first node ended: commits after this are not counted")
         })
     };
 
