@@ -369,59 +369,44 @@ pub async fn identity(cmd: IdentityCommand) -> Result<()> {
     }
 }
 
+/// Signs `call` with `--key`, commits it and prints the outcome.
+async fn send_as<C: alloy_sol_types::SolCall>(
+    key: &KeyArgs,
+    n: &NetArgs,
+    what: &str,
+    call: C,
+) -> Result<()> {
+    let s = load_signer(key)?;
+    let done = net(n).await?.send(s.wallet(), call).await?;
+    tx_result(n, what, done).await
+}
+
 pub async fn admin(cmd: AdminCommand) -> Result<()> {
     match cmd {
-        AdminCommand::RegisterHospital {
-            account,
-            key,
-            net: n,
-        } => {
-            let s = load_signer(&key)?;
-            let done = net(&n)
-                .await?
-                .send(s.wallet(), PMR::registerHospitalCall { hospital: account })
-                .await?;
-            tx_result(&n, "hospital registered", done).await
+        AdminCommand::RegisterHospital { account, key, net } => {
+            let call = PMR::registerHospitalCall { hospital: account };
+            send_as(&key, &net, "hospital registered", call).await
         }
-        AdminCommand::AddCustodian {
-            account,
-            key,
-            net: n,
-        } => {
-            let s = load_signer(&key)?;
-            let done = net(&n)
-                .await?
-                .send(s.wallet(), PMR::addCustodianCall { custodian: account })
-                .await?;
-            tx_result(&n, "custodian added", done).await
+        AdminCommand::AddCustodian { account, key, net } => {
+            let call = PMR::addCustodianCall { custodian: account };
+            send_as(&key, &net, "custodian added", call).await
         }
         AdminCommand::Permit {
             account,
             revoke,
             key,
-            net: n,
+            net,
         } => {
-            let s = load_signer(&key)?;
-            let done = net(&n)
-                .await?
-                .send(
-                    s.wallet(),
-                    PMR::setPermittedCall {
-                        account,
-                        permitted: !revoke,
-                    },
-                )
-                .await?;
-            tx_result(
-                &n,
-                if revoke {
-                    "permission removed"
-                } else {
-                    "permitted"
-                },
-                done,
-            )
-            .await
+            let call = PMR::setPermittedCall {
+                account,
+                permitted: !revoke,
+            };
+            let what = if revoke {
+                "permission removed"
+            } else {
+                "permitted"
+            };
+            send_as(&key, &net, what, call).await
         }
     }
 }
@@ -433,21 +418,14 @@ pub async fn patient(cmd: PatientCommand) -> Result<()> {
             commitment,
             encryption_key,
             key,
-            net: n,
+            net,
         } => {
-            let s = load_signer(&key)?;
-            let done = net(&n)
-                .await?
-                .send(
-                    s.wallet(),
-                    PMR::registerPatientCall {
-                        patient,
-                        pseudonymCommitment: commitment,
-                        encryptionKey: encryption_key,
-                    },
-                )
-                .await?;
-            tx_result(&n, "patient registered", done).await
+            let call = PMR::registerPatientCall {
+                patient,
+                pseudonymCommitment: commitment,
+                encryptionKey: encryption_key,
+            };
+            send_as(&key, &net, "patient registered", call).await
         }
     }
 }
