@@ -12,12 +12,13 @@
 //! rate = 200         # transactions per second, open loop
 //! [[fault]]
 //! at = "5s"
-//! action = "kill"    # kill (SIGKILL) | stop (SIGTERM) | pause (SIGSTOP) | resume | start | wipe
+//! action = "kill"    # kill | stop | pause | resume | start | wipe | truncate
 //! nodes = [1]
 //! ```
 //!
 //! `wipe` is disk loss: SIGKILL, delete the node's data directory, restart it (it rejoins by
-//! sync). At the end every node still down is healed (resumed or restarted), and the runner
+//! sync). `truncate` is a torn write: SIGKILL, cut the tail off the consensus WAL and RocksDB's
+//! newest log, restart. At the end every node still down is healed (resumed or restarted), and the runner
 //! waits for all of them to reach the height the network had then (the recovery time). Then it
 //! checks, and names in its report:
 //! - `no-fork`: every node has the same block hash at every height they all have;
@@ -91,6 +92,9 @@ pub enum Action {
     Resume,
     Start,
     Wipe,
+    /// SIGKILL, cut the last bytes off the consensus WAL and RocksDB's newest write-ahead log
+    /// (a torn write), restart.
+    Truncate,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -515,6 +519,33 @@ async fn apply(
             }
             down.remove(&i);
         }
+        Action::Truncate => {
+            if cluster.is_running(i) {
+                cluster.kill(i)?;
+            }
+            let data = cluster.home(i).join("data");
+            let mut logs = vec![data.join("wal").join("consensus.wal")];
+            let mut db_logs: Vec<PathBuf> = std::fs::read_dir(data.join("db"))
+                .map_err(harness)?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect();
+            db_logs.sort();
+            logs.extend(db_logs.pop());
+            for log in logs {
+                let len = std::fs::metadata(&log).map_err(harness)?.len();
+                let cut = len.saturating_sub(TRUNCATE_BYTES.min(len / 2));
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&log)
+                    .and_then(|f| f.set_len(cut))
+                    .map_err(|e| harness(format!("cannot truncate {}: {e}", log.display())))?;
+                tracing::info!(target: "pmr::scenario", log = %log.display(), from = len, to = cut, "truncated");
+            }
+            cluster.start(i)?;
+            down.remove(&i);
+        }
         Action::Wipe => {
             if cluster.is_running(i) {
                 cluster.kill(i)?;
@@ -529,6 +560,9 @@ async fn apply(
     }
     Ok(())
 }
+
+/// Bytes a `truncate` fault cuts off each log (at most half of it).
+const TRUNCATE_BYTES: u64 = 100;
 
 /// Time the chain gets to resume after more than f validators were down (their peers' round
 /// timeouts have grown meanwhile, and returning nodes must start and catch up first).
