@@ -160,6 +160,17 @@ fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }
 
+fn custody_key(token: U256, version: u32) -> Vec<u8> {
+    key_with(
+        CUSTODY_PREFIX,
+        &[&token.to_be_bytes::<32>(), &version.to_be_bytes()],
+    )
+}
+
+fn releases_key(token: U256) -> Vec<u8> {
+    key_with(RELEASES_PREFIX, &[&token.to_be_bytes::<32>()])
+}
+
 fn key_with(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = vec![prefix];
     for p in parts {
@@ -274,10 +285,7 @@ impl Custody {
 
     /// The stored custody record of `token` version `version`.
     pub fn record(&self, token: U256, version: u32) -> Result<Option<CustodyRecord>> {
-        let key = key_with(
-            CUSTODY_PREFIX,
-            &[&token.to_be_bytes::<32>(), &version.to_be_bytes()],
-        );
+        let key = custody_key(token, version);
         match self.inner.store.get(Column::Shares, &key)? {
             Some(v) => Ok(Some(
                 serde_json::from_slice(&v).wrap_err("corrupt custody record")?,
@@ -319,10 +327,7 @@ impl Custody {
             .wrap_err_with(|| format!("cannot fetch share envelope {cid}"))?;
         let bytes = self.inner.content.get_bytes(cid).await?;
         let rec = assess(version, &cid, &bytes, &key_commitment, &me.secret);
-        let key = key_with(
-            CUSTODY_PREFIX,
-            &[&token.to_be_bytes::<32>(), &version.to_be_bytes()],
-        );
+        let key = custody_key(token, version);
         self.inner.store.put(
             Column::Shares,
             &key,
@@ -345,7 +350,7 @@ impl Custody {
 
     /// Number of releases this node committed for `token`.
     pub fn releases(&self, token: U256) -> Result<u64> {
-        let key = key_with(RELEASES_PREFIX, &[&token.to_be_bytes::<32>()]);
+        let key = releases_key(token);
         Ok(self
             .inner
             .store
@@ -357,7 +362,7 @@ impl Custody {
     fn count_release(&self, token: U256) -> Result<()> {
         let _g = self.inner.seen.lock().unwrap_or_else(|p| p.into_inner());
         let n = self.releases(token)? + 1;
-        let key = key_with(RELEASES_PREFIX, &[&token.to_be_bytes::<32>()]);
+        let key = releases_key(token);
         self.inner
             .store
             .put(Column::Shares, &key, &n.to_be_bytes(), Durability::Buffered)?;

@@ -133,6 +133,38 @@ fn cid_text(bytes: &[u8]) -> Result<String, RecordError> {
         .map_err(|e| RecordError::Malformed(format!("a CID on-chain does not parse: {e}")))
 }
 
+/// A read-only PMR call on node `c` at its latest height; a revert is an error.
+async fn call_on<C: SolCall>(c: &PmrClient, call: &C) -> Result<C::Return, RecordError> {
+    let out = c
+        .call(None, PMR_ADDRESS, call.abi_encode().into(), None)
+        .await?;
+    if !out.success {
+        return Err(RecordError::Reverted(describe_revert(&out.output)));
+    }
+    C::abi_decode_returns(&out.output)
+        .map_err(|e| RecordError::Malformed(format!("cannot decode a PMR answer: {e}")))
+}
+
+/// Folds node `c`'s answer about `what` into `agreed`; a different answer is an error.
+fn agree<T: PartialEq>(
+    agreed: &mut Option<T>,
+    answer: T,
+    what: &str,
+    c: &PmrClient,
+) -> Result<(), RecordError> {
+    match agreed {
+        Some(a) if *a != answer => Err(RecordError::Malformed(format!(
+            "the nodes disagree about `{what}` (node {} differs): refusing to act on one node's word",
+            c.url()
+        ))),
+        Some(_) => Ok(()),
+        None => {
+            *agreed = Some(answer);
+            Ok(())
+        }
+    }
+}
+
 /// Clients of one or more nodes of a PMR network.
 pub struct Network {
     nodes: Vec<PmrClient>,
@@ -174,44 +206,18 @@ impl Network {
 
     /// A read-only PMR call at the latest height.
     pub async fn view<C: SolCall>(&self, call: C) -> Result<C::Return, RecordError> {
-        let out = self
-            .primary()
-            .call(None, PMR_ADDRESS, call.abi_encode().into(), None)
-            .await?;
-        if !out.success {
-            return Err(RecordError::Reverted(describe_revert(&out.output)));
-        }
-        C::abi_decode_returns(&out.output)
-            .map_err(|e| RecordError::Malformed(format!("cannot decode a PMR answer: {e}")))
+        call_on(self.primary(), &call).await
     }
 
     /// A read-only call answered by every reachable node, which must all agree: for what a
     /// single lying node could abuse (whose key a share is sealed to).
-    pub async fn view_agreed<C: SolCall + Clone>(&self, call: C) -> Result<C::Return, RecordError>
+    pub async fn view_agreed<C: SolCall>(&self, call: C) -> Result<C::Return, RecordError>
     where
         C::Return: PartialEq,
     {
-        let mut agreed: Option<C::Return> = None;
+        let mut agreed = None;
         for c in &self.nodes {
-            let out = c
-                .call(None, PMR_ADDRESS, call.clone().abi_encode().into(), None)
-                .await?;
-            if !out.success {
-                return Err(RecordError::Reverted(describe_revert(&out.output)));
-            }
-            let r = C::abi_decode_returns(&out.output)
-                .map_err(|e| RecordError::Malformed(format!("cannot decode a PMR answer: {e}")))?;
-            match &agreed {
-                Some(a) if *a != r => {
-                    return Err(RecordError::Malformed(format!(
-                        "the nodes disagree about `{}` (node {} differs): refusing to seal a key on one node's word",
-                        C::SIGNATURE,
-                        c.url()
-                    )))
-                }
-                Some(_) => {}
-                None => agreed = Some(r),
-            }
+            agree(&mut agreed, call_on(c, &call).await?, C::SIGNATURE, c)?;
         }
         agreed.ok_or_else(|| RecordError::NoNode("no node answered".into()))
     }
@@ -250,24 +256,14 @@ impl Network {
     /// The custodians, as every reachable node reports them (they must agree: a lying node
     /// could otherwise slip its own keys into every slot).
     async fn custodians(&self) -> Result<Vec<pb::Custodian>, RecordError> {
-        let mut agreed: Option<(u64, Vec<pb::Custodian>)> = None;
+        let mut agreed = None;
         for c in &self.nodes {
             let r = ShareServiceClient::new(c.channel())
                 .get_custodians(pb::GetCustodiansRequest {})
                 .await
                 .map_err(ClientError::from)?
                 .into_inner();
-            let mine = (r.chain_id, r.custodians);
-            match &agreed {
-                Some(a) if *a != mine => {
-                    return Err(RecordError::Malformed(format!(
-                        "the nodes disagree about the custodians (node {} differs)",
-                        c.url()
-                    )))
-                }
-                Some(_) => {}
-                None => agreed = Some(mine),
-            }
+            agree(&mut agreed, (r.chain_id, r.custodians), "the custodians", c)?;
         }
         agreed
             .map(|(_, c)| c)

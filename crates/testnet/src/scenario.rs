@@ -334,7 +334,7 @@ pub async fn run_scenario(
         while next < faults.len() && faults[next].at <= start.elapsed() {
             let f = &faults[next];
             for &i in &f.nodes {
-                apply(&mut cluster, dir, i, f.action, &mut down, &mut paused).await?;
+                apply(&mut cluster, i, f.action, &mut down, &mut paused).await?;
             }
             tracing::info!(target: "pmr::scenario", at = ?f.at, action = ?f.action, nodes = ?f.nodes, "fault");
             next += 1;
@@ -355,7 +355,7 @@ pub async fn run_scenario(
         } else {
             Action::Start
         };
-        apply(&mut cluster, dir, i, action, &mut down, &mut paused).await?;
+        apply(&mut cluster, i, action, &mut down, &mut paused).await?;
     }
     let heal = Instant::now();
     let target = clients[observer].status().await.map_err(harness)?.height;
@@ -486,7 +486,6 @@ pub async fn run_scenario(
 
 async fn apply(
     cluster: &mut Cluster,
-    dir: &Path,
     i: usize,
     action: Action,
     down: &mut BTreeSet<usize>,
@@ -553,7 +552,6 @@ async fn apply(
             let data = cluster.home(i).join("data");
             std::fs::remove_dir_all(&data)
                 .map_err(|e| harness(format!("cannot wipe {}: {e}", data.display())))?;
-            let _ = dir;
             cluster.start(i)?;
             down.remove(&i);
         }
