@@ -19,8 +19,10 @@ contract PMR is ERC721, AccessControl {
     /// Holds key shares; may log share releases.
     bytes32 public constant CUSTODIAN_ROLE = keccak256("PMR_CUSTODIAN");
 
-    /// Largest CID accepted, in bytes (a CIDv1 with a 32-byte digest is 36 bytes).
-    uint256 public constant MAX_CID_BYTES = 128;
+    /// Length of every CID accepted: CIDv1, a one-byte codec, a 32-byte blake3 multihash
+    /// (`0x01 codec 0x1e 0x20 digest`), the only kind the network's content store makes. Only
+    /// the codec and the digest are stored (two words less per CID than storing the bytes).
+    uint256 public constant CID_BYTES = 36;
     /// Largest sealed share accepted, in bytes.
     uint256 public constant MAX_SEALED_SHARE_BYTES = 512;
 
@@ -34,9 +36,11 @@ contract PMR is ERC721, AccessControl {
     }
 
     struct Version {
-        bytes rootCid;
-        bytes envelopeCid;
+        bytes32 rootDigest;
+        bytes32 envelopeDigest;
         bytes32 keyCommitment;
+        uint8 rootCodec;
+        uint8 envelopeCodec;
     }
 
     struct Grant {
@@ -99,8 +103,8 @@ contract PMR is ERC721, AccessControl {
     error ZeroPseudonymCommitment();
     error ZeroEncryptionKey();
     error ZeroKeyCommitment();
-    error EmptyCid();
-    error CidTooLong(uint256 length, uint256 max);
+    /// Not a CIDv1 with a one-byte codec and a 32-byte blake3 digest.
+    error UnsupportedCid(bytes cid);
     error NotRecordOwner(uint256 tokenId, address caller);
     error NotRecordEditor(uint256 tokenId, address caller);
     error VersionOutOfRange(uint256 tokenId, uint256 version, uint256 versionCount);
@@ -232,10 +236,7 @@ contract PMR is ERC721, AccessControl {
         tokenId = ++_lastTokenId;
         _mint(patient, tokenId);
         _records[tokenId] = Record({hospital: _msgSender(), recordType: recordType, versionCount: 1});
-        Version storage v = _versions[tokenId][0];
-        v.rootCid = rootCid;
-        v.envelopeCid = envelopeCid;
-        v.keyCommitment = keyCommitment;
+        _versions[tokenId][0] = _version(rootCid, envelopeCid, keyCommitment);
         emit Locked(tokenId);
         emit RecordMinted(tokenId, patient, _msgSender(), recordType, rootCid, envelopeCid, keyCommitment);
     }
@@ -253,10 +254,7 @@ contract PMR is ERC721, AccessControl {
         _checkVersion(rootCid, envelopeCid, keyCommitment);
         version = r.versionCount;
         r.versionCount = version + 1;
-        Version storage v = _versions[tokenId][version];
-        v.rootCid = rootCid;
-        v.envelopeCid = envelopeCid;
-        v.keyCommitment = keyCommitment;
+        _versions[tokenId][version] = _version(rootCid, envelopeCid, keyCommitment);
         emit RecordVersionAppended(tokenId, version, sender, rootCid, envelopeCid, keyCommitment);
     }
 
@@ -267,8 +265,31 @@ contract PMR is ERC721, AccessControl {
     }
 
     function _checkCid(bytes calldata cid) private pure {
-        if (cid.length == 0) revert EmptyCid();
-        if (cid.length > MAX_CID_BYTES) revert CidTooLong(cid.length, MAX_CID_BYTES);
+        if (
+            cid.length != CID_BYTES || cid[0] != 0x01 || uint8(cid[1]) >= 0x80 || cid[2] != 0x1e
+                || cid[3] != 0x20
+        ) {
+            revert UnsupportedCid(cid);
+        }
+    }
+
+    function _version(bytes calldata rootCid, bytes calldata envelopeCid, bytes32 keyCommitment)
+        private
+        pure
+        returns (Version memory)
+    {
+        return Version({
+            rootDigest: bytes32(rootCid[4:]),
+            envelopeDigest: bytes32(envelopeCid[4:]),
+            keyCommitment: keyCommitment,
+            rootCodec: uint8(rootCid[1]),
+            envelopeCodec: uint8(envelopeCid[1])
+        });
+    }
+
+    /// The 36 CID bytes of a stored codec and digest.
+    function _cid(uint8 codec, bytes32 digest) private pure returns (bytes memory) {
+        return abi.encodePacked(bytes1(0x01), bytes1(codec), bytes2(0x1e20), digest);
     }
 
     /// Minting hospital, record type and number of versions of a record.
@@ -297,7 +318,7 @@ contract PMR is ERC721, AccessControl {
         uint256 count = _records[tokenId].versionCount;
         if (index >= count) revert VersionOutOfRange(tokenId, index, count);
         Version storage v = _versions[tokenId][index];
-        return (v.rootCid, v.envelopeCid, v.keyCommitment);
+        return (_cid(v.rootCodec, v.rootDigest), _cid(v.envelopeCodec, v.envelopeDigest), v.keyCommitment);
     }
 
     /// Number of records minted so far (token ids are 1..=totalMinted).
@@ -309,7 +330,8 @@ contract PMR is ERC721, AccessControl {
     function tokenURI(uint256 tokenId) public view override returns (string memory) {
         _requireOwned(tokenId);
         uint256 latest = _records[tokenId].versionCount - 1;
-        return string.concat("ipfs://", _base32(_versions[tokenId][latest].rootCid));
+        Version storage v = _versions[tokenId][latest];
+        return string.concat("ipfs://", _base32(_cid(v.rootCodec, v.rootDigest)));
     }
 
     function _base32(bytes memory data) private pure returns (string memory) {

@@ -30,7 +30,8 @@ try {
 }
 
 const settings = {
-  optimizer: { enabled: true, runs: 200 },
+  optimizer: { enabled: true, runs: 10000 },
+  viaIR: true,
   evmVersion: "prague",
   metadata: { bytecodeHash: "none" },
   outputSelection: {

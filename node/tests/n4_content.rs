@@ -11,6 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use alloy_primitives::{Bytes, B256};
+use alloy_sol_types::SolInterface;
 use common::*;
 use pmr_client::{BlobStat, Wallet, PMR};
 use pmr_content::{decrypt_to_vec, encrypt_to_vec, parse_cid, DataKey};
@@ -130,8 +131,8 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
         encryptionKey: B256::repeat_byte(0x22),
     };
     ok(&c0, id, &hospital, reg).await;
-    // A mint whose CIDs are not CIDs is committed (the contract only bounds their length); every
-    // replicator logs it and skips it, and goes on to replicate the next record.
+    // A mint whose CIDs are not CIDs is refused by the contract (the transaction is included,
+    // reverted, and mints nothing); replication goes on with the next record.
     let bad = PMR::mintRecordCall {
         patient: patient.address(),
         rootCid: Bytes::from_static(b"definitely not a CID"),
@@ -139,7 +140,14 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
         keyCommitment: B256::repeat_byte(1),
         recordType: 1,
     };
-    ok(&c0, id, &hospital, bad).await;
+    let refused = send(&c0, id, &hospital, bad).await;
+    assert!(!refused.success, "a mint of non-CIDs was accepted");
+    assert!(
+        PMR::PMRErrors::abi_decode(&refused.output)
+            .is_ok_and(|e| matches!(e, PMR::PMRErrors::UnsupportedCid(_))),
+        "reverted with 0x{}",
+        hex::encode(&refused.output)
+    );
     let mint = PMR::mintRecordCall {
         patient: patient.address(),
         rootCid: parse_cid(&record.root_cid)

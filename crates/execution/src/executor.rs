@@ -15,7 +15,7 @@ use crate::changeset::next_state_root;
 use crate::contract::{ContractLayout, PMR_CONTRACT_ADDRESS};
 use crate::genesis::genesis_changes;
 use crate::key_filter::KeyFilter;
-use crate::receipt::{receipts_root, Log};
+use crate::receipt::{encode_receipts, encode_receipts_with_root, Log};
 use crate::runner::{build_evm, revm_block_env, static_checks, BlockRunner, Rules};
 use crate::state_db::{
     load_key_filter, read_block_info, read_head, read_receipts, write_block, Head, StateReader,
@@ -77,7 +77,7 @@ impl Executor {
                     genesis.genesis_time_ms,
                     genesis_root,
                     &changes,
-                    Some(&[]),
+                    Some(&encode_receipts(&[])),
                 );
                 batch.commit(Durability::Sync)?;
                 tracing::info!(target: TARGET, root = %genesis_root, contract = %PMR_CONTRACT_ADDRESS, "executed genesis");
@@ -201,14 +201,16 @@ impl Executor {
 
     fn finish(runner: BlockRunner, env: &BlockEnv, parent: Head) -> ExecutedBlock {
         let (changes, receipts, gas_used) = runner.finish();
+        let (receipts_encoded, receipts_root) = encode_receipts_with_root(&receipts);
         ExecutedBlock {
             height: env.height,
             timestamp_ms: env.timestamp_ms,
             parent_state_root: parent.state_root,
             state_root: next_state_root(parent.state_root, env.height, &changes),
-            receipts_root: receipts_root(&receipts),
+            receipts_root,
             gas_used,
             receipts,
+            receipts_encoded: Arc::new(receipts_encoded),
             changes: Arc::new(changes),
         }
     }
@@ -298,7 +300,7 @@ impl Executor {
             executed.timestamp_ms,
             executed.state_root,
             &executed.changes,
-            Some(&executed.receipts),
+            Some(&executed.receipts_encoded),
         );
     }
 

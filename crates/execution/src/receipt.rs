@@ -150,6 +150,26 @@ pub fn verify_receipt(receipts_root: &B256, receipt: &Receipt, proof: &MerklePro
     proof.index == receipt.index && verify_merkle_proof(receipts_root, &receipt.hash(), proof)
 }
 
+/// The receipts' stored encoding (an RLP list, as [`encode_receipts`]) and their root, encoding
+/// each receipt once for both.
+pub(crate) fn encode_receipts_with_root(receipts: &[Receipt]) -> (Vec<u8>, B256) {
+    let mut payload = Vec::with_capacity(receipts.iter().map(Encodable::length).sum());
+    let mut leaves = Vec::with_capacity(receipts.len());
+    for r in receipts {
+        let start = payload.len();
+        r.encode(&mut payload);
+        leaves.push(keccak256(&payload[start..]));
+    }
+    let header = Header {
+        list: true,
+        payload_length: payload.len(),
+    };
+    let mut out = Vec::with_capacity(header.length() + payload.len());
+    header.encode(&mut out);
+    out.extend_from_slice(&payload);
+    (out, merkle_root(&leaves))
+}
+
 pub(crate) fn encode_receipts(receipts: &[Receipt]) -> Vec<u8> {
     let mut out = Vec::new();
     alloy_rlp::encode_list::<Receipt, Receipt>(receipts, &mut out);
@@ -194,6 +214,11 @@ mod tests {
         }
         let all: Vec<Receipt> = (0..5).map(|i| sample(i, i == 2)).collect();
         assert_eq!(decode_receipts(&encode_receipts(&all)).unwrap(), all);
+        for n in [0, 1, 2, all.len()] {
+            let (bytes, root) = encode_receipts_with_root(&all[..n]);
+            assert_eq!(bytes, encode_receipts(&all[..n]), "one encoding for both");
+            assert_eq!(root, receipts_root(&all[..n]));
+        }
         let mut trailing = encode_receipts(&all);
         trailing.push(0);
         assert!(decode_receipts(&trailing).is_err());

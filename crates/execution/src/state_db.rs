@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use crate::changeset::{AccountState, ChangeSet};
 use crate::key_filter::KeyFilter;
-use crate::receipt::{decode_receipts, encode_receipts, Receipt};
+use crate::receipt::{decode_receipts, Receipt};
 use crate::ExecutionError;
 
 const HEAD_KEY: &[u8] = b"execution/head";
@@ -154,7 +154,7 @@ pub(crate) fn write_block(
     timestamp_ms: u64,
     state_root: B256,
     changes: &ChangeSet,
-    receipts: Option<&[Receipt]>,
+    receipts: Option<&[u8]>,
 ) {
     for (address, account) in &changes.accounts {
         let key = account_key(address, height);
@@ -174,11 +174,7 @@ pub(crate) fn write_block(
         batch.put(Column::Code, hash.as_slice(), code);
     }
     if let Some(receipts) = receipts {
-        batch.put(
-            Column::Receipts,
-            &height.to_be_bytes(),
-            &encode_receipts(receipts),
-        );
+        batch.put(Column::Receipts, &height.to_be_bytes(), receipts);
     }
     let mut info = [0u8; 40];
     info[..32].copy_from_slice(state_root.as_slice());

@@ -32,6 +32,8 @@ pub struct ExecutedBlock {
     pub receipts_root: B256,
     pub gas_used: u64,
     pub receipts: Vec<Receipt>,
+    /// `receipts` as stored (encoded once, with the root).
+    pub(crate) receipts_encoded: Arc<Vec<u8>>,
     pub(crate) changes: Arc<ChangeSet>,
 }
 

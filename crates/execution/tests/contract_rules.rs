@@ -8,8 +8,10 @@ use common::{keys, Chain};
 use pmr_execution::{TxRejection, PMR};
 
 fn cid(tag: u8) -> Bytes {
-    // A CIDv1 (raw codec 0x55, blake3 0x1e, 32-byte digest): 36 bytes.
-    let mut c = vec![0x01, 0x55, 0x1e, 0x20];
+    // A CIDv1 (blake3 0x1e, 32-byte digest): 36 bytes; raw codec (0x55) below 100 and dag-cbor
+    // (0x71) from 100 on, so roots and envelopes of one version differ in codec too.
+    let codec = if tag < 100 { 0x55 } else { 0x71 };
+    let mut c = vec![0x01, codec, 0x1e, 0x20];
     c.extend_from_slice(&[tag; 32]);
     c.into()
 }
@@ -359,28 +361,37 @@ fn minting_requires_a_registered_patient_and_valid_fields() {
         chain.view(PMR::encryptionKeyOfCall { account: patient }),
         B256::repeat_byte(2)
     );
-    chain.reverts(
-        &k.hospital,
-        PMR::mintRecordCall {
-            patient,
-            rootCid: Bytes::new(),
-            envelopeCid: cid(2),
-            keyCommitment: B256::repeat_byte(1),
-            recordType: 1,
-        },
-        "EmptyCid",
-    );
-    chain.reverts(
-        &k.hospital,
-        PMR::mintRecordCall {
-            patient,
-            rootCid: vec![1u8; 129].into(),
-            envelopeCid: cid(2),
-            keyCommitment: B256::repeat_byte(1),
-            recordType: 1,
-        },
-        "CidTooLong",
-    );
+    // Only CIDv1 with a one-byte codec and a 32-byte blake3 digest (what the content store
+    // makes) are accepted, as root and as envelope.
+    let sha256 = [&[0x01, 0x55, 0x12, 0x20][..], &[7u8; 32]].concat();
+    let cid_v0 = [&[0x12, 0x20][..], &[7u8; 32]].concat();
+    let two_byte_codec = [&[0x01, 0x80, 0x01, 0x1e, 0x20][..], &[7u8; 31]].concat();
+    let short = cid(1)[..35].to_vec();
+    let long = [&cid(1)[..], &[0u8][..]].concat();
+    for bad in [
+        vec![],
+        sha256,
+        cid_v0,
+        two_byte_codec,
+        short,
+        long,
+        vec![1u8; 129],
+    ] {
+        let bad = Bytes::from(bad);
+        for (root, envelope) in [(bad.clone(), cid(2)), (cid(1), bad.clone())] {
+            chain.reverts(
+                &k.hospital,
+                PMR::mintRecordCall {
+                    patient,
+                    rootCid: root,
+                    envelopeCid: envelope,
+                    keyCommitment: B256::repeat_byte(1),
+                    recordType: 1,
+                },
+                "UnsupportedCid",
+            );
+        }
+    }
     chain.reverts(
         &k.hospital,
         PMR::mintRecordCall {

@@ -24,11 +24,16 @@ fn register(nonce: u64, patient: Address) -> pmr_primitives::SignedTx {
     )
 }
 
+/// A CIDv1 with a blake3 digest of `[tag; 32]`, the only kind the contract accepts.
+fn cid(tag: u8) -> Bytes {
+    [&[0x01, 0x55, 0x1e, 0x20][..], &[tag; 32]].concat().into()
+}
+
 fn mint_call(patient: Address, tag: u8) -> PMR::mintRecordCall {
     PMR::mintRecordCall {
         patient,
-        rootCid: vec![tag; 36].into(),
-        envelopeCid: vec![tag.wrapping_add(1); 36].into(),
+        rootCid: cid(tag),
+        envelopeCid: cid(tag.wrapping_add(1)),
         keyCommitment: B256::repeat_byte(tag.max(1)),
         recordType: 1,
     }
@@ -378,30 +383,35 @@ fn gas_limits_per_transaction_and_per_block() {
 fn reverted_and_out_of_gas_transactions_are_included_with_failed_receipts() {
     let mut chain = Chain::new();
     let k = keys();
-    let unregistered = sign(&k.hospital, 0, &mint_call(k.outsider.address(), 1));
-    let input = mint_call(k.outsider.address(), 1).abi_encode();
-    // Enough gas to start (the intrinsic gas, which for this calldata is the EIP-7623 floor,
-    // above 25k) but not to reach the revert: the role check's cold SLOAD alone costs 2100.
+    chain.block(&[register(0, k.patient.address())]);
+    let unregistered = sign(&k.hospital, 1, &mint_call(k.outsider.address(), 1));
+    // A valid mint with enough gas to start (the intrinsic gas, which for this calldata is
+    // the EIP-7623 floor, leaving a few thousand for execution) but far too little to store a
+    // record (fresh slots cost 22,100 each).
+    let input = mint_call(k.patient.address(), 1).abi_encode();
     let intrinsic = intrinsic_gas(&sign_to(
         &k.hospital,
-        1,
+        2,
         PMR_CONTRACT_ADDRESS,
         input.clone(),
         GAS,
     ));
     let limit = intrinsic + 1_000;
-    let starving = sign_to(&k.hospital, 1, PMR_CONTRACT_ADDRESS, input, limit);
+    let starving = sign_to(&k.hospital, 2, PMR_CONTRACT_ADDRESS, input, limit);
     let executed = chain.block(&[unregistered, starving]);
     let (a, b) = (&executed.receipts[0], &executed.receipts[1]);
     assert!(!a.success && !b.success);
     assert!(a.revert_reason().unwrap().contains("PatientNotRegistered"));
     assert_eq!(
-        b.gas_used, limit,
-        "an out-of-gas transaction spends its whole limit"
+        b.gas_used,
+        limit,
+        "an out-of-gas transaction spends its whole limit (output 0x{})",
+        hex::encode(&b.output)
     );
+    assert!(b.output.is_empty(), "out of gas returns nothing");
     assert!(a.logs.is_empty() && b.logs.is_empty());
     // Failed transactions still consume their nonce.
-    assert_eq!(chain.nonce(&k.hospital), 2);
+    assert_eq!(chain.nonce(&k.hospital), 3);
 }
 
 #[test]
