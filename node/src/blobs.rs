@@ -78,8 +78,8 @@ pub fn default_key_path(file: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Progress of a long transfer, as "N MiB / M MiB" lines on stderr at most once a second
-/// (one rewritten line on a terminal).
+/// Progress of a long transfer: an indicatif bar (bytes, rate, time left) on a terminal; in a
+/// log (stderr not a terminal), an "N MiB / M MiB" line at most once a second.
 pub struct Progress {
     what: &'static str,
     total: u64,
@@ -87,60 +87,78 @@ pub struct Progress {
     last: Instant,
     shown: bool,
     enabled: bool,
-    tty: bool,
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl Progress {
     /// Shows progress when `enabled` and the transfer is at least 8 MiB.
     pub fn new(what: &'static str, total: u64, enabled: bool) -> Self {
+        let enabled = enabled && total >= PROGRESS_MIN;
+        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
+            let style = indicatif::ProgressStyle::with_template(
+                "{msg:>11} [{bar:40.cyan/blue}] {binary_bytes}/{binary_total_bytes} \
+                 {binary_bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(total),
+                indicatif::ProgressDrawTarget::stderr(),
+            )
+            .with_style(style)
+            .with_message(what);
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
         Self {
             what,
             total,
             done: 0,
             last: Instant::now(),
             shown: false,
-            enabled: enabled && total >= PROGRESS_MIN,
-            tty: std::io::stderr().is_terminal(),
+            enabled,
+            bar,
         }
     }
 
     pub fn add(&mut self, n: u64) {
         self.done += n;
-        if self.enabled && self.last.elapsed() >= PROGRESS_EVERY {
+        if let Some(bar) = &self.bar {
+            bar.set_position(self.done);
+        } else if self.enabled && self.last.elapsed() >= PROGRESS_EVERY {
             self.last = Instant::now();
             self.print();
         }
     }
 
-    /// Prints the final figure if anything was shown.
+    /// Completes the bar, or prints the final figure if any line was shown.
     pub fn finish(&mut self) {
-        if self.shown {
+        if let Some(bar) = self.bar.take() {
+            bar.set_position(self.done);
+            bar.finish();
+        } else if self.shown {
             self.print();
-            if self.tty {
-                eprintln!();
-            }
             self.shown = false;
         }
     }
 
-    fn print(&mut self) {
+    fn line(&self) -> String {
         const MIB: f64 = 1024.0 * 1024.0;
         let pct = if self.total == 0 {
             100
         } else {
             self.done.saturating_mul(100) / self.total
         };
-        let line = format!(
+        format!(
             "{}: {:.1} MiB / {:.1} MiB ({pct}%)",
             self.what,
             self.done as f64 / MIB,
             self.total as f64 / MIB
-        );
-        if self.tty {
-            eprint!("\r{line}   ");
-        } else {
-            eprintln!("{line}");
-        }
+        )
+    }
+
+    fn print(&mut self) {
+        eprintln!("{}", self.line());
         self.shown = true;
     }
 }
@@ -327,6 +345,29 @@ pub async fn get_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_counts_bytes_and_skips_small_transfers() {
+        const MIB: u64 = 1024 * 1024;
+        let mut p = Progress::new("uploading", 64 * MIB, true);
+        assert!(p.enabled);
+        p.add(16 * MIB);
+        p.add(16 * MIB);
+        assert_eq!(p.line(), "uploading: 32.0 MiB / 64.0 MiB (50%)");
+        p.finish();
+        assert!(
+            !Progress::new("uploading", MIB, true).enabled,
+            "1 MiB shows nothing"
+        );
+        assert!(
+            !Progress::new("uploading", 64 * MIB, false).enabled,
+            "--quiet"
+        );
+        assert_eq!(
+            Progress::new("x", 0, true).line(),
+            "x: 0.0 MiB / 0.0 MiB (100%)"
+        );
+    }
 
     #[test]
     fn key_files_round_trip_are_private_and_never_overwritten() {
