@@ -98,6 +98,11 @@ impl Home {
     pub fn node_key(&self) -> PathBuf {
         self.root.join("keys").join("node_key.json")
     }
+    /// An optional separate libp2p identity (ed25519). Without it the node's peer id is
+    /// derived from its node key, as the validators' peer ids in the genesis are.
+    pub fn network_key(&self) -> PathBuf {
+        self.root.join("keys").join("network_key.json")
+    }
     /// The X25519 key custodian shares are sealed to.
     pub fn custody_key(&self) -> PathBuf {
         self.root.join("keys").join("custody_key.json")

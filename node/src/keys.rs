@@ -110,6 +110,23 @@ pub fn load_node_key(path: &Path) -> Result<PrivateKey> {
     Ok(PrivateKey::from(read_key32(path, "ed25519")?))
 }
 
+/// The libp2p identity of the node in `home`: `keys/network_key.json` when present (a node
+/// whose p2p identity is not its validator key, e.g. a sentry or a rotated identity; its
+/// peers must list its peer id), otherwise the one derived from the node key.
+pub fn network_identity(
+    home: &crate::config::Home,
+    node_key: &PrivateKey,
+) -> Result<libp2p::identity::Keypair> {
+    let path = home.network_key();
+    if path.exists() {
+        let key = load_node_key(&path)?;
+        tracing::info!(target: "pmr::node", file = %path.display(), "p2p identity from a separate network key");
+        Ok(pmr_consensus::network_keypair(&key))
+    } else {
+        Ok(pmr_consensus::network_keypair(node_key))
+    }
+}
+
 /// Creates a new random X25519 custody key file (the key custodian shares are sealed to);
 /// returns its public key.
 pub fn generate_custody_key(path: &Path) -> Result<X25519PublicKey> {

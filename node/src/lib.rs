@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use eyre::{Context, Result};
-use pmr_consensus::{network_keypair, ConsensusMetrics, ConsensusNode, Ledger, StartParams};
+use pmr_consensus::{ConsensusMetrics, ConsensusNode, Ledger, StartParams};
 use pmr_content::ContentNode;
 use pmr_execution::Executor;
 use pmr_primitives::Genesis;
@@ -75,17 +75,14 @@ impl NodeHandle {
 pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
     let genesis = Genesis::load(&home.genesis())?;
     let node_key = keys::load_node_key(&home.node_key())?;
+    let network = keys::network_identity(home, &node_key)?;
     std::fs::create_dir_all(home.data())
         .wrap_err_with(|| format!("cannot create {}", home.data().display()))?;
     let store = Store::open(home.db())?;
-    let content_peers = content::peers(
-        &config.consensus,
-        &genesis,
-        network_keypair(&node_key).public().to_peer_id(),
-    )?;
+    let content_peers = content::peers(&config.consensus, &genesis, network.public().to_peer_id())?;
     let content = content::start(
         &config.content,
-        network_keypair(&node_key),
+        network.clone(),
         content_peers,
         store.clone(),
     )
@@ -106,6 +103,7 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
         home: home.data(),
         genesis,
         node_key,
+        network_key: network,
         config: config.consensus.clone(),
         store: store.clone(),
         executor,

@@ -98,6 +98,12 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Misbehavior evidence a node recorded: validators that signed two different proposals,
+    /// prevotes or precommits for one height and round (e.g. two processes with one key).
+    Evidence {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Benchmarks against a running network.
     Bench {
         #[command(subcommand)]
@@ -114,6 +120,11 @@ enum Command {
     Blob {
         #[command(subcommand)]
         command: BlobCommand,
+    },
+    /// A node's own keys: print its identities, or give it a separate p2p identity.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Identities: passphrase-encrypted keystores of hospitals, patients and doctors.
     Identity {
@@ -162,6 +173,29 @@ enum Command {
         genesis: PathBuf,
         #[arg(long, value_enum, default_value_t = lifecycle::Format::Text)]
         output: lifecycle::Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print the node's validator address and key, p2p peer id, custody key and operator
+    /// account (what other operators put in their genesis and peer lists).
+    Show {
+        /// The node's home directory.
+        #[arg(long)]
+        home: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Create keys/network_key.json: a p2p identity separate from the node (validator) key.
+    /// Peers allow a validator by the peer id its node key implies unless they list another
+    /// in their config, so every peer must then list the printed peer id. Refuses to
+    /// overwrite an existing key.
+    NewNetworkKey {
+        /// The node's home directory.
+        #[arg(long)]
+        home: PathBuf,
     },
 }
 
@@ -428,6 +462,49 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Evidence { client } => {
+            let c = pmr_client::PmrClient::connect(&client.rpc).await?;
+            let evidence: Vec<serde_json::Value> = c
+                .evidence()
+                .await?
+                .iter()
+                .map(|e| {
+                    let value = |v: &[u8]| {
+                        if v.is_empty() {
+                            "nil".to_string()
+                        } else {
+                            hex0x(v)
+                        }
+                    };
+                    serde_json::json!({
+                        "height": e.height,
+                        "round": e.round,
+                        "validator": hex0x(&e.validator),
+                        "kind": e.kind,
+                        "values": [value(&e.first_value), value(&e.second_value)],
+                        "signed": [hex0x(&e.first_signed), hex0x(&e.second_signed)],
+                    })
+                })
+                .collect();
+            match client.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&evidence)?),
+                Output::Text if evidence.is_empty() => println!("no misbehavior recorded"),
+                Output::Text => {
+                    for e in &evidence {
+                        println!(
+                            "height {} round {}: validator {} signed two {}s ({} and {})",
+                            e["height"],
+                            e["round"],
+                            e["validator"].as_str().unwrap_or_default(),
+                            e["kind"].as_str().unwrap_or_default(),
+                            e["values"][0].as_str().unwrap_or_default(),
+                            e["values"][1].as_str().unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Bench {
             command:
                 BenchCommand::Load {
@@ -483,6 +560,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Blob { command } => blob(command).await,
+        Command::Keys { command } => keys_command(command),
         Command::Identity { command } => lifecycle::identity(command).await,
         Command::Admin { command } => lifecycle::admin(command).await,
         Command::Patient { command } => lifecycle::patient(command).await,
@@ -611,6 +689,65 @@ async fn run_scenarios(
         eyre::bail!("scenarios failed: {}", failed.join(", "));
     }
     Ok(())
+}
+
+fn keys_command(command: KeysCommand) -> Result<()> {
+    match command {
+        KeysCommand::Show { home, output } => {
+            let home = Home::new(home);
+            let key = pmr_node::keys::load_node_key(&home.node_key())?;
+            let network = pmr_node::keys::network_identity(&home, &key)?;
+            let public = key.public_key();
+            let address = pmr_primitives::ValidatorAddress::from_public_key(public.as_bytes());
+            let custody = pmr_node::keys::load_custody_key(&home.custody_key())
+                .ok()
+                .map(|k| hex::encode(pmr_shares::X25519PublicKey::from(&k).as_bytes()));
+            let operator = pmr_node::testnet::load_account(&home.operator_key())
+                .ok()
+                .map(|w| w.address().to_string());
+            let j = serde_json::json!({
+                "validator_address": address.0.to_string(),
+                "consensus_key": hex::encode(public.as_bytes()),
+                "peer_id": network.public().to_peer_id().to_string(),
+                "separate_network_key": home.network_key().exists(),
+                "custody_key": custody,
+                "operator": operator,
+            });
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&j)?),
+                Output::Text => {
+                    println!(
+                        "validator address  {}",
+                        j["validator_address"].as_str().unwrap_or_default()
+                    );
+                    println!(
+                        "consensus key      {}",
+                        j["consensus_key"].as_str().unwrap_or_default()
+                    );
+                    println!(
+                        "peer id            {}",
+                        j["peer_id"].as_str().unwrap_or_default()
+                    );
+                    println!(
+                        "custody key        {}",
+                        j["custody_key"].as_str().unwrap_or("none")
+                    );
+                    println!(
+                        "operator           {}",
+                        j["operator"].as_str().unwrap_or("none")
+                    );
+                }
+            }
+            Ok(())
+        }
+        KeysCommand::NewNetworkKey { home } => {
+            let home = Home::new(home);
+            let key = pmr_node::keys::generate_node_key(&home.network_key())?;
+            let peer = pmr_consensus::network_keypair(&key).public().to_peer_id();
+            println!("{peer}");
+            Ok(())
+        }
+    }
 }
 
 /// A fresh directory under the system temp dir.

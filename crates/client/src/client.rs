@@ -108,6 +108,16 @@ impl PmrClient {
             .into_inner())
     }
 
+    /// Misbehavior evidence the node recorded (validators that signed twice).
+    pub async fn evidence(&self) -> Result<Vec<pb::Equivocation>, ClientError> {
+        Ok(self
+            .ledger()
+            .get_evidence(pb::GetEvidenceRequest {})
+            .await?
+            .into_inner()
+            .evidence)
+    }
+
     /// Submits a signed transaction; returns its hash.
     pub async fn submit(&self, raw: Bytes) -> Result<B256, ClientError> {
         let resp = self

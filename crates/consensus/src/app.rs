@@ -204,8 +204,11 @@ impl App {
             } => {
                 let height = certificate.height.0;
                 if !evidence.is_empty() {
-                    warn!(target: "pmr::consensus", height, ?evidence, "misbehavior evidence: a validator equivocated");
-                    self.ledger.record_evidence(height, format!("{evidence:?}"));
+                    let records = crate::evidence::from_engine(&evidence);
+                    for e in &records {
+                        warn!(target: "pmr::consensus", height = e.height, round = e.round, validator = %e.validator, kind = e.kind.as_str(), "misbehavior evidence: a validator signed two different messages");
+                    }
+                    self.ledger.record_evidence(&records);
                 }
                 let next = if self.commit_failed || self.ledger.chain.height()? < height {
                     Next::Restart(Height(height), self.params())

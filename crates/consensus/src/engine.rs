@@ -74,8 +74,10 @@ pub struct StartParams {
     /// The engine's write-ahead log lives under `home/wal`.
     pub home: PathBuf,
     pub genesis: Genesis,
-    /// This node's ed25519 key: its p2p identity and, for a validator, its consensus key.
+    /// This node's ed25519 key: for a validator, its consensus key.
     pub node_key: PrivateKey,
+    /// The libp2p identity (by default [`network_keypair`] of the node key).
+    pub network_key: Keypair,
     pub config: ConsensusConfig,
     pub store: Store,
     pub executor: Arc<Executor>,
@@ -135,6 +137,7 @@ pub async fn start(params: StartParams) -> Result<ConsensusNode, ConsensusError>
         home,
         genesis,
         node_key,
+        network_key,
         config,
         store,
         executor,
@@ -147,7 +150,7 @@ pub async fn start(params: StartParams) -> Result<ConsensusNode, ConsensusError>
         .validators()
         .iter()
         .any(|v| v.address == my_address);
-    let keypair = network_keypair(&node_key);
+    let keypair = network_key;
     let my_peer_id = keypair.public().to_peer_id();
 
     let mut peers = Vec::new();

@@ -15,6 +15,9 @@ use tracing::debug;
 
 use crate::chain::{ChainError, ChainStore, TxLocation};
 use crate::context::{Address, PmrContext, ValidatorSet};
+use crate::evidence::Equivocation;
+
+const EVIDENCE_PREFIX: &[u8] = b"evidence/";
 use crate::gossip::TxGossip;
 use crate::mempool::{Mempool, PoolError};
 use crate::metrics::ConsensusMetrics;
@@ -219,31 +222,43 @@ impl Ledger {
     }
 
     /// Records misbehavior evidence (a validator that signed two different votes or proposals
-    /// for one height and round) durably, so operators can act on it.
-    pub(crate) fn record_evidence(&self, height: u64, evidence: String) {
-        self.metrics.equivocations.inc();
-        let mut key = b"evidence/".to_vec();
-        key.extend_from_slice(&height.to_be_bytes());
-        if let Err(e) = self.chain.store().put(
-            pmr_storage::Column::Meta,
-            &key,
-            evidence.as_bytes(),
-            pmr_storage::Durability::Sync,
-        ) {
+    /// for one height and round) durably, so operators can act on it. Recording the same pair
+    /// twice (after a restart) keeps one copy.
+    pub(crate) fn record_evidence(&self, evidence: &[Equivocation]) {
+        let mut batch = self.chain.store().batch();
+        for e in evidence {
+            self.metrics.equivocations.inc();
+            let mut id = blake3::Hasher::new();
+            id.update(&e.signed[0]);
+            id.update(&e.signed[1]);
+            let mut key = EVIDENCE_PREFIX.to_vec();
+            key.extend_from_slice(&e.height.to_be_bytes());
+            key.extend_from_slice(&id.finalize().as_bytes()[..8]);
+            match serde_json::to_vec(e) {
+                Ok(v) => batch.put(pmr_storage::Column::Meta, &key, &v),
+                Err(err) => {
+                    tracing::error!(target: "pmr::consensus", error = %err, "cannot encode evidence")
+                }
+            }
+        }
+        if let Err(e) = batch.commit(pmr_storage::Durability::Sync) {
             tracing::error!(target: "pmr::consensus", error = %e, "cannot store misbehavior evidence");
         }
     }
 
     /// Misbehavior evidence recorded by this node, by height.
-    pub fn evidence(&self) -> Result<Vec<(u64, String)>, ChainError> {
+    pub fn evidence(&self) -> Result<Vec<Equivocation>, ChainError> {
         Ok(self
             .chain
             .store()
-            .scan_prefix(pmr_storage::Column::Meta, b"evidence/")?
+            .scan_prefix(pmr_storage::Column::Meta, EVIDENCE_PREFIX)?
             .into_iter()
-            .filter_map(|(k, v)| {
-                let h = u64::from_be_bytes(k.get(9..17)?.try_into().ok()?);
-                Some((h, String::from_utf8_lossy(&v).into_owned()))
+            .filter_map(|(k, v)| match serde_json::from_slice(&v) {
+                Ok(e) => Some(e),
+                Err(err) => {
+                    tracing::warn!(target: "pmr::consensus", key = %hex::encode(&k), error = %err, "skipping an unreadable evidence record");
+                    None
+                }
             })
             .collect())
     }

@@ -201,6 +201,31 @@ impl LedgerService for LedgerApi {
         }))
     }
 
+    async fn get_evidence(
+        &self,
+        _request: Request<pb::GetEvidenceRequest>,
+    ) -> Result<Response<pb::GetEvidenceResponse>, Status> {
+        let records = self
+            .ledger
+            .evidence()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let value = |v: Option<pmr_primitives::B256>| v.map(|h| h.to_vec()).unwrap_or_default();
+        let evidence = records
+            .into_iter()
+            .map(|e| pb::Equivocation {
+                height: e.height,
+                round: e.round,
+                validator: e.validator.0.to_vec(),
+                kind: e.kind.as_str().to_string(),
+                first_value: value(e.values[0]),
+                second_value: value(e.values[1]),
+                first_signed: e.signed[0].to_vec(),
+                second_signed: e.signed[1].to_vec(),
+            })
+            .collect();
+        Ok(Response::new(pb::GetEvidenceResponse { evidence }))
+    }
+
     type StreamBlocksStream = BlockStream;
 
     async fn stream_blocks(

@@ -46,12 +46,23 @@ struct Proc {
     child: Child,
 }
 
+/// A second process running with the keys of a validator (a double signer).
+struct Twin {
+    of: usize,
+    home: PathBuf,
+    rpc: String,
+    proc: Option<Proc>,
+}
+
 /// A testnet's node processes.
 pub struct Cluster {
     dir: PathBuf,
     bin: PathBuf,
     manifest: Manifest,
     procs: Vec<Option<Proc>>,
+    /// Extra environment of each node's process (e.g. a skewed clock), kept across restarts.
+    env: Vec<Vec<(String, String)>>,
+    twins: Vec<Twin>,
     /// Extra arguments for `pmr start` (e.g. `--log-level`).
     pub start_args: Vec<String>,
 }
@@ -61,11 +72,14 @@ impl Cluster {
     pub fn open(dir: &Path, bin: &Path) -> Result<Self, HarnessError> {
         let manifest = Manifest::load(dir)?;
         let procs = manifest.nodes.iter().map(|_| None).collect();
+        let env = manifest.nodes.iter().map(|_| Vec::new()).collect();
         Ok(Self {
             dir: dir.to_path_buf(),
             bin: bin.to_path_buf(),
             manifest,
             procs,
+            env,
+            twins: Vec::new(),
             start_args: Vec::new(),
         })
     }
@@ -107,17 +121,20 @@ impl Cluster {
         }
     }
 
-    /// Starts node `i` as a `pmr start` process logging to its `node.log`.
-    pub fn start(&mut self, i: usize) -> Result<(), HarnessError> {
-        let entry = self
-            .manifest
-            .nodes
-            .get(i)
-            .ok_or(HarnessError::NoSuchNode(i))?
-            .clone();
-        let home = self.home(i);
+    /// Sets the extra environment node `i` is started with from now on.
+    pub fn set_env(&mut self, i: usize, env: Vec<(String, String)>) -> Result<(), HarnessError> {
+        *self.env.get_mut(i).ok_or(HarnessError::NoSuchNode(i))? = env;
+        Ok(())
+    }
+
+    fn spawn(
+        &self,
+        name: &str,
+        home: &Path,
+        env: &[(String, String)],
+    ) -> Result<Proc, HarnessError> {
         let spawn_err = |reason: String| HarnessError::Spawn {
-            node: entry.name.clone(),
+            node: name.to_string(),
             bin: self.bin.clone(),
             reason,
         };
@@ -130,16 +147,236 @@ impl Cluster {
         let child = Command::new(&self.bin)
             .arg("start")
             .arg("--home")
-            .arg(&home)
+            .arg(home)
             .args(&self.start_args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
             .spawn()
             .map_err(|e| spawn_err(e.to_string()))?;
-        info!(target: "pmr::testnet", node = %entry.name, pid = child.id(), "started");
-        self.procs[i] = Some(Proc { child });
+        info!(target: "pmr::testnet", node = %name, pid = child.id(), "started");
+        Ok(Proc { child })
+    }
+
+    /// Starts node `i` as a `pmr start` process logging to its `node.log`.
+    pub fn start(&mut self, i: usize) -> Result<(), HarnessError> {
+        let entry = self
+            .manifest
+            .nodes
+            .get(i)
+            .ok_or(HarnessError::NoSuchNode(i))?
+            .clone();
+        let proc = self.spawn(&entry.name, &self.home(i), &self.env[i])?;
+        self.procs[i] = Some(proc);
         Ok(())
+    }
+
+    /// Prepares a second process for node `i`'s validator key (a double signer, as when an
+    /// operator starts a backup of a live validator): a home with node `i`'s keys plus a p2p
+    /// identity of its own (`keys/network_key.json`), its own ports and an empty data
+    /// directory, listed as a peer in every node's config so it is let in. Call before the
+    /// nodes start; [`Cluster::start_twin`] starts it.
+    pub fn prepare_twin(&mut self, i: usize) -> Result<(), HarnessError> {
+        let of = self
+            .manifest
+            .nodes
+            .get(i)
+            .ok_or(HarnessError::NoSuchNode(i))?
+            .name
+            .clone();
+        let name = format!("{of}-twin");
+        let src = self.home(i);
+        let home = self.dir.join(&name);
+        let err = |e: String| HarnessError::Spawn {
+            node: name.clone(),
+            bin: self.bin.clone(),
+            reason: e,
+        };
+        let io = |e: std::io::Error| err(e.to_string());
+        std::fs::create_dir_all(home.join("keys")).map_err(io)?;
+        for entry in std::fs::read_dir(src.join("keys")).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            std::fs::copy(entry.path(), home.join("keys").join(entry.file_name())).map_err(io)?;
+        }
+        std::fs::copy(src.join("genesis.json"), home.join("genesis.json")).map_err(io)?;
+        let out = Command::new(&self.bin)
+            .args(["keys", "new-network-key", "--home"])
+            .arg(&home)
+            .output()
+            .map_err(io)?;
+        if !out.status.success() {
+            return Err(err(format!(
+                "pmr keys new-network-key: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        let peer_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+
+        let read = |path: &Path| -> Result<toml::Value, HarnessError> {
+            let text = std::fs::read_to_string(path).map_err(io)?;
+            toml::from_str(&text).map_err(|e| err(format!("{}: {e}", path.display())))
+        };
+        let write = |path: &Path, cfg: &toml::Value| -> Result<(), HarnessError> {
+            let text = toml::to_string(cfg).map_err(|e| err(e.to_string()))?;
+            std::fs::write(path, text).map_err(io)
+        };
+        let port = || -> Result<u16, HarnessError> {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
+            Ok(l.local_addr().map_err(io)?.port())
+        };
+        let tcp = |p: u16| format!("/ip4/127.0.0.1/tcp/{p}");
+        let (rpc_port, p2p, gossip, content) = (port()?, port()?, port()?, port()?);
+
+        // The twin: node i's config on ports of its own, with node i among its peers.
+        let mut cfg = read(&src.join("config.toml"))?;
+        let own = |cfg: &toml::Value, section: Option<&str>, key: &str| {
+            let v = match section {
+                Some(s) => cfg.get(s).and_then(|t| t.get(key)),
+                None => cfg.get(key),
+            };
+            v.and_then(|v| v.as_str()).unwrap_or_default().to_string()
+        };
+        let node_entry = {
+            let mut t = toml::map::Map::new();
+            t.insert("name".into(), of.clone().into());
+            // Node i's peer id, as any other node lists it.
+            let listed = (0..self.len()).filter(|j| *j != i).find_map(|j| {
+                let c = read(&self.home(j).join("config.toml")).ok()?;
+                c.get("consensus")?
+                    .get("peers")?
+                    .as_array()?
+                    .iter()
+                    .find(|p| p.get("name").and_then(|n| n.as_str()) == Some(of.as_str()))?
+                    .get("peer_id")?
+                    .as_str()
+                    .map(str::to_string)
+            });
+            t.insert("peer_id".into(), listed.unwrap_or_default().into());
+            t.insert(
+                "p2p".into(),
+                own(&cfg, Some("consensus"), "p2p_listen").into(),
+            );
+            t.insert(
+                "gossip".into(),
+                own(&cfg, Some("consensus"), "gossip_listen").into(),
+            );
+            t.insert(
+                "content".into(),
+                own(&cfg, Some("content"), "listen").into(),
+            );
+            toml::Value::Table(t)
+        };
+        let set = |cfg: &mut toml::Value, section: Option<&str>, key: &str, value: String| {
+            let table = match section {
+                Some(s) => cfg.get_mut(s),
+                None => Some(&mut *cfg),
+            };
+            if let Some(t) = table.and_then(|t| t.as_table_mut()) {
+                t.insert(key.to_string(), toml::Value::String(value));
+            }
+        };
+        set(&mut cfg, None, "moniker", name.clone());
+        set(
+            &mut cfg,
+            None,
+            "rpc_listen",
+            format!("127.0.0.1:{rpc_port}"),
+        );
+        set(
+            &mut cfg,
+            None,
+            "metrics_listen",
+            format!("127.0.0.1:{}", port()?),
+        );
+        set(&mut cfg, Some("consensus"), "p2p_listen", tcp(p2p));
+        set(&mut cfg, Some("consensus"), "gossip_listen", tcp(gossip));
+        set(&mut cfg, Some("content"), "listen", tcp(content));
+        if let Some(peers) = cfg
+            .get_mut("consensus")
+            .and_then(|c| c.get_mut("peers"))
+            .and_then(|p| p.as_array_mut())
+        {
+            peers.push(node_entry);
+        }
+        write(&home.join("config.toml"), &cfg)?;
+
+        // Every node lets the twin in (it is a listed peer, not a validator's own peer id).
+        let mut entry = toml::map::Map::new();
+        entry.insert("name".into(), name.clone().into());
+        entry.insert("peer_id".into(), peer_id.into());
+        entry.insert("p2p".into(), tcp(p2p).into());
+        entry.insert("gossip".into(), tcp(gossip).into());
+        entry.insert("content".into(), tcp(content).into());
+        for j in 0..self.len() {
+            let path = self.home(j).join("config.toml");
+            let mut c = read(&path)?;
+            if let Some(peers) = c
+                .get_mut("consensus")
+                .and_then(|c| c.get_mut("peers"))
+                .and_then(|p| p.as_array_mut())
+            {
+                peers.push(toml::Value::Table(entry.clone()));
+            }
+            write(&path, &c)?;
+        }
+        self.twins.push(Twin {
+            of: i,
+            home,
+            rpc: format!("http://127.0.0.1:{rpc_port}"),
+            proc: None,
+        });
+        Ok(())
+    }
+
+    /// Starts the twin [`Cluster::prepare_twin`] made for node `i` from a copy of node `i`'s
+    /// data directory (chain, state and consensus WAL: how a backup of a live validator is
+    /// usually made), so both run from the same height: node `i` is stopped (SIGTERM) for the
+    /// copy and restarted. Returns the twin's gRPC endpoint.
+    pub async fn start_twin(&mut self, i: usize) -> Result<String, HarnessError> {
+        let t = self
+            .twins
+            .iter()
+            .position(|t| t.of == i)
+            .ok_or_else(|| HarnessError::Scenario(format!("no twin prepared for node {i}")))?;
+        let (name, home) = (
+            format!("{}-twin", self.manifest.nodes[i].name),
+            self.twins[t].home.clone(),
+        );
+        let was_running = self.is_running(i);
+        if was_running {
+            self.stop(i, Duration::from_secs(10)).await?;
+        }
+        let copied = copy_dir(&self.home(i).join("data"), &home.join("data"));
+        if was_running {
+            self.start(i)?;
+        }
+        copied.map_err(|e| HarnessError::Spawn {
+            node: name.clone(),
+            bin: self.bin.clone(),
+            reason: format!("cannot copy the data directory: {e}"),
+        })?;
+        let proc = self.spawn(&name, &home, &self.env[i])?;
+        self.twins[t].proc = Some(proc);
+        Ok(self.twins[t].rpc.clone())
+    }
+
+    /// `(validator index, gRPC endpoint, home)` of every twin prepared.
+    pub fn twins(&self) -> Vec<(usize, String, PathBuf)> {
+        self.twins
+            .iter()
+            .map(|t| (t.of, t.rpc.clone(), t.home.clone()))
+            .collect()
+    }
+
+    /// SIGKILLs every twin.
+    pub fn kill_twins(&mut self) {
+        for t in &mut self.twins {
+            if let Some(mut p) = t.proc.take() {
+                let _ = p.child.kill();
+                let _ = p.child.wait();
+            }
+        }
     }
 
     pub fn start_all(&mut self) -> Result<(), HarnessError> {
@@ -195,8 +432,9 @@ impl Cluster {
         self.signal(i, Signal::SIGCONT)
     }
 
-    /// Kills every node that is running.
+    /// Kills every node (and twin) that is running.
     pub fn kill_all(&mut self) {
+        self.kill_twins();
         for i in 0..self.len() {
             if self.procs[i].is_some() {
                 let _ = self.resume(i);
@@ -261,6 +499,21 @@ impl Cluster {
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
+}
+
+/// Copies the directory tree `from` to `to` (which must not exist yet).
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Cluster {

@@ -6,11 +6,14 @@
 //! test leaves nothing running.
 
 mod cluster;
+mod faults;
+mod links;
 mod load;
 mod manifest;
 mod scenario;
 
 pub use cluster::{Cluster, HarnessError};
+pub use links::Links;
 pub use load::{run_load, Latency, LoadKind, LoadReport, LoadSpec};
 pub use manifest::{Manifest, NodeEntry, MANIFEST_FILE};
 pub use scenario::{run_scenario, Action, Fault, Invariant, Scenario, ScenarioReport};

@@ -13,12 +13,16 @@
 //! [[fault]]
 //! at = "5s"
 //! action = "kill"    # kill | stop | pause | resume | start | wipe | truncate
-//! nodes = [1]
+//! nodes = [1]        #   | partition | heal | skew | twin
 //! ```
 //!
 //! `wipe` is disk loss: SIGKILL, delete the node's data directory, restart it (it rejoins by
 //! sync). `truncate` is a torn write: SIGKILL, cut the tail off the consensus WAL and RocksDB's
-//! newest log, restart. At the end every node still down is healed (resumed or restarted), and the runner
+//! newest log, restart. `partition` cuts the listed nodes off from the rest (every node reaches
+//! its peers through a proxy the harness controls); `heal` restores every link. `skew` restarts
+//! the nodes with their clock shifted by `by` (e.g. `"+30s"`, through libfaketime; `"0s"` sets
+//! it right). `twin` starts a second process with a validator's keys (a double signer).
+//! At the end every fault still in place is healed, and the runner
 //! waits for all of them to reach the height the network had then (the recovery time). Then it
 //! checks, and names in its report:
 //! - `no-fork`: every node has the same block hash at every height they all have;
@@ -27,6 +31,13 @@
 //! - `progress`: the chain grew in every stretch of at least 6 s with at most f nodes down
 //!   (starting 15 s after any moment with more than f down);
 //! - `recovered`: every node caught up within `recovery_timeout`.
+//!
+//! and, when the scenario has such faults:
+//! - `halted`: while a partition left no side with more than 2/3 of the validators, no node
+//!   committed a block (after a short grace for a block already decided at the cut);
+//! - `evidence`: every double-signing validator's equivocation was recorded by another node;
+//! - `clock`: block timestamps only grow, and none ran ahead of the harness's clock by more
+//!   than the allowed drift.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -39,6 +50,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::{sleep, Instant};
 
 use crate::cluster::{Cluster, HarnessError};
+use crate::faults::FaultState;
+use crate::links::Links;
 use crate::load::{run_load, LoadKind, LoadReport, LoadSpec};
 
 /// A scenario manifest.
@@ -95,6 +108,14 @@ pub enum Action {
     /// SIGKILL, cut the last bytes off the consensus WAL and RocksDB's newest write-ahead log
     /// (a torn write), restart.
     Truncate,
+    /// Cut the listed nodes off from the others (both ways, every peer port).
+    Partition,
+    /// Restore every link.
+    Heal,
+    /// Restart the nodes with their clock shifted by `by`.
+    Skew,
+    /// Start a second process with the node's validator key.
+    Twin,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -103,7 +124,11 @@ pub struct Fault {
     #[serde(with = "humantime_serde")]
     pub at: Duration,
     pub action: Action,
+    #[serde(default)]
     pub nodes: Vec<usize>,
+    /// `skew`: the clock offset, e.g. `"+30s"` or `"-30s"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 impl Scenario {
@@ -144,6 +169,31 @@ impl Scenario {
                     f.at, self.duration
                 ));
             }
+            let at = f.at;
+            match f.action {
+                Action::Heal if !f.nodes.is_empty() => {
+                    return Err(format!("heal at {at:?} restores every link: give no nodes"))
+                }
+                Action::Heal => {}
+                Action::Partition if f.nodes.is_empty() || f.nodes.len() >= self.validators => {
+                    return Err(format!(
+                        "partition at {at:?} must list the nodes of one side (not none, not all)"
+                    ))
+                }
+                Action::Skew => {
+                    let by = f.by.as_deref().ok_or_else(|| {
+                        format!("skew at {at:?} needs `by`, the clock offset (e.g. \"+30s\")")
+                    })?;
+                    crate::faults::parse_offset(by)?;
+                }
+                _ if f.nodes.is_empty() => {
+                    return Err(format!("fault at {at:?} ({:?}) names no nodes", f.action))
+                }
+                _ => {}
+            }
+            if f.by.is_some() && f.action != Action::Skew {
+                return Err(format!("fault at {at:?}: `by` is only for skew"));
+            }
         }
         if self.observer().is_none() {
             return Err("every node is faulted: leave one node alone to observe commits".into());
@@ -166,6 +216,35 @@ impl Scenario {
     /// The most validators that may fail with the chain still live: f of 3f + 1.
     pub fn max_faulty(&self) -> usize {
         self.validators.saturating_sub(1) / 3
+    }
+
+    fn has(&self, action: Action) -> bool {
+        self.faults.iter().any(|f| f.action == action)
+    }
+
+    /// Whether some partition leaves no side with more than 2/3 of the validators.
+    fn has_no_quorum_partition(&self) -> bool {
+        self.faults.iter().any(|f| {
+            f.action == Action::Partition && {
+                let big = f.nodes.len().max(self.validators - f.nodes.len());
+                3 * big <= 2 * self.validators
+            }
+        })
+    }
+
+    /// The invariants a run of this scenario checks, in report order.
+    pub fn invariant_names(&self) -> Vec<&'static str> {
+        let mut names = vec!["no-fork", "same-state", "no-loss", "progress", "recovered"];
+        if self.has_no_quorum_partition() {
+            names.push("halted");
+        }
+        if self.has(Action::Twin) {
+            names.push("evidence");
+        }
+        if self.has(Action::Skew) {
+            names.push("clock");
+        }
+        names
     }
 }
 
@@ -283,6 +362,23 @@ pub async fn run_scenario(
         )));
     }
     let mut cluster = Cluster::open(dir, bin)?;
+    let mut state = FaultState::default();
+    if scenario.has(Action::Partition) {
+        let homes: Vec<PathBuf> = (0..cluster.len()).map(|i| cluster.home(i)).collect();
+        let homes: Vec<&Path> = homes.iter().map(|h| h.as_path()).collect();
+        let names: Vec<String> = cluster
+            .manifest()
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        state.links = Some(Links::install(&homes, &names).await?);
+    }
+    for f in scenario.faults.iter().filter(|f| f.action == Action::Twin) {
+        for &i in &f.nodes {
+            cluster.prepare_twin(i)?;
+        }
+    }
     cluster.start_all()?;
     let boot = Duration::from_secs(60);
     for i in 0..cluster.len() {
@@ -317,9 +413,7 @@ pub async fn run_scenario(
 
     // Faults on schedule, sampling the network's height meanwhile.
     let start = Instant::now();
-    let mut down: BTreeSet<usize> = BTreeSet::new();
-    let mut paused: BTreeSet<usize> = BTreeSet::new();
-    let mut samples: Vec<(Duration, u64, usize)> = Vec::new();
+    let mut samples: Vec<Sample> = Vec::new();
     let mut faults = scenario.faults.clone();
     faults.sort_by_key(|f| f.at);
     let mut next = 0;
@@ -330,33 +424,49 @@ pub async fn run_scenario(
         }
         v
     };
+    let mut twin_chains: Vec<(usize, Vec<B256>)> = Vec::new();
     while start.elapsed() < scenario.duration {
         while next < faults.len() && faults[next].at <= start.elapsed() {
             let f = &faults[next];
-            for &i in &f.nodes {
-                apply(&mut cluster, i, f.action, &mut down, &mut paused).await?;
-            }
+            state.apply(&mut cluster, f).await?;
             tracing::info!(target: "pmr::scenario", at = ?f.at, action = ?f.action, nodes = ?f.nodes, "fault");
             next += 1;
         }
-        let h = clients[observer]
-            .status()
-            .await
-            .map(|s| s.height)
-            .unwrap_or(0);
-        samples.push((start.elapsed(), h, down.len()));
+        let status = clients[observer].status().await.ok();
+        // While no side of a partition has a quorum, every node's height is watched (with a
+        // short deadline each: a cut-off node still answers its own gRPC).
+        let all = if state.no_quorum {
+            let asks = clients
+                .iter()
+                .map(|c| tokio::time::timeout(Duration::from_millis(500), c.status()));
+            Some(
+                futures::future::join_all(asks)
+                    .await
+                    .into_iter()
+                    .map(|r| r.ok().and_then(|s| s.ok()).map(|s| s.height))
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        samples.push(Sample {
+            at: start.elapsed(),
+            wall_ms: now_ms(),
+            height: status.as_ref().map(|s| s.height),
+            tip_timestamp_ms: status.as_ref().map(|s| s.latest_timestamp_ms),
+            faulty: state.faulty(),
+            no_quorum: state.no_quorum,
+            all,
+        });
         sleep(Duration::from_millis(250)).await;
+    }
+    // The double signers' own chains, before they are stopped.
+    for (of, rpc, _) in cluster.twins() {
+        twin_chains.push((of, twin_chain(&rpc).await));
     }
 
     // Heal everything and time the catch-up.
-    for i in down.clone() {
-        let action = if paused.contains(&i) {
-            Action::Resume
-        } else {
-            Action::Start
-        };
-        apply(&mut cluster, i, action, &mut down, &mut paused).await?;
-    }
+    state.heal_all(&mut cluster).await?;
     let heal = Instant::now();
     let target = clients[observer].status().await.map_err(harness)?.height;
     let mut recovered = true;
@@ -378,48 +488,48 @@ pub async fn run_scenario(
     // transaction it saw committed is at or below it); every node must reach it first.
     let mut invariants = Vec::new();
     let verify_to = clients[observer].status().await.map_err(harness)?.height;
-    let mut chains: Vec<Vec<(B256, B256, Vec<B256>)>> = Vec::new();
+    let mut chains: Vec<Vec<ChainEntry>> = Vec::new();
     for i in 0..n {
         cluster
             .wait_height(i, verify_to, scenario.recovery_timeout)
             .await?;
         let c = cluster.client(i, boot).await?;
-        let c = &c;
-        let blocks: Vec<_> = futures::stream::iter(1..=verify_to)
-            .map(|h| c.block(h))
-            .buffered(16)
-            .collect()
-            .await;
-        let mut chain = Vec::new();
-        for b in blocks {
-            let b = b.map_err(harness)?;
-            let state = b
-                .header
-                .as_ref()
-                .map(|h| B256::from_slice(&h.state_root))
-                .unwrap_or_default();
-            let txs = b.transactions.iter().map(keccak256).collect();
-            chain.push((B256::from_slice(&b.hash), state, txs));
-        }
-        chains.push(chain);
+        chains.push(fetch_chain(&c, verify_to).await?);
     }
     let common = chains.iter().map(|c| c.len()).min().unwrap_or(0);
     let final_height = verify_to;
     let mut forks = 0u64;
     let mut state_diffs = 0u64;
     for h in 0..common {
-        if chains.iter().any(|c| c[h].0 != chains[0][h].0) {
+        if chains.iter().any(|c| c[h].hash != chains[0][h].hash) {
             forks += 1;
         }
-        if chains.iter().any(|c| c[h].1 != chains[0][h].1) {
+        if chains
+            .iter()
+            .any(|c| c[h].state_root != chains[0][h].state_root)
+        {
             state_diffs += 1;
+        }
+    }
+    let mut twin_heights = 0usize;
+    for (_, twin) in &twin_chains {
+        for (h, hash) in twin.iter().enumerate().take(common) {
+            twin_heights += 1;
+            if *hash != chains[0][h].hash {
+                forks += 1;
+            }
         }
     }
     invariants.push(Invariant {
         name: "no-fork".into(),
         passed: forks == 0,
         detail: format!(
-            "{n} nodes agree on every block hash of heights 1..={common}: {forks} heights differ"
+            "{n} nodes agree on every block hash of heights 1..={common}{}: {forks} heights differ",
+            if twin_chains.is_empty() {
+                String::new()
+            } else {
+                format!(" (and the double signers on the {twin_heights} they committed)")
+            }
         ),
     });
     invariants.push(Invariant {
@@ -433,7 +543,7 @@ pub async fn run_scenario(
             for hash in &r.committed {
                 if chains
                     .iter()
-                    .any(|c| !c.iter().any(|(_, _, txs)| txs.contains(hash)))
+                    .any(|c| !c.iter().any(|e| e.txs.contains(hash)))
                 {
                     lost += 1;
                 }
@@ -451,14 +561,15 @@ pub async fn run_scenario(
         ),
     });
     let f = scenario.max_faulty();
-    let stalls = stalled_stretches(&samples, f, Duration::from_secs(6));
+    let heights = observed_heights(&samples);
+    let stalls = stalled_stretches(&heights, f, Duration::from_secs(6));
     invariants.push(Invariant {
         name: "progress".into(),
         passed: stalls.is_empty(),
         detail: if stalls.is_empty() {
-            format!("the chain grew in every 6 s stretch with at most {f} node(s) down (15 s after any outage of more)")
+            format!("the chain grew in every 6 s stretch with at most {f} node(s) faulty (15 s after any moment with more)")
         } else {
-            format!("no new block while at most {f} node(s) were down during {stalls:?}")
+            format!("no new block while at most {f} node(s) were faulty during {stalls:?}")
         },
     });
     invariants.push(Invariant {
@@ -469,6 +580,15 @@ pub async fn run_scenario(
             scenario.recovery_timeout
         ),
     });
+    if scenario.has_no_quorum_partition() {
+        invariants.push(halted(&samples));
+    }
+    if scenario.has(Action::Twin) {
+        invariants.push(evidence_recorded(scenario, &clients).await);
+    }
+    if scenario.has(Action::Skew) {
+        invariants.push(clock_sane(&samples, &chains[observer]));
+    }
     cluster.kill_all();
     Ok(ScenarioReport {
         name: scenario.name.clone(),
@@ -484,83 +604,211 @@ pub async fn run_scenario(
     })
 }
 
-async fn apply(
-    cluster: &mut Cluster,
-    i: usize,
-    action: Action,
-    down: &mut BTreeSet<usize>,
-    paused: &mut BTreeSet<usize>,
-) -> Result<(), HarnessError> {
-    match action {
-        Action::Kill => {
-            cluster.kill(i)?;
-            down.insert(i);
-        }
-        Action::Stop => {
-            cluster.stop(i, Duration::from_secs(10)).await?;
-            down.insert(i);
-        }
-        Action::Pause => {
-            cluster.pause(i)?;
-            paused.insert(i);
-            down.insert(i);
-        }
-        Action::Resume => {
-            cluster.resume(i)?;
-            paused.remove(&i);
-            down.remove(&i);
-        }
-        Action::Start => {
-            if paused.remove(&i) {
-                cluster.resume(i)?;
-            } else if !cluster.is_running(i) {
-                cluster.start(i)?;
-            }
-            down.remove(&i);
-        }
-        Action::Truncate => {
-            if cluster.is_running(i) {
-                cluster.kill(i)?;
-            }
-            let data = cluster.home(i).join("data");
-            let mut logs = vec![data.join("wal").join("consensus.wal")];
-            let mut db_logs: Vec<PathBuf> = std::fs::read_dir(data.join("db"))
-                .map_err(harness)?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "log"))
-                .collect();
-            db_logs.sort();
-            logs.extend(db_logs.pop());
-            for log in logs {
-                let len = std::fs::metadata(&log).map_err(harness)?.len();
-                let cut = len.saturating_sub(TRUNCATE_BYTES.min(len / 2));
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&log)
-                    .and_then(|f| f.set_len(cut))
-                    .map_err(|e| harness(format!("cannot truncate {}: {e}", log.display())))?;
-                tracing::info!(target: "pmr::scenario", log = %log.display(), from = len, to = cut, "truncated");
-            }
-            cluster.start(i)?;
-            down.remove(&i);
-        }
-        Action::Wipe => {
-            if cluster.is_running(i) {
-                cluster.kill(i)?;
-            }
-            let data = cluster.home(i).join("data");
-            std::fs::remove_dir_all(&data)
-                .map_err(|e| harness(format!("cannot wipe {}: {e}", data.display())))?;
-            cluster.start(i)?;
-            down.remove(&i);
-        }
-    }
-    Ok(())
+/// One observation of the network during the run.
+#[derive(Clone, Debug)]
+struct Sample {
+    at: Duration,
+    /// The harness's real clock, ms since the Unix epoch.
+    wall_ms: u64,
+    /// The observer's height and tip timestamp (`None`: it did not answer).
+    height: Option<u64>,
+    tip_timestamp_ms: Option<u64>,
+    faulty: usize,
+    no_quorum: bool,
+    /// Every node's height, sampled while a partition leaves no quorum.
+    all: Option<Vec<Option<u64>>>,
 }
 
-/// Bytes a `truncate` fault cuts off each log (at most half of it).
-const TRUNCATE_BYTES: u64 = 100;
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `(time, observer height, faulty nodes)` per sample; a sample the observer did not answer
+/// keeps the last height seen.
+fn observed_heights(samples: &[Sample]) -> Vec<(Duration, u64, usize)> {
+    let mut last = 0;
+    samples
+        .iter()
+        .map(|s| {
+            last = s.height.unwrap_or(last);
+            (s.at, last, s.faulty)
+        })
+        .collect()
+}
+
+/// A committed block as the checks see it.
+struct ChainEntry {
+    hash: B256,
+    state_root: B256,
+    timestamp_ms: u64,
+    txs: Vec<B256>,
+}
+
+async fn fetch_chain(c: &pmr_client::PmrClient, to: u64) -> Result<Vec<ChainEntry>, HarnessError> {
+    let blocks: Vec<_> = futures::stream::iter(1..=to)
+        .map(|h| c.block(h))
+        .buffered(16)
+        .collect()
+        .await;
+    let mut chain = Vec::new();
+    for b in blocks {
+        let b = b.map_err(harness)?;
+        let (state_root, timestamp_ms) = b
+            .header
+            .as_ref()
+            .map(|h| (B256::from_slice(&h.state_root), h.timestamp_ms))
+            .unwrap_or_default();
+        chain.push(ChainEntry {
+            hash: B256::from_slice(&b.hash),
+            state_root,
+            timestamp_ms,
+            txs: b.transactions.iter().map(keccak256).collect(),
+        });
+    }
+    Ok(chain)
+}
+
+/// The block hashes a double signer committed (empty if it cannot be reached).
+async fn twin_chain(rpc: &str) -> Vec<B256> {
+    let Ok(Ok(c)) = tokio::time::timeout(
+        Duration::from_secs(5),
+        pmr_client::PmrClient::connect(rpc.to_string()),
+    )
+    .await
+    else {
+        return Vec::new();
+    };
+    let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(5), c.status()).await else {
+        return Vec::new();
+    };
+    match fetch_chain(&c, status.height).await {
+        Ok(chain) => chain.into_iter().map(|e| e.hash).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A block committed at the moment of a cut may still land; after this, none may.
+const CUT_GRACE: Duration = Duration::from_secs(3);
+
+/// `halted`: while a partition left no quorum, the highest height on any node did not grow
+/// (after [`CUT_GRACE`]). A node that was a block behind at the cut may still sync that block
+/// from its side; that commits nothing new, so only the maximum counts.
+fn halted(samples: &[Sample]) -> Invariant {
+    let mut grew = Vec::new();
+    let mut watched = 0usize;
+    let mut cut_at: Option<Duration> = None;
+    let mut base: Option<u64> = None;
+    for s in samples {
+        if !s.no_quorum {
+            cut_at = None;
+            base = None;
+            continue;
+        }
+        let at = *cut_at.get_or_insert(s.at);
+        let Some(all) = &s.all else { continue };
+        if s.at < at + CUT_GRACE {
+            continue;
+        }
+        let Some(top) = all.iter().flatten().max().copied() else {
+            continue;
+        };
+        watched += 1;
+        let b = *base.get_or_insert(top);
+        if top > b {
+            grew.push((b, top, s.at));
+        }
+    }
+    Invariant {
+        name: "halted".into(),
+        passed: grew.is_empty() && watched > 0,
+        detail: if grew.is_empty() {
+            format!("no block was committed while no side of the partition had a quorum ({watched} samples of every node)")
+        } else {
+            format!("the chain grew without a quorum (from, to, at): {grew:?}")
+        },
+    }
+}
+
+/// `evidence`: another node recorded an equivocation of every double-signing validator.
+async fn evidence_recorded(scenario: &Scenario, clients: &[pmr_client::PmrClient]) -> Invariant {
+    let twinned: BTreeSet<usize> = scenario
+        .faults
+        .iter()
+        .filter(|f| f.action == Action::Twin)
+        .flat_map(|f| f.nodes.clone())
+        .collect();
+    let mut missing = Vec::new();
+    let mut found = Vec::new();
+    for &i in &twinned {
+        let Ok(status) = clients[i].status().await else {
+            missing.push(format!("node {i} (no status)"));
+            continue;
+        };
+        let address = status.validator_address;
+        let mut seen_by = Vec::new();
+        let mut kinds = BTreeSet::new();
+        for (j, c) in clients.iter().enumerate() {
+            if twinned.contains(&j) {
+                continue;
+            }
+            if let Ok(ev) = c.evidence().await {
+                let mine: Vec<_> = ev
+                    .iter()
+                    .filter(|e| e.validator == address && e.first_signed != e.second_signed)
+                    .collect();
+                if !mine.is_empty() {
+                    seen_by.push(j);
+                    kinds.extend(mine.iter().map(|e| e.kind.clone()));
+                }
+            }
+        }
+        if seen_by.is_empty() {
+            missing.push(format!("node {i}"));
+        } else {
+            found.push(format!("node {i}: {kinds:?} recorded by nodes {seen_by:?}"));
+        }
+    }
+    Invariant {
+        name: "evidence".into(),
+        passed: missing.is_empty(),
+        detail: if missing.is_empty() {
+            format!(
+                "equivocation of every double signer recorded: {}",
+                found.join("; ")
+            )
+        } else {
+            format!("no evidence recorded against {}", missing.join(", "))
+        },
+    }
+}
+
+/// How far ahead of real time a block timestamp may be: the nodes' `max_clock_drift` (2 s by
+/// default) plus sampling slack.
+const CLOCK_SLACK_MS: u64 = 3_000;
+
+/// `clock`: timestamps grow block by block, and the tip never ran ahead of real time.
+fn clock_sane(samples: &[Sample], chain: &[ChainEntry]) -> Invariant {
+    let backwards = chain
+        .windows(2)
+        .filter(|w| w[1].timestamp_ms <= w[0].timestamp_ms)
+        .count();
+    let ahead: Vec<u64> = samples
+        .iter()
+        .filter_map(|s| s.tip_timestamp_ms.map(|t| t.saturating_sub(s.wall_ms)))
+        .filter(|d| *d > CLOCK_SLACK_MS)
+        .collect();
+    Invariant {
+        name: "clock".into(),
+        passed: backwards == 0 && ahead.is_empty(),
+        detail: format!(
+            "{backwards} block timestamps not after their parent's; tip ahead of real time by more than {CLOCK_SLACK_MS} ms in {} samples{}",
+            ahead.len(),
+            ahead.iter().max().map_or(String::new(), |m| format!(" (at most {m} ms)"))
+        ),
+    }
+}
 
 /// Time the chain gets to resume after more than f validators were down (their peers' round
 /// timeouts have grown meanwhile, and returning nodes must start and catch up first).
@@ -661,5 +909,85 @@ mod tests {
         assert!(stalls
             .iter()
             .all(|(from, _)| *from >= Duration::from_millis(19 * 250) + RESUME_GRACE));
+    }
+
+    fn sample(ms: u64, all: &[u64], no_quorum: bool) -> Sample {
+        Sample {
+            at: Duration::from_millis(ms),
+            wall_ms: 1_000_000 + ms,
+            height: all.first().copied(),
+            tip_timestamp_ms: Some(1_000_000 + ms),
+            faulty: if no_quorum { 2 } else { 0 },
+            no_quorum,
+            all: no_quorum.then(|| all.iter().map(|h| Some(*h)).collect()),
+        }
+    }
+
+    #[test]
+    fn halted_fails_when_the_chain_grows_without_a_quorum() {
+        // 2|2 from 1 s to 10 s; a block decided at the cut lands within the grace.
+        let mut quiet = vec![sample(0, &[5, 5, 5, 5], false)];
+        quiet.extend((1..=10).map(|s| {
+            let h = if s == 1 { 6 } else { 7 };
+            sample(s * 1000, &[h, h, h, 6], true)
+        }));
+        // Node 3 syncs the block it missed from its side: the maximum does not move.
+        quiet.push(sample(10_500, &[7, 7, 7, 7], true));
+        let ok = halted(&quiet);
+        assert!(ok.passed, "{}", ok.detail);
+        let mut grew = quiet.clone();
+        grew.push(sample(11_000, &[8, 7, 7, 7], true));
+        let bad = halted(&grew);
+        assert!(!bad.passed, "{}", bad.detail);
+        // Never watched (no sample after the grace): not a pass.
+        assert!(!halted(&quiet[..3]).passed);
+    }
+
+    #[test]
+    fn clock_fails_on_a_tip_ahead_of_real_time_or_time_going_back() {
+        let entry = |t: u64| ChainEntry {
+            hash: B256::ZERO,
+            state_root: B256::ZERO,
+            timestamp_ms: t,
+            txs: vec![],
+        };
+        let chain = vec![entry(1), entry(2), entry(3)];
+        let samples: Vec<Sample> = (0..10).map(|s| sample(s * 250, &[1], false)).collect();
+        assert!(clock_sane(&samples, &chain).passed);
+        let mut ahead = samples.clone();
+        ahead[4].tip_timestamp_ms = Some(ahead[4].wall_ms + 30_000);
+        assert!(!clock_sane(&ahead, &chain).passed);
+        let back = vec![entry(1), entry(3), entry(3)];
+        assert!(!clock_sane(&samples, &back).passed);
+    }
+
+    #[test]
+    fn fault_fields_are_checked() {
+        let base = "name = \"x\"\nvalidators = 4\nduration = \"20s\"\n";
+        let parse = |faults: &str| Scenario::parse(&format!("{base}{faults}"), Path::new("t"));
+        assert!(parse("[[fault]]\nat = \"1s\"\naction = \"partition\"\nnodes = [2, 3]\n").is_ok());
+        assert!(parse("[[fault]]\nat = \"1s\"\naction = \"partition\"\nnodes = []\n").is_err());
+        assert!(parse("[[fault]]\nat = \"1s\"\naction = \"heal\"\nnodes = [1]\n").is_err());
+        assert!(parse("[[fault]]\nat = \"1s\"\naction = \"heal\"\n").is_ok());
+        assert!(parse("[[fault]]\nat = \"1s\"\naction = \"skew\"\nnodes = [3]\n").is_err());
+        assert!(
+            parse("[[fault]]\nat = \"1s\"\naction = \"skew\"\nnodes = [3]\nby = \"soon\"\n")
+                .is_err()
+        );
+        assert!(
+            parse("[[fault]]\nat = \"1s\"\naction = \"skew\"\nnodes = [3]\nby = \"-30s\"\n")
+                .is_ok()
+        );
+        assert!(
+            parse("[[fault]]\nat = \"1s\"\naction = \"kill\"\nnodes = [3]\nby = \"1s\"\n").is_err()
+        );
+        assert!(parse("[[fault]]\nat = \"1s\"\naction = \"kill\"\n").is_err());
+        let twin = parse("[[fault]]\nat = \"1s\"\naction = \"twin\"\nnodes = [3]\n").unwrap();
+        assert_eq!(twin.invariant_names().last(), Some(&"evidence"));
+        let split = parse("[[fault]]\nat = \"1s\"\naction = \"partition\"\nnodes = [3]\n").unwrap();
+        assert!(
+            !split.invariant_names().contains(&"halted"),
+            "3|1 keeps a quorum"
+        );
     }
 }

@@ -1,0 +1,312 @@
+//! Applying a scenario's faults to a running testnet, and what is faulty at each moment.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cluster::{Cluster, HarnessError};
+use crate::links::Links;
+use crate::scenario::{Action, Fault};
+
+/// Bytes a `truncate` fault cuts off each log (at most half of it).
+const TRUNCATE_BYTES: u64 = 100;
+
+fn harness(e: impl std::fmt::Display) -> HarnessError {
+    HarnessError::Scenario(e.to_string())
+}
+
+/// Where Debian's `faketime` package puts the library that shifts a process's clock.
+fn libfaketime() -> Result<PathBuf, HarnessError> {
+    let candidates = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+        "/usr/local/lib/faketime/libfaketime.so.1",
+    ];
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            harness(
+                "a `skew` fault needs libfaketime (Debian: apt-get install faketime; \
+                 scripts/setup installs it)",
+            )
+        })
+}
+
+/// Parses a clock offset such as `+30s`, `-1m 30s` or `0s` into signed milliseconds.
+pub(crate) fn parse_offset(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let (sign, rest) = match t.as_bytes().first() {
+        Some(b'-') => (-1, &t[1..]),
+        Some(b'+') => (1, &t[1..]),
+        _ => (1, t),
+    };
+    let d = humantime::parse_duration(rest.trim())
+        .map_err(|e| format!("clock offset `{text}`: {e} (e.g. \"+30s\" or \"-30s\")"))?;
+    Ok(sign * d.as_millis() as i64)
+}
+
+/// What is wrong with the testnet right now.
+#[derive(Default)]
+pub(crate) struct FaultState {
+    /// Nodes whose process is not running or is frozen.
+    pub down: BTreeSet<usize>,
+    pub paused: BTreeSet<usize>,
+    /// Nodes outside the largest side of the current partition.
+    pub cut_off: BTreeSet<usize>,
+    /// A partition is in place and no side of it holds more than 2/3 of the validators.
+    pub no_quorum: bool,
+    /// Nodes running with a shifted clock.
+    pub skewed: BTreeSet<usize>,
+    /// Validators with a second process signing with their key.
+    pub twinned: BTreeSet<usize>,
+    /// Proxies between the nodes, when the scenario partitions them.
+    pub links: Option<Links>,
+}
+
+impl FaultState {
+    /// Validators that are down, cut off, skewed or double-signing.
+    pub fn faulty(&self) -> usize {
+        let mut all = self.down.clone();
+        all.extend(&self.cut_off);
+        all.extend(&self.skewed);
+        all.extend(&self.twinned);
+        all.len()
+    }
+
+    /// Applies one fault to node(s) of `cluster`.
+    pub async fn apply(
+        &mut self,
+        cluster: &mut Cluster,
+        fault: &Fault,
+    ) -> Result<(), HarnessError> {
+        match fault.action {
+            Action::Partition => self.partition(cluster.len(), &fault.nodes)?,
+            Action::Heal => self.heal_links(),
+            _ => {
+                for &i in &fault.nodes {
+                    self.apply_to(cluster, i, fault).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn partition(&mut self, n: usize, side: &[usize]) -> Result<(), HarnessError> {
+        let links = self
+            .links
+            .as_ref()
+            .ok_or_else(|| harness("a partition needs the links installed before the start"))?;
+        links.partition(&[side.to_vec()]);
+        (self.cut_off, self.no_quorum) = split(n, side);
+        Ok(())
+    }
+
+    fn heal_links(&mut self) {
+        if let Some(l) = &self.links {
+            l.heal();
+        }
+        self.cut_off.clear();
+        self.no_quorum = false;
+    }
+
+    async fn apply_to(
+        &mut self,
+        cluster: &mut Cluster,
+        i: usize,
+        fault: &Fault,
+    ) -> Result<(), HarnessError> {
+        match fault.action {
+            Action::Kill => {
+                cluster.kill(i)?;
+                self.down.insert(i);
+            }
+            Action::Stop => {
+                cluster.stop(i, Duration::from_secs(10)).await?;
+                self.down.insert(i);
+            }
+            Action::Pause => {
+                cluster.pause(i)?;
+                self.paused.insert(i);
+                self.down.insert(i);
+            }
+            Action::Resume => {
+                cluster.resume(i)?;
+                self.paused.remove(&i);
+                self.down.remove(&i);
+            }
+            Action::Start => {
+                if self.paused.remove(&i) {
+                    cluster.resume(i)?;
+                } else if !cluster.is_running(i) {
+                    cluster.start(i)?;
+                }
+                self.down.remove(&i);
+            }
+            Action::Truncate => {
+                if cluster.is_running(i) {
+                    cluster.kill(i)?;
+                }
+                truncate_logs(cluster, i)?;
+                cluster.start(i)?;
+                self.down.remove(&i);
+            }
+            Action::Wipe => {
+                if cluster.is_running(i) {
+                    cluster.kill(i)?;
+                }
+                let data = cluster.home(i).join("data");
+                std::fs::remove_dir_all(&data)
+                    .map_err(|e| harness(format!("cannot wipe {}: {e}", data.display())))?;
+                cluster.start(i)?;
+                self.down.remove(&i);
+            }
+            Action::Skew => {
+                let offset_ms =
+                    parse_offset(fault.by.as_deref().unwrap_or("0s")).map_err(harness)?;
+                self.skew(cluster, i, offset_ms).await?;
+            }
+            Action::Twin => {
+                let rpc = cluster.start_twin(i).await?;
+                tracing::info!(target: "pmr::scenario", node = i, %rpc, "double signer started");
+                self.twinned.insert(i);
+            }
+            Action::Partition | Action::Heal => unreachable!("handled in apply"),
+        }
+        Ok(())
+    }
+
+    /// Restarts node `i` with its clock shifted by `offset_ms` (0: the real clock again).
+    async fn skew(
+        &mut self,
+        cluster: &mut Cluster,
+        i: usize,
+        offset_ms: i64,
+    ) -> Result<(), HarnessError> {
+        let env = if offset_ms == 0 {
+            Vec::new()
+        } else {
+            vec![
+                ("LD_PRELOAD".into(), libfaketime()?.display().to_string()),
+                // libfaketime's relative offset, in seconds.
+                (
+                    "FAKETIME".into(),
+                    format!("{:+.3}", offset_ms as f64 / 1000.0),
+                ),
+                // Timers and timeouts keep running on the real monotonic clock.
+                ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+            ]
+        };
+        if cluster.is_running(i) {
+            cluster.stop(i, Duration::from_secs(10)).await?;
+        }
+        cluster.set_env(i, env)?;
+        cluster.start(i)?;
+        self.paused.remove(&i);
+        self.down.remove(&i);
+        if offset_ms == 0 {
+            self.skewed.remove(&i);
+        } else {
+            self.skewed.insert(i);
+        }
+        Ok(())
+    }
+
+    /// Ends every fault still in place: links healed, frozen nodes resumed, stopped ones
+    /// restarted, skewed clocks set right, double signers killed.
+    pub async fn heal_all(&mut self, cluster: &mut Cluster) -> Result<(), HarnessError> {
+        self.heal_links();
+        cluster.kill_twins();
+        self.twinned.clear();
+        for i in self.skewed.clone() {
+            self.skew(cluster, i, 0).await?;
+        }
+        for i in self.down.clone() {
+            if self.paused.remove(&i) {
+                cluster.resume(i)?;
+            } else if !cluster.is_running(i) {
+                cluster.start(i)?;
+            }
+            self.down.remove(&i);
+        }
+        Ok(())
+    }
+}
+
+/// Of `n` nodes split into `side` and the rest: the nodes cut off from the larger side (on a
+/// tie, from the side without the listed nodes, where the observer is), and whether no side
+/// holds more than 2/3 of the validators.
+fn split(n: usize, side: &[usize]) -> (BTreeSet<usize>, bool) {
+    let side: BTreeSet<usize> = side.iter().copied().filter(|i| *i < n).collect();
+    let rest: BTreeSet<usize> = (0..n).filter(|i| !side.contains(i)).collect();
+    let (big, small) = if side.len() > rest.len() {
+        (side, rest)
+    } else {
+        (rest, side)
+    };
+    let no_quorum = 3 * big.len() <= 2 * n;
+    (small, no_quorum)
+}
+
+/// Cuts the tail off node `i`'s consensus WAL and RocksDB's newest write-ahead log.
+fn truncate_logs(cluster: &Cluster, i: usize) -> Result<(), HarnessError> {
+    let data = cluster.home(i).join("data");
+    let mut logs = vec![data.join("wal").join("consensus.wal")];
+    let mut db_logs: Vec<PathBuf> = std::fs::read_dir(data.join("db"))
+        .map_err(harness)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    db_logs.sort();
+    logs.extend(db_logs.pop());
+    for log in logs {
+        let len = std::fs::metadata(&log).map_err(harness)?.len();
+        let cut = len.saturating_sub(TRUNCATE_BYTES.min(len / 2));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .and_then(|f| f.set_len(cut))
+            .map_err(|e| harness(format!("cannot truncate {}: {e}", log.display())))?;
+        tracing::info!(target: "pmr::scenario", log = %log.display(), from = len, to = cut, "truncated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_parse_with_a_sign() {
+        assert_eq!(parse_offset("+30s"), Ok(30_000));
+        assert_eq!(parse_offset("-1m 30s"), Ok(-90_000));
+        assert_eq!(parse_offset("0s"), Ok(0));
+        assert_eq!(parse_offset("45s"), Ok(45_000));
+        assert!(parse_offset("soon").is_err());
+    }
+
+    #[test]
+    fn partitions_count_the_smaller_side_and_quorum() {
+        let set = |v: &[usize]| v.iter().copied().collect::<BTreeSet<usize>>();
+        assert_eq!(split(4, &[2, 3]), (set(&[2, 3]), true), "2|2 has no quorum");
+        assert_eq!(split(4, &[3]), (set(&[3]), false), "3|1 goes on");
+        assert_eq!(split(4, &[0, 1, 2]), (set(&[3]), false));
+        assert_eq!(
+            split(7, &[4, 5, 6]),
+            (set(&[4, 5, 6]), true),
+            "4 of 7 is not > 2/3"
+        );
+        assert_eq!(split(7, &[5, 6]), (set(&[5, 6]), false));
+        let mut s = FaultState::default();
+        assert!(s.partition(4, &[2, 3]).is_err(), "no links installed");
+        s.cut_off = set(&[2, 3]);
+        s.skewed = set(&[3]);
+        s.down = set(&[1]);
+        assert_eq!(s.faulty(), 3, "a node counts once");
+        s.heal_links();
+        assert_eq!(s.faulty(), 2, "down and skewed remain");
+    }
+}
