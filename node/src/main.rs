@@ -659,31 +659,65 @@ async fn run_scenarios(
     output: Output,
 ) -> Result<()> {
     let bin = std::env::current_exe().wrap_err("cannot find the pmr binary itself")?;
+    // Every manifest is checked before anything runs.
+    let scenarios = manifests
+        .iter()
+        .map(|m| Ok((m, pmr_testnet::Scenario::load(m)?)))
+        .collect::<Result<Vec<_>>>()?;
     let mut reports = Vec::new();
-    for m in manifests {
-        let scenario = pmr_testnet::Scenario::load(m)?;
+    // Scenarios the harness could not run to the end (a node that never came up, say): the
+    // others still run and report.
+    let mut errors: Vec<(String, String)> = Vec::new();
+    for (m, scenario) in scenarios {
         let tmp = tempfile_dir()?;
         let dir = match keep {
             Some(k) => k.join(&scenario.name),
             None => tmp.join("net"),
         };
         eprintln!("running scenario {} ({})", scenario.name, m.display());
-        let report = pmr_testnet::run_scenario(&scenario, &bin, &dir).await?;
+        let result = pmr_testnet::run_scenario(&scenario, &bin, &dir).await;
         if keep.is_none() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
-        if output == Output::Text {
-            print!("{}", report.to_text());
+        match result {
+            Ok(report) => {
+                if output == Output::Text {
+                    print!("{}", report.to_text());
+                }
+                reports.push(report);
+            }
+            Err(e) => {
+                let hint = if keep.is_some() {
+                    format!(" (its nodes' logs are in {})", dir.display())
+                } else {
+                    " (run again with --keep DIR to keep the nodes' logs)".to_string()
+                };
+                eprintln!("scenario {} could not run: {e}{hint}", scenario.name);
+                if output == Output::Text {
+                    println!("scenario {}: could not run: {e}\nFAILED", scenario.name);
+                }
+                errors.push((scenario.name.clone(), e.to_string()));
+            }
         }
-        reports.push(report);
     }
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        let errors: Vec<_> = errors
+            .iter()
+            .map(|(name, error)| serde_json::json!({"name": name, "error": error}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "reports": reports,
+                "could_not_run": errors,
+            }))?
+        );
     }
     let failed: Vec<&str> = reports
         .iter()
         .filter(|r| !r.passed())
         .map(|r| r.name.as_str())
+        .chain(errors.iter().map(|(n, _)| n.as_str()))
         .collect();
     if !failed.is_empty() {
         eyre::bail!("scenarios failed: {}", failed.join(", "));

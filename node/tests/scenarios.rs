@@ -85,3 +85,12 @@ async fn n4_clock_skew() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4_torn_logs() {
+    run(
+        "n4-torn-logs",
+        include_str!("../../testnet/scenarios/ci/n4-torn-logs.toml"),
+    )
+    .await;
+}

@@ -126,6 +126,29 @@ impl NodeConfig for EngineConfig {
     }
 }
 
+/// Bytes of the consensus WAL's header (version `u32`, sequence `u64`), written and synced when
+/// the file is created, before any entry.
+pub const WAL_HEADER_BYTES: u64 = 12;
+
+/// A crash while the engine was creating its WAL can leave a file shorter than the header; the
+/// engine then refuses to start ("Invalid WAL version"). Such a file holds no entry, so it is
+/// removed (the engine creates a fresh one). A torn tail after the header is the engine's own
+/// business: it drops partial entries when it opens the log.
+fn repair_torn_wal_header(path: &std::path::Path) -> Result<(), ConsensusError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() < WAL_HEADER_BYTES => {
+            tracing::warn!(target: "pmr::consensus", path = %path.display(), bytes = m.len(), "the consensus WAL is shorter than its header (a crash while it was created); starting a new one");
+            std::fs::remove_file(path).map_err(|e| {
+                ConsensusError::Engine(format!(
+                    "cannot remove the torn WAL {}: {e}",
+                    path.display()
+                ))
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 fn with_peer_id(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
     addr.clone().with(libp2p::multiaddr::Protocol::P2p(peer))
 }
@@ -245,12 +268,11 @@ pub async fn start(params: StartParams) -> Result<ConsensusNode, ConsensusError>
     } else {
         ConsensusContext::new_full_node(my_address, Box::new(verifier))
     };
+    let wal_path = home.join("wal").join("consensus.wal");
+    repair_torn_wal_header(&wal_path)?;
     let (mut channels, engine) = async {
         EngineBuilder::new(PmrContext, engine_cfg)
-            .with_default_wal(WalContext::new(
-                home.join("wal").join("consensus.wal"),
-                PmrCodec,
-            ))
+            .with_default_wal(WalContext::new(wal_path, PmrCodec))
             .with_default_network(NetworkContext::new(identity, PmrCodec))
             .with_default_consensus(consensus_ctx)
             .with_default_sync(SyncContext::new(PmrCodec))
@@ -298,4 +320,23 @@ pub async fn start(params: StartParams) -> Result<ConsensusNode, ConsensusError>
         app,
         engine,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wal_shorter_than_its_header_is_replaced_and_a_longer_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("consensus.wal");
+        repair_torn_wal_header(&wal).expect("no file is fine");
+        std::fs::write(&wal, [1u8, 0, 0, 0, 0, 0]).unwrap();
+        repair_torn_wal_header(&wal).unwrap();
+        assert!(!wal.exists(), "a torn header is removed");
+        let entries = [7u8; 40];
+        std::fs::write(&wal, entries).unwrap();
+        repair_torn_wal_header(&wal).unwrap();
+        assert_eq!(std::fs::read(&wal).unwrap(), entries, "left to the engine");
+    }
 }

@@ -253,7 +253,9 @@ fn split(n: usize, side: &[usize]) -> (BTreeSet<usize>, bool) {
 /// Cuts the tail off node `i`'s consensus WAL and RocksDB's newest write-ahead log.
 fn truncate_logs(cluster: &Cluster, i: usize) -> Result<(), HarnessError> {
     let data = cluster.home(i).join("data");
-    let mut logs = vec![data.join("wal").join("consensus.wal")];
+    // The consensus WAL's 12-byte header is synced when the file is created and never
+    // rewritten, so a torn write can only cut what follows it.
+    let mut logs = vec![(data.join("wal").join("consensus.wal"), 12)];
     let mut db_logs: Vec<PathBuf> = std::fs::read_dir(data.join("db"))
         .map_err(harness)?
         .flatten()
@@ -261,10 +263,12 @@ fn truncate_logs(cluster: &Cluster, i: usize) -> Result<(), HarnessError> {
         .filter(|p| p.extension().is_some_and(|x| x == "log"))
         .collect();
     db_logs.sort();
-    logs.extend(db_logs.pop());
-    for log in logs {
+    logs.extend(db_logs.pop().map(|p| (p, 0)));
+    for (log, keep) in logs {
         let len = std::fs::metadata(&log).map_err(harness)?.len();
-        let cut = len.saturating_sub(TRUNCATE_BYTES.min(len / 2));
+        let cut = len
+            .saturating_sub(TRUNCATE_BYTES.min(len / 2))
+            .max(keep.min(len));
         std::fs::OpenOptions::new()
             .write(true)
             .open(&log)
