@@ -81,7 +81,15 @@ function compile() {
   }));
   const artifact = {
     contractName: CONTRACT,
-    compiler: { version, settings: { optimizer: settings.optimizer, evmVersion: settings.evmVersion, metadata: settings.metadata } },
+    compiler: {
+      version,
+      settings: {
+        optimizer: settings.optimizer,
+        viaIR: settings.viaIR,
+        evmVersion: settings.evmVersion,
+        metadata: settings.metadata,
+      },
+    },
     abi: c.abi,
     bytecode: "0x" + c.evm.bytecode.object,
     deployedBytecode: "0x" + c.evm.deployedBytecode.object,

@@ -362,6 +362,7 @@ fn init_tracing(level: &str, json: bool) {
 fn main() -> Result<()> {
     color_eyre::install()?;
     let cli = Cli::parse();
+    check_cpu()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -721,6 +722,20 @@ async fn run_scenarios(
         .collect();
     if !failed.is_empty() {
         eyre::bail!("scenarios failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// RocksDB is compiled for hardware CRC32C (SSE4.2 + PCLMUL, see `.cargo/config.toml`): say so
+/// plainly instead of dying of an illegal instruction on a CPU without them.
+fn check_cpu() -> Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    if !(std::is_x86_feature_detected!("sse4.2") && std::is_x86_feature_detected!("pclmulqdq")) {
+        eyre::bail!(
+            "this CPU lacks SSE4.2 or PCLMUL, which this build of pmr (its RocksDB) needs; every \
+             x86-64 server CPU since 2010 has both. On such a machine, build without the \
+             CXXFLAGS/CFLAGS of .cargo/config.toml"
+        );
     }
     Ok(())
 }

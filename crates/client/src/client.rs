@@ -108,14 +108,36 @@ impl PmrClient {
             .into_inner())
     }
 
-    /// Misbehavior evidence the node recorded (validators that signed twice).
+    /// Misbehavior evidence the node recorded (validators that signed twice), every page.
     pub async fn evidence(&self) -> Result<Vec<pb::Equivocation>, ClientError> {
-        Ok(self
-            .ledger()
-            .get_evidence(pb::GetEvidenceRequest {})
-            .await?
-            .into_inner()
-            .evidence)
+        const PAGE: u32 = 1000;
+        let mut all: Vec<pb::Equivocation> = Vec::new();
+        let mut from_height = 0;
+        loop {
+            let page = self
+                .ledger()
+                .get_evidence(pb::GetEvidenceRequest {
+                    from_height,
+                    limit: PAGE,
+                })
+                .await?
+                .into_inner()
+                .evidence;
+            let full = page.len() == PAGE as usize;
+            match page.last().map(|e| e.height) {
+                // A full page may end inside a height: keep the heights below it and ask
+                // again from that height (unless one height alone filled the page).
+                Some(h) if full && h > from_height => {
+                    all.extend(page.into_iter().filter(|e| e.height < h));
+                    from_height = h;
+                }
+                _ => {
+                    all.extend(page);
+                    break;
+                }
+            }
+        }
+        Ok(all)
     }
 
     /// Submits a signed transaction; returns its hash.

@@ -57,6 +57,8 @@ pub(crate) struct App {
     candidates: HashMap<B256, Candidate>,
     future: BTreeMap<u64, Vec<AssembledProposal>>,
     last_commit_at: Instant,
+    /// The highest height whose block this node received by value sync.
+    last_synced: u64,
     /// Set when a decided block's commit failed: `Finalized` then restarts the height.
     commit_failed: bool,
 }
@@ -96,6 +98,7 @@ impl App {
             candidates: HashMap::new(),
             future: BTreeMap::new(),
             last_commit_at: Instant::now(),
+            last_synced: 0,
             commit_failed: false,
         }
     }
@@ -254,6 +257,7 @@ impl App {
                 let outcome = match Block::decode_checked(&value_bytes) {
                     Ok(block) if block.header.height == height.0 => {
                         self.ledger.mark_syncing();
+                        self.last_synced = self.last_synced.max(height.0);
                         let hash = block.hash();
                         self.ledger.chain.put_undecided(
                             &UndecidedProposal {
@@ -333,7 +337,7 @@ impl App {
             info!(target: "pmr::consensus", height, %round, "re-proposing the block built before a restart");
             return Ok((p.hash, p.bytes, Round::Nil));
         }
-        let candidates = self.wait_for_transactions(timeout).await;
+        let candidates = self.wait_for_transactions(height, timeout).await;
         let parent = self.ledger.tip();
         let proposer = me.ok_or(ConsensusError::NotAValidator)?;
         let env = BlockEnv {
@@ -392,11 +396,19 @@ impl App {
     /// Ready transactions, waiting for the first one to arrive if there are none yet: at most
     /// until `empty_block_interval` after the last commit (then the block is empty), and never
     /// past half the proposal timeout.
-    async fn wait_for_transactions(&self, timeout: Duration) -> Vec<SignedTx> {
+    async fn wait_for_transactions(&self, height: u64, timeout: Duration) -> Vec<SignedTx> {
         let start = Instant::now();
-        let deadline = (self.last_commit_at + self.cfg.empty_block_interval)
-            .min(start + timeout / 2)
-            .max(start);
+        // A node that received the previous block by sync is catching up: the network has most
+        // likely decided this height already and its block arrives by sync too, so waiting here
+        // would only hold that back (a node proposing every n-th height would sync n blocks per
+        // empty-block interval).
+        let deadline = if height > 1 && self.last_synced == height - 1 {
+            start
+        } else {
+            (self.last_commit_at + self.cfg.empty_block_interval)
+                .min(start + timeout / 2)
+                .max(start)
+        };
         loop {
             let added = self.ledger.mempool.added();
             tokio::pin!(added);

@@ -79,7 +79,8 @@ fn value_of(v: &NilOrVal<crate::context::BlockHash>) -> Option<B256> {
 }
 
 fn encode(msg: SignedConsensusMsg<PmrContext>) -> Bytes {
-    // Encoding our own message types into a growable buffer does not fail.
+    // Encoding our own message types into a growable buffer does not fail; if it ever did,
+    // the empty half would fail `verify`.
     PmrCodec.encode(&msg).unwrap_or_default()
 }
 
@@ -132,15 +133,22 @@ struct Claim {
     value: Option<B256>,
 }
 
+/// A decoded half: what it claims and the exact bytes its signature covers.
+struct Signed {
+    claim: Claim,
+    sign_bytes: Vec<u8>,
+}
+
 impl Equivocation {
     /// Checks the evidence against the validator set of `chain_id`: both messages decode, are
-    /// of the recorded kind, height, round and validator, name different values, and carry
-    /// valid signatures of that validator.
+    /// of the recorded kind, height, round and validator, carry valid signatures of that
+    /// validator, and differ in what was signed (a different value, or for proposals the same
+    /// value with a different proof-of-lock round).
     pub fn verify(&self, validators: &ValidatorSet, chain_id: u64) -> Result<(), String> {
         let validator = validators
             .get_by_address(&crate::context::Address(self.validator))
             .ok_or_else(|| format!("{} is not a validator", self.validator))?;
-        let mut claims = Vec::with_capacity(2);
+        let mut halves: Vec<Signed> = Vec::with_capacity(2);
         for (i, bytes) in self.signed.iter().enumerate() {
             let msg: SignedConsensusMsg<PmrContext> = PmrCodec
                 .decode(bytes.clone())
@@ -176,7 +184,7 @@ impl Equivocation {
                 .public_key
                 .verify(&sign_bytes, signature)
                 .map_err(|_| format!("message {i} is not signed by {}", self.validator))?;
-            claims.push(claim);
+            halves.push(Signed { claim, sign_bytes });
         }
         let expected = |value| Claim {
             kind: self.kind,
@@ -185,11 +193,12 @@ impl Equivocation {
             validator: self.validator,
             value,
         };
-        if claims[0] != expected(self.values[0]) || claims[1] != expected(self.values[1]) {
+        if halves[0].claim != expected(self.values[0]) || halves[1].claim != expected(self.values[1])
+        {
             return Err("the messages do not say what the record says".into());
         }
-        if claims[0].value == claims[1].value {
-            return Err("both messages name the same value: no equivocation".into());
+        if halves[0].sign_bytes == halves[1].sign_bytes {
+            return Err("both messages sign the same thing: no equivocation".into());
         }
         Ok(())
     }
@@ -257,12 +266,40 @@ mod tests {
     }
 
     #[test]
+    fn two_proposals_of_one_value_with_different_lock_rounds_are_equivocation() {
+        let (signer, set, _) = setup();
+        let proposal = |pol: i64| {
+            let p = crate::context::Proposal {
+                height: Height(7),
+                round: Round::new(2),
+                value: BlockHash(B256::repeat_byte(9)),
+                pol_round: if pol < 0 { Round::Nil } else { Round::new(pol as u32) },
+                proposer: signer.address(),
+            };
+            let signature = signer.sign_bytes(&proposal_sign_bytes(4242, &p));
+            encode(SignedConsensusMsg::Proposal(SignedMessage::new(p, signature)))
+        };
+        let ev = Equivocation {
+            height: 7,
+            round: 2,
+            validator: signer.address().0,
+            kind: EquivocationKind::Proposal,
+            values: [Some(B256::repeat_byte(9)); 2],
+            signed: [proposal(-1), proposal(1)],
+        };
+        ev.verify(&set, 4242).expect("same value, different pol_round");
+        let mut twice = ev;
+        twice.signed[1] = twice.signed[0].clone();
+        assert!(twice.verify(&set, 4242).is_err());
+    }
+
+    #[test]
     fn forged_or_inconsistent_evidence_is_refused() {
         let (signer, set, ev) = setup();
         let mut same = ev.clone();
         same.signed[1] = same.signed[0].clone();
         same.values[1] = same.values[0];
-        assert!(same.verify(&set, 4242).unwrap_err().contains("same value"));
+        assert!(same.verify(&set, 4242).unwrap_err().contains("same thing"));
 
         let mut lying = ev.clone();
         lying.height = 8;

@@ -225,15 +225,22 @@ impl Ledger {
     /// for one height and round) durably, so operators can act on it. Recording the same pair
     /// twice (after a restart) keeps one copy.
     pub(crate) fn record_evidence(&self, evidence: &[Equivocation]) {
-        let mut batch = self.chain.store().batch();
+        let store = self.chain.store();
+        let mut batch = store.batch();
         for e in evidence {
-            self.metrics.equivocations.inc();
             let mut id = blake3::Hasher::new();
             id.update(&e.signed[0]);
             id.update(&e.signed[1]);
             let mut key = EVIDENCE_PREFIX.to_vec();
             key.extend_from_slice(&e.height.to_be_bytes());
             key.extend_from_slice(&id.finalize().as_bytes()[..8]);
+            if store
+                .contains(pmr_storage::Column::Meta, &key)
+                .unwrap_or(false)
+            {
+                continue;
+            }
+            self.metrics.equivocations.inc();
             match serde_json::to_vec(e) {
                 Ok(v) => batch.put(pmr_storage::Column::Meta, &key, &v),
                 Err(err) => {
@@ -246,21 +253,25 @@ impl Ledger {
         }
     }
 
-    /// Misbehavior evidence recorded by this node, by height.
-    pub fn evidence(&self) -> Result<Vec<Equivocation>, ChainError> {
-        Ok(self
-            .chain
-            .store()
-            .scan_prefix(pmr_storage::Column::Meta, EVIDENCE_PREFIX)?
-            .into_iter()
-            .filter_map(|(k, v)| match serde_json::from_slice(&v) {
-                Ok(e) => Some(e),
+    /// Misbehavior evidence recorded by this node at `from_height` and above, by height, at
+    /// most `limit` records.
+    pub fn evidence(&self, from_height: u64, limit: usize) -> Result<Vec<Equivocation>, ChainError> {
+        let mut start = EVIDENCE_PREFIX.to_vec();
+        start.extend_from_slice(&from_height.to_be_bytes());
+        let mut out = Vec::new();
+        self.chain.store().for_each_from(pmr_storage::Column::Meta, &start, |k, v| {
+            if !k.starts_with(EVIDENCE_PREFIX) || out.len() >= limit {
+                return false;
+            }
+            match serde_json::from_slice(v) {
+                Ok(e) => out.push(e),
                 Err(err) => {
-                    tracing::warn!(target: "pmr::consensus", key = %hex::encode(&k), error = %err, "skipping an unreadable evidence record");
-                    None
+                    tracing::warn!(target: "pmr::consensus", key = %hex::encode(k), error = %err, "skipping an unreadable evidence record");
                 }
-            })
-            .collect())
+            }
+            true
+        })?;
+        Ok(out)
     }
 
     /// New committed blocks as they land.

@@ -86,7 +86,9 @@ pub enum ExecutionError {
     HeightNotAvailable { requested: u64, head: u64 },
     #[error(
         "the database holds execution state of another genesis (state root {stored}, this genesis \
-         gives {computed}): point the node at the right genesis file or an empty home directory"
+         gives {computed}): point the node at the right genesis file or an empty home directory; \
+         a chain made by a pmr with another PMR contract build must be started anew (`pmr dev \
+         --fresh` for the dev testnet)"
     )]
     GenesisMismatch { stored: B256, computed: B256 },
     #[error("genesis execution failed: {0}")]

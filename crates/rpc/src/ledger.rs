@@ -203,11 +203,16 @@ impl LedgerService for LedgerApi {
 
     async fn get_evidence(
         &self,
-        _request: Request<pb::GetEvidenceRequest>,
+        request: Request<pb::GetEvidenceRequest>,
     ) -> Result<Response<pb::GetEvidenceResponse>, Status> {
+        let req = request.into_inner();
+        let limit = match req.limit {
+            0 => 100,
+            n => n.min(1000) as usize,
+        };
         let records = self
             .ledger
-            .evidence()
+            .evidence(req.from_height, limit)
             .map_err(|e| Status::internal(e.to_string()))?;
         let value = |v: Option<pmr_primitives::B256>| v.map(|h| h.to_vec()).unwrap_or_default();
         let evidence = records

@@ -47,15 +47,14 @@ impl Store {
             if *c == Column::Blobs {
                 // Ciphertext does not compress. Record blocks (up to 256 KiB each) go to blob
                 // files at flush, so compaction moves only their keys instead of rewriting
-                // every block at each level; deleted blocks are reclaimed by blob GC.
+                // every block at each level. Deleted blocks' space comes back when compaction
+                // relocates the live blobs of the oldest blob files (blob GC, default cutoff).
                 o.set_compression_type(DBCompressionType::None);
                 o.set_enable_blob_files(true);
                 o.set_min_blob_size(4096);
                 o.set_blob_file_size(256 * 1024 * 1024);
                 o.set_blob_compression_type(DBCompressionType::None);
                 o.set_enable_blob_gc(true);
-                o.set_write_buffer_size(64 * 1024 * 1024);
-                o.set_max_write_buffer_number(4);
             } else {
                 o.set_compression_type(DBCompressionType::Lz4);
             }
@@ -230,9 +229,6 @@ impl Batch<'_> {
     pub fn commit(self, durability: Durability) -> Result<(), StorageError> {
         let mut opts = rocksdb::WriteOptions::default();
         opts.set_sync(durability == Durability::Sync);
-        // Batches list their keys in order (a block's state changes are sorted): each insert
-        // starts its memtable search where the previous one ended.
-        opts.set_memtable_insert_hint_per_batch(true);
         self.store
             .db
             .write_opt(self.inner, &opts)

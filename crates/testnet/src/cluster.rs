@@ -339,6 +339,9 @@ impl Cluster {
             .iter()
             .position(|t| t.of == i)
             .ok_or_else(|| HarnessError::Scenario(format!("no twin prepared for node {i}")))?;
+        if self.twins[t].proc.is_some() {
+            return Err(HarnessError::Scenario(format!("node {i}'s twin is already running")));
+        }
         let (name, home) = (
             format!("{}-twin", self.manifest.nodes[i].name),
             self.twins[t].home.clone(),

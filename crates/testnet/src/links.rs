@@ -93,6 +93,15 @@ impl Links {
             let text = toml::to_string(&cfg).map_err(err)?;
             std::fs::write(&path, text).map_err(|e| err(format!("{}: {e}", path.display())))?;
         }
+        let n = homes.len();
+        if links.len() != n * (n - 1) {
+            return Err(err(format!(
+                "{} links for {n} nodes, expected {}: some node does not list every other one \
+                 in [[consensus.peers]] by name",
+                links.len(),
+                n * (n - 1)
+            )));
+        }
         Ok(Self {
             links,
             nodes: homes.len(),
@@ -132,6 +141,8 @@ impl Links {
 impl Drop for Links {
     fn drop(&mut self) {
         for l in self.links.values() {
+            // Ends the connections in flight too.
+            l.cut.send_replace(true);
             for t in &l.tasks {
                 t.abort();
             }
@@ -142,8 +153,14 @@ impl Drop for Links {
 /// Forwards connections accepted on `listener` to `127.0.0.1:target` while the link is up.
 async fn proxy(listener: TcpListener, target: u16, cut: watch::Receiver<bool>) {
     loop {
-        let Ok((inbound, _)) = listener.accept().await else {
-            continue;
+        let inbound = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of file descriptors, say: wait instead of spinning.
+                tracing::warn!(target: "pmr::testnet", error = %e, "link proxy cannot accept");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         if *cut.borrow() {
             // A cut link: the dialer sees the connection closed at once.

@@ -33,8 +33,9 @@
 //! - `recovered`: every node caught up within `recovery_timeout`.
 //!
 //! and, when the scenario has such faults:
-//! - `halted`: while a partition left no side with more than 2/3 of the validators, no node
-//!   committed a block (after a short grace for a block already decided at the cut);
+//! - `halted`: during a partition, no side without more than 2/3 of the validators committed
+//!   a block (after a short grace for a block already decided at the cut): with a quorum on
+//!   neither side no node did, otherwise the cut-off nodes did not;
 //! - `evidence`: every double-signing validator's equivocation was recorded by another node;
 //! - `clock`: block timestamps only grow, and none ran ahead of the harness's clock by more
 //!   than the allowed drift.
@@ -170,14 +171,25 @@ impl Scenario {
                 ));
             }
             let at = f.at;
+            let distinct: BTreeSet<usize> = f.nodes.iter().copied().collect();
+            if distinct.len() != f.nodes.len() {
+                return Err(format!("fault at {at:?} names a node twice"));
+            }
             match f.action {
                 Action::Heal if !f.nodes.is_empty() => {
                     return Err(format!("heal at {at:?} restores every link: give no nodes"))
                 }
                 Action::Heal => {}
-                Action::Partition if f.nodes.is_empty() || f.nodes.len() >= self.validators => {
+                _ if f.nodes.is_empty() => {
+                    return Err(format!("fault at {at:?} ({:?}) names no nodes", f.action))
+                }
+                // The listed nodes are the side cut off: at most half, so the observer (an
+                // unlisted node) is on the side that can go on.
+                Action::Partition if 2 * f.nodes.len() > self.validators => {
                     return Err(format!(
-                        "partition at {at:?} must list the nodes of one side (not none, not all)"
+                        "partition at {at:?} must list the smaller side (at most half of the \
+                         {} validators)",
+                        self.validators
                     ))
                 }
                 Action::Skew => {
@@ -185,9 +197,6 @@ impl Scenario {
                         format!("skew at {at:?} needs `by`, the clock offset (e.g. \"+30s\")")
                     })?;
                     crate::faults::parse_offset(by)?;
-                }
-                _ if f.nodes.is_empty() => {
-                    return Err(format!("fault at {at:?} ({:?}) names no nodes", f.action))
                 }
                 _ => {}
             }
@@ -197,6 +206,18 @@ impl Scenario {
         }
         if self.observer().is_none() {
             return Err("every node is faulted: leave one node alone to observe commits".into());
+        }
+        let twins: Vec<usize> = self
+            .faults
+            .iter()
+            .filter(|f| f.action == Action::Twin)
+            .flat_map(|f| f.nodes.clone())
+            .collect();
+        if twins.iter().collect::<BTreeSet<_>>().len() != twins.len() {
+            return Err("a node can have one twin".into());
+        }
+        if !twins.is_empty() && self.has(Action::Partition) {
+            return Err("twin and partition faults cannot be combined: the twin's links have no proxy".into());
         }
         if let Some(l) = &self.load {
             l.kind.parse::<LoadKind>()?;
@@ -222,20 +243,10 @@ impl Scenario {
         self.faults.iter().any(|f| f.action == action)
     }
 
-    /// Whether some partition leaves no side with more than 2/3 of the validators.
-    fn has_no_quorum_partition(&self) -> bool {
-        self.faults.iter().any(|f| {
-            f.action == Action::Partition && {
-                let big = f.nodes.len().max(self.validators - f.nodes.len());
-                3 * big <= 2 * self.validators
-            }
-        })
-    }
-
     /// The invariants a run of this scenario checks, in report order.
     pub fn invariant_names(&self) -> Vec<&'static str> {
         let mut names = vec!["no-fork", "same-state", "no-loss", "progress", "recovered"];
-        if self.has_no_quorum_partition() {
+        if self.has(Action::Partition) {
             names.push("halted");
         }
         if self.has(Action::Twin) {
@@ -433,9 +444,9 @@ pub async fn run_scenario(
             next += 1;
         }
         let status = clients[observer].status().await.ok();
-        // While no side of a partition has a quorum, every node's height is watched (with a
-        // short deadline each: a cut-off node still answers its own gRPC).
-        let all = if state.no_quorum {
+        // During a partition every node's height is watched (with a short deadline each: a
+        // cut-off node still answers its own gRPC).
+        let all = if !state.cut_off.is_empty() {
             let asks = clients
                 .iter()
                 .map(|c| tokio::time::timeout(Duration::from_millis(500), c.status()));
@@ -456,6 +467,7 @@ pub async fn run_scenario(
             tip_timestamp_ms: status.as_ref().map(|s| s.latest_timestamp_ms),
             faulty: state.faulty(),
             no_quorum: state.no_quorum,
+            cut_off: state.cut_off.iter().copied().collect(),
             all,
         });
         sleep(Duration::from_millis(250)).await;
@@ -580,11 +592,11 @@ pub async fn run_scenario(
             scenario.recovery_timeout
         ),
     });
-    if scenario.has_no_quorum_partition() {
+    if scenario.has(Action::Partition) {
         invariants.push(halted(&samples));
     }
     if scenario.has(Action::Twin) {
-        invariants.push(evidence_recorded(scenario, &clients).await);
+        invariants.push(evidence_recorded(scenario, cluster.dir(), &clients).await);
     }
     if scenario.has(Action::Skew) {
         invariants.push(clock_sane(&samples, &chains[observer]));
@@ -615,7 +627,9 @@ struct Sample {
     tip_timestamp_ms: Option<u64>,
     faulty: usize,
     no_quorum: bool,
-    /// Every node's height, sampled while a partition leaves no quorum.
+    /// Nodes cut off from the larger side of the partition in place.
+    cut_off: Vec<usize>,
+    /// Every node's height, sampled during a partition.
     all: Option<Vec<Option<u64>>>,
 }
 
@@ -692,47 +706,109 @@ async fn twin_chain(rpc: &str) -> Vec<B256> {
 /// A block committed at the moment of a cut may still land; after this, none may.
 const CUT_GRACE: Duration = Duration::from_secs(3);
 
-/// `halted`: while a partition left no quorum, the highest height on any node did not grow
-/// (after [`CUT_GRACE`]). A node that was a block behind at the cut may still sync that block
-/// from its side; that commits nothing new, so only the maximum counts.
+/// `halted`: during a partition, no side without a quorum committed a block (after
+/// [`CUT_GRACE`], for one decided at the cut): with a quorum on neither side, the highest height
+/// of any node stays put; otherwise the highest height of the cut-off nodes does. A node a
+/// block behind may still sync that block from its own side, which commits nothing new, so
+/// only the maximum counts; it is taken from samples every watched node answered.
 fn halted(samples: &[Sample]) -> Invariant {
     let mut grew = Vec::new();
     let mut watched = 0usize;
-    let mut cut_at: Option<Duration> = None;
-    let mut base: Option<u64> = None;
+    // (start of the partition, who is watched, the highest height at the first full sample)
+    let mut current: Option<(Duration, Vec<usize>, Option<u64>)> = None;
     for s in samples {
-        if !s.no_quorum {
-            cut_at = None;
-            base = None;
+        let (Some(all), false) = (&s.all, s.cut_off.is_empty()) else {
+            current = None;
+            continue;
+        };
+        let who: Vec<usize> = if s.no_quorum {
+            (0..all.len()).collect()
+        } else {
+            s.cut_off.clone()
+        };
+        if current.as_ref().is_none_or(|(_, w, _)| *w != who) {
+            current = Some((s.at, who.clone(), None));
+        }
+        let Some((start, _, base)) = current.as_mut() else {
+            continue;
+        };
+        if s.at < *start + CUT_GRACE {
             continue;
         }
-        let at = *cut_at.get_or_insert(s.at);
-        let Some(all) = &s.all else { continue };
-        if s.at < at + CUT_GRACE {
-            continue;
-        }
-        let Some(top) = all.iter().flatten().max().copied() else {
+        let heights: Option<Vec<u64>> = who.iter().map(|i| all.get(*i).copied().flatten()).collect();
+        let Some(top) = heights.and_then(|h| h.into_iter().max()) else {
             continue;
         };
         watched += 1;
         let b = *base.get_or_insert(top);
         if top > b {
-            grew.push((b, top, s.at));
+            grew.push((who.clone(), b, top, s.at));
         }
     }
     Invariant {
         name: "halted".into(),
         passed: grew.is_empty() && watched > 0,
         detail: if grew.is_empty() {
-            format!("no block was committed while no side of the partition had a quorum ({watched} samples of every node)")
+            format!("no side without a quorum committed a block during the partition ({watched} samples of every node)")
         } else {
-            format!("the chain grew without a quorum (from, to, at): {grew:?}")
+            format!("a side without a quorum grew (nodes, from, to, at): {grew:?}")
         },
     }
 }
 
-/// `evidence`: another node recorded an equivocation of every double-signing validator.
-async fn evidence_recorded(scenario: &Scenario, clients: &[pmr_client::PmrClient]) -> Invariant {
+/// A record from `GetEvidence` as the consensus library checks it.
+fn to_equivocation(e: &pmr_client::proto::Equivocation) -> Option<pmr_consensus::Equivocation> {
+    use pmr_consensus::EquivocationKind as K;
+    let value = |v: &[u8]| (!v.is_empty()).then(|| B256::try_from(v).ok()).flatten();
+    let value_or_nil = |v: &[u8]| -> Option<Option<B256>> {
+        if v.is_empty() {
+            Some(None)
+        } else {
+            value(v).map(Some)
+        }
+    };
+    Some(pmr_consensus::Equivocation {
+        height: e.height,
+        round: e.round,
+        validator: pmr_primitives::ValidatorAddress(alloy_primitives::Address::try_from(
+            e.validator.as_slice(),
+        )
+        .ok()?),
+        kind: match e.kind.as_str() {
+            "proposal" => K::Proposal,
+            "prevote" => K::Prevote,
+            "precommit" => K::Precommit,
+            _ => return None,
+        },
+        values: [value_or_nil(&e.first_value)?, value_or_nil(&e.second_value)?],
+        signed: [
+            e.first_signed.clone().into(),
+            e.second_signed.clone().into(),
+        ],
+    })
+}
+
+/// `evidence`: another node recorded an equivocation of every double-signing validator, and
+/// the record checks out offline against the genesis validator set (both messages signed by
+/// that validator, for one height and round, signing different things).
+async fn evidence_recorded(
+    scenario: &Scenario,
+    dir: &Path,
+    clients: &[pmr_client::PmrClient],
+) -> Invariant {
+    let fail = |detail: String| Invariant {
+        name: "evidence".into(),
+        passed: false,
+        detail,
+    };
+    let genesis = match pmr_primitives::Genesis::load(&dir.join("genesis.json")) {
+        Ok(g) => g,
+        Err(e) => return fail(format!("cannot read the genesis: {e}")),
+    };
+    let validators = match pmr_consensus::validator_set(&genesis) {
+        Ok(v) => v,
+        Err(e) => return fail(format!("cannot build the validator set: {e}")),
+    };
     let twinned: BTreeSet<usize> = scenario
         .faults
         .iter()
@@ -741,6 +817,7 @@ async fn evidence_recorded(scenario: &Scenario, clients: &[pmr_client::PmrClient
         .collect();
     let mut missing = Vec::new();
     let mut found = Vec::new();
+    let mut refused = 0usize;
     for &i in &twinned {
         let Ok(status) = clients[i].status().await else {
             missing.push(format!("node {i} (no status)"));
@@ -753,15 +830,21 @@ async fn evidence_recorded(scenario: &Scenario, clients: &[pmr_client::PmrClient
             if twinned.contains(&j) {
                 continue;
             }
-            if let Ok(ev) = c.evidence().await {
-                let mine: Vec<_> = ev
-                    .iter()
-                    .filter(|e| e.validator == address && e.first_signed != e.second_signed)
-                    .collect();
-                if !mine.is_empty() {
-                    seen_by.push(j);
-                    kinds.extend(mine.iter().map(|e| e.kind.clone()));
+            let Ok(records) = c.evidence().await else {
+                continue;
+            };
+            let mut valid = false;
+            for r in records.iter().filter(|e| e.validator == address) {
+                match to_equivocation(r).map(|e| e.verify(&validators, genesis.chain_id)) {
+                    Some(Ok(())) => {
+                        valid = true;
+                        kinds.insert(r.kind.clone());
+                    }
+                    _ => refused += 1,
                 }
+            }
+            if valid {
+                seen_by.push(j);
             }
         }
         if seen_by.is_empty() {
@@ -772,14 +855,17 @@ async fn evidence_recorded(scenario: &Scenario, clients: &[pmr_client::PmrClient
     }
     Invariant {
         name: "evidence".into(),
-        passed: missing.is_empty(),
-        detail: if missing.is_empty() {
+        passed: missing.is_empty() && refused == 0,
+        detail: if missing.is_empty() && refused == 0 {
             format!(
-                "equivocation of every double signer recorded: {}",
+                "equivocation of every double signer recorded and verified against the genesis: {}",
                 found.join("; ")
             )
         } else {
-            format!("no evidence recorded against {}", missing.join(", "))
+            format!(
+                "no verified evidence against {}; {refused} records failed verification",
+                if missing.is_empty() { "-".to_string() } else { missing.join(", ") }
+            )
         },
     }
 }
@@ -919,6 +1005,7 @@ mod tests {
             tip_timestamp_ms: Some(1_000_000 + ms),
             faulty: if no_quorum { 2 } else { 0 },
             no_quorum,
+            cut_off: if no_quorum { vec![2, 3] } else { vec![] },
             all: no_quorum.then(|| all.iter().map(|h| Some(*h)).collect()),
         }
     }
@@ -941,6 +1028,30 @@ mod tests {
         assert!(!bad.passed, "{}", bad.detail);
         // Never watched (no sample after the grace): not a pass.
         assert!(!halted(&quiet[..3]).passed);
+        // A node that did not answer gives no base: the later answer is not growth.
+        let mut late = vec![sample(0, &[5, 5, 5, 5], false)];
+        // Node 0 committed the block decided at the cut; it misses two samples' deadline.
+        late.extend((1..=6).map(|s| sample(s * 1000, &[7, 6, 6, 6], true)));
+        late[4].all.as_mut().unwrap()[0] = None;
+        late[5].all.as_mut().unwrap()[0] = None;
+        let r = halted(&late);
+        assert!(r.passed, "{}", r.detail);
+    }
+
+    #[test]
+    fn halted_watches_the_cut_off_side_when_the_rest_has_a_quorum() {
+        let mut s: Vec<Sample> = (1..=8)
+            .map(|t| {
+                let mut x = sample(t * 1000, &[10 + t, 10 + t, 10 + t, 9], true);
+                x.no_quorum = false;
+                x.cut_off = vec![3];
+                x
+            })
+            .collect();
+        let r = halted(&s);
+        assert!(r.passed, "the majority grows, node 3 stays put: {}", r.detail);
+        s[7].all.as_mut().unwrap()[3] = Some(12);
+        assert!(!halted(&s).passed, "an isolated node committed a block");
     }
 
     #[test]
@@ -986,8 +1097,8 @@ mod tests {
         assert_eq!(twin.invariant_names().last(), Some(&"evidence"));
         let split = parse("[[fault]]\nat = \"1s\"\naction = \"partition\"\nnodes = [3]\n").unwrap();
         assert!(
-            !split.invariant_names().contains(&"halted"),
-            "3|1 keeps a quorum"
+            split.invariant_names().contains(&"halted"),
+            "3|1: the cut-off node must not commit"
         );
     }
 }
