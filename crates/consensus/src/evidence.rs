@@ -193,7 +193,8 @@ impl Equivocation {
             validator: self.validator,
             value,
         };
-        if halves[0].claim != expected(self.values[0]) || halves[1].claim != expected(self.values[1])
+        if halves[0].claim != expected(self.values[0])
+            || halves[1].claim != expected(self.values[1])
         {
             return Err("the messages do not say what the record says".into());
         }
@@ -273,11 +274,17 @@ mod tests {
                 height: Height(7),
                 round: Round::new(2),
                 value: BlockHash(B256::repeat_byte(9)),
-                pol_round: if pol < 0 { Round::Nil } else { Round::new(pol as u32) },
+                pol_round: if pol < 0 {
+                    Round::Nil
+                } else {
+                    Round::new(pol as u32)
+                },
                 proposer: signer.address(),
             };
             let signature = signer.sign_bytes(&proposal_sign_bytes(4242, &p));
-            encode(SignedConsensusMsg::Proposal(SignedMessage::new(p, signature)))
+            encode(SignedConsensusMsg::Proposal(SignedMessage::new(
+                p, signature,
+            )))
         };
         let ev = Equivocation {
             height: 7,
@@ -287,7 +294,8 @@ mod tests {
             values: [Some(B256::repeat_byte(9)); 2],
             signed: [proposal(-1), proposal(1)],
         };
-        ev.verify(&set, 4242).expect("same value, different pol_round");
+        ev.verify(&set, 4242)
+            .expect("same value, different pol_round");
         let mut twice = ev;
         twice.signed[1] = twice.signed[0].clone();
         assert!(twice.verify(&set, 4242).is_err());

@@ -255,7 +255,11 @@ impl Ledger {
 
     /// Misbehavior evidence recorded by this node at `from_height` and above, by height, at
     /// most `limit` records.
-    pub fn evidence(&self, from_height: u64, limit: usize) -> Result<Vec<Equivocation>, ChainError> {
+    pub fn evidence(
+        &self,
+        from_height: u64,
+        limit: usize,
+    ) -> Result<Vec<Equivocation>, ChainError> {
         let mut start = EVIDENCE_PREFIX.to_vec();
         start.extend_from_slice(&from_height.to_be_bytes());
         let mut out = Vec::new();

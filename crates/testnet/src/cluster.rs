@@ -340,7 +340,9 @@ impl Cluster {
             .position(|t| t.of == i)
             .ok_or_else(|| HarnessError::Scenario(format!("no twin prepared for node {i}")))?;
         if self.twins[t].proc.is_some() {
-            return Err(HarnessError::Scenario(format!("node {i}'s twin is already running")));
+            return Err(HarnessError::Scenario(format!(
+                "node {i}'s twin is already running"
+            )));
         }
         let (name, home) = (
             format!("{}-twin", self.manifest.nodes[i].name),

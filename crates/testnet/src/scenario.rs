@@ -27,7 +27,8 @@
 //! checks, and names in its report:
 //! - `no-fork`: every node has the same block hash at every height they all have;
 //! - `no-loss`: every transaction the load generator saw committed is in every node's chain;
-//! - `same-state`: every node reports the same state root at the common height;
+//! - `same-state`: every node reports the same state root at every common height, and gives
+//!   the same answers to record queries (owners, versions, access) at the last one;
 //! - `progress`: the chain grew in every stretch of at least 6 s with at most f nodes down
 //!   (starting 15 s after any moment with more than f down);
 //! - `recovered`: every node caught up within `recovery_timeout`.
@@ -217,7 +218,10 @@ impl Scenario {
             return Err("a node can have one twin".into());
         }
         if !twins.is_empty() && self.has(Action::Partition) {
-            return Err("twin and partition faults cannot be combined: the twin's links have no proxy".into());
+            return Err(
+                "twin and partition faults cannot be combined: the twin's links have no proxy"
+                    .into(),
+            );
         }
         if let Some(l) = &self.load {
             l.kind.parse::<LoadKind>()?;
@@ -544,10 +548,24 @@ pub async fn run_scenario(
             }
         ),
     });
+    // Beyond the commitment: the records as each node's EVM answers for them at that height.
+    let mut answers = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = cluster.client(i, boot).await?;
+        answers.push(record_queries(&c, common as u64).await?);
+    }
+    let query_diffs = answers.iter().filter(|a| **a != answers[0]).count();
+    let queries = answers[0].len();
+    // Under mint load the queries must have covered minted records, not only the count.
+    let minting = scenario.load.as_ref().is_some_and(|l| l.kind == "mint");
     invariants.push(Invariant {
         name: "same-state".into(),
-        passed: state_diffs == 0 && common > 0,
-        detail: format!("state roots of heights 1..={common}: {state_diffs} differ"),
+        passed: state_diffs == 0 && query_diffs == 0 && common > 0 && (!minting || queries > 1),
+        detail: format!(
+            "state roots of heights 1..={common}: {state_diffs} differ; {queries} record queries \
+             (totalMinted, ownerOf, versionCount, hasAccess) at height {common}: {query_diffs} \
+             node(s) answer differently"
+        ),
     });
     let (acknowledged, lost) = match &load {
         Some(r) => {
@@ -684,6 +702,57 @@ async fn fetch_chain(c: &pmr_client::PmrClient, to: u64) -> Result<Vec<ChainEntr
     Ok(chain)
 }
 
+/// The most tokens whose owner, versions and access [`record_queries`] asks about.
+const QUERIED_TOKENS: u64 = 200;
+
+/// Answers of the PMR contract at `height` (read-only calls, each node's own EVM): the number of
+/// records, then for up to [`QUERIED_TOKENS`] token ids spread over them, the owner, the
+/// version count, and whether a fixed probe address (granted nothing) and the token's owner
+/// have access. Raw outputs, so any difference in what a node returns counts.
+async fn record_queries(
+    c: &pmr_client::PmrClient,
+    height: u64,
+) -> Result<Vec<(bool, Vec<u8>)>, HarnessError> {
+    use alloy_primitives::{Address, U256};
+    use alloy_sol_types::SolCall;
+    use pmr_client::{PMR, PMR_ADDRESS};
+    let call = |data: Vec<u8>| c.call(None, PMR_ADDRESS, data.into(), Some(height));
+    let total = call(PMR::totalMintedCall {}.abi_encode())
+        .await
+        .map_err(harness)?;
+    let minted = PMR::totalMintedCall::abi_decode_returns(&total.output)
+        .map(|t| t.saturating_to::<u64>())
+        .unwrap_or(0);
+    let mut out = vec![(total.success, total.output.to_vec())];
+    let step = minted.div_ceil(QUERIED_TOKENS).max(1);
+    let probe = Address::repeat_byte(0x5a);
+    for id in (1..=minted).step_by(step as usize) {
+        let token = U256::from(id);
+        let owner = call(PMR::ownerOfCall { tokenId: token }.abi_encode())
+            .await
+            .map_err(harness)?;
+        let holder = PMR::ownerOfCall::abi_decode_returns(&owner.output).unwrap_or(probe);
+        out.push((owner.success, owner.output.to_vec()));
+        for data in [
+            PMR::versionCountCall { tokenId: token }.abi_encode(),
+            PMR::hasAccessCall {
+                tokenId: token,
+                grantee: probe,
+            }
+            .abi_encode(),
+            PMR::hasAccessCall {
+                tokenId: token,
+                grantee: holder,
+            }
+            .abi_encode(),
+        ] {
+            let r = call(data).await.map_err(harness)?;
+            out.push((r.success, r.output.to_vec()));
+        }
+    }
+    Ok(out)
+}
+
 /// The block hashes a double signer committed (empty if it cannot be reached).
 async fn twin_chain(rpc: &str) -> Vec<B256> {
     let Ok(Ok(c)) = tokio::time::timeout(
@@ -735,7 +804,8 @@ fn halted(samples: &[Sample]) -> Invariant {
         if s.at < *start + CUT_GRACE {
             continue;
         }
-        let heights: Option<Vec<u64>> = who.iter().map(|i| all.get(*i).copied().flatten()).collect();
+        let heights: Option<Vec<u64>> =
+            who.iter().map(|i| all.get(*i).copied().flatten()).collect();
         let Some(top) = heights.and_then(|h| h.into_iter().max()) else {
             continue;
         };
@@ -770,17 +840,19 @@ fn to_equivocation(e: &pmr_client::proto::Equivocation) -> Option<pmr_consensus:
     Some(pmr_consensus::Equivocation {
         height: e.height,
         round: e.round,
-        validator: pmr_primitives::ValidatorAddress(alloy_primitives::Address::try_from(
-            e.validator.as_slice(),
-        )
-        .ok()?),
+        validator: pmr_primitives::ValidatorAddress(
+            alloy_primitives::Address::try_from(e.validator.as_slice()).ok()?,
+        ),
         kind: match e.kind.as_str() {
             "proposal" => K::Proposal,
             "prevote" => K::Prevote,
             "precommit" => K::Precommit,
             _ => return None,
         },
-        values: [value_or_nil(&e.first_value)?, value_or_nil(&e.second_value)?],
+        values: [
+            value_or_nil(&e.first_value)?,
+            value_or_nil(&e.second_value)?,
+        ],
         signed: [
             e.first_signed.clone().into(),
             e.second_signed.clone().into(),
@@ -864,7 +936,11 @@ async fn evidence_recorded(
         } else {
             format!(
                 "no verified evidence against {}; {refused} records failed verification",
-                if missing.is_empty() { "-".to_string() } else { missing.join(", ") }
+                if missing.is_empty() {
+                    "-".to_string()
+                } else {
+                    missing.join(", ")
+                }
             )
         },
     }
@@ -1049,7 +1125,11 @@ mod tests {
             })
             .collect();
         let r = halted(&s);
-        assert!(r.passed, "the majority grows, node 3 stays put: {}", r.detail);
+        assert!(
+            r.passed,
+            "the majority grows, node 3 stays put: {}",
+            r.detail
+        );
         s[7].all.as_mut().unwrap()[3] = Some(12);
         assert!(!halted(&s).passed, "an isolated node committed a block");
     }
