@@ -223,20 +223,29 @@ impl Ledger {
 
     /// Records misbehavior evidence (a validator that signed two different votes or proposals
     /// for one height and round) durably, so operators can act on it. Recording the same pair
-    /// twice (after a restart) keeps one copy.
+    /// twice (after a restart, or with its messages in the other order) keeps one copy.
     pub(crate) fn record_evidence(&self, evidence: &[Equivocation]) {
         let store = self.chain.store();
         let mut batch = store.batch();
+        let mut seen = std::collections::HashSet::new();
         for e in evidence {
+            // The same pair seen in either order is one record.
+            let (a, b) = if e.signed[0] <= e.signed[1] {
+                (&e.signed[0], &e.signed[1])
+            } else {
+                (&e.signed[1], &e.signed[0])
+            };
             let mut id = blake3::Hasher::new();
-            id.update(&e.signed[0]);
-            id.update(&e.signed[1]);
+            id.update(&(a.len() as u64).to_be_bytes());
+            id.update(a);
+            id.update(b);
             let mut key = EVIDENCE_PREFIX.to_vec();
             key.extend_from_slice(&e.height.to_be_bytes());
             key.extend_from_slice(&id.finalize().as_bytes()[..8]);
-            if store
-                .contains(pmr_storage::Column::Meta, &key)
-                .unwrap_or(false)
+            if !seen.insert(key.clone())
+                || store
+                    .contains(pmr_storage::Column::Meta, &key)
+                    .unwrap_or(false)
             {
                 continue;
             }
