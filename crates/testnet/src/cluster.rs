@@ -159,15 +159,17 @@ impl Cluster {
         Ok(Proc { child })
     }
 
-    /// Starts node `i` as a `pmr start` process logging to its `node.log`.
-    pub fn start(&mut self, i: usize) -> Result<(), HarnessError> {
-        let entry = self
-            .manifest
+    fn entry(&self, i: usize) -> Result<&crate::manifest::NodeEntry, HarnessError> {
+        self.manifest
             .nodes
             .get(i)
-            .ok_or(HarnessError::NoSuchNode(i))?
-            .clone();
-        let proc = self.spawn(&entry.name, &self.home(i), &self.env[i])?;
+            .ok_or(HarnessError::NoSuchNode(i))
+    }
+
+    /// Starts node `i` as a `pmr start` process logging to its `node.log`.
+    pub fn start(&mut self, i: usize) -> Result<(), HarnessError> {
+        let name = self.entry(i)?.name.clone();
+        let proc = self.spawn(&name, &self.home(i), &self.env[i])?;
         self.procs[i] = Some(proc);
         Ok(())
     }
@@ -178,13 +180,7 @@ impl Cluster {
     /// directory, listed as a peer in every node's config so it is let in. Call before the
     /// nodes start; [`Cluster::start_twin`] starts it.
     pub fn prepare_twin(&mut self, i: usize) -> Result<(), HarnessError> {
-        let of = self
-            .manifest
-            .nodes
-            .get(i)
-            .ok_or(HarnessError::NoSuchNode(i))?
-            .name
-            .clone();
+        let of = self.entry(i)?.name.clone();
         let name = format!("{of}-twin");
         let src = self.home(i);
         let home = self.dir.join(&name);

@@ -208,12 +208,7 @@ impl Scenario {
         if self.observer().is_none() {
             return Err("every node is faulted: leave one node alone to observe commits".into());
         }
-        let twins: Vec<usize> = self
-            .faults
-            .iter()
-            .filter(|f| f.action == Action::Twin)
-            .flat_map(|f| f.nodes.clone())
-            .collect();
+        let twins = self.nodes_of(Action::Twin);
         if twins.iter().collect::<BTreeSet<_>>().len() != twins.len() {
             return Err("a node can have one twin".into());
         }
@@ -241,6 +236,15 @@ impl Scenario {
     /// The most validators that may fail with the chain still live: f of 3f + 1.
     pub fn max_faulty(&self) -> usize {
         self.validators.saturating_sub(1) / 3
+    }
+
+    /// The nodes named by every fault of one kind, in manifest order (repeats kept).
+    fn nodes_of(&self, action: Action) -> Vec<usize> {
+        self.faults
+            .iter()
+            .filter(|f| f.action == action)
+            .flat_map(|f| f.nodes.iter().copied())
+            .collect()
     }
 
     fn has(&self, action: Action) -> bool {
@@ -505,12 +509,14 @@ pub async fn run_scenario(
     let mut invariants = Vec::new();
     let verify_to = clients[observer].status().await.map_err(harness)?.height;
     let mut chains: Vec<Vec<ChainEntry>> = Vec::new();
+    let mut caught_up = Vec::with_capacity(n);
     for i in 0..n {
         cluster
             .wait_height(i, verify_to, scenario.recovery_timeout)
             .await?;
         let c = cluster.client(i, boot).await?;
         chains.push(fetch_chain(&c, verify_to).await?);
+        caught_up.push(c);
     }
     let common = chains.iter().map(|c| c.len()).min().unwrap_or(0);
     let final_height = verify_to;
@@ -551,14 +557,12 @@ pub async fn run_scenario(
     // Beyond the commitment: the records as each node's EVM answers for them at that height.
     // A node that cannot answer fails the invariant rather than the run.
     let mut answers = Vec::with_capacity(n);
-    for i in 0..n {
-        let a = match cluster.client(i, boot).await {
-            Ok(c) => record_queries(&c, common as u64)
+    for (i, c) in caught_up.iter().enumerate() {
+        answers.push(
+            record_queries(c, common as u64)
                 .await
                 .map_err(|e| format!("node {i}: {e}")),
-            Err(e) => Err(format!("node {i}: {e}")),
-        };
-        answers.push(a);
+        );
     }
     let unanswered: Vec<&String> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
     let first = answers.iter().find_map(|a| a.as_ref().ok());
@@ -904,12 +908,7 @@ async fn evidence_recorded(
         Ok(v) => v,
         Err(e) => return fail(format!("cannot build the validator set: {e}")),
     };
-    let twinned: BTreeSet<usize> = scenario
-        .faults
-        .iter()
-        .filter(|f| f.action == Action::Twin)
-        .flat_map(|f| f.nodes.clone())
-        .collect();
+    let twinned: BTreeSet<usize> = scenario.nodes_of(Action::Twin).into_iter().collect();
     let mut missing = Vec::new();
     let mut found = Vec::new();
     let mut refused = 0usize;
