@@ -29,7 +29,8 @@
 //! - `no-loss`: every transaction the load generator saw committed is in every node's chain;
 //! - `same-state`: every node reports the same state root at every common height, and gives
 //!   the same answers to record queries (owners, versions, access) at the last one;
-//! - `progress`: the chain grew in every stretch of at least 6 s with at most f nodes down
+//! - `progress`: the chain grew in every stretch of at least 6 s (20 s with a double signer)
+//!   with at most f nodes down
 //!   (starting 15 s after any moment with more than f down);
 //! - `recovered`: every node caught up within `recovery_timeout`.
 //!
@@ -619,12 +620,17 @@ pub async fn run_scenario(
     });
     let f = scenario.max_faulty();
     let heights = observed_heights(&samples);
-    let stalls = stalled_stretches(&heights, f, Duration::from_secs(6));
+    // An equivocating validator may leave honest nodes locked on different values (each counts
+    // whichever of its two votes arrived first), so Tendermint legitimately needs several
+    // rounds, each longer than the last, before a height decides (4 rounds, 8.5 s, seen in
+    // n4-double-sign); crash faults cost at most a round or two.
+    let window = Duration::from_secs(if scenario.has(Action::Twin) { 20 } else { 6 });
+    let stalls = stalled_stretches(&heights, f, window);
     invariants.push(Invariant {
         name: "progress".into(),
         passed: stalls.is_empty(),
         detail: if stalls.is_empty() {
-            format!("the chain grew in every 6 s stretch with at most {f} node(s) faulty (15 s after any moment with more)")
+            format!("the chain grew in every {window:?} stretch with at most {f} node(s) faulty (15 s after any moment with more)")
         } else {
             format!("no new block while at most {f} node(s) were faulty during {stalls:?}")
         },
