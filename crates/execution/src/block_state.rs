@@ -156,7 +156,8 @@ impl BlockState {
             .filter(|(_, v)| v.original != v.current)
             .map(|((a, s), v)| (a, s, v.current))
             .collect();
-        ChangeSet::from_unsorted(accounts, storage, self.new_codes)
+        // Map keys are distinct, so the cheaper unstable sort gives the same change set.
+        ChangeSet::from_distinct(accounts, storage, self.new_codes)
     }
 
     fn commit_account(&mut self, address: Address, account: Account) -> Result<(), ExecutionError> {

@@ -3,10 +3,14 @@
 //! # The state commitment
 //!
 //! ```text
-//! state_root(0) = keccak256(0x00 * 32 || be64(0) || digest(genesis changes))
-//! state_root(h) = keccak256(state_root(h - 1) || be64(h) || digest(changes of block h))
-//! digest(c)     = keccak256(canonical encoding of c, every entry sorted by key)
+//! state_root(0) = blake3(0x00 * 32 || be64(0) || digest(genesis changes))
+//! state_root(h) = blake3(state_root(h - 1) || be64(h) || digest(changes of block h))
+//! digest(c)     = blake3(canonical encoding of c, every entry sorted by key)
 //! ```
+//!
+//! BLAKE3, not keccak: these hashes are the chain's own commitments, not EVM semantics, and a
+//! block of mints encodes ~600 bytes of changes per mint, which BLAKE3 hashes several times
+//! faster.
 //!
 //! The canonical encoding lists, in this order and each sorted by key: accounts
 //! (`0x01 || address || 0x00` when deleted, `0x01 || address || 0x01 || be64(nonce) ||
@@ -21,7 +25,7 @@
 //! value against a root without replaying the chain, and two states reached by different
 //! histories have different roots even if equal.
 
-use alloy_primitives::{Address, Bytes, Keccak256, B256, U256};
+use alloy_primitives::{Address, Bytes, B256, U256};
 
 /// An account as stored: nonce, balance and code hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +60,9 @@ impl AccountState {
     }
 }
 
+/// `0x02 || address || be256(slot) || be256(value)`.
+const STORAGE_ENTRY_LEN: usize = 1 + 20 + 32 + 32;
+
 /// The state changes of one block, each list sorted by key with no key twice.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChangeSet {
@@ -80,6 +87,23 @@ impl ChangeSet {
         }
     }
 
+    /// Builds a change set from entries in any order with no key twice (as from a map).
+    pub(crate) fn from_distinct(
+        mut accounts: Vec<(Address, Option<AccountState>)>,
+        mut storage: Vec<(Address, U256, U256)>,
+        codes: Vec<(B256, Bytes)>,
+    ) -> Self {
+        accounts.sort_unstable_by_key(|e| e.0);
+        storage.sort_unstable_by_key(|e| (e.0, e.1));
+        debug_assert!(accounts.windows(2).all(|w| w[0].0 != w[1].0));
+        debug_assert!(storage.windows(2).all(|w| (w[0].0, w[0].1) != (w[1].0, w[1].1)));
+        Self {
+            accounts,
+            storage,
+            codes: sort_last_wins(codes, |e| e.0),
+        }
+    }
+
     /// Number of changed accounts, slots and codes.
     pub fn len(&self) -> usize {
         self.accounts.len() + self.storage.len() + self.codes.len()
@@ -89,43 +113,52 @@ impl ChangeSet {
         self.len() == 0
     }
 
-    /// `keccak256` of the canonical encoding.
+    /// BLAKE3 of the canonical encoding. The encoding is built in one buffer first: BLAKE3
+    /// hashes a long contiguous input many chunks at a time (SIMD), far faster than a stream of
+    /// small updates.
     pub fn digest(&self) -> B256 {
-        let mut h = Keccak256::new();
+        let code_bytes: usize = self.codes.iter().map(|(_, c)| 41 + c.len()).sum();
+        let mut buf = Vec::with_capacity(
+            self.accounts.len() * (22 + AccountState::ENCODED_LEN)
+                + self.storage.len() * STORAGE_ENTRY_LEN
+                + code_bytes,
+        );
         for (address, account) in &self.accounts {
-            h.update([1u8]);
-            h.update(address);
+            buf.push(1u8);
+            buf.extend_from_slice(address.as_slice());
             match account {
-                None => h.update([0u8]),
+                None => buf.push(0u8),
                 Some(a) => {
-                    h.update([1u8]);
-                    h.update(a.encode());
+                    buf.push(1u8);
+                    buf.extend_from_slice(&a.encode());
                 }
             }
         }
         for (address, slot, value) in &self.storage {
-            h.update([2u8]);
-            h.update(address);
-            h.update(slot.to_be_bytes::<32>());
-            h.update(value.to_be_bytes::<32>());
+            let mut entry = [0u8; STORAGE_ENTRY_LEN];
+            entry[0] = 2;
+            entry[1..21].copy_from_slice(address.as_slice());
+            entry[21..53].copy_from_slice(&slot.to_be_bytes::<32>());
+            entry[53..].copy_from_slice(&value.to_be_bytes::<32>());
+            buf.extend_from_slice(&entry);
         }
         for (hash, code) in &self.codes {
-            h.update([3u8]);
-            h.update(hash);
-            h.update((code.len() as u64).to_be_bytes());
-            h.update(code);
+            buf.push(3u8);
+            buf.extend_from_slice(hash.as_slice());
+            buf.extend_from_slice(&(code.len() as u64).to_be_bytes());
+            buf.extend_from_slice(code);
         }
-        h.finalize()
+        B256::from(*blake3::hash(&buf).as_bytes())
     }
 }
 
 /// The state root after a block at `height` with `changes`, on top of `parent_root`.
 pub fn next_state_root(parent_root: B256, height: u64, changes: &ChangeSet) -> B256 {
-    let mut h = Keccak256::new();
-    h.update(parent_root);
-    h.update(height.to_be_bytes());
-    h.update(changes.digest());
-    h.finalize()
+    let mut h = blake3::Hasher::new();
+    h.update(parent_root.as_slice());
+    h.update(&height.to_be_bytes());
+    h.update(changes.digest().as_slice());
+    B256::from(*h.finalize().as_bytes())
 }
 
 fn sort_last_wins<T, K: Ord>(mut entries: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
@@ -208,6 +241,13 @@ mod tests {
             let a = build_from(&forward_slots, &forward_accounts);
             let b = build_from(&shuffled_slots, &shuffled_accounts);
             prop_assert_eq!(&a, &b);
+            // Distinct keys: the unstable-sort constructor agrees with the general one.
+            let distinct = ChangeSet::from_distinct(
+                b.accounts.iter().rev().cloned().collect(),
+                b.storage.iter().rev().cloned().collect(),
+                vec![],
+            );
+            prop_assert_eq!(&distinct, &a);
             prop_assert_eq!(next_state_root(B256::ZERO, 5, &a), next_state_root(B256::ZERO, 5, &b));
         }
 

@@ -1,10 +1,10 @@
 //! Receipts: what a transaction did, in a form every validator encodes to the same bytes.
 //!
-//! A block's receipts root is `merkle_root([keccak256(rlp(receipt)) for each receipt])` with the
+//! A block's receipts root is `merkle_root([blake3(rlp(receipt)) for each receipt])` with the
 //! Merkle tree of `pmr-primitives`, so one receipt (say, an `AccessGranted` log) can be proved
 //! against a block header with [`receipt_proof`] and [`verify_receipt`].
 
-use alloy_primitives::{keccak256, Address, Bytes, B256};
+use alloy_primitives::{Address, Bytes, B256};
 use alloy_rlp::{Decodable, Encodable, Header, RlpDecodable, RlpEncodable};
 use pmr_primitives::{merkle_proof, merkle_root, verify_merkle_proof, MerkleProof};
 
@@ -22,6 +22,17 @@ impl From<&revm::primitives::Log> for Log {
             address: log.address,
             topics: log.data.topics().to_vec(),
             data: log.data.data.clone(),
+        }
+    }
+}
+
+impl From<revm::primitives::Log> for Log {
+    fn from(log: revm::primitives::Log) -> Self {
+        let (topics, data) = log.data.split();
+        Self {
+            address: log.address,
+            topics,
+            data,
         }
     }
 }
@@ -47,9 +58,9 @@ pub struct Receipt {
 }
 
 impl Receipt {
-    /// `keccak256(rlp(self))`: the leaf of the receipts root.
+    /// `blake3(rlp(self))`: the leaf of the receipts root.
     pub fn hash(&self) -> B256 {
-        keccak256(alloy_rlp::encode(self))
+        leaf_hash(&alloy_rlp::encode(self))
     }
 
     /// Why the transaction failed, decoded from its revert data; `None` when it succeeded.
@@ -133,6 +144,11 @@ impl Decodable for Receipt {
     }
 }
 
+/// The receipts-root leaf of an RLP-encoded receipt.
+fn leaf_hash(rlp: &[u8]) -> B256 {
+    B256::from(*blake3::hash(rlp).as_bytes())
+}
+
 /// The receipts root of a block.
 pub fn receipts_root(receipts: &[Receipt]) -> B256 {
     let leaves: Vec<B256> = receipts.iter().map(Receipt::hash).collect();
@@ -158,7 +174,7 @@ pub(crate) fn encode_receipts_with_root(receipts: &[Receipt]) -> (Vec<u8>, B256)
     for r in receipts {
         let start = payload.len();
         r.encode(&mut payload);
-        leaves.push(keccak256(&payload[start..]));
+        leaves.push(leaf_hash(&payload[start..]));
     }
     let header = Header {
         list: true,
@@ -190,7 +206,7 @@ mod tests {
 
     fn sample(i: u64, created: bool) -> Receipt {
         Receipt {
-            tx_hash: keccak256(i.to_be_bytes()),
+            tx_hash: alloy_primitives::keccak256(i.to_be_bytes()),
             index: i,
             success: i % 2 == 0,
             gas_used: 21_000 + i,

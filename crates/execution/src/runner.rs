@@ -2,9 +2,10 @@
 //! executes on.
 
 use alloy_consensus::Transaction as _;
-use alloy_primitives::{Bytes, TxKind, U256};
+use alloy_primitives::map::HashMap;
+use alloy_primitives::{Address, Bytes, TxKind, U256};
 use pmr_primitives::{GasLimits, SignedTx};
-use revm::context::result::EVMError;
+use revm::context::result::{EVMError, ExecutionResult};
 use revm::context::{BlockEnv as RevmBlockEnv, TxEnv};
 use revm::handler::{MainnetContext, MainnetEvm};
 use revm::interpreter::gas::calculate_initial_tx_gas;
@@ -127,6 +128,8 @@ pub(crate) struct BlockRunner {
     rules: Rules,
     receipts: Vec<Receipt>,
     gas_used: u64,
+    /// The permission-list slot of each sender seen in this block.
+    permitted_keys: HashMap<Address, U256>,
 }
 
 impl BlockRunner {
@@ -137,6 +140,7 @@ impl BlockRunner {
             rules,
             receipts: Vec::new(),
             gas_used: 0,
+            permitted_keys: HashMap::default(),
         }
     }
 
@@ -153,11 +157,14 @@ impl BlockRunner {
             }));
         }
         let sender = tx.sender();
+        let layout = self.rules.layout;
+        // The slot is a keccak of the sender: compute it once per sender and block.
+        let key = *self
+            .permitted_keys
+            .entry(sender)
+            .or_insert_with(|| layout.permitted_key(sender));
         let db = &mut self.evm.ctx.journaled_state.database;
-        let permitted = db.storage_now(
-            PMR_CONTRACT_ADDRESS,
-            self.rules.layout.permitted_key(sender),
-        )?;
+        let permitted = db.storage_now(PMR_CONTRACT_ADDRESS, key)?;
         if permitted.is_zero() {
             return Ok(Err(TxRejection::NotPermitted(sender)));
         }
@@ -188,20 +195,25 @@ impl BlockRunner {
         let gas_used = result.tx_gas_used();
         self.gas_used += gas_used;
         let success = result.is_success();
+        let contract_address = result.created_address();
+        // The result is consumed: its logs and output move into the receipt without copies.
+        let (logs, output) = match result {
+            ExecutionResult::Success { logs, output, .. } => {
+                (logs.into_iter().map(Log::from).collect(), output.into_data())
+            }
+            // As in Ethereum, a failed transaction leaves no logs.
+            ExecutionResult::Revert { output, .. } => (Vec::new(), output),
+            ExecutionResult::Halt { .. } => (Vec::new(), Bytes::new()),
+        };
         self.receipts.push(Receipt {
             tx_hash: tx.hash(),
             index: self.receipts.len() as u64,
             success,
             gas_used,
             cumulative_gas_used: self.gas_used,
-            // As in Ethereum, a failed transaction leaves no logs.
-            logs: if success {
-                result.logs().iter().map(Log::from).collect()
-            } else {
-                Vec::new()
-            },
-            output: result.output().cloned().unwrap_or_else(Bytes::new),
-            contract_address: result.created_address(),
+            logs,
+            output,
+            contract_address,
         });
         Ok(Ok(()))
     }

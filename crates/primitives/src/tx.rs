@@ -43,6 +43,8 @@ pub enum TxError {
 pub struct SignedTx {
     envelope: TxEnvelope,
     sender: Address,
+    /// `keccak256(raw)`, computed once at decode (admission), not again where it is used.
+    hash: B256,
     raw: Bytes,
 }
 
@@ -84,13 +86,14 @@ impl SignedTx {
         Ok(Self {
             envelope,
             sender,
+            hash: alloy_primitives::keccak256(&raw),
             raw,
         })
     }
 
     /// The transaction hash (keccak of the EIP-2718 bytes), as Ethereum tools compute it.
     pub fn hash(&self) -> B256 {
-        *self.envelope.tx_hash()
+        self.hash
     }
 
     /// The recovered signer.
@@ -174,6 +177,8 @@ mod tests {
         assert_eq!(tx.sender(), signer().address());
         assert_eq!(tx.nonce(), 3);
         assert_eq!(tx.to(), Some(Address::repeat_byte(2)));
+        // The hash kept from decode is the one Ethereum tools compute.
+        assert_eq!(tx.hash(), *tx.envelope().tx_hash());
     }
 
     #[test]

@@ -1,0 +1,66 @@
+//! Profiling aid: signs blocks of mints up front, then executes and commits them, printing
+//! the time spent in execution and in the commit. `perf record` this to see the executor alone.
+
+#[path = "../benches/fixtures/mod.rs"]
+mod fixtures;
+
+use std::time::{Duration, Instant};
+
+use alloy_primitives::Address;
+use fixtures::*;
+use pmr_execution::{BlockEnv, Executor};
+use pmr_primitives::ValidatorAddress;
+use pmr_storage::{Durability, Store};
+use rayon::prelude::*;
+
+fn main() {
+    let blocks: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20);
+    let per_block: u64 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(2000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let exec = Executor::open(store.clone(), &genesis()).expect("genesis");
+    let env = |height: u64| BlockEnv {
+        height,
+        timestamp_ms: 1_700_000_000_000 + height * 1000,
+        proposer: ValidatorAddress(Address::repeat_byte(0xaa)),
+    };
+    let h = hospital();
+    let all: Vec<Vec<_>> = (0..blocks)
+        .map(|b| {
+            (0..per_block)
+                .into_par_iter()
+                .map(|i| {
+                    let n = 1 + b * per_block + i;
+                    sign(&h, n, &mint_call(n))
+                })
+                .collect()
+        })
+        .collect();
+    let commit = |executed: &pmr_execution::ExecutedBlock| {
+        let mut batch = store.batch();
+        exec.write_to_batch(executed, &mut batch);
+        batch.commit(Durability::Sync).expect("commit");
+        exec.mark_committed(executed);
+    };
+    commit(&exec.execute_block(&env(1), &[sign(&h, 0, &register_patient_call())]).expect("register"));
+    let (mut t_exec, mut t_commit) = (Duration::ZERO, Duration::ZERO);
+    // A third argument `sign-only` stops here: the baseline to subtract under `perf stat`.
+    let run = std::env::args().nth(3).as_deref() != Some("sign-only");
+    for txs in all.iter().filter(|_| run) {
+        let height = exec.head().0 + 1;
+        let t0 = Instant::now();
+        let executed = exec.execute_block(&env(height), txs).expect("block");
+        let t1 = Instant::now();
+        commit(&executed);
+        t_exec += t1 - t0;
+        t_commit += t1.elapsed();
+        assert!(executed.receipts.iter().all(|r| r.success));
+    }
+    let n = (blocks * per_block) as f64;
+    println!(
+        "{n} mints: execute {:.2} µs/mint, commit {:.2} µs/mint, total {:.0} mints/s",
+        t_exec.as_secs_f64() * 1e6 / n,
+        t_commit.as_secs_f64() * 1e6 / n,
+        n / (t_exec + t_commit).as_secs_f64()
+    );
+}
