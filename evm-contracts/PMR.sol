@@ -29,10 +29,17 @@ contract PMR is ERC721, AccessControl {
     /// ERC-5192 interface id.
     bytes4 private constant ERC5192_INTERFACE_ID = 0xb45a3c0e;
 
+    /// A record with its first version (as minted) inline: a mint writes four fresh slots under
+    /// one mapping key, the first packing hospital, type, version count and the two codecs.
     struct Record {
         address hospital;
         uint32 recordType;
         uint32 versionCount;
+        uint8 rootCodec;
+        uint8 envelopeCodec;
+        bytes32 rootDigest;
+        bytes32 envelopeDigest;
+        bytes32 keyCommitment;
     }
 
     struct Version {
@@ -54,6 +61,7 @@ contract PMR is ERC721, AccessControl {
     mapping(address account => bytes32) private _encryptionKeys;
     mapping(address patient => bytes32) private _pseudonymCommitments;
     mapping(uint256 tokenId => Record) private _records;
+    /// Versions 1 and later (version 0 is inline in the record).
     mapping(uint256 tokenId => mapping(uint256 version => Version)) private _versions;
     mapping(uint256 tokenId => mapping(address grantee => Grant)) private _grants;
     uint256 private _lastTokenId;
@@ -235,8 +243,17 @@ contract PMR is ERC721, AccessControl {
         _checkVersion(rootCid, envelopeCid, keyCommitment);
         tokenId = ++_lastTokenId;
         _mint(patient, tokenId);
-        _records[tokenId] = Record({hospital: _msgSender(), recordType: recordType, versionCount: 1});
-        _versions[tokenId][0] = _version(rootCid, envelopeCid, keyCommitment);
+        Version memory v = _version(rootCid, envelopeCid, keyCommitment);
+        _records[tokenId] = Record({
+            hospital: _msgSender(),
+            recordType: recordType,
+            versionCount: 1,
+            rootCodec: v.rootCodec,
+            envelopeCodec: v.envelopeCodec,
+            rootDigest: v.rootDigest,
+            envelopeDigest: v.envelopeDigest,
+            keyCommitment: v.keyCommitment
+        });
         emit Locked(tokenId);
         emit RecordMinted(tokenId, patient, _msgSender(), recordType, rootCid, envelopeCid, keyCommitment);
     }
@@ -287,6 +304,21 @@ contract PMR is ERC721, AccessControl {
         });
     }
 
+    /// Version `index` of a record, which must exist.
+    function _versionAt(uint256 tokenId, uint256 index) private view returns (Version memory) {
+        if (index == 0) {
+            Record storage r = _records[tokenId];
+            return Version({
+                rootDigest: r.rootDigest,
+                envelopeDigest: r.envelopeDigest,
+                keyCommitment: r.keyCommitment,
+                rootCodec: r.rootCodec,
+                envelopeCodec: r.envelopeCodec
+            });
+        }
+        return _versions[tokenId][index];
+    }
+
     /// The 36 CID bytes of a stored codec and digest.
     function _cid(uint8 codec, bytes32 digest) private pure returns (bytes memory) {
         return abi.encodePacked(bytes1(0x01), bytes1(codec), bytes2(0x1e20), digest);
@@ -317,7 +349,7 @@ contract PMR is ERC721, AccessControl {
         _requireOwned(tokenId);
         uint256 count = _records[tokenId].versionCount;
         if (index >= count) revert VersionOutOfRange(tokenId, index, count);
-        Version storage v = _versions[tokenId][index];
+        Version memory v = _versionAt(tokenId, index);
         return (_cid(v.rootCodec, v.rootDigest), _cid(v.envelopeCodec, v.envelopeDigest), v.keyCommitment);
     }
 
@@ -330,7 +362,7 @@ contract PMR is ERC721, AccessControl {
     function tokenURI(uint256 tokenId) public view override returns (string memory) {
         _requireOwned(tokenId);
         uint256 latest = _records[tokenId].versionCount - 1;
-        Version storage v = _versions[tokenId][latest];
+        Version memory v = _versionAt(tokenId, latest);
         return string.concat("ipfs://", _base32(_cid(v.rootCodec, v.rootDigest)));
     }
 
@@ -428,10 +460,14 @@ contract PMR is ERC721, AccessControl {
         return true;
     }
 
-    /// Only minting moves a token; every transfer reverts.
+    /// Only minting moves a token; every transfer reverts. Every transfer entry point passes its
+    /// caller as `auth` and is refused before any lookup; the owner `super._update` returns
+    /// catches the rest (a zero caller, possible in a read-only `Call`), with no second lookup.
     function _update(address to, uint256 tokenId, address auth) internal override returns (address) {
-        if (_ownerOf(tokenId) != address(0)) revert RecordNotTransferable(tokenId);
-        return super._update(to, tokenId, auth);
+        if (auth != address(0)) revert RecordNotTransferable(tokenId);
+        address from = super._update(to, tokenId, auth);
+        if (from != address(0)) revert RecordNotTransferable(tokenId);
+        return from;
     }
 
     function approve(address, uint256) public pure override {

@@ -120,6 +120,20 @@ fn records_cannot_be_transferred_or_approved() {
         },
         "RecordNotTransferable",
     );
+    // A zero caller (possible only in a read-only call) passes no `auth`: still refused.
+    let out = chain.try_call_from(
+        Address::ZERO,
+        PMR::transferFromCall {
+            from: patient,
+            to: other,
+            tokenId: id,
+        },
+    );
+    assert!(!out.success);
+    assert!(out
+        .revert_reason
+        .unwrap()
+        .contains("RecordNotTransferable"));
     assert_eq!(chain.view(PMR::ownerOfCall { tokenId: id }), patient);
     assert!(chain.view(PMR::lockedCall { tokenId: id }));
     assert!(chain.view(PMR::supportsInterfaceCall {
