@@ -4,6 +4,10 @@
 
 mod fixtures;
 
+/// The node's allocator (see `node/src/main.rs`), so the figures stand for the node.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::time::Duration;
 
 use alloy_primitives::Bytes;

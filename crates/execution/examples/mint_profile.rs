@@ -13,6 +13,10 @@ use pmr_primitives::ValidatorAddress;
 use pmr_storage::{Durability, Store};
 use rayon::prelude::*;
 
+/// The node's allocator (see `node/src/main.rs`).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let blocks: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20);
     let per_block: u64 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(2000);

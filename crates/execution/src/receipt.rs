@@ -167,22 +167,21 @@ pub fn verify_receipt(receipts_root: &B256, receipt: &Receipt, proof: &MerklePro
 }
 
 /// The receipts' stored encoding (an RLP list, as [`encode_receipts`]) and their root, encoding
-/// each receipt once for both.
+/// each receipt once for both, straight into the output after the list header.
 pub(crate) fn encode_receipts_with_root(receipts: &[Receipt]) -> (Vec<u8>, B256) {
-    let mut payload = Vec::with_capacity(receipts.iter().map(Encodable::length).sum());
-    let mut leaves = Vec::with_capacity(receipts.len());
-    for r in receipts {
-        let start = payload.len();
-        r.encode(&mut payload);
-        leaves.push(leaf_hash(&payload[start..]));
-    }
     let header = Header {
         list: true,
-        payload_length: payload.len(),
+        payload_length: receipts.iter().map(Encodable::length).sum(),
     };
-    let mut out = Vec::with_capacity(header.length() + payload.len());
+    let mut out = Vec::with_capacity(header.length() + header.payload_length);
     header.encode(&mut out);
-    out.extend_from_slice(&payload);
+    let mut leaves = Vec::with_capacity(receipts.len());
+    for r in receipts {
+        let start = out.len();
+        r.encode(&mut out);
+        leaves.push(leaf_hash(&out[start..]));
+    }
+    debug_assert_eq!(out.len(), header.length() + header.payload_length);
     (out, merkle_root(&leaves))
 }
 
