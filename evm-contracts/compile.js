@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// Compiles PMR.sol with solc-js (standard JSON) and writes artifacts/PMR.json.
+// Compiles PMR.sol (and the benchmark reference bench/PlainMint.sol) with solc-js (standard
+// JSON) and writes artifacts/PMR.json (and artifacts/PlainMint.json).
 //
-//   node compile.js          write the artifact
-//   node compile.js --check  exit 1 when the committed artifact differs from a fresh compile
+//   node compile.js          write the artifacts
+//   node compile.js --check  exit 1 when a committed artifact differs from a fresh compile
 //
 // The output is deterministic: same sources, same compiler, same settings => same bytes.
 "use strict";
@@ -11,9 +12,16 @@ const fs = require("fs");
 const path = require("path");
 
 const ROOT = __dirname;
-const SOURCE = "PMR.sol";
-const CONTRACT = "PMR";
-const ARTIFACT = path.join(ROOT, "artifacts", "PMR.json");
+// PlainMint is never deployed on a PMR network: it is the plain OpenZeppelin v5 mint that the
+// execution benchmark runs beside PMR's as a reference.
+const TARGETS = [
+  { source: "PMR.sol", contract: "PMR", artifact: path.join(ROOT, "artifacts", "PMR.json") },
+  {
+    source: "bench/PlainMint.sol",
+    contract: "PlainMint",
+    artifact: path.join(ROOT, "artifacts", "PlainMint.json"),
+  },
+];
 const OZ_PREFIX = "@openzeppelin/contracts/";
 const EXPECTED_SOLC = "0.8.37";
 
@@ -29,7 +37,7 @@ try {
   fail("solc is not installed: run `npm ci --prefix evm-contracts` first");
 }
 
-const settings = {
+const settingsFor = (SOURCE, CONTRACT) => ({
   optimizer: { enabled: true, runs: 10000 },
   viaIR: true,
   evmVersion: "prague",
@@ -39,7 +47,7 @@ const settings = {
       [CONTRACT]: ["abi", "evm.bytecode.object", "evm.deployedBytecode.object", "storageLayout"],
     },
   },
-};
+});
 
 function findImports(importPath) {
   if (importPath.startsWith(OZ_PREFIX)) {
@@ -53,7 +61,8 @@ function findImports(importPath) {
   return { error: `import ${importPath} is outside @openzeppelin/contracts/` };
 }
 
-function compile() {
+function compile(SOURCE, CONTRACT) {
+  const settings = settingsFor(SOURCE, CONTRACT);
   const version = solc.version();
   if (!version.startsWith(EXPECTED_SOLC + "+")) {
     fail(`solc ${version} found, ${EXPECTED_SOLC} required: run \`npm ci --prefix evm-contracts\``);
@@ -99,24 +108,27 @@ function compile() {
 }
 
 const check = process.argv.includes("--check");
-const fresh = compile();
-if (check) {
-  let committed;
-  try {
-    committed = fs.readFileSync(ARTIFACT, "utf8");
-  } catch (e) {
-    fail(`${ARTIFACT} is missing: run \`node evm-contracts/compile.js\` and commit it`);
+for (const t of TARGETS) {
+  const fresh = compile(t.source, t.contract);
+  const name = path.relative(process.cwd(), t.artifact);
+  if (check) {
+    let committed;
+    try {
+      committed = fs.readFileSync(t.artifact, "utf8");
+    } catch (e) {
+      fail(`${t.artifact} is missing: run \`node evm-contracts/compile.js\` and commit it`);
+    }
+    if (committed !== fresh) {
+      fail(
+        `${name} differs from what ${t.source} compiles to: ` +
+          "run `node evm-contracts/compile.js` and commit the artifact",
+      );
+    }
+    process.stdout.write(`${name} is up to date (solc ${solc.version()})\n`);
+  } else {
+    fs.mkdirSync(path.dirname(t.artifact), { recursive: true });
+    fs.writeFileSync(t.artifact, fresh);
+    const size = (JSON.parse(fresh).deployedBytecode.length - 2) / 2;
+    process.stdout.write(`wrote ${name} (runtime code ${size} bytes)\n`);
   }
-  if (committed !== fresh) {
-    fail(
-      `${path.relative(process.cwd(), ARTIFACT)} differs from what PMR.sol compiles to: ` +
-        "run `node evm-contracts/compile.js` and commit the artifact",
-    );
-  }
-  process.stdout.write(`artifacts/PMR.json is up to date (solc ${solc.version()})\n`);
-} else {
-  fs.mkdirSync(path.dirname(ARTIFACT), { recursive: true });
-  fs.writeFileSync(ARTIFACT, fresh);
-  const size = (JSON.parse(fresh).deployedBytecode.length - 2) / 2;
-  process.stdout.write(`wrote ${path.relative(process.cwd(), ARTIFACT)} (runtime code ${size} bytes)\n`);
 }

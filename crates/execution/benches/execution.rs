@@ -1,6 +1,7 @@
 //! Execution throughput: PMR mints per second through the executor with RocksDB state
 //! (one block of N mints, then write_to_batch + a synced commit per block), beside a bare revm
-//! loop on an in-memory CacheDB running the same mint with one EVM reused.
+//! loop on an in-memory CacheDB running the same mint with one EVM reused, and the same loop
+//! running a plain OpenZeppelin v5 mint (the reference figure's workload).
 
 mod fixtures;
 
@@ -84,75 +85,110 @@ fn executor_mints(c: &mut Criterion) {
     group.finish();
 }
 
-fn bare_revm_mints(c: &mut Criterion) {
-    let chain_id = CHAIN_ID;
+alloy_sol_types::sol!(PlainMint, "../../evm-contracts/artifacts/PlainMint.json");
+
+type BareEvm = revm::handler::MainnetEvm<revm::handler::MainnetContext<CacheDB<EmptyDB>>>;
+
+/// One EVM on an in-memory `CacheDB`, reused for every transaction, with `initcode` deployed;
+/// returns it and the deployed address.
+fn bare_evm(initcode: Vec<u8>) -> (BareEvm, Address) {
     let mut evm = Context::mainnet()
         .with_db(CacheDB::new(EmptyDB::default()))
         .modify_cfg_chained(|cfg| {
             cfg.set_spec_and_mainnet_gas_params(SPEC);
-            cfg.chain_id = chain_id;
+            cfg.chain_id = CHAIN_ID;
         })
         .build_mainnet();
-    let deployer = Address::repeat_byte(0xde);
-    let mut initcode = PMR::BYTECODE.to_vec();
-    initcode.extend_from_slice(&constructor_args(&genesis()).abi_encode());
-    let tx = |caller: Address, nonce: u64, kind: TxKind, data: Vec<u8>| TxEnv {
+    let deployed = evm
+        .transact_commit(bare_tx(Address::repeat_byte(0xde), 0, TxKind::Create, initcode))
+        .expect("deploy");
+    let address = deployed.created_address().expect("created");
+    (evm, address)
+}
+
+fn bare_tx(caller: Address, nonce: u64, kind: TxKind, data: Vec<u8>) -> TxEnv {
+    TxEnv {
         caller,
         kind,
         data: data.into(),
         gas_limit: 30_000_000,
         gas_price: 0,
         nonce,
-        chain_id: Some(chain_id),
+        chain_id: Some(CHAIN_ID),
         ..TxEnv::default()
-    };
-    let deployed = evm
-        .transact_commit(tx(deployer, 0, TxKind::Create, initcode))
-        .expect("deploy");
-    let pmr = deployed.created_address().expect("created");
-    let h = hospital().address();
-    let r = evm
-        .transact_commit(tx(
-            h,
-            0,
-            TxKind::Call(pmr),
-            register_patient_call().abi_encode(),
-        ))
-        .expect("register");
-    assert!(r.is_success());
-    let mut nonce = 1;
+    }
+}
+
+/// Times `iters` calls from `caller` (nonces from `*nonce` on), the calldata of each built
+/// before the clock starts; every call must succeed.
+fn bare_calls(
+    evm: &mut BareEvm,
+    to: Address,
+    caller: Address,
+    nonce: &mut u64,
+    iters: u64,
+    calldata: impl Fn(u64) -> Vec<u8>,
+) -> Duration {
+    let txs: Vec<TxEnv> = (*nonce..*nonce + iters)
+        .map(|n| bare_tx(caller, n, TxKind::Call(to), calldata(n)))
+        .collect();
+    *nonce += iters;
+    let start = Instant::now();
+    for tx in txs {
+        let r = evm.transact_commit(tx).expect("call");
+        assert!(r.is_success());
+    }
+    start.elapsed()
+}
+
+fn bare_revm_mints(c: &mut Criterion) {
     let mut group = c.benchmark_group("execution");
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Elements(1));
+
+    let mut initcode = PMR::BYTECODE.to_vec();
+    initcode.extend_from_slice(&constructor_args(&genesis()).abi_encode());
+    let (mut evm, pmr) = bare_evm(initcode);
+    let h = hospital().address();
+    let r = evm
+        .transact_commit(bare_tx(h, 0, TxKind::Call(pmr), register_patient_call().abi_encode()))
+        .expect("register");
+    assert!(r.is_success());
+    let mut nonce = 1;
     group.bench_function("bare_revm_cachedb_mint", |b| {
-        b.iter(|| {
-            let r = evm
-                .transact_commit(tx(
-                    h,
-                    nonce,
-                    TxKind::Call(pmr),
-                    mint_call(nonce).abi_encode(),
-                ))
-                .expect("mint");
-            nonce += 1;
-            r
+        b.iter_custom(|iters| {
+            bare_calls(&mut evm, pmr, h, &mut nonce, iters, |n| mint_call(n).abi_encode())
         })
     });
-    group.finish();
     let total = evm
-        .transact(tx(
-            h,
-            nonce,
-            TxKind::Call(pmr),
-            PMR::totalMintedCall {}.abi_encode(),
-        ))
+        .transact(bare_tx(h, nonce, TxKind::Call(pmr), PMR::totalMintedCall {}.abi_encode()))
         .expect("view");
     assert_eq!(
         U256::from_be_slice(total.result.output().expect("output")),
         U256::from(nonce - 1)
     );
+
+    // The reference: a plain OpenZeppelin v5 mint (owner, balance, Transfer) on the same EVM.
+    let (mut evm, plain) = bare_evm(PlainMint::BYTECODE.to_vec());
+    let to = patient_address();
+    let mut nonce = 0;
+    group.bench_function("bare_revm_cachedb_plain_oz_mint", |b| {
+        b.iter_custom(|iters| {
+            bare_calls(&mut evm, plain, h, &mut nonce, iters, |_| {
+                PlainMint::mintCall { to }.abi_encode()
+            })
+        })
+    });
+    let balance = evm
+        .transact(bare_tx(h, nonce, TxKind::Call(plain), PlainMint::balanceOfCall { owner: to }.abi_encode()))
+        .expect("view");
+    assert_eq!(
+        U256::from_be_slice(balance.result.output().expect("output")),
+        U256::from(nonce)
+    );
+    group.finish();
 }
 
 criterion_group!(benches, executor_mints, bare_revm_mints);
