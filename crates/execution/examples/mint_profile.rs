@@ -48,6 +48,7 @@ fn main() {
     };
     commit(&exec.execute_block(&env(1), &[sign(&h, 0, &register_patient_call())]).expect("register"));
     let (mut t_exec, mut t_commit) = (Duration::ZERO, Duration::ZERO);
+    let mut gas_per_mint = 0;
     // A third argument `sign-only` stops here: the baseline to subtract under `perf stat`.
     let run = std::env::args().nth(3).as_deref() != Some("sign-only");
     for txs in all.iter().filter(|_| run) {
@@ -59,10 +60,12 @@ fn main() {
         t_exec += t1 - t0;
         t_commit += t1.elapsed();
         assert!(executed.receipts.iter().all(|r| r.success));
+        gas_per_mint = executed.gas_used / per_block;
     }
     let n = (blocks * per_block) as f64;
     println!(
-        "{n} mints: execute {:.2} µs/mint, commit {:.2} µs/mint, total {:.0} mints/s",
+        "{n} mints ({gas_per_mint} gas each): execute {:.2} µs/mint, commit {:.2} µs/mint, \
+         total {:.0} mints/s",
         t_exec.as_secs_f64() * 1e6 / n,
         t_commit.as_secs_f64() * 1e6 / n,
         n / (t_exec + t_commit).as_secs_f64()
