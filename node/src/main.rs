@@ -11,11 +11,10 @@ use pmr_testnet::{Cluster, Manifest, MANIFEST_FILE};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
-/// jemalloc for the whole process, RocksDB's C++ allocations included (unprefixed malloc). A
-/// block of mints allocates megabytes (the write batch, receipts, change sets) and revm
-/// allocates per transaction; glibc handed large blocks back to the kernel and took fresh
-/// zeroed pages again every block (13% of an execution profile in page faults), where jemalloc
-/// reuses them. +15% executor throughput (`cargo bench --workspace --bench execution`).
+/// jemalloc for Rust allocations (RocksDB's C++ keeps glibc: see the workspace `Cargo.toml`).
+/// revm allocates per transaction and a block of mints allocates megabytes (receipts, change
+/// sets); glibc handed large blocks back to the kernel and took fresh zeroed pages again every
+/// block, where jemalloc reuses them (`cargo bench --workspace --bench execution`).
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -204,6 +204,9 @@ impl FaultState {
         }
         cluster.set_env(i, env)?;
         cluster.start(i)?;
+        // A node that cannot start under the shifted clock must fail the run, not pass as a
+        // node that is merely down.
+        cluster.client(i, Duration::from_secs(30)).await?;
         self.paused.remove(&i);
         self.down.remove(&i);
         if offset_ms == 0 {
