@@ -462,7 +462,9 @@ contract PMR is ERC721, AccessControl {
 
     /// Only minting moves a token; every transfer reverts. Every transfer entry point passes its
     /// caller as `auth` and is refused before any lookup; the owner `super._update` returns
-    /// catches the rest (a zero caller, possible in a read-only `Call`), with no second lookup.
+    /// catches the rest with no second lookup: a transfer of an existing token by a zero caller
+    /// (possible only in a read-only `Call`) is refused too. Such a simulated call can only
+    /// "transfer" a token that does not exist, which no transaction can commit.
     function _update(address to, uint256 tokenId, address auth) internal override returns (address) {
         if (auth != address(0)) revert RecordNotTransferable(tokenId);
         address from = super._update(to, tokenId, auth);
