@@ -15,9 +15,8 @@ use alloy_primitives::{Address, TxKind, U256};
 use alloy_sol_types::{SolCall, SolConstructor};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fixtures::*;
-use pmr_execution::{constructor_args, BlockEnv, Executor, PMR, SPEC};
-use pmr_primitives::{SignedTx, ValidatorAddress};
-use pmr_storage::{Durability, Store};
+use pmr_execution::{constructor_args, PMR, SPEC};
+use pmr_primitives::SignedTx;
 use rayon::prelude::*;
 use revm::context::TxEnv;
 use revm::database::{CacheDB, EmptyDB};
@@ -25,29 +24,10 @@ use revm::{Context, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
 
 const MINTS_PER_BLOCK: u64 = 2_000;
 
-fn env(height: u64) -> BlockEnv {
-    BlockEnv {
-        height,
-        timestamp_ms: 1_700_000_000_000 + height * 1000,
-        proposer: ValidatorAddress(Address::repeat_byte(0xaa)),
-    }
-}
-
 fn executor_mints(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
-    let exec = Executor::open(store.clone(), &genesis()).expect("genesis");
-    let commit = |executed: &pmr_execution::ExecutedBlock| {
-        let mut batch = store.batch();
-        exec.write_to_batch(executed, &mut batch);
-        batch.commit(Durability::Sync).expect("commit");
-        exec.mark_committed(executed);
-    };
+    let (store, exec) = registered_executor(dir.path());
     let h = hospital();
-    let first = exec
-        .execute_block(&env(1), &[sign(&h, 0, &register_patient_call())])
-        .expect("register");
-    commit(&first);
     let mut nonce = 1u64;
     let mut next_block = || -> Vec<SignedTx> {
         let start = nonce;
@@ -74,7 +54,7 @@ fn executor_mints(c: &mut Criterion) {
                     let height = exec.head().0 + 1;
                     let start = Instant::now();
                     let executed = exec.execute_block(&env(height), &txs).expect("block");
-                    commit(&executed);
+                    commit(&store, &exec, &executed);
                     total += start.elapsed();
                     assert!(executed.receipts.iter().all(|r| r.success));
                 }
@@ -100,7 +80,12 @@ fn bare_evm(initcode: Vec<u8>) -> (BareEvm, Address) {
         })
         .build_mainnet();
     let deployed = evm
-        .transact_commit(bare_tx(Address::repeat_byte(0xde), 0, TxKind::Create, initcode))
+        .transact_commit(bare_tx(
+            Address::repeat_byte(0xde),
+            0,
+            TxKind::Create,
+            initcode,
+        ))
         .expect("deploy");
     let address = deployed.created_address().expect("created");
     (evm, address)
@@ -153,17 +138,29 @@ fn bare_revm_mints(c: &mut Criterion) {
     let (mut evm, pmr) = bare_evm(initcode);
     let h = hospital().address();
     let r = evm
-        .transact_commit(bare_tx(h, 0, TxKind::Call(pmr), register_patient_call().abi_encode()))
+        .transact_commit(bare_tx(
+            h,
+            0,
+            TxKind::Call(pmr),
+            register_patient_call().abi_encode(),
+        ))
         .expect("register");
     assert!(r.is_success());
     let mut nonce = 1;
     group.bench_function("bare_revm_cachedb_mint", |b| {
         b.iter_custom(|iters| {
-            bare_calls(&mut evm, pmr, h, &mut nonce, iters, |n| mint_call(n).abi_encode())
+            bare_calls(&mut evm, pmr, h, &mut nonce, iters, |n| {
+                mint_call(n).abi_encode()
+            })
         })
     });
     let total = evm
-        .transact(bare_tx(h, nonce, TxKind::Call(pmr), PMR::totalMintedCall {}.abi_encode()))
+        .transact(bare_tx(
+            h,
+            nonce,
+            TxKind::Call(pmr),
+            PMR::totalMintedCall {}.abi_encode(),
+        ))
         .expect("view");
     assert_eq!(
         U256::from_be_slice(total.result.output().expect("output")),
@@ -182,7 +179,12 @@ fn bare_revm_mints(c: &mut Criterion) {
         })
     });
     let balance = evm
-        .transact(bare_tx(h, nonce, TxKind::Call(plain), PlainMint::balanceOfCall { owner: to }.abi_encode()))
+        .transact(bare_tx(
+            h,
+            nonce,
+            TxKind::Call(plain),
+            PlainMint::balanceOfCall { owner: to }.abi_encode(),
+        ))
         .expect("view");
     assert_eq!(
         U256::from_be_slice(balance.result.output().expect("output")),

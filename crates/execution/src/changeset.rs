@@ -96,7 +96,9 @@ impl ChangeSet {
         accounts.sort_unstable_by_key(|e| e.0);
         storage.sort_unstable_by_key(|e| (e.0, e.1));
         debug_assert!(accounts.windows(2).all(|w| w[0].0 != w[1].0));
-        debug_assert!(storage.windows(2).all(|w| (w[0].0, w[0].1) != (w[1].0, w[1].1)));
+        debug_assert!(storage
+            .windows(2)
+            .all(|w| (w[0].0, w[0].1) != (w[1].0, w[1].1)));
         Self {
             accounts,
             storage,

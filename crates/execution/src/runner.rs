@@ -198,9 +198,10 @@ impl BlockRunner {
         let contract_address = result.created_address();
         // The result is consumed: its logs and output move into the receipt without copies.
         let (logs, output) = match result {
-            ExecutionResult::Success { logs, output, .. } => {
-                (logs.into_iter().map(Log::from).collect(), output.into_data())
-            }
+            ExecutionResult::Success { logs, output, .. } => (
+                logs.into_iter().map(Log::from).collect(),
+                output.into_data(),
+            ),
             // As in Ethereum, a failed transaction leaves no logs.
             ExecutionResult::Revert { output, .. } => (Vec::new(), output),
             ExecutionResult::Halt { .. } => (Vec::new(), Bytes::new()),

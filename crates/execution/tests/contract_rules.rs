@@ -130,10 +130,7 @@ fn records_cannot_be_transferred_or_approved() {
         },
     );
     assert!(!out.success);
-    assert!(out
-        .revert_reason
-        .unwrap()
-        .contains("RecordNotTransferable"));
+    assert!(out.revert_reason.unwrap().contains("RecordNotTransferable"));
     assert_eq!(chain.view(PMR::ownerOfCall { tokenId: id }), patient);
     assert!(chain.view(PMR::lockedCall { tokenId: id }));
     assert!(chain.view(PMR::supportsInterfaceCall {
