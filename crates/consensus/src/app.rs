@@ -675,7 +675,12 @@ impl App {
             extensions,
         );
         let store = self.ledger.chain.store().clone();
-        let mut batch = store.batch();
+        // The block, its tx index (~50 bytes a tx) and certificate, then the executed state.
+        let capacity = candidate.bytes.len()
+            + candidate.block.txs.len() * 56
+            + 16 * 1024
+            + candidate.executed.batch_bytes();
+        let mut batch = store.batch_with_capacity(capacity);
         self.ledger
             .chain
             .stage_block(&mut batch, &candidate.block, &candidate.bytes, &certificate);

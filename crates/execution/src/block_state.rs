@@ -8,6 +8,7 @@ use alloy_primitives::map::HashMap;
 use alloy_primitives::{Address, Bytes, B256, KECCAK256_EMPTY, U256};
 use parking_lot::RwLock;
 use revm::database_interface::DBErrorMarker;
+use revm::primitives::AddressMap;
 use revm::state::{Account, AccountInfo, Bytecode};
 use revm::{Database, DatabaseCommit};
 
@@ -48,6 +49,17 @@ impl BlockState {
             new_codes: Vec::new(),
             failed: None,
         }
+    }
+
+    /// Makes room for `slots` storage slots in the overlay, so a large block does not rehash
+    /// it as it grows.
+    pub fn reserve_slots(&mut self, slots: usize) {
+        self.storage.reserve(slots);
+    }
+
+    /// Storage slots read or written so far.
+    pub fn touched_slots(&self) -> usize {
+        self.storage.len()
     }
 
     /// The error of the last commit, if a read during it failed.
@@ -194,10 +206,21 @@ impl BlockState {
                 self.record_new_code(new.code_hash, code)?;
             }
         }
+        // Every slot's present value, not only those revm flags as changed: when a block's
+        // transactions share one journal (see `BlockRunner`), revm re-baselines a slot's
+        // original value in each transaction that touches it, so a slot written by one
+        // transaction and read by a later one no longer looks changed. Unchanged slots are
+        // already in the overlay with this value; `into_changes` compares with the base.
         for (slot, value) in account.storage {
-            if value.is_changed() {
-                self.slot_entry(address, slot)?.current = value.present_value;
-            }
+            self.slot_entry(address, slot)?.current = value.present_value;
+        }
+        Ok(())
+    }
+
+    /// Applies the state a journal accumulated over a whole block, finalized once.
+    pub fn apply_journal(&mut self, state: AddressMap<Account>) -> Result<(), ExecutionError> {
+        for (address, account) in state {
+            self.commit_account(address, account)?;
         }
         Ok(())
     }
@@ -235,7 +258,7 @@ impl Database for BlockState {
 }
 
 impl DatabaseCommit for BlockState {
-    fn commit(&mut self, changes: revm::primitives::AddressMap<Account>) {
+    fn commit(&mut self, changes: AddressMap<Account>) {
         for (address, account) in changes {
             if let Err(e) = self.commit_account(address, account) {
                 // Every key revm commits was loaded through this overlay first, so the base

@@ -1,5 +1,6 @@
 //! The executor: genesis, block execution, commit, queries.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use alloy_primitives::{Address, Bytes, TxKind, B256, KECCAK256_EMPTY};
@@ -35,7 +36,13 @@ pub struct Executor {
     code_cache: CodeCache,
     /// Every storage key ever committed (see `key_filter.rs`).
     filter: Arc<KeyFilter>,
+    /// Storage slots the last executed block touched per transaction (rounded up): the next
+    /// block's overlay is sized from it.
+    slots_per_tx: AtomicUsize,
 }
+
+/// [`Executor::slots_per_tx`] before any block has run (a mint touches 8).
+const DEFAULT_SLOTS_PER_TX: usize = 8;
 
 impl std::fmt::Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,6 +97,7 @@ impl Executor {
         let filter = Arc::new(load_key_filter(&store)?);
         Ok(Self {
             filter,
+            slots_per_tx: AtomicUsize::new(DEFAULT_SLOTS_PER_TX),
             store,
             rules: Rules {
                 chain_id: genesis.chain_id,
@@ -187,7 +195,8 @@ impl Executor {
             .is_zero())
     }
 
-    fn start(&self, env: &BlockEnv) -> Result<(BlockRunner, Head), ExecutionError> {
+    /// A runner on the executed head for a block of about `txs` transactions.
+    fn start(&self, env: &BlockEnv, txs: usize) -> Result<(BlockRunner, Head), ExecutionError> {
         let head = *self.head.read();
         if env.height != head.height + 1 {
             return Err(ExecutionError::WrongHeight {
@@ -195,14 +204,25 @@ impl Executor {
                 got: env.height,
             });
         }
-        let state = BlockState::new(Some(self.reader(head.height)), self.code_cache.clone());
+        let mut state = BlockState::new(Some(self.reader(head.height)), self.code_cache.clone());
+        state.reserve_slots(txs.saturating_mul(self.slots_per_tx.load(Ordering::Relaxed)));
         Ok((BlockRunner::new(state, self.rules, env), head))
     }
 
-    fn finish(runner: BlockRunner, env: &BlockEnv, parent: Head) -> ExecutedBlock {
-        let (changes, receipts, gas_used) = runner.finish();
+    fn finish(
+        &self,
+        runner: BlockRunner,
+        env: &BlockEnv,
+        parent: Head,
+    ) -> Result<ExecutedBlock, ExecutionError> {
+        let txs = runner.tx_count();
+        if txs > 0 {
+            self.slots_per_tx
+                .store(runner.touched_slots().div_ceil(txs), Ordering::Relaxed);
+        }
+        let (changes, receipts, gas_used) = runner.finish()?;
         let (receipts_encoded, receipts_root) = encode_receipts_with_root(&receipts);
-        ExecutedBlock {
+        Ok(ExecutedBlock {
             height: env.height,
             timestamp_ms: env.timestamp_ms,
             parent_state_root: parent.state_root,
@@ -212,7 +232,7 @@ impl Executor {
             receipts,
             receipts_encoded: Arc::new(receipts_encoded),
             changes: Arc::new(changes),
-        }
+        })
     }
 
     /// Proposer: executes `candidates` in order on the executed head (`env.height` must be the
@@ -225,7 +245,7 @@ impl Executor {
         env: &BlockEnv,
         candidates: Vec<SignedTx>,
     ) -> Result<BuiltBlock, ExecutionError> {
-        let (mut runner, parent) = self.start(env)?;
+        let (mut runner, parent) = self.start(env, candidates.len())?;
         let mut included = Vec::with_capacity(candidates.len());
         let mut rejected = Vec::new();
         let mut full = None;
@@ -251,7 +271,7 @@ impl Executor {
                 }
             }
         }
-        let executed = Self::finish(runner, env, parent);
+        let executed = self.finish(runner, env, parent)?;
         Ok(BuiltBlock {
             executed,
             included,
@@ -267,7 +287,7 @@ impl Executor {
         env: &BlockEnv,
         txs: &[SignedTx],
     ) -> Result<ExecutedBlock, ExecutionError> {
-        let (mut runner, parent) = self.start(env)?;
+        let (mut runner, parent) = self.start(env, txs.len())?;
         for (index, tx) in txs.iter().enumerate() {
             if let Err(reason) = runner.apply(tx)? {
                 return Err(ExecutionError::InvalidBlock {
@@ -277,7 +297,7 @@ impl Executor {
                 });
             }
         }
-        Ok(Self::finish(runner, env, parent))
+        self.finish(runner, env, parent)
     }
 
     /// Stages the block's state changes, receipts and the new executed head into `batch`.

@@ -10,7 +10,7 @@ use revm::context::{BlockEnv as RevmBlockEnv, TxEnv};
 use revm::handler::{MainnetContext, MainnetEvm};
 use revm::interpreter::gas::calculate_initial_tx_gas;
 use revm::primitives::hardfork::SpecId;
-use revm::{Context, ExecuteCommitEvm, MainBuilder, MainContext};
+use revm::{Context, ExecuteEvm, MainBuilder, MainContext};
 
 use crate::block_state::BlockState;
 use crate::changeset::ChangeSet;
@@ -163,12 +163,10 @@ impl BlockRunner {
             .permitted_keys
             .entry(sender)
             .or_insert_with(|| layout.permitted_key(sender));
-        let db = &mut self.evm.ctx.journaled_state.database;
-        let permitted = db.storage_now(PMR_CONTRACT_ADDRESS, key)?;
-        if permitted.is_zero() {
+        if self.storage_now(PMR_CONTRACT_ADDRESS, key)?.is_zero() {
             return Ok(Err(TxRejection::NotPermitted(sender)));
         }
-        let expected = db.account_now(sender)?.map_or(0, |a| a.nonce);
+        let expected = self.nonce_now(sender)?;
         if tx.nonce() < expected {
             return Ok(Err(TxRejection::NonceTooLow {
                 sender,
@@ -183,7 +181,11 @@ impl BlockRunner {
                 got: tx.nonce(),
             }));
         }
-        let result = match self.evm.transact_commit(tx_env(tx, self.rules.chain_id)) {
+        // The journal is finalized once per block (`finish`), not after each transaction: the
+        // accounts and slots the block's transactions share stay loaded in it. revm keeps warm
+        // and cold access and the EIP-2200 original values per transaction, and a transaction
+        // that fails here is rolled back alone.
+        let result = match self.evm.transact_one(tx_env(tx, self.rules.chain_id)) {
             Ok(result) => result,
             Err(EVMError::Transaction(e)) => return Ok(Err(TxRejection::Invalid(e.to_string()))),
             Err(EVMError::Database(e)) => return Err(e),
@@ -219,9 +221,48 @@ impl BlockRunner {
         Ok(Ok(()))
     }
 
+    /// Transactions included so far.
+    pub fn tx_count(&self) -> usize {
+        self.receipts.len()
+    }
+
+    /// Storage slots the block has read or written so far.
+    pub fn touched_slots(&self) -> usize {
+        self.evm.ctx.journaled_state.database.touched_slots()
+    }
+
+    /// A storage slot as of now in the block: the journal holds what earlier transactions
+    /// read or wrote; a slot it has not loaded is as in the block's base state.
+    fn storage_now(&mut self, address: Address, slot: U256) -> Result<U256, ExecutionError> {
+        let journal = &mut self.evm.ctx.journaled_state;
+        match journal
+            .inner
+            .state
+            .get(&address)
+            .and_then(|a| a.storage.get(&slot))
+        {
+            Some(s) => Ok(s.present_value),
+            None => journal.database.storage_now(address, slot),
+        }
+    }
+
+    /// An account's nonce as of now in the block (see [`BlockRunner::storage_now`]).
+    fn nonce_now(&mut self, address: Address) -> Result<u64, ExecutionError> {
+        let journal = &mut self.evm.ctx.journaled_state;
+        match journal.inner.state.get(&address) {
+            Some(a) => Ok(a.info.nonce),
+            None => Ok(journal
+                .database
+                .account_now(address)?
+                .map_or(0, |a| a.nonce)),
+        }
+    }
+
     /// The block's changes, receipts and gas used.
-    pub fn finish(self) -> (ChangeSet, Vec<Receipt>, u64) {
-        let state = self.evm.ctx.journaled_state.database;
-        (state.into_changes(), self.receipts, self.gas_used)
+    pub fn finish(mut self) -> Result<(ChangeSet, Vec<Receipt>, u64), ExecutionError> {
+        let journal = self.evm.finalize();
+        let mut state = self.evm.ctx.journaled_state.database;
+        state.apply_journal(journal)?;
+        Ok((state.into_changes(), self.receipts, self.gas_used))
     }
 }

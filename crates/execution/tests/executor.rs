@@ -666,3 +666,82 @@ fn historical_calls_and_accounts() {
     assert_eq!(total_at(None), U256::from(3));
     let _ = &mut chain;
 }
+
+/// The same transactions in one block and one block each give the same receipts (gas, logs,
+/// output) and the same contract state. A block's transactions share one EVM journal,
+/// finalized once at the end: this fails if a transaction did not see what an earlier one in
+/// its block wrote, if a slot written by one and only read by a later one were left out of the
+/// block's changes, or if storage gas (EIP-2200/2929) were charged against the wrong original
+/// value.
+#[test]
+fn one_shared_block_and_one_block_per_transaction_agree() {
+    let k = keys();
+    let patient = k.patient.address();
+    let doctor = k.doctor.address();
+    let grant = |nonce: u64, token: u8| {
+        let call = PMR::grantAccessCall {
+            tokenId: U256::from(token),
+            grantee: doctor,
+            expiry: u64::MAX / 2,
+            sealedPatientShare: Bytes::from(vec![token; 64]),
+        };
+        sign(&k.patient, nonce, &call)
+    };
+    let txs = vec![
+        register(0, patient),
+        sign(&k.hospital, 1, &mint_call(patient, 1)),
+        // Reverts (not a patient): its writes are rolled back, its nonce and gas are not.
+        sign(&k.hospital, 2, &mint_call(k.outsider.address(), 2)),
+        sign(&k.hospital, 3, &mint_call(patient, 3)),
+        sign(
+            &k.doctor,
+            0,
+            &PMR::setEncryptionKeyCall {
+                encryptionKey: B256::repeat_byte(5),
+            },
+        ),
+        grant(0, 1),
+        sign(
+            &k.patient,
+            1,
+            &PMR::revokeAccessCall {
+                tokenId: U256::from(1),
+                grantee: doctor,
+            },
+        ),
+        grant(2, 2),
+    ];
+    let mut shared = Chain::new();
+    let mut alone = Chain::new();
+    let together = shared.block(&txs);
+    assert_eq!(together.receipts.len(), txs.len());
+    for (i, tx) in txs.iter().enumerate() {
+        let own = alone.block(std::slice::from_ref(tx)).receipts.remove(0);
+        let r = &together.receipts[i];
+        assert_eq!(
+            (r.success, r.gas_used, &r.logs, &r.output),
+            (own.success, own.gas_used, &own.logs, &own.output),
+            "transaction {i}"
+        );
+        assert_eq!(r.success, i != 2, "transaction {i}");
+    }
+    for chain in [&shared, &alone] {
+        assert!(chain.view(PMR::isPatientCall { account: patient }));
+        assert_eq!(
+            chain.view(PMR::balanceOfCall { owner: patient }),
+            U256::from(2)
+        );
+        assert_eq!(chain.view(PMR::totalMintedCall {}), U256::from(2));
+        let access = |token: u64| PMR::hasAccessCall {
+            tokenId: U256::from(token),
+            grantee: doctor,
+        };
+        assert!(!chain.view(access(1)), "revoked in the block");
+        assert!(chain.view(access(2)));
+        assert_eq!(chain.nonce(&k.hospital), 4);
+        assert_eq!(chain.nonce(&k.patient), 3);
+    }
+    // What the block wrote is committed: the patient registered in it can be minted to next.
+    let next = shared.block(&[sign(&k.hospital, 4, &mint_call(patient, 4))]);
+    assert!(next.receipts[0].success);
+}
