@@ -585,6 +585,11 @@ struct ProofEntry {
     cert_signatures: Vec<(String, String)>,
 }
 
+/// The audit proof format this `pmr` writes and reads. Version 2 (since a40bb21, 2026-12-01):
+/// receipts are proven with the keyed-BLAKE3 Merkle tree of the block header's receipts root;
+/// version 1 files used keccak and cannot be checked by this version.
+const PROOF_FORMAT_VERSION: u32 = 2;
+
 #[derive(Serialize, Deserialize)]
 struct ProofFile {
     version: u32,
@@ -629,7 +634,7 @@ pub async fn audit(token: U256, proof: Option<PathBuf>, n: NetArgs) -> Result<()
         }
         let status = c.status().await?;
         let file = ProofFile {
-            version: 1,
+            version: PROOF_FORMAT_VERSION,
             chain_id: status.chain_id,
             genesis_hash: B256::from_slice(&status.genesis_hash),
             token_id: token,
@@ -675,6 +680,14 @@ pub fn verify_proof(
         &std::fs::read(file).wrap_err_with(|| format!("cannot read {}", file.display()))?,
     )
     .wrap_err("not a PMR audit proof file")?;
+    if proof.version != PROOF_FORMAT_VERSION {
+        bail!(
+            "the proof file is format version {}; this pmr checks version {PROOF_FORMAT_VERSION} \
+             only (version 1 proved receipts with a keccak tree that chains no longer use): \
+             export it again with `pmr audit --proof` from a node of a current chain",
+            proof.version
+        );
+    }
     if proof.genesis_hash != genesis.hash() || proof.chain_id != genesis.chain_id {
         bail!(
             "the proof is for chain {} (genesis {}); this genesis is chain {} ({})",

@@ -402,6 +402,21 @@ async fn n4_record_lifecycle_through_the_cli() {
         ],
         "does not verify",
     );
+    let mut old = doc.clone();
+    old["entries"][0]["receipt"] = Value::String(receipt);
+    old["version"] = Value::from(1);
+    std::fs::write(work.path().join("v1.json"), old.to_string()).unwrap();
+    cli.fails(
+        &[
+            "verify-proof",
+            "v1.json",
+            "--token",
+            &token,
+            "--genesis",
+            genesis,
+        ],
+        "format version 1",
+    );
     cli.fails(
         &[
             "verify-proof",

@@ -141,7 +141,7 @@ impl FaultState {
                 if self.paused.remove(&i) {
                     cluster.resume(i)?;
                 } else if !cluster.is_running(i) {
-                    cluster.start(i)?;
+                    start_serving(cluster, i).await?;
                 }
                 self.down.remove(&i);
             }
@@ -150,7 +150,7 @@ impl FaultState {
                     cluster.kill(i)?;
                 }
                 truncate_logs(cluster, i)?;
-                cluster.start(i)?;
+                start_serving(cluster, i).await?;
                 self.down.remove(&i);
             }
             Action::Wipe => {
@@ -160,7 +160,7 @@ impl FaultState {
                 let data = cluster.home(i).join("data");
                 std::fs::remove_dir_all(&data)
                     .map_err(|e| harness(format!("cannot wipe {}: {e}", data.display())))?;
-                cluster.start(i)?;
+                start_serving(cluster, i).await?;
                 self.down.remove(&i);
             }
             Action::Skew => {
@@ -178,7 +178,8 @@ impl FaultState {
         Ok(())
     }
 
-    /// Restarts node `i` with its clock shifted by `offset_ms` (0: the real clock again).
+    /// Restarts node `i` with its clock shifted by `offset_ms` (0: the real clock again); the
+    /// run fails if it cannot start under the shifted clock.
     async fn skew(
         &mut self,
         cluster: &mut Cluster,
@@ -203,10 +204,7 @@ impl FaultState {
             cluster.stop(i, Duration::from_secs(10)).await?;
         }
         cluster.set_env(i, env)?;
-        cluster.start(i)?;
-        // A node that cannot start under the shifted clock must fail the run, not pass as a
-        // node that is merely down.
-        cluster.client(i, Duration::from_secs(30)).await?;
+        start_serving(cluster, i).await?;
         self.paused.remove(&i);
         self.down.remove(&i);
         if offset_ms == 0 {
@@ -230,7 +228,7 @@ impl FaultState {
             if self.paused.remove(&i) {
                 cluster.resume(i)?;
             } else if !cluster.is_running(i) {
-                cluster.start(i)?;
+                start_serving(cluster, i).await?;
             }
             self.down.remove(&i);
         }
@@ -251,6 +249,15 @@ fn split(n: usize, side: &[usize]) -> (BTreeSet<usize>, bool) {
     };
     let no_quorum = 3 * big.len() <= 2 * n;
     (small, no_quorum)
+}
+
+/// Starts node `i` and waits for its gRPC to answer: a node that cannot come back (a corrupt
+/// store after a truncation, a wipe it cannot recover from, a clock it cannot start under)
+/// fails the run instead of passing as a node that is merely down.
+async fn start_serving(cluster: &mut Cluster, i: usize) -> Result<(), HarnessError> {
+    cluster.start(i)?;
+    cluster.client(i, Duration::from_secs(30)).await?;
+    Ok(())
 }
 
 /// Cuts the tail off node `i`'s consensus WAL and RocksDB's newest write-ahead log.
