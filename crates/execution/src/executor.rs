@@ -43,6 +43,8 @@ pub struct Executor {
 
 /// [`Executor::slots_per_tx`] before any block has run (a mint touches 8).
 const DEFAULT_SLOTS_PER_TX: usize = 8;
+/// Most overlay slots reserved up front (~30 MB); a larger block grows the map as it goes.
+const MAX_RESERVED_SLOTS: usize = 1 << 18;
 
 impl std::fmt::Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -205,7 +207,11 @@ impl Executor {
             });
         }
         let mut state = BlockState::new(Some(self.reader(head.height)), self.code_cache.clone());
-        state.reserve_slots(txs.saturating_mul(self.slots_per_tx.load(Ordering::Relaxed)));
+        // A proposer may be handed more candidates than a block can hold (21,000 gas each), and
+        // one odd block must not make the next reserve gigabytes.
+        let fit = (self.rules.gas.block_gas_limit / 21_000).max(1) as usize;
+        let per_tx = self.slots_per_tx.load(Ordering::Relaxed);
+        state.reserve_slots(txs.min(fit).saturating_mul(per_tx).min(MAX_RESERVED_SLOTS));
         Ok((BlockRunner::new(state, self.rules, env), head))
     }
 
