@@ -62,7 +62,8 @@ impl BlockState {
         self.storage.len()
     }
 
-    /// The error of the last commit, if a read during it failed.
+    /// The error of the last commit, if a read during it failed (commits per transaction, as
+    /// genesis makes, cannot return errors).
     pub fn take_failure(&mut self) -> Option<ExecutionError> {
         self.failed.take()
     }
@@ -176,6 +177,12 @@ impl BlockState {
         if !account.is_touched() {
             return Ok(());
         }
+        // With one journal per block, revm's self-destructed flag stays set for the rest of the
+        // block: an account destroyed and then re-created at the same address (CREATE2) in a
+        // later transaction of the block would be dropped here, where a commit per transaction
+        // would keep it. Unreachable on PMR chains (transactions cannot create contracts, and
+        // the PMR contract has no CREATE, CREATE2 or SELFDESTRUCT); if that ever changes, this
+        // needs per-transaction tracking.
         if account.is_selfdestructed() {
             self.account_entry(address)?.current = None;
             // Since Cancun an account is only destroyed in the transaction that created it,

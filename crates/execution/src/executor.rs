@@ -43,7 +43,8 @@ pub struct Executor {
 
 /// [`Executor::slots_per_tx`] before any block has run (a mint touches 8).
 const DEFAULT_SLOTS_PER_TX: usize = 8;
-/// Most overlay slots reserved up front (~30 MB); a larger block grows the map as it goes.
+/// Most overlay slots reserved up front (~60 MB of address space, little of it touched); a
+/// larger block grows the map as it goes.
 const MAX_RESERVED_SLOTS: usize = 1 << 18;
 
 impl std::fmt::Debug for Executor {

@@ -191,9 +191,6 @@ impl BlockRunner {
             Err(EVMError::Database(e)) => return Err(e),
             Err(other) => return Err(ExecutionError::Evm(other.to_string())),
         };
-        if let Some(e) = self.evm.ctx.journaled_state.database.take_failure() {
-            return Err(e);
-        }
         let gas_used = result.tx_gas_used();
         self.gas_used += gas_used;
         let success = result.is_success();

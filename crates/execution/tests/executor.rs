@@ -667,6 +667,9 @@ fn historical_calls_and_accounts() {
     let _ = &mut chain;
 }
 
+/// Enough gas for a mint to pass its checks and write its first slots, not to finish.
+const OOG_MINT_GAS: u64 = 90_000;
+
 /// The same transactions in one block and one block each give the same receipts (gas, logs,
 /// output) and the same contract state. A block's transactions share one EVM journal,
 /// finalized once at the end: this fails if a transaction did not see what an earlier one in
@@ -690,9 +693,17 @@ fn one_shared_block_and_one_block_per_transaction_agree() {
     let txs = vec![
         register(0, patient),
         sign(&k.hospital, 1, &mint_call(patient, 1)),
+        // Runs out of gas after writing the token counter, owner and balance: rolled back.
+        sign_to(
+            &k.hospital,
+            2,
+            PMR_CONTRACT_ADDRESS,
+            mint_call(patient, 2).abi_encode(),
+            OOG_MINT_GAS,
+        ),
         // Reverts (not a patient): its writes are rolled back, its nonce and gas are not.
-        sign(&k.hospital, 2, &mint_call(k.outsider.address(), 2)),
-        sign(&k.hospital, 3, &mint_call(patient, 3)),
+        sign(&k.hospital, 3, &mint_call(k.outsider.address(), 3)),
+        sign(&k.hospital, 4, &mint_call(patient, 4)),
         sign(
             &k.doctor,
             0,
@@ -715,6 +726,11 @@ fn one_shared_block_and_one_block_per_transaction_agree() {
     let mut alone = Chain::new();
     let together = shared.block(&txs);
     assert_eq!(together.receipts.len(), txs.len());
+    let oog = &together.receipts[2];
+    assert_eq!(
+        oog.gas_used, OOG_MINT_GAS,
+        "the short mint used all its gas"
+    );
     for (i, tx) in txs.iter().enumerate() {
         let own = alone.block(std::slice::from_ref(tx)).receipts.remove(0);
         let r = &together.receipts[i];
@@ -723,7 +739,7 @@ fn one_shared_block_and_one_block_per_transaction_agree() {
             (own.success, own.gas_used, &own.logs, &own.output),
             "transaction {i}"
         );
-        assert_eq!(r.success, i != 2, "transaction {i}");
+        assert_eq!(r.success, i != 2 && i != 3, "transaction {i}");
     }
     for chain in [&shared, &alone] {
         assert!(chain.view(PMR::isPatientCall { account: patient }));
@@ -738,10 +754,10 @@ fn one_shared_block_and_one_block_per_transaction_agree() {
         };
         assert!(!chain.view(access(1)), "revoked in the block");
         assert!(chain.view(access(2)));
-        assert_eq!(chain.nonce(&k.hospital), 4);
+        assert_eq!(chain.nonce(&k.hospital), 5);
         assert_eq!(chain.nonce(&k.patient), 3);
     }
     // What the block wrote is committed: the patient registered in it can be minted to next.
-    let next = shared.block(&[sign(&k.hospital, 4, &mint_call(patient, 4))]);
+    let next = shared.block(&[sign(&k.hospital, 5, &mint_call(patient, 5))]);
     assert!(next.receipts[0].success);
 }
