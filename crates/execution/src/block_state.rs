@@ -1,5 +1,6 @@
 //! The state a block executes on: committed state at the parent height plus the block's own
-//! writes so far. revm reads and commits through it; at the end it yields the block's
+//! writes. revm reads through it; the block's journal is applied to it once, when the block
+//! ends (genesis commits its one transaction the same way); it then yields the block's
 //! [`ChangeSet`] (only keys whose value differs from the parent state).
 
 use std::sync::Arc;
