@@ -24,7 +24,7 @@ use pmr_storage::Durability;
 use rayon::prelude::*;
 use tracing::{debug, error, info, warn};
 
-use crate::chain::UndecidedProposal;
+use crate::chain::{ChainStore, UndecidedProposal};
 use crate::config::ConsensusConfig;
 use crate::context::{Address, BlockHash, Height, PmrContext, ProposalPart, ValidatorSet};
 use crate::error::ConsensusError;
@@ -675,10 +675,7 @@ impl App {
             extensions,
         );
         let store = self.ledger.chain.store().clone();
-        // The block, its tx index (~50 bytes a tx) and certificate, then the executed state.
-        let capacity = candidate.bytes.len()
-            + candidate.block.txs.len() * 56
-            + 16 * 1024
+        let capacity = ChainStore::stage_bytes(&candidate.block, &candidate.bytes)
             + candidate.executed.batch_bytes();
         let mut batch = store.batch_with_capacity(capacity);
         self.ledger

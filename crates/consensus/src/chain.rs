@@ -154,6 +154,12 @@ impl ChainStore {
             }))
     }
 
+    /// About how many bytes [`ChainStore::stage_block`] adds to a write batch: the block, its
+    /// tx index (hash, location and framing: ~56 bytes a transaction) and its certificate.
+    pub fn stage_bytes(block: &Block, block_bytes: &[u8]) -> usize {
+        block_bytes.len() + block.txs.len() * 56 + 16 * 1024
+    }
+
     /// Stages a decided block, its certificate and its transaction index into `batch`; the
     /// caller adds the execution results and commits the batch atomically.
     pub fn stage_block(

@@ -58,11 +58,6 @@ impl BlockState {
         self.storage.reserve(slots);
     }
 
-    /// Storage slots read or written so far.
-    pub fn touched_slots(&self) -> usize {
-        self.storage.len()
-    }
-
     /// The error of the last commit, if a read during it failed (commits per transaction, as
     /// genesis makes, cannot return errors).
     pub fn take_failure(&mut self) -> Option<ExecutionError> {

@@ -1,6 +1,5 @@
 //! The executor: genesis, block execution, commit, queries.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use alloy_primitives::{Address, Bytes, TxKind, B256, KECCAK256_EMPTY};
@@ -36,13 +35,10 @@ pub struct Executor {
     code_cache: CodeCache,
     /// Every storage key ever committed (see `key_filter.rs`).
     filter: Arc<KeyFilter>,
-    /// Storage slots the last executed block touched per transaction (rounded up): the next
-    /// block's overlay is sized from it.
-    slots_per_tx: AtomicUsize,
 }
 
-/// [`Executor::slots_per_tx`] before any block has run (a mint touches 8).
-const DEFAULT_SLOTS_PER_TX: usize = 8;
+/// Storage slots a block's overlay is sized for per transaction (a mint touches 8).
+const SLOTS_PER_TX: usize = 8;
 /// Most overlay slots reserved up front (~60 MB of address space, little of it touched); a
 /// larger block grows the map as it goes.
 const MAX_RESERVED_SLOTS: usize = 1 << 18;
@@ -100,7 +96,6 @@ impl Executor {
         let filter = Arc::new(load_key_filter(&store)?);
         Ok(Self {
             filter,
-            slots_per_tx: AtomicUsize::new(DEFAULT_SLOTS_PER_TX),
             store,
             rules: Rules {
                 chain_id: genesis.chain_id,
@@ -208,25 +203,17 @@ impl Executor {
             });
         }
         let mut state = BlockState::new(Some(self.reader(head.height)), self.code_cache.clone());
-        // A proposer may be handed more candidates than a block can hold (21,000 gas each), and
-        // one odd block must not make the next reserve gigabytes.
+        // A proposer may be handed more candidates than a block can hold (21,000 gas each).
         let fit = (self.rules.gas.block_gas_limit / 21_000).max(1) as usize;
-        let per_tx = self.slots_per_tx.load(Ordering::Relaxed);
-        state.reserve_slots(txs.min(fit).saturating_mul(per_tx).min(MAX_RESERVED_SLOTS));
+        state.reserve_slots((txs.min(fit) * SLOTS_PER_TX).min(MAX_RESERVED_SLOTS));
         Ok((BlockRunner::new(state, self.rules, env), head))
     }
 
     fn finish(
-        &self,
         runner: BlockRunner,
         env: &BlockEnv,
         parent: Head,
     ) -> Result<ExecutedBlock, ExecutionError> {
-        let txs = runner.tx_count();
-        if txs > 0 {
-            self.slots_per_tx
-                .store(runner.touched_slots().div_ceil(txs), Ordering::Relaxed);
-        }
         let (changes, receipts, gas_used) = runner.finish()?;
         let (receipts_encoded, receipts_root) = encode_receipts_with_root(&receipts);
         Ok(ExecutedBlock {
@@ -278,7 +265,7 @@ impl Executor {
                 }
             }
         }
-        let executed = self.finish(runner, env, parent)?;
+        let executed = Self::finish(runner, env, parent)?;
         Ok(BuiltBlock {
             executed,
             included,
@@ -304,7 +291,7 @@ impl Executor {
                 });
             }
         }
-        self.finish(runner, env, parent)
+        Self::finish(runner, env, parent)
     }
 
     /// Stages the block's state changes, receipts and the new executed head into `batch`.

@@ -218,16 +218,6 @@ impl BlockRunner {
         Ok(Ok(()))
     }
 
-    /// Transactions included so far.
-    pub fn tx_count(&self) -> usize {
-        self.receipts.len()
-    }
-
-    /// Storage slots the block has read or written so far.
-    pub fn touched_slots(&self) -> usize {
-        self.evm.ctx.journaled_state.database.touched_slots()
-    }
-
     /// A storage slot as of now in the block: the journal holds what earlier transactions
     /// read or wrote; a slot it has not loaded is as in the block's base state.
     fn storage_now(&mut self, address: Address, slot: U256) -> Result<U256, ExecutionError> {

@@ -30,15 +30,18 @@ fn inverted(height: u64) -> [u8; 8] {
     (u64::MAX - height).to_be_bytes()
 }
 
-fn account_key(address: &Address, height: u64) -> [u8; 28] {
-    let mut k = [0u8; 28];
+const ACCOUNT_KEY_LEN: usize = 20 + 8;
+const STORAGE_KEY_LEN: usize = 20 + 32 + 8;
+
+fn account_key(address: &Address, height: u64) -> [u8; ACCOUNT_KEY_LEN] {
+    let mut k = [0u8; ACCOUNT_KEY_LEN];
     k[..20].copy_from_slice(address.as_slice());
     k[20..].copy_from_slice(&inverted(height));
     k
 }
 
-fn storage_key(address: &Address, slot: &U256, height: u64) -> [u8; 60] {
-    let mut k = [0u8; 60];
+fn storage_key(address: &Address, slot: &U256, height: u64) -> [u8; STORAGE_KEY_LEN] {
+    let mut k = [0u8; STORAGE_KEY_LEN];
     k[..20].copy_from_slice(address.as_slice());
     k[20..52].copy_from_slice(&slot.to_be_bytes::<32>());
     k[52..].copy_from_slice(&inverted(height));
@@ -145,6 +148,20 @@ impl StateReader {
             .get(Column::Code, hash.as_slice())?
             .map(Bytes::from))
     }
+}
+
+/// About how many bytes [`write_block`] adds to a write batch: each put costs its key, its
+/// value and a few bytes of framing; the two meta records are under 256 bytes.
+pub(crate) fn block_batch_bytes(changes: &ChangeSet, receipts_len: usize) -> usize {
+    const FRAMING: usize = 8;
+    let accounts = changes.accounts.len() * (ACCOUNT_KEY_LEN + AccountState::ENCODED_LEN + FRAMING);
+    let storage = changes.storage.len() * (STORAGE_KEY_LEN + 32 + FRAMING);
+    let codes: usize = changes
+        .codes
+        .iter()
+        .map(|(_, code)| 32 + code.len() + FRAMING)
+        .sum();
+    accounts + storage + codes + receipts_len + 256
 }
 
 /// Stages a block's changes, receipts and the new head into `batch`.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use pmr_primitives::{SignedTx, ValidatorAddress};
 
-use crate::changeset::{AccountState, ChangeSet};
+use crate::changeset::ChangeSet;
 use crate::receipt::{Log, Receipt};
 use crate::TxRejection;
 
@@ -44,19 +44,9 @@ impl ExecutedBlock {
     }
 
     /// About how many bytes [`crate::Executor::write_to_batch`] adds to a write batch (for
-    /// [`pmr_storage::Store::batch_with_capacity`]): each put costs its key, its value and a
-    /// few bytes of framing.
+    /// [`pmr_storage::Store::batch_with_capacity`]).
     pub fn batch_bytes(&self) -> usize {
-        const FRAMING: usize = 8;
-        let c = &self.changes;
-        let accounts = c.accounts.len() * (28 + AccountState::ENCODED_LEN + FRAMING);
-        let storage = c.storage.len() * (60 + 32 + FRAMING);
-        let codes: usize = c
-            .codes
-            .iter()
-            .map(|(_, code)| 32 + code.len() + FRAMING)
-            .sum();
-        accounts + storage + codes + self.receipts_encoded.len() + 256
+        crate::state_db::block_batch_bytes(&self.changes, self.receipts_encoded.len())
     }
 }
 
