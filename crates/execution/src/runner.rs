@@ -5,7 +5,7 @@ use alloy_consensus::Transaction as _;
 use alloy_primitives::map::HashMap;
 use alloy_primitives::{Address, Bytes, TxKind, U256};
 use pmr_primitives::{GasLimits, SignedTx};
-use revm::context::result::{EVMError, ExecutionResult};
+use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction};
 use revm::context::{BlockEnv as RevmBlockEnv, TxEnv};
 use revm::handler::{MainnetContext, MainnetEvm};
 use revm::interpreter::gas::calculate_initial_tx_gas;
@@ -77,8 +77,22 @@ pub fn intrinsic_gas(tx: &SignedTx) -> u64 {
     gas.initial_total_gas().max(gas.floor_gas)
 }
 
-/// Checks that need no state: contract creation, value, gas limits.
+/// Checks that need no state: contract creation, value, gas limits, intrinsic gas.
 pub(crate) fn static_checks(tx: &SignedTx, gas: &GasLimits) -> Result<(), TxRejection> {
+    shape_checks(tx, gas)?;
+    let intrinsic = intrinsic_gas(tx);
+    if tx.gas_limit() < intrinsic {
+        return Err(TxRejection::IntrinsicGasTooLow {
+            limit: tx.gas_limit(),
+            intrinsic,
+        });
+    }
+    Ok(())
+}
+
+/// [`static_checks`] but the intrinsic gas, which revm computes again for every transaction
+/// it runs: a block's runner leaves that check to revm (see [`rejection`]).
+fn shape_checks(tx: &SignedTx, gas: &GasLimits) -> Result<(), TxRejection> {
     if tx.to().is_none() {
         return Err(TxRejection::ContractCreation(PMR_CONTRACT_ADDRESS));
     }
@@ -92,14 +106,20 @@ pub(crate) fn static_checks(tx: &SignedTx, gas: &GasLimits) -> Result<(), TxReje
             max,
         });
     }
-    let intrinsic = intrinsic_gas(tx);
-    if tx.gas_limit() < intrinsic {
-        return Err(TxRejection::IntrinsicGasTooLow {
-            limit: tx.gas_limit(),
-            intrinsic,
-        });
-    }
     Ok(())
+}
+
+/// Why revm refused `tx` before running it. Intrinsic gas (calldata, access list, EIP-7623
+/// floor) reads as [`TxRejection::IntrinsicGasTooLow`], as mempool admission reports it.
+fn rejection(tx: &SignedTx, e: InvalidTransaction) -> TxRejection {
+    match e {
+        InvalidTransaction::CallGasCostMoreThanGasLimit { .. }
+        | InvalidTransaction::GasFloorMoreThanGasLimit { .. } => TxRejection::IntrinsicGasTooLow {
+            limit: tx.gas_limit(),
+            intrinsic: intrinsic_gas(tx),
+        },
+        other => TxRejection::Invalid(other.to_string()),
+    }
 }
 
 /// The EVM view of a transaction. Fees are ignored: gas is metered but priced at zero.
@@ -146,7 +166,7 @@ impl BlockRunner {
 
     /// Executes `tx` if it is valid here; an invalid one changes nothing and says why.
     pub fn apply(&mut self, tx: &SignedTx) -> Result<Result<(), TxRejection>, ExecutionError> {
-        if let Err(r) = static_checks(tx, &self.rules.gas) {
+        if let Err(r) = shape_checks(tx, &self.rules.gas) {
             return Ok(Err(r));
         }
         let remaining = self.rules.gas.block_gas_limit.saturating_sub(self.gas_used);
@@ -187,7 +207,7 @@ impl BlockRunner {
         // that fails here is rolled back alone.
         let result = match self.evm.transact_one(tx_env(tx, self.rules.chain_id)) {
             Ok(result) => result,
-            Err(EVMError::Transaction(e)) => return Ok(Err(TxRejection::Invalid(e.to_string()))),
+            Err(EVMError::Transaction(e)) => return Ok(Err(rejection(tx, e))),
             Err(EVMError::Database(e)) => return Err(e),
             Err(other) => return Err(ExecutionError::Evm(other.to_string())),
         };

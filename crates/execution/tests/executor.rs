@@ -320,6 +320,19 @@ fn gas_limits_per_transaction_and_per_block() {
         }) => assert!(intrinsic > 21_000),
         other => panic!("expected IntrinsicGasTooLow, got {other:?}"),
     }
+    // A proposer handed it anyway leaves it out with the same reason (revm's check, mapped),
+    // and a validator refuses a block holding it.
+    let admitted = chain.exec.check_tx(&too_low).unwrap_err();
+    let built = chain
+        .exec
+        .build_block(&chain.next_env(), vec![too_low.clone()])
+        .unwrap();
+    assert!(built.included.is_empty());
+    assert_eq!(built.rejected, vec![(too_low.hash(), admitted.clone())]);
+    assert!(matches!(
+        chain.exec.execute_block(&chain.next_env(), &[too_low]),
+        Err(ExecutionError::InvalidBlock { reason, .. }) if reason == admitted
+    ));
     let create = {
         // Contract creation is refused outright.
         use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};

@@ -30,6 +30,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Memtable size of [`Column::Storage`] (see `Store::open`).
+const STORAGE_MEMTABLE_BYTES: usize = 8 << 20;
+
 impl Store {
     /// Opens (or creates) the database at `path` with every [`Column`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
@@ -57,6 +60,16 @@ impl Store {
                 o.set_enable_blob_gc(true);
             } else {
                 o.set_compression_type(DBCompressionType::Lz4);
+            }
+            if *c == Column::Storage {
+                // Every block inserts its thousands of changed slots into this column's
+                // memtable, a skiplist, on the committing thread; each insert is a walk of
+                // cache misses down the skiplist. Small memtables keep that walk in cache:
+                // 8 MiB instead of the default 64 MiB cut the commit of a block of 2,000
+                // mints from ~5.6 to ~3.9 µs per mint (mint_profile). More of them (flushed in
+                // the background) absorb a burst.
+                o.set_write_buffer_size(STORAGE_MEMTABLE_BYTES);
+                o.set_max_write_buffer_number(4);
             }
             ColumnFamilyDescriptor::new(c.name(), o)
         });
