@@ -99,11 +99,7 @@ async fn oversized_flood_and_garbage_are_refused_while_serving_others() {
                 .iter()
                 .any(|(p, n)| *p == h_id && *n > 0)
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !held() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if held() {
+        if holds_within(Duration::from_secs(5), held).await {
             break;
         }
         floods.push(send_flood(h.open(v_id).await).await);
@@ -312,13 +308,21 @@ async fn send_until(
         // The victim closes the stream as soon as it sees the bad frame: writes may fail.
         let _ = tokio::time::timeout(Duration::from_secs(5), s.write_all(bytes)).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), s.flush()).await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        while !seen() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        if seen() {
+        if holds_within(Duration::from_secs(3), &seen).await {
             return;
         }
     }
     panic!("the victim never counted {what} in 5 streams");
+}
+
+/// Whether `cond` holds, polled every 50 ms for up to `limit`.
+async fn holds_within(limit: Duration, cond: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
 }
