@@ -309,6 +309,11 @@ enum BenchCommand {
         /// Most submissions in flight.
         #[arg(long, default_value_t = 4096)]
         max_in_flight: usize,
+        /// Send a transaction again, to the next node, when it has not committed this long
+        /// after it was last sent (its node may have crashed holding it); `0s` never resends.
+        /// A submission always moves on to the next node when one cannot be reached.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        resubmit_after: Duration,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -524,6 +529,7 @@ async fn run(cli: Cli) -> Result<()> {
                     admin_key,
                     drain,
                     max_in_flight,
+                    resubmit_after,
                     output,
                 },
         } => {
@@ -537,6 +543,7 @@ async fn run(cli: Cli) -> Result<()> {
                 admin,
                 drain,
                 max_in_flight,
+                resubmit_after: (!resubmit_after.is_zero()).then_some(resubmit_after),
             })
             .await?;
             match output {

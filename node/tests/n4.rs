@@ -6,8 +6,26 @@ use std::time::Duration;
 
 use alloy_primitives::{Address, Bytes};
 use common::*;
-use pmr_client::Wallet;
+use pmr_client::{ClientError, Wallet, B256};
 use tonic::Code;
+
+/// Submits `raw` to `c`, again while the node answers that it cannot judge the sender's
+/// permission yet (it is catching up: even a healthy node can trail the network for a moment
+/// under load), for at most 20 s.
+async fn submit_settled(c: &pmr_client::PmrClient, raw: Bytes) -> Result<B256, ClientError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match c.submit(raw.clone()).await {
+            Err(e)
+                if e.code() == Some(Code::Unavailable)
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            r => return r,
+        }
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n4_agree_include_once_and_refuse_bad_input() {
@@ -72,7 +90,7 @@ async fn n4_agree_include_once_and_refuse_bad_input() {
     let mut tampered = noop_tx(&hospital, net.chain_id, 1).to_vec();
     let n = tampered.len();
     tampered[n - 1] ^= 0xff; // last byte of the signature's s
-    let tampered = c1.submit(tampered.into()).await.unwrap_err();
+    let tampered = submit_settled(&c1, tampered.into()).await.unwrap_err();
     assert!(
         matches!(
             tampered.code(),
@@ -82,8 +100,7 @@ async fn n4_agree_include_once_and_refuse_bad_input() {
     );
 
     let stranger = Wallet::random();
-    let denied = c1
-        .submit(noop_tx(&stranger, net.chain_id, 0))
+    let denied = submit_settled(&c1, noop_tx(&stranger, net.chain_id, 0))
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Some(Code::PermissionDenied), "{denied}");

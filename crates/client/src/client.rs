@@ -48,6 +48,27 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// Whether the node answered that it already holds this (its mempool has the transaction,
+    /// or it is committed).
+    pub fn is_already_known(&self) -> bool {
+        self.code() == Some(Code::AlreadyExists)
+    }
+
+    /// Whether the node could not be reached or did not answer (connection refused or lost,
+    /// timed out), as opposed to answering with a refusal: a submission that fails this way may
+    /// be sent to another node, since no node has said no to it.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } | ClientError::Timeout(..) => true,
+            // tonic reports a broken connection as `Unknown` ("transport error").
+            ClientError::Rpc(s) => matches!(
+                s.code(),
+                Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+            ),
+            ClientError::Malformed(_) | ClientError::Read(_) => false,
+        }
+    }
 }
 
 /// Status of a node.
@@ -285,4 +306,39 @@ fn b256(bytes: &[u8]) -> Result<B256, ClientError> {
         )));
     }
     Ok(B256::from_slice(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_node_that_did_not_answer_counts_as_unreachable() {
+        let rpc = |s: tonic::Status| ClientError::Rpc(s);
+        for e in [
+            rpc(tonic::Status::unavailable("tcp connect error")),
+            rpc(tonic::Status::unknown("transport error")),
+            rpc(tonic::Status::cancelled("connection closed")),
+            rpc(tonic::Status::deadline_exceeded("timeout")),
+            ClientError::Timeout(Duration::from_secs(5), "a node".into()),
+            ClientError::Connect {
+                url: "http://127.0.0.1:1".into(),
+                reason: "refused".into(),
+            },
+        ] {
+            assert!(e.is_unreachable(), "{e}");
+            assert!(!e.is_already_known(), "{e}");
+        }
+        for e in [
+            rpc(tonic::Status::permission_denied("not permitted")),
+            rpc(tonic::Status::invalid_argument("bad signature")),
+            rpc(tonic::Status::failed_precondition("nonce too low")),
+            rpc(tonic::Status::resource_exhausted("mempool full")),
+            ClientError::Malformed("no hash".into()),
+        ] {
+            assert!(!e.is_unreachable(), "{e}");
+        }
+        let known = rpc(tonic::Status::already_exists("duplicate"));
+        assert!(known.is_already_known() && !known.is_unreachable());
+    }
 }

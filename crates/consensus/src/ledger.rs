@@ -1,6 +1,7 @@
 //! The ledger as the rest of the node sees it: submit transactions, read the committed chain,
 //! follow new blocks. The gRPC layer talks only to this.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -53,6 +54,17 @@ pub enum SubmitError {
     Pool(#[from] PoolError),
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// The sender is not permitted in this node's state, but that state may be behind the
+    /// network's (the node is catching up, or has not committed a block since it started), so
+    /// the refusal may be stale: the client should retry or use another node.
+    #[error(
+        "{account} is not on the permission list in this node's state at height {height}, but \
+         the node is catching up with the network; retry shortly or submit to another node"
+    )]
+    CatchingUp {
+        account: pmr_primitives::Address,
+        height: u64,
+    },
 }
 
 /// What admission reports.
@@ -87,6 +99,9 @@ pub struct Ledger {
     pub(crate) net_requests: OnceCell<mpsc::Sender<NetworkRequest>>,
     tip: RwLock<Tip>,
     syncing: RwLock<Option<Instant>>,
+    /// Whether this process has committed a block other than by value sync (see
+    /// [`Ledger::may_be_behind`]).
+    caught_up: AtomicBool,
     blocks: broadcast::Sender<Arc<CommittedBlock>>,
 }
 
@@ -135,13 +150,25 @@ impl Ledger {
             net_requests: OnceCell::new(),
             tip: RwLock::new(tip),
             syncing: RwLock::new(None),
+            caught_up: AtomicBool::new(false),
             blocks: broadcast::channel(1024).0,
         })
     }
 
     /// Admits a transaction submitted by a client and gossips it to the other nodes.
     pub fn submit(&self, raw: Bytes) -> Result<Admitted, SubmitError> {
-        let admitted = self.admit(raw.clone())?;
+        let admitted = match self.admit(raw.clone()) {
+            // A permission granted in blocks this node has not executed yet reads as missing.
+            Err(SubmitError::Rejected(TxRejection::NotPermitted(account)))
+                if self.may_be_behind() =>
+            {
+                return Err(SubmitError::CatchingUp {
+                    account,
+                    height: self.tip().height,
+                });
+            }
+            r => r?,
+        };
         if let Some(g) = self.gossip.get() {
             g.publish(raw);
         }
@@ -203,11 +230,22 @@ impl Ledger {
             .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(3))
     }
 
+    /// Whether this node's state may be behind the network's: it is catching up through value
+    /// sync, or it has not committed a block by consensus since it started (a node restarted
+    /// after a long outage, or with its data lost, learns how far behind it is only from its
+    /// peers).
+    pub fn may_be_behind(&self) -> bool {
+        self.is_syncing() || !self.caught_up.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn mark_syncing(&self) {
         *self.syncing.write() = Some(Instant::now());
     }
 
     pub(crate) fn set_tip(&self, committed: Arc<CommittedBlock>) {
+        if !self.is_syncing() {
+            self.caught_up.store(true, Ordering::Relaxed);
+        }
         let h = &committed.block.header;
         *self.tip.write() = Tip {
             height: h.height,

@@ -57,6 +57,7 @@ fn submit_status(e: SubmitError) -> Status {
         SubmitError::Pool(PoolError::Full { .. } | PoolError::SenderFull(_)) => {
             Status::resource_exhausted(msg)
         }
+        SubmitError::CatchingUp { .. } => Status::unavailable(msg),
         SubmitError::Chain(_) => Status::internal(msg),
     }
 }

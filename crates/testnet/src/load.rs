@@ -3,12 +3,13 @@
 //! block that commits it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_sol_types::SolCall;
 use futures::StreamExt;
-use pmr_client::{Address, Bytes, PmrClient, Wallet, B256, PMR, PMR_ADDRESS};
+use pmr_client::{Address, Bytes, ClientError, PmrClient, Wallet, B256, PMR, PMR_ADDRESS};
 use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
@@ -58,6 +59,10 @@ pub struct LoadSpec {
     pub drain: Duration,
     /// Most submissions in flight at once.
     pub max_in_flight: usize,
+    /// A transaction not committed this long after it was last sent is sent again, to the
+    /// next node: the node that took it may have crashed before passing it on. `None` never
+    /// resends (a submission still goes to the next node when one cannot be reached).
+    pub resubmit_after: Option<Duration>,
 }
 
 /// Latency percentiles in milliseconds.
@@ -102,6 +107,12 @@ pub struct LoadReport {
     pub offered: u64,
     pub offered_rate: f64,
     pub accepted: u64,
+    /// Submissions that went to another node because the first one could not be reached.
+    pub failovers: u64,
+    /// Sends of a transaction again, to another node, because it was not committed in time.
+    pub resubmitted: u64,
+    /// Accepted transactions that had not committed when the drain ended.
+    pub uncommitted: u64,
     pub rejected: BTreeMap<String, u64>,
     pub finalized: u64,
     /// Finalized transactions per second over the offering window.
@@ -118,7 +129,7 @@ impl LoadReport {
         let mut s = format!(
             "load: {:?}, {} nodes, {} accounts, {:.1} s\n\
              offered     {} tx ({:.0}/s)\n\
-             accepted    {}\n\
+             accepted    {} ({} sent to the next node, {} resent; {} never committed)\n\
              finalized   {} tx ({:.0}/s)\n\
              latency     p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms\n\
              blocks      {} ({:.2}/s, {:.1} tx/block)\n",
@@ -129,6 +140,9 @@ impl LoadReport {
             self.offered,
             self.offered_rate,
             self.accepted,
+            self.failovers,
+            self.resubmitted,
+            self.uncommitted,
             self.finalized,
             self.finalized_rate,
             self.commit_latency_ms.p50,
@@ -175,6 +189,99 @@ async fn wait_all(c: &PmrClient, hashes: &[B256], timeout: Duration) -> Result<(
         }
     }
     Ok(())
+}
+
+/// A transaction sent and not yet seen committed.
+struct Pending {
+    /// When it was first offered: its commit latency counts from here.
+    first: Instant,
+    /// When it was last sent.
+    last: Instant,
+    /// The node it was last sent to.
+    node: usize,
+    /// Times it was sent again.
+    resends: u32,
+    raw: Bytes,
+}
+
+impl Pending {
+    /// Whether to send it again: `after` since the first send, then twice as long after each
+    /// resend (at most 8 times `after`), so a halted network is not flooded meanwhile.
+    fn resend_due(&self, now: Instant, after: Duration) -> bool {
+        now.duration_since(self.last) >= after * (1 << self.resends.min(3))
+    }
+}
+
+/// How long one submission may take before the node counts as unreachable.
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Submits `raw` to `clients[first]`, or to the next nodes in turn while one cannot be reached
+/// (a node that refuses the transaction is not asked again elsewhere). A node that already
+/// holds or committed the transaction has accepted it. Returns the node that accepted it.
+async fn submit_anywhere(
+    clients: &[PmrClient],
+    first: usize,
+    raw: &Bytes,
+) -> Result<usize, ClientError> {
+    let mut last = None;
+    for i in 0..clients.len() {
+        let node = (first + i) % clients.len();
+        let r = match tokio::time::timeout(SUBMIT_TIMEOUT, clients[node].submit(raw.clone())).await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Timeout(
+                SUBMIT_TIMEOUT,
+                format!("{} to take a transaction", clients[node].url()),
+            )),
+        };
+        match r {
+            Ok(_) => return Ok(node),
+            Err(e) if e.is_already_known() => return Ok(node),
+            Err(e) if e.is_unreachable() => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.expect("at least one client"))
+}
+
+/// Every quarter of `after`, sends each transaction that is due (see [`Pending::resend_due`])
+/// to the node after the one it last went to, as a client does when its node may have crashed with
+/// the transaction still in its mempool. Runs until aborted.
+async fn resubmit(
+    clients: Arc<Vec<PmrClient>>,
+    submitted: Arc<Mutex<HashMap<B256, Pending>>>,
+    after: Duration,
+    count: Arc<AtomicU64>,
+) {
+    let mut tick = tokio::time::interval((after / 4).max(Duration::from_millis(50)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let due: Vec<(usize, Bytes)> = submitted
+            .lock()
+            .await
+            .values_mut()
+            .filter(|p| p.resend_due(now, after))
+            .map(|p| {
+                p.last = now;
+                p.resends += 1;
+                p.node = (p.node + 1) % clients.len();
+                (p.node, p.raw.clone())
+            })
+            .collect();
+        count.fetch_add(due.len() as u64, Ordering::Relaxed);
+        // Refusals are expected here (the transaction may have committed meanwhile); the
+        // observer decides what committed.
+        futures::stream::iter(due)
+            .for_each_concurrent(64, |(node, raw)| {
+                let clients = clients.clone();
+                async move {
+                    let _ = submit_anywhere(&clients, node, &raw).await;
+                }
+            })
+            .await;
+    }
 }
 
 /// Runs a load; see [`LoadSpec`].
@@ -272,7 +379,7 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
     }
 
     // Observe commits on node 0.
-    let submitted: Arc<Mutex<HashMap<B256, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    let submitted: Arc<Mutex<HashMap<B256, Pending>>> = Arc::new(Mutex::new(HashMap::new()));
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
     let committed: Arc<Mutex<Vec<B256>>> = Arc::new(Mutex::new(Vec::new()));
     let blocks_seen: Arc<Mutex<Vec<(Instant, usize)>>> = Arc::new(Mutex::new(Vec::new()));
@@ -290,8 +397,8 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
                 let mut seen = committed.lock().await;
                 for t in &block.transactions {
                     let hash = alloy_primitives::keccak256(t);
-                    if let Some(at) = sub.remove(&hash) {
-                        lat.push(now.duration_since(at).as_secs_f64() * 1000.0);
+                    if let Some(p) = sub.remove(&hash) {
+                        lat.push(now.duration_since(p.first).as_secs_f64() * 1000.0);
                         seen.push(hash);
                     }
                 }
@@ -303,6 +410,17 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
             tracing::warn!(target: "pmr::load", "the block stream of the first node ended: commits after this are not counted")
         })
     };
+    let clients = Arc::new(clients);
+    let failovers = Arc::new(AtomicU64::new(0));
+    let resubmitted = Arc::new(AtomicU64::new(0));
+    let resubmitter = spec.resubmit_after.map(|after| {
+        tokio::spawn(resubmit(
+            clients.clone(),
+            submitted.clone(),
+            after,
+            resubmitted.clone(),
+        ))
+    });
 
     // Offer at the rate, open loop.
     let sem = Arc::new(Semaphore::new(spec.max_in_flight.max(1)));
@@ -317,26 +435,49 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
         let due = ((start.elapsed().as_secs_f64() * spec.rate) as u64).min(total);
         while sent < due {
             let Some((hash, raw)) = txs.next() else { break };
-            let client = clients[(sent as usize) % clients.len()].clone();
+            let first = (sent as usize) % clients.len();
             let permit = sem
                 .clone()
                 .acquire_owned()
                 .await
                 .map_err(|e| HarnessError::Load(e.to_string()))?;
-            let submitted = submitted.clone();
-            let rejected = rejected.clone();
-            submitted.lock().await.insert(hash, Instant::now());
+            let (clients, submitted, rejected, failovers) = (
+                clients.clone(),
+                submitted.clone(),
+                rejected.clone(),
+                failovers.clone(),
+            );
+            let now = Instant::now();
+            submitted.lock().await.insert(
+                hash,
+                Pending {
+                    first: now,
+                    last: now,
+                    node: first,
+                    resends: 0,
+                    raw: raw.clone(),
+                },
+            );
             tasks.push(tokio::spawn(async move {
-                let r = client.submit(raw).await;
+                let r = submit_anywhere(&clients, first, &raw).await;
                 drop(permit);
-                if let Err(e) = r {
-                    submitted.lock().await.remove(&hash);
-                    let msg = e.to_string();
-                    let reason: String = msg.split(':').take(2).collect::<Vec<_>>().join(":");
-                    *rejected.lock().await.entry(reason).or_default() += 1;
-                    false
-                } else {
-                    true
+                match r {
+                    Ok(node) => {
+                        if node != first {
+                            failovers.fetch_add(1, Ordering::Relaxed);
+                            if let Some(p) = submitted.lock().await.get_mut(&hash) {
+                                p.node = node;
+                            }
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        submitted.lock().await.remove(&hash);
+                        let msg = e.to_string();
+                        let reason: String = msg.split(':').take(2).collect::<Vec<_>>().join(":");
+                        *rejected.lock().await.entry(reason).or_default() += 1;
+                        false
+                    }
                 }
             }));
             sent += 1;
@@ -355,6 +496,10 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     observer.abort();
+    if let Some(r) = resubmitter {
+        r.abort();
+    }
+    let uncommitted = submitted.lock().await.len() as u64;
 
     let lat = latencies.lock().await.clone();
     let finalized = lat.len() as u64;
@@ -380,6 +525,9 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
         offered: total,
         offered_rate: total as f64 / window,
         accepted,
+        failovers: failovers.load(Ordering::Relaxed),
+        resubmitted: resubmitted.load(Ordering::Relaxed),
+        uncommitted,
         rejected,
         finalized,
         finalized_rate: finalized as f64 / commit_window,
@@ -392,4 +540,31 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
             txs_in_window as f64 / block_count as f64
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pending_transaction_is_resent_with_backoff() {
+        let t0 = Instant::now();
+        let after = Duration::from_secs(3);
+        let mut p = Pending {
+            first: t0,
+            last: t0,
+            node: 0,
+            resends: 0,
+            raw: Bytes::new(),
+        };
+        let s = Duration::from_secs;
+        assert!(!p.resend_due(t0 + s(2), after));
+        assert!(p.resend_due(t0 + s(3), after));
+        // Each resend doubles the wait, up to eight times `after`.
+        for (resends, wait) in [(1, 6), (2, 12), (3, 24), (4, 24), (9, 24)] {
+            p.resends = resends;
+            assert!(!p.resend_due(t0 + s(wait - 1), after), "{resends}");
+            assert!(p.resend_due(t0 + s(wait), after), "{resends}");
+        }
+    }
 }

@@ -316,11 +316,14 @@ impl ScenarioReport {
         );
         if let Some(l) = &self.load {
             s.push_str(&format!(
-                "load: {} offered at {:.0}/s, {} accepted, {} finalized, commit p50 {:.0} ms p99 {:.0} ms, rejected {:?}\n",
+                "load: {} offered at {:.0}/s, {} accepted ({} sent to the next node, {} resent), {} finalized, {} never committed, commit p50 {:.0} ms p99 {:.0} ms, rejected {:?}\n",
                 l.offered,
                 l.offered_rate,
                 l.accepted,
+                l.failovers,
+                l.resubmitted,
                 l.finalized,
+                l.uncommitted,
                 l.commit_latency_ms.p50,
                 l.commit_latency_ms.p99,
                 l.rejected
@@ -425,6 +428,7 @@ pub async fn run_scenario(
                 admin: admin_wallet(dir)?,
                 drain: Duration::from_secs(30),
                 max_in_flight: 4096,
+                resubmit_after: Some(RESUBMIT_AFTER),
             };
             Some(tokio::spawn(run_load(spec)))
         }
@@ -595,6 +599,11 @@ pub async fn run_scenario(
             }
         ),
     });
+    // Every load transaction is valid: each must be accepted by some node (a node that cannot
+    // be reached passes it to the next) and then commit, before the drain ends.
+    let (accepted, uncommitted, refused) = load.as_ref().map_or((0, 0, 0), |r| {
+        (r.accepted, r.uncommitted, r.rejected.values().sum::<u64>())
+    });
     let (acknowledged, lost) = match &load {
         Some(r) => {
             let mut lost = 0u64;
@@ -613,9 +622,14 @@ pub async fn run_scenario(
     invariants.push(Invariant {
         name: "no-loss".into(),
         // With load, seeing nothing committed means the check saw nothing: a failure.
-        passed: lost == 0 && (load.is_none() || acknowledged > 0),
+        passed: lost == 0
+            && uncommitted == 0
+            && refused == 0
+            && (load.is_none() || acknowledged > 0),
         detail: format!(
-            "{acknowledged} transactions seen committed; {lost} missing from some node"
+            "{acknowledged} transactions seen committed; {lost} missing from some node; \
+             {refused} refused by every node tried; of {accepted} accepted, {uncommitted} never \
+             committed"
         ),
     });
     let f = scenario.max_faulty();
@@ -737,6 +751,10 @@ async fn fetch_chain(c: &pmr_client::PmrClient, to: u64) -> Result<Vec<ChainEntr
 
 /// The most tokens whose owner, versions and access [`record_queries`] asks about.
 const QUERIED_TOKENS: u64 = 200;
+
+/// The load sends a transaction again, to the next node, when it has not committed this long
+/// after it was last sent: a node killed, paused or cut off may hold it in its mempool.
+const RESUBMIT_AFTER: Duration = Duration::from_secs(3);
 
 /// Answers of the PMR contract at `height` (read-only calls, each node's own EVM): the number of
 /// records, then for up to [`QUERIED_TOKENS`] token ids spread over them, the owner, the
