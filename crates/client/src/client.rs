@@ -55,6 +55,12 @@ impl ClientError {
         self.code() == Some(Code::AlreadyExists)
     }
 
+    /// Whether the node (or the connection to it) answered "try later": its mempool is full, or
+    /// too many requests are open.
+    pub fn is_busy(&self) -> bool {
+        self.code() == Some(Code::ResourceExhausted)
+    }
+
     /// Whether the node could not be reached or did not answer (connection refused or lost,
     /// timed out), as opposed to answering with a refusal: a submission that fails this way may
     /// be sent to another node, since no node has said no to it.
@@ -338,6 +344,8 @@ mod tests {
         ] {
             assert!(!e.is_unreachable(), "{e}");
         }
+        assert!(rpc(tonic::Status::resource_exhausted("mempool full")).is_busy());
+        assert!(!rpc(tonic::Status::unavailable("down")).is_busy());
         let known = rpc(tonic::Status::already_exists("duplicate"));
         assert!(known.is_already_known() && !known.is_unreachable());
     }

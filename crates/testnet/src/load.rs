@@ -111,7 +111,10 @@ pub struct LoadReport {
     pub failovers: u64,
     /// Sends of a transaction again, to another node, because it was not committed in time.
     pub resubmitted: u64,
-    /// Accepted transactions that had not committed when the drain ended.
+    /// Submissions every node answered "busy" or could not take (none refused the
+    /// transaction itself): kept, to be sent again later (only when resending).
+    pub deferred: u64,
+    /// Transactions not refused that had not committed when the drain ended.
     pub uncommitted: u64,
     pub rejected: BTreeMap<String, u64>,
     pub finalized: u64,
@@ -129,7 +132,7 @@ impl LoadReport {
         let mut s = format!(
             "load: {:?}, {} nodes, {} accounts, {:.1} s\n\
              offered     {} tx ({:.0}/s)\n\
-             accepted    {} ({} sent to the next node, {} resent; {} never committed)\n\
+             accepted    {} ({} sent to the next node, {} deferred, {} resent; {} never committed)\n\
              finalized   {} tx ({:.0}/s)\n\
              latency     p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms\n\
              blocks      {} ({:.2}/s, {:.1} tx/block)\n",
@@ -141,6 +144,7 @@ impl LoadReport {
             self.offered_rate,
             self.accepted,
             self.failovers,
+            self.deferred,
             self.resubmitted,
             self.uncommitted,
             self.finalized,
@@ -210,6 +214,14 @@ impl Pending {
     fn resend_due(&self, now: Instant, after: Duration) -> bool {
         now.duration_since(self.last) >= after * (1 << self.resends.min(3))
     }
+}
+
+/// What became of a transaction's first submission.
+enum Outcome {
+    Accepted,
+    /// Every node tried was busy or unreachable: still pending, to be sent again.
+    Deferred,
+    Refused,
 }
 
 /// How long one submission may take before the node counts as unreachable.
@@ -447,6 +459,7 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
                 rejected.clone(),
                 failovers.clone(),
             );
+            let resending = spec.resubmit_after.is_some();
             let now = Instant::now();
             submitted.lock().await.insert(
                 hash,
@@ -469,14 +482,17 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
                                 p.node = node;
                             }
                         }
-                        true
+                        Outcome::Accepted
                     }
+                    // "Try later", or no node reachable: the resender tries again later, as a
+                    // client would.
+                    Err(e) if resending && (e.is_busy() || e.is_unreachable()) => Outcome::Deferred,
                     Err(e) => {
                         submitted.lock().await.remove(&hash);
                         let msg = e.to_string();
                         let reason: String = msg.split(':').take(2).collect::<Vec<_>>().join(":");
                         *rejected.lock().await.entry(reason).or_default() += 1;
-                        false
+                        Outcome::Refused
                     }
                 }
             }));
@@ -484,10 +500,12 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
         }
     }
     let offer_window = start.elapsed();
-    let mut accepted = 0u64;
+    let (mut accepted, mut deferred) = (0u64, 0u64);
     for t in tasks {
-        if t.await.unwrap_or(false) {
-            accepted += 1;
+        match t.await {
+            Ok(Outcome::Accepted) => accepted += 1,
+            Ok(Outcome::Deferred) => deferred += 1,
+            Ok(Outcome::Refused) | Err(_) => {}
         }
     }
     // Drain: wait for the accepted ones to commit.
@@ -526,6 +544,7 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
         offered_rate: total as f64 / window,
         accepted,
         failovers: failovers.load(Ordering::Relaxed),
+        deferred,
         resubmitted: resubmitted.load(Ordering::Relaxed),
         uncommitted,
         rejected,
