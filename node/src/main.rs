@@ -310,9 +310,11 @@ enum BenchCommand {
         #[arg(long, default_value_t = 4096)]
         max_in_flight: usize,
         /// Send a transaction again, to the next node, when it has not committed this long
-        /// after it was last sent (its node may have crashed holding it); `0s` never resends.
-        /// A submission always moves on to the next node when one cannot be reached.
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        /// after it was last sent (its node may have crashed holding it), and keep one every
+        /// node answered "busy" to send later; `0s` (the default, so the offered load is
+        /// exactly `--rate`) never resends. A submission always moves on to the next node when
+        /// one cannot be reached. Scenarios (`pmr testnet run`) resend after 3 s.
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
         resubmit_after: Duration,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
