@@ -25,6 +25,9 @@ const TOPIC: &str = "/pmr/txs/1";
 const MAX_MESSAGE: usize = 1024 * 1024;
 /// How long a batch may wait for more transactions before it is published.
 const BATCH_DELAY: Duration = Duration::from_millis(3);
+/// Most bytes of batches kept while no peer has subscribed yet (a node that just started takes
+/// submissions before its gossip peers are back); the oldest go first past this.
+const MAX_BACKLOG: usize = 8 * MAX_MESSAGE;
 
 /// Where and to whom the gossip layer connects.
 #[derive(Clone, Debug)]
@@ -164,6 +167,7 @@ async fn run(
     let mut redial = tokio::time::interval(Duration::from_secs(1));
     let mut batch: Vec<Bytes> = Vec::new();
     let mut batch_bytes = 0usize;
+    let mut backlog = Backlog::default();
     let flush = tokio::time::sleep(BATCH_DELAY);
     tokio::pin!(flush);
     let mut flush_armed = false;
@@ -182,7 +186,7 @@ async fn run(
             maybe = rx.recv() => {
                 let Some(tx) = maybe else { return };
                 if batch_bytes + tx.len() + 4 > MAX_MESSAGE && !batch.is_empty() {
-                    publish(&mut swarm, &topic, &mut batch, &mut batch_bytes);
+                    publish(&mut swarm, &topic, &mut batch, &mut batch_bytes, &mut backlog);
                 }
                 batch_bytes += tx.len() + 4;
                 batch.push(tx);
@@ -193,7 +197,7 @@ async fn run(
             }
             _ = &mut flush, if flush_armed => {
                 flush_armed = false;
-                publish(&mut swarm, &topic, &mut batch, &mut batch_bytes);
+                publish(&mut swarm, &topic, &mut batch, &mut batch_bytes, &mut backlog);
             }
             event = swarm.select_next_some() => match event {
                 SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -204,6 +208,13 @@ async fn run(
                     Ok(txs) => on_batch(propagation_source, txs),
                     Err(e) => warn!(target: "pmr::gossip", peer = %propagation_source, error = %e, "undecodable transaction batch"),
                 },
+                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                    peer_id,
+                    topic: subscribed,
+                })) if subscribed == topic.hash() && !backlog.is_empty() => {
+                    info!(target: "pmr::gossip", peer = %peer_id, batches = backlog.batches.len(), "publishing the transactions held while no peer was subscribed");
+                    backlog.publish(&mut swarm, &topic);
+                }
                 SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                     info!(target: "pmr::gossip", peer = %peer_id, "gossip peer connected");
                     peers.store(swarm.connected_peers().count(), Ordering::Relaxed);
@@ -223,6 +234,7 @@ fn publish(
     topic: &IdentTopic,
     batch: &mut Vec<Bytes>,
     batch_bytes: &mut usize,
+    backlog: &mut Backlog,
 ) {
     if batch.is_empty() {
         return;
@@ -230,15 +242,114 @@ fn publish(
     let data = encode_batch(batch);
     batch.clear();
     *batch_bytes = 0;
-    if let Err(e) = swarm.behaviour_mut().gossipsub.publish(topic.clone(), data) {
-        // No peer subscribed yet: the transactions stay in this node's mempool.
-        debug!(target: "pmr::gossip", error = %e, "transaction batch not published");
+    backlog.push(data);
+    backlog.publish(swarm, topic);
+}
+
+/// Batches not yet published because no peer was subscribed to the topic: sent, oldest first,
+/// as soon as one is (otherwise they would reach the proposers only when this node proposes).
+#[derive(Default)]
+struct Backlog {
+    batches: std::collections::VecDeque<Bytes>,
+    bytes: usize,
+}
+
+impl Backlog {
+    fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    fn push(&mut self, data: Bytes) {
+        self.bytes += data.len();
+        self.batches.push_back(data);
+        while self.bytes > MAX_BACKLOG {
+            let Some(old) = self.batches.pop_front() else {
+                break;
+            };
+            self.bytes -= old.len();
+            debug!(target: "pmr::gossip", "gossip backlog full; the oldest batch stays local");
+        }
+    }
+
+    /// Publishes the batches in order until one cannot be for want of subscribers (it and the
+    /// rest wait for the next subscription); a batch failing for another reason is dropped
+    /// (its transactions stay in this node's mempool).
+    fn publish(&mut self, swarm: &mut Swarm<Behaviour>, topic: &IdentTopic) {
+        while let Some(data) = self.batches.pop_front() {
+            let len = data.len();
+            match swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(topic.clone(), data.clone())
+            {
+                Ok(_) => self.bytes -= len,
+                Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                    self.batches.push_front(data);
+                    return;
+                }
+                Err(e) => {
+                    self.bytes -= len;
+                    debug!(target: "pmr::gossip", error = %e, "transaction batch not published");
+                }
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    }
+
+    /// A gossip layer on a loopback port, reporting every batch it receives.
+    fn member(
+        key: &Keypair,
+        port: u16,
+        other: &Keypair,
+        other_port: u16,
+    ) -> (TxGossip, mpsc::UnboundedReceiver<Vec<Bytes>>) {
+        let other_id = other.public().to_peer_id();
+        let cfg = GossipConfig {
+            keypair: key.clone(),
+            listen: format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap(),
+            dial: vec![(
+                other_id,
+                format!("/ip4/127.0.0.1/tcp/{other_port}").parse().unwrap(),
+            )],
+            allowed: HashSet::from([other_id]),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let gossip = spawn(cfg, move |_, batch| {
+            let _ = tx.send(batch);
+        })
+        .expect("gossip starts");
+        (gossip, rx)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_published_before_any_peer_is_sent_once_one_subscribes() {
+        let (ka, kb) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        let (pa, pb) = (free_port(), free_port());
+        let (a, _from_b) = member(&ka, pa, &kb, pb);
+        let tx = Bytes::from_static(b"submitted while alone");
+        a.publish(tx.clone());
+        // Well past the batching delay: the batch found no subscriber.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(a.peer_count(), 0);
+
+        let (_b, mut from_a) = member(&kb, pb, &ka, pa);
+        let got = tokio::time::timeout(Duration::from_secs(20), from_a.recv())
+            .await
+            .expect("timed out waiting for node B to receive the batch node A held")
+            .expect("B's gossip layer stopped");
+        assert_eq!(got, vec![tx]);
+    }
 
     #[test]
     fn batches_round_trip_and_reject_garbage() {
