@@ -373,6 +373,16 @@ fn init_tracing(level: &str, json: bool) {
     }
 }
 
+/// Warnings and errors of a command that prints a report, on stderr so that `--output json`
+/// stays parseable (RUST_LOG overrides the level).
+fn init_cli_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 fn main() -> Result<()> {
     color_eyre::install()?;
     let cli = Cli::parse();
@@ -535,6 +545,7 @@ async fn run(cli: Cli) -> Result<()> {
                     output,
                 },
         } => {
+            init_cli_tracing();
             let admin = pmr_node::testnet::load_account(&admin_key)?;
             let report = pmr_testnet::run_load(pmr_testnet::LoadSpec {
                 rpcs: rpc,
@@ -675,6 +686,8 @@ async fn run_scenarios(
     keep: Option<&std::path::Path>,
     output: Output,
 ) -> Result<()> {
+    // The harness's and the load generator's own warnings (e.g. a node's block stream ending).
+    init_cli_tracing();
     let bin = std::env::current_exe().wrap_err("cannot find the pmr binary itself")?;
     // Every manifest is checked before anything runs.
     let scenarios = manifests
