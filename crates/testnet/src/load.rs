@@ -209,8 +209,8 @@ struct Pending {
 }
 
 impl Pending {
-    /// Whether to send it again: `after` since the first send, then twice as long after each
-    /// resend (at most 8 times `after`), so a halted network is not flooded meanwhile.
+    /// Whether to send it again: `after` since it was last sent, the wait doubling with each
+    /// resend (to at most 8 times `after`), so a halted network is not flooded meanwhile.
     fn resend_due(&self, now: Instant, after: Duration) -> bool {
         now.duration_since(self.last) >= after * (1 << self.resends.min(3))
     }
