@@ -363,9 +363,13 @@ enum TestnetCommand {
     },
 }
 
+/// RUST_LOG when set, else `level`.
+fn log_filter(level: &str) -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level))
+}
+
 fn init_tracing(level: &str, json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt().with_env_filter(log_filter(level));
     if json {
         builder.json().init();
     } else {
@@ -376,9 +380,8 @@ fn init_tracing(level: &str, json: bool) {
 /// Warnings and errors of a command that prints a report, on stderr so that `--output json`
 /// stays parseable (RUST_LOG overrides the level).
 fn init_cli_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter("warn"))
         .with_writer(std::io::stderr)
         .init();
 }

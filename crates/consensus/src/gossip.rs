@@ -271,26 +271,23 @@ impl Backlog {
         }
     }
 
-    /// Publishes the batches in order until one cannot be for want of subscribers (it and the
-    /// rest wait for the next subscription); a batch failing for another reason is dropped
-    /// (its transactions stay in this node's mempool).
+    /// Publishes the batches in order once some peer is subscribed to the topic (until then
+    /// they wait for the first subscription). Each batch is moved into gossipsub, not copied;
+    /// one that fails anyway is dropped (its transactions stay in this node's mempool).
     fn publish(&mut self, swarm: &mut Swarm<Behaviour>, topic: &IdentTopic) {
+        let hash = topic.hash();
+        let subscribed = swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .any(|(_, topics)| topics.contains(&&hash));
+        if !subscribed {
+            return;
+        }
         while let Some(data) = self.batches.pop_front() {
-            let len = data.len();
-            match swarm
-                .behaviour_mut()
-                .gossipsub
-                .publish(topic.clone(), data.clone())
-            {
-                Ok(_) => self.bytes -= len,
-                Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
-                    self.batches.push_front(data);
-                    return;
-                }
-                Err(e) => {
-                    self.bytes -= len;
-                    debug!(target: "pmr::gossip", error = %e, "transaction batch not published");
-                }
+            self.bytes -= data.len();
+            if let Err(e) = swarm.behaviour_mut().gossipsub.publish(topic.clone(), data) {
+                debug!(target: "pmr::gossip", error = %e, "transaction batch not published");
             }
         }
     }

@@ -442,6 +442,7 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     let mut tasks = Vec::new();
     let mut txs = txs.into_iter();
+    let resending = spec.resubmit_after.is_some();
     while sent < total {
         tick.tick().await;
         let due = ((start.elapsed().as_secs_f64() * spec.rate) as u64).min(total);
@@ -459,7 +460,6 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
                 rejected.clone(),
                 failovers.clone(),
             );
-            let resending = spec.resubmit_after.is_some();
             let now = Instant::now();
             submitted.lock().await.insert(
                 hash,
