@@ -11,6 +11,15 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 /// pseudonymous: the ledger holds a commitment to their pseudonym, never a name or free text.
 /// @dev The node's executor reads `_permitted` directly from storage to admit transactions (its
 /// slot comes from the storage layout in the compiled artifact); keep it a plain mapping.
+///
+/// Minting is the hot path of a PMR network (thousands per block), so its storage is laid out
+/// for it: every keccak and storage access of a mint costs execution time on every validator.
+/// A mint computes three storage keys: the hospital's account word (HOSPITAL flag, mirrored
+/// from AccessControl), the patient's account word (PATIENT flag and token count) and the
+/// record (owner inline). OpenZeppelin's ERC-721 owner and balance mappings are therefore not
+/// used: `_ownerOf` and `balanceOf` are overridden to read the record and the account word
+/// (the extension points OpenZeppelin v5 documents for this), and `_update`, through which
+/// every transfer, burn and OpenZeppelin mint passes, always reverts.
 contract PMR is ERC721, AccessControl {
     /// Network governance; the admin of every role.
     bytes32 public constant ADMIN_ROLE = DEFAULT_ADMIN_ROLE;
@@ -19,24 +28,40 @@ contract PMR is ERC721, AccessControl {
     /// Holds key shares; may log share releases.
     bytes32 public constant CUSTODIAN_ROLE = keccak256("PMR_CUSTODIAN");
 
-    /// Length of every CID accepted: CIDv1, a one-byte codec, a 32-byte blake3 multihash
-    /// (`0x01 codec 0x1e 0x20 digest`), the only kind the network's content store makes. Only
-    /// the codec and the digest are stored (two words less per CID than storing the bytes).
-    uint256 public constant CID_BYTES = 36;
     /// Largest sealed share accepted, in bytes.
     uint256 public constant MAX_SEALED_SHARE_BYTES = 512;
 
     /// ERC-5192 interface id.
     bytes4 private constant ERC5192_INTERFACE_ID = 0xb45a3c0e;
 
-    /// A record with its first version (as minted) inline: a mint writes four fresh slots under
-    /// one mapping key, the first packing hospital, type, version count and the two codecs.
+    /// A CID as the network's content store makes them, CIDv1 with a one-byte codec and a
+    /// 32-byte BLAKE3 multihash, whose 36 bytes are `0x01 codec 0x1e 0x20 digest`: only the
+    /// codec (below 0x80, so one varint byte) and the digest vary, and only they are passed
+    /// and stored.
+    struct Cid {
+        uint8 codec;
+        bytes32 digest;
+    }
+
+    /// Per-account facts the mint path needs, in one word: whether the account holds
+    /// HOSPITAL_ROLE (kept equal to AccessControl's membership by `_grantRole`/`_revokeRole`),
+    /// whether it is a registered patient, and how many records it owns (ERC-721 `balanceOf`).
+    struct Account {
+        bool hospital;
+        bool patient;
+        uint64 balance;
+    }
+
+    /// A record with its owner and its first version (as minted) inline: a mint writes five
+    /// fresh slots under one mapping key, the first packing owner, type, version count and the
+    /// two codecs. Records never move, so the owner is the patient it was minted to.
     struct Record {
-        address hospital;
+        address patient;
         uint32 recordType;
         uint32 versionCount;
         uint8 rootCodec;
         uint8 envelopeCodec;
+        address hospital;
         bytes32 rootDigest;
         bytes32 envelopeDigest;
         bytes32 keyCommitment;
@@ -58,6 +83,7 @@ contract PMR is ERC721, AccessControl {
     }
 
     mapping(address account => bool) private _permitted;
+    mapping(address account => Account) private _accounts;
     mapping(address account => bytes32) private _encryptionKeys;
     mapping(address patient => bytes32) private _pseudonymCommitments;
     mapping(uint256 tokenId => Record) private _records;
@@ -79,17 +105,12 @@ contract PMR is ERC721, AccessControl {
         address indexed patient,
         address indexed hospital,
         uint32 recordType,
-        bytes rootCid,
-        bytes envelopeCid,
+        Cid root,
+        Cid envelope,
         bytes32 keyCommitment
     );
     event RecordVersionAppended(
-        uint256 indexed tokenId,
-        uint32 indexed version,
-        address indexed by,
-        bytes rootCid,
-        bytes envelopeCid,
-        bytes32 keyCommitment
+        uint256 indexed tokenId, uint32 indexed version, address indexed by, Cid root, Cid envelope, bytes32 keyCommitment
     );
     event AccessGranted(
         uint256 indexed tokenId, address indexed grantee, uint64 expiry, uint32 version, bytes sealedShare
@@ -111,8 +132,8 @@ contract PMR is ERC721, AccessControl {
     error ZeroPseudonymCommitment();
     error ZeroEncryptionKey();
     error ZeroKeyCommitment();
-    /// Not a CIDv1 with a one-byte codec and a 32-byte blake3 digest.
-    error UnsupportedCid(bytes cid);
+    /// A CID codec that is not one varint byte (0x80 or more).
+    error UnsupportedCodec(uint8 codec);
     error NotRecordOwner(uint256 tokenId, address caller);
     error NotRecordEditor(uint256 tokenId, address caller);
     error VersionOutOfRange(uint256 tokenId, uint256 version, uint256 versionCount);
@@ -182,13 +203,31 @@ contract PMR is ERC721, AccessControl {
         }
     }
 
-    /// Every account granted a role is put on the permission list.
+    /// Every account granted a role is put on the permission list; HOSPITAL is mirrored into the
+    /// account word the mint path reads.
     function _grantRole(bytes32 role, address account) internal override returns (bool) {
         bool granted = super._grantRole(role, account);
         if (granted) {
+            if (role == HOSPITAL_ROLE) {
+                _accounts[account].hospital = true;
+            }
             _setPermitted(account, true);
         }
         return granted;
+    }
+
+    /// Revoking (or renouncing) HOSPITAL clears the mirrored flag: the account mints no more.
+    function _revokeRole(bytes32 role, address account) internal override returns (bool) {
+        bool revoked = super._revokeRole(role, account);
+        if (revoked && role == HOSPITAL_ROLE) {
+            _accounts[account].hospital = false;
+        }
+        return revoked;
+    }
+
+    /// `hasRole(HOSPITAL_ROLE, account)`, from the account word (one storage key, not two).
+    function _isHospital(address account) private view returns (bool) {
+        return _accounts[account].hospital;
     }
 
     // ----- patients and keys -----
@@ -203,6 +242,7 @@ contract PMR is ERC721, AccessControl {
         if (encryptionKey == bytes32(0)) revert ZeroEncryptionKey();
         if (_pseudonymCommitments[patient] != bytes32(0)) revert PatientAlreadyRegistered(patient);
         _pseudonymCommitments[patient] = pseudonymCommitment;
+        _accounts[patient].patient = true;
         _encryptionKeys[patient] = encryptionKey;
         _setPermitted(patient, true);
         emit PatientRegistered(patient, _msgSender(), pseudonymCommitment, encryptionKey);
@@ -210,7 +250,7 @@ contract PMR is ERC721, AccessControl {
     }
 
     function isPatient(address account) public view returns (bool) {
-        return _pseudonymCommitments[account] != bytes32(0);
+        return _accounts[account].patient;
     }
 
     function pseudonymCommitmentOf(address patient) external view returns (bytes32) {
@@ -231,77 +271,82 @@ contract PMR is ERC721, AccessControl {
 
     // ----- records -----
 
-    /// Mints a record token to a registered patient.
-    function mintRecord(
-        address patient,
-        bytes calldata rootCid,
-        bytes calldata envelopeCid,
-        bytes32 keyCommitment,
-        uint32 recordType
-    ) external onlyRole(HOSPITAL_ROLE) returns (uint256 tokenId) {
-        if (_pseudonymCommitments[patient] == bytes32(0)) revert PatientNotRegistered(patient);
-        _checkVersion(rootCid, envelopeCid, keyCommitment);
+    /// Mints a record token to a registered patient. Hospitals only.
+    function mintRecord(address patient, Cid calldata root, Cid calldata envelope, bytes32 keyCommitment, uint32 recordType)
+        external
+        returns (uint256 tokenId)
+    {
+        address hospital = _msgSender();
+        if (!_isHospital(hospital)) revert AccessControlUnauthorizedAccount(hospital, HOSPITAL_ROLE);
+        Account storage account = _accounts[patient];
+        if (!account.patient) revert PatientNotRegistered(patient);
+        _checkVersion(root, envelope, keyCommitment);
         tokenId = ++_lastTokenId;
-        _mint(patient, tokenId);
-        Version memory v = _version(rootCid, envelopeCid, keyCommitment);
-        _records[tokenId] = Record({
-            hospital: _msgSender(),
-            recordType: recordType,
-            versionCount: 1,
-            rootCodec: v.rootCodec,
-            envelopeCodec: v.envelopeCodec,
-            rootDigest: v.rootDigest,
-            envelopeDigest: v.envelopeDigest,
-            keyCommitment: v.keyCommitment
-        });
+        unchecked {
+            account.balance += 1;
+        }
+        _storeNewRecord(_records[tokenId], patient, recordType, root, envelope, hospital, keyCommitment);
+        emit Transfer(address(0), patient, tokenId);
         emit Locked(tokenId);
-        emit RecordMinted(tokenId, patient, _msgSender(), recordType, rootCid, envelopeCid, keyCommitment);
+        emit RecordMinted(tokenId, patient, hospital, recordType, root, envelope, keyCommitment);
     }
 
     /// Appends a new version (re-keyed contents) of a record; by its minting hospital or patient.
-    function appendVersion(uint256 tokenId, bytes calldata rootCid, bytes calldata envelopeCid, bytes32 keyCommitment)
+    function appendVersion(uint256 tokenId, Cid calldata root, Cid calldata envelope, bytes32 keyCommitment)
         external
         returns (uint32 version)
     {
         address owner = _requireOwned(tokenId);
         Record storage r = _records[tokenId];
         address sender = _msgSender();
-        bool isMinter = sender == r.hospital && hasRole(HOSPITAL_ROLE, sender);
+        bool isMinter = sender == r.hospital && _isHospital(sender);
         if (!isMinter && sender != owner) revert NotRecordEditor(tokenId, sender);
-        _checkVersion(rootCid, envelopeCid, keyCommitment);
+        _checkVersion(root, envelope, keyCommitment);
         version = r.versionCount;
         r.versionCount = version + 1;
-        _versions[tokenId][version] = _version(rootCid, envelopeCid, keyCommitment);
-        emit RecordVersionAppended(tokenId, version, sender, rootCid, envelopeCid, keyCommitment);
+        _versions[tokenId][version] = Version({
+            rootDigest: root.digest,
+            envelopeDigest: envelope.digest,
+            keyCommitment: keyCommitment,
+            rootCodec: root.codec,
+            envelopeCodec: envelope.codec
+        });
+        emit RecordVersionAppended(tokenId, version, sender, root, envelope, keyCommitment);
     }
 
-    function _checkVersion(bytes calldata rootCid, bytes calldata envelopeCid, bytes32 keyCommitment) private pure {
-        _checkCid(rootCid);
-        _checkCid(envelopeCid);
-        if (keyCommitment == bytes32(0)) revert ZeroKeyCommitment();
-    }
-
-    function _checkCid(bytes calldata cid) private pure {
-        if (
-            cid.length != CID_BYTES || cid[0] != 0x01 || uint8(cid[1]) >= 0x80 || cid[2] != 0x1e
-                || cid[3] != 0x20
-        ) {
-            revert UnsupportedCid(cid);
+    /// Writes a fresh record: its five words whole, one SSTORE each. Assigning the struct field
+    /// by field would read and re-write the packed first two words once per field, for slots
+    /// known to be empty. The first word is packed exactly as Solidity lays out `Record` (first
+    /// member in the lowest-order bytes): patient (160 bits), recordType (32), versionCount
+    /// (32, here 1), rootCodec (8), envelopeCodec (8); the tests read every field back through
+    /// the struct.
+    function _storeNewRecord(
+        Record storage r,
+        address patient,
+        uint32 recordType,
+        Cid calldata root,
+        Cid calldata envelope,
+        address hospital,
+        bytes32 keyCommitment
+    ) private {
+        uint256 head = uint256(uint160(patient)) | (uint256(recordType) << 160) | (uint256(1) << 192)
+            | (uint256(root.codec) << 224) | (uint256(envelope.codec) << 232);
+        bytes32 rootDigest = root.digest;
+        bytes32 envelopeDigest = envelope.digest;
+        assembly ("memory-safe") {
+            let slot := r.slot
+            sstore(slot, head)
+            sstore(add(slot, 1), hospital)
+            sstore(add(slot, 2), rootDigest)
+            sstore(add(slot, 3), envelopeDigest)
+            sstore(add(slot, 4), keyCommitment)
         }
     }
 
-    function _version(bytes calldata rootCid, bytes calldata envelopeCid, bytes32 keyCommitment)
-        private
-        pure
-        returns (Version memory)
-    {
-        return Version({
-            rootDigest: bytes32(rootCid[4:]),
-            envelopeDigest: bytes32(envelopeCid[4:]),
-            keyCommitment: keyCommitment,
-            rootCodec: uint8(rootCid[1]),
-            envelopeCodec: uint8(envelopeCid[1])
-        });
+    function _checkVersion(Cid calldata root, Cid calldata envelope, bytes32 keyCommitment) private pure {
+        if (root.codec >= 0x80) revert UnsupportedCodec(root.codec);
+        if (envelope.codec >= 0x80) revert UnsupportedCodec(envelope.codec);
+        if (keyCommitment == bytes32(0)) revert ZeroKeyCommitment();
     }
 
     /// Version `index` of a record, which must exist.
@@ -320,7 +365,7 @@ contract PMR is ERC721, AccessControl {
     }
 
     /// The 36 CID bytes of a stored codec and digest.
-    function _cid(uint8 codec, bytes32 digest) private pure returns (bytes memory) {
+    function _cidBytes(uint8 codec, bytes32 digest) private pure returns (bytes memory) {
         return abi.encodePacked(bytes1(0x01), bytes1(codec), bytes2(0x1e20), digest);
     }
 
@@ -344,13 +389,13 @@ contract PMR is ERC721, AccessControl {
     function recordVersion(uint256 tokenId, uint256 index)
         external
         view
-        returns (bytes memory rootCid, bytes memory envelopeCid, bytes32 keyCommitment)
+        returns (Cid memory root, Cid memory envelope, bytes32 keyCommitment)
     {
         _requireOwned(tokenId);
         uint256 count = _records[tokenId].versionCount;
         if (index >= count) revert VersionOutOfRange(tokenId, index, count);
         Version memory v = _versionAt(tokenId, index);
-        return (_cid(v.rootCodec, v.rootDigest), _cid(v.envelopeCodec, v.envelopeDigest), v.keyCommitment);
+        return (Cid(v.rootCodec, v.rootDigest), Cid(v.envelopeCodec, v.envelopeDigest), v.keyCommitment);
     }
 
     /// Number of records minted so far (token ids are 1..=totalMinted).
@@ -363,7 +408,7 @@ contract PMR is ERC721, AccessControl {
         _requireOwned(tokenId);
         uint256 latest = _records[tokenId].versionCount - 1;
         Version memory v = _versionAt(tokenId, latest);
-        return string.concat("ipfs://", _base32(_cid(v.rootCodec, v.rootDigest)));
+        return string.concat("ipfs://", _base32(_cidBytes(v.rootCodec, v.rootDigest)));
     }
 
     function _base32(bytes memory data) private pure returns (string memory) {
@@ -452,7 +497,7 @@ contract PMR is ERC721, AccessControl {
         emit ShareReleased(tokenId, grantee, _msgSender(), version, challengeHash);
     }
 
-    // ----- non-transferability (ERC-5192) -----
+    // ----- ownership and non-transferability (ERC-5192) -----
 
     /// ERC-5192: every record is locked to its patient.
     function locked(uint256 tokenId) external view returns (bool) {
@@ -460,16 +505,30 @@ contract PMR is ERC721, AccessControl {
         return true;
     }
 
-    /// Only minting moves a token; every transfer reverts. Every transfer entry point passes its
-    /// caller as `auth` and is refused before any lookup; the owner `super._update` returns
-    /// catches the rest with no second lookup: a transfer of an existing token by a zero caller
-    /// (possible only in a read-only `Call`) is refused too. Such a simulated call can only
-    /// "transfer" a token that does not exist, which no transaction can commit.
-    function _update(address to, uint256 tokenId, address auth) internal override returns (address) {
-        if (auth != address(0)) revert RecordNotTransferable(tokenId);
-        address from = super._update(to, tokenId, auth);
-        if (from != address(0)) revert RecordNotTransferable(tokenId);
-        return from;
+    /// A record's owner is the patient it was minted to (zero for a token that does not exist).
+    function _ownerOf(uint256 tokenId) internal view override returns (address) {
+        return _records[tokenId].patient;
+    }
+
+    function balanceOf(address owner) public view override returns (uint256) {
+        if (owner == address(0)) revert ERC721InvalidOwner(address(0));
+        return _accounts[owner].balance;
+    }
+
+    /// Every transfer, burn and mint entry point of OpenZeppelin's ERC-721 passes through here,
+    /// and `mintRecord` does not: records never move. The one case that does not revert here,
+    /// "burning" a token that does not exist, changes nothing and is refused by its caller as
+    /// `ERC721NonexistentToken` (and nothing in PMR burns).
+    function _update(address to, uint256 tokenId, address) internal view override returns (address) {
+        if (to != address(0) || _ownerOf(tokenId) != address(0)) revert RecordNotTransferable(tokenId);
+        return address(0);
+    }
+
+    /// Unused (balances change only in `mintRecord`); kept consistent with `balanceOf`.
+    function _increaseBalance(address account, uint128 value) internal override {
+        unchecked {
+            _accounts[account].balance += uint64(value);
+        }
     }
 
     function approve(address, uint256) public pure override {

@@ -626,7 +626,7 @@ impl Custody {
             )
             .await?
             .map_err(internal)?;
-        let cid = crate::replicate::event_cid(&v.envelopeCid).map_err(|e| {
+        let cid = crate::replicate::event_cid(&v.envelope).map_err(|e| {
             Status::failed_precondition(format!(
                 "version {version} of token {token} names no usable envelope: {e}"
             ))

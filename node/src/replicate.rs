@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy_primitives::{Bytes, B256, U256};
+use alloy_primitives::{B256, U256};
 use alloy_sol_types::SolEvent;
 use pmr_client::{PMR, PMR_ADDRESS};
 use pmr_consensus::Ledger;
@@ -31,10 +31,9 @@ use crate::custody::Custody;
 const TARGET: &str = "pmr::replicate";
 /// `Meta` key of the height through which every named blob is settled.
 pub const CURSOR_KEY: &[u8] = b"content/replicated_height";
-/// Multicodecs and multihash the content store serves.
+/// Multicodecs the content store serves.
 const RAW: u64 = 0x55;
 const DAG_CBOR: u64 = 0x71;
-const BLAKE3: u64 = 0x1e;
 
 /// Which blob of a record an event names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,7 +102,7 @@ pub fn wanted_blobs(height: u64, receipts: &[Receipt]) -> Vec<Wanted> {
                 == PMR::RecordMinted::SIGNATURE_HASH
             {
                 match PMR::RecordMinted::decode_raw_log(log.topics.iter().copied(), &log.data) {
-                    Ok(e) => (e.tokenId, 0, e.keyCommitment, e.rootCid, e.envelopeCid),
+                    Ok(e) => (e.tokenId, 0, e.keyCommitment, e.root, e.envelope),
                     Err(e) => {
                         warn!(target: TARGET, height, tx = %r.tx_hash, error = %e, "skipping an undecodable RecordMinted event");
                         continue;
@@ -114,13 +113,7 @@ pub fn wanted_blobs(height: u64, receipts: &[Receipt]) -> Vec<Wanted> {
                     log.topics.iter().copied(),
                     &log.data,
                 ) {
-                    Ok(e) => (
-                        e.tokenId,
-                        e.version,
-                        e.keyCommitment,
-                        e.rootCid,
-                        e.envelopeCid,
-                    ),
+                    Ok(e) => (e.tokenId, e.version, e.keyCommitment, e.root, e.envelope),
                     Err(e) => {
                         warn!(target: TARGET, height, tx = %r.tx_hash, error = %e, "skipping an undecodable RecordVersionAppended event");
                         continue;
@@ -129,11 +122,11 @@ pub fn wanted_blobs(height: u64, receipts: &[Receipt]) -> Vec<Wanted> {
             } else {
                 continue;
             };
-            for (kind, bytes) in [
+            for (kind, on_chain) in [
                 (BlobKind::RecordRoot, root),
                 (BlobKind::ShareEnvelope, envelope),
             ] {
-                match event_cid(&bytes) {
+                match event_cid(&on_chain) {
                     Ok(cid) => out.push(Wanted {
                         cid,
                         kind,
@@ -149,7 +142,8 @@ pub fn wanted_blobs(height: u64, receipts: &[Receipt]) -> Vec<Wanted> {
                         tx = %r.tx_hash,
                         token = %token_id,
                         kind = kind.as_str(),
-                        bytes = %short_hex(&bytes),
+                        codec = on_chain.codec,
+                        digest = %on_chain.digest,
                         reason,
                         "skipping a malformed CID in a committed PMR event; nothing to replicate"
                     ),
@@ -160,28 +154,15 @@ pub fn wanted_blobs(height: u64, receipts: &[Receipt]) -> Vec<Wanted> {
     out
 }
 
-/// Parses a CID from an event field: the binary CIDv1 the contract stores (a CID in text form
-/// is accepted too, with a warning, since `tokenURI` cannot render it).
-pub fn event_cid(bytes: &Bytes) -> Result<Cid, String> {
-    let cid = match Cid::try_from(bytes.as_ref()) {
-        Ok(cid) if cid.to_bytes() == bytes.as_ref() => cid,
-        Ok(_) => return Err("bytes follow the CID".into()),
-        Err(binary) => match std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|s| pmr_content::parse_cid(s).ok())
-        {
-            Some(cid) => {
-                warn!(target: TARGET, %cid, "an event holds a CID in text form; mint the binary CID (Cid::to_bytes) so tokenURI renders it");
-                cid
-            }
-            None => return Err(format!("not a binary CID: {binary}")),
-        },
-    };
-    if cid.hash().code() != BLAKE3 || cid.hash().size() != 32 {
-        return Err(format!(
-            "CID {cid} is not blake3-256, which the content store requires"
-        ));
-    }
+/// The CID a PMR event (or view) names: the contract keeps a CID as its codec and BLAKE3
+/// digest; the content store serves raw and dag-cbor blocks only.
+pub fn event_cid(on_chain: &PMR::Cid) -> Result<Cid, String> {
+    let cid = Cid::try_from(&on_chain.to_cid_bytes()[..]).map_err(|e| {
+        format!(
+            "codec {:#x} and digest do not form a CID: {e}",
+            on_chain.codec
+        )
+    })?;
     if cid.codec() != RAW && cid.codec() != DAG_CBOR {
         return Err(format!(
             "CID {cid} has codec {:#x}, neither raw nor dag-cbor",
@@ -189,14 +170,6 @@ pub fn event_cid(bytes: &Bytes) -> Result<Cid, String> {
         ));
     }
     Ok(cid)
-}
-
-fn short_hex(b: &[u8]) -> String {
-    let mut s = format!("0x{}", hex::encode(&b[..b.len().min(48)]));
-    if b.len() > 48 {
-        s.push_str(&format!("... ({} bytes)", b.len()));
-    }
-    s
 }
 
 /// The height through which replication is settled, as stored.
@@ -382,17 +355,21 @@ async fn replicate_one(content: ContentNode, custody: Custody, w: Wanted, policy
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy_primitives::Address;
+    use alloy_primitives::{Address, Bytes};
     use pmr_execution::Log;
 
-    fn minted(root: &[u8], envelope: &[u8]) -> Log {
+    fn on_chain(cid: &Cid) -> PMR::Cid {
+        PMR::Cid::from_cid_bytes(&cid.to_bytes()).expect("a blake3 CIDv1")
+    }
+
+    fn minted(root: PMR::Cid, envelope: PMR::Cid) -> Log {
         let e = PMR::RecordMinted {
             tokenId: U256::from(7),
             patient: Address::repeat_byte(1),
             hospital: Address::repeat_byte(2),
             recordType: 3,
-            rootCid: Bytes::copy_from_slice(root),
-            envelopeCid: Bytes::copy_from_slice(envelope),
+            root,
+            envelope,
             keyCommitment: B256::repeat_byte(9),
         };
         let d = e.encode_log_data();
@@ -421,8 +398,8 @@ mod tests {
                 tokenId: U256::from(7),
                 version: 1,
                 by: Address::repeat_byte(2),
-                rootCid: root.to_bytes().into(),
-                envelopeCid: env.to_bytes().into(),
+                root: on_chain(&root),
+                envelope: on_chain(&env),
                 keyCommitment: B256::repeat_byte(9),
             };
             let d = e.encode_log_data();
@@ -435,7 +412,7 @@ mod tests {
         let got = wanted_blobs(
             5,
             &[receipt(
-                vec![minted(&root.to_bytes(), &env.to_bytes()), appended],
+                vec![minted(on_chain(&root), on_chain(&env)), appended],
                 true,
             )],
         );
@@ -455,47 +432,29 @@ mod tests {
         assert!(got
             .iter()
             .all(|w| w.height == 5 && w.token_id == U256::from(7)));
-        // Text form is accepted too.
-        let text = wanted_blobs(
-            1,
-            &[receipt(
-                vec![minted(root.to_string().as_bytes(), &env.to_bytes())],
-                true,
-            )],
-        );
-        assert_eq!(text[0].cid, root);
     }
 
     #[test]
     fn bad_cids_foreign_logs_and_failed_receipts_are_skipped() {
-        let good = pmr_content::ids::block_cid(DAG_CBOR, b"manifest");
-        let mut trailing = good.to_bytes();
-        trailing.push(0);
-        // CIDv1 prefixes: version, codec, multihash code, digest length.
-        let sha256 = [&[0x01, 0x71, 0x12, 0x20][..], &[7u8; 32]].concat();
-        let odd_codec = [&[0x01, 0x70, 0x1e, 0x20][..], good.hash().digest()].concat();
-        assert!(Cid::try_from(&sha256[..]).is_ok() && Cid::try_from(&odd_codec[..]).is_ok());
-        for bad in [
-            b"not a cid".to_vec(),
-            vec![0xff; 40],
-            trailing,
-            sha256,
-            odd_codec,
-            vec![0x01],
-        ] {
-            let got = wanted_blobs(1, &[receipt(vec![minted(&bad, &good.to_bytes())], true)]);
+        let good = on_chain(&pmr_content::ids::block_cid(DAG_CBOR, b"manifest"));
+        // Codecs the content store does not serve (dag-pb, and one the contract would refuse).
+        for codec in [0x70u8, 0x80] {
+            let bad = PMR::Cid {
+                codec,
+                digest: good.digest,
+            };
+            let got = wanted_blobs(1, &[receipt(vec![minted(bad, good.clone())], true)]);
             assert_eq!(
                 got.len(),
                 1,
-                "only the good envelope from {}",
-                short_hex(&bad)
+                "only the good envelope beside codec {codec:#x}"
             );
             assert_eq!(got[0].kind, BlobKind::ShareEnvelope);
         }
         // Another contract's identical event, a reverted receipt, a truncated log: nothing.
-        let mut foreign = minted(&good.to_bytes(), &good.to_bytes());
+        let mut foreign = minted(good.clone(), good.clone());
         foreign.address = Address::repeat_byte(0x42);
-        let mut truncated = minted(&good.to_bytes(), &good.to_bytes());
+        let mut truncated = minted(good.clone(), good.clone());
         truncated.data = truncated.data.slice(..10).into();
         let no_topics = Log {
             address: PMR_ADDRESS,
@@ -504,7 +463,7 @@ mod tests {
         };
         let receipts = [
             receipt(vec![foreign, truncated, no_topics], true),
-            receipt(vec![minted(&good.to_bytes(), &good.to_bytes())], false),
+            receipt(vec![minted(good.clone(), good)], false),
         ];
         assert!(wanted_blobs(1, &receipts).is_empty());
     }

@@ -10,7 +10,7 @@ mod common;
 use std::future::Future;
 use std::time::Duration;
 
-use alloy_primitives::{Bytes, B256};
+use alloy_primitives::B256;
 use alloy_sol_types::SolInterface;
 use common::*;
 use pmr_client::{BlobStat, Wallet, PMR};
@@ -131,33 +131,40 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
         encryptionKey: B256::repeat_byte(0x22),
     };
     ok(&c0, id, &hospital, reg).await;
-    // A mint whose CIDs are not CIDs is refused by the contract (the transaction is included,
-    // reverted, and mints nothing); replication goes on with the next record.
+    // A mint whose CID codec is not one varint byte is refused by the contract (the
+    // transaction is included, reverted, and mints nothing); replication goes on with the next
+    // record.
     let bad = PMR::mintRecordCall {
         patient: patient.address(),
-        rootCid: Bytes::from_static(b"definitely not a CID"),
-        envelopeCid: Bytes::from(vec![0xff; 40]),
+        root: PMR::Cid {
+            codec: 0x80,
+            digest: B256::repeat_byte(3),
+        },
+        envelope: PMR::Cid {
+            codec: 0xff,
+            digest: B256::repeat_byte(4),
+        },
         keyCommitment: B256::repeat_byte(1),
         recordType: 1,
     };
     let refused = send(&c0, id, &hospital, bad).await;
-    assert!(!refused.success, "a mint of non-CIDs was accepted");
+    assert!(!refused.success, "a mint of bad CIDs was accepted");
     assert!(
         PMR::PMRErrors::abi_decode(&refused.output)
-            .is_ok_and(|e| matches!(e, PMR::PMRErrors::UnsupportedCid(_))),
+            .is_ok_and(|e| matches!(e, PMR::PMRErrors::UnsupportedCodec(_))),
         "reverted with 0x{}",
         hex::encode(&refused.output)
     );
     let mint = PMR::mintRecordCall {
         patient: patient.address(),
-        rootCid: parse_cid(&record.root_cid)
-            .expect("root cid")
-            .to_bytes()
-            .into(),
-        envelopeCid: parse_cid(&envelope.root_cid)
-            .expect("envelope cid")
-            .to_bytes()
-            .into(),
+        root: PMR::Cid::from_cid_bytes(&parse_cid(&record.root_cid).expect("root cid").to_bytes())
+            .expect("a blake3 CIDv1"),
+        envelope: PMR::Cid::from_cid_bytes(
+            &parse_cid(&envelope.root_cid)
+                .expect("envelope cid")
+                .to_bytes(),
+        )
+        .expect("a blake3 CIDv1"),
         keyCommitment: B256::repeat_byte(2),
         recordType: 7,
     };

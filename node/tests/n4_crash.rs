@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy_primitives::{Bytes, B256};
+use alloy_primitives::B256;
 use alloy_sol_types::SolCall;
 use common::*;
 use pmr_client::{Wallet, PMR, PMR_ADDRESS};
@@ -47,12 +47,14 @@ async fn sigkill_during_execution_leaves_state_equal() {
             let mut nonce = 1u64;
             while !stop.load(Ordering::Relaxed) {
                 for _ in 0..40 {
-                    let mut root = vec![0x01, 0x55, 0x1e, 0x20];
-                    root.extend_from_slice(&alloy_primitives::keccak256(nonce.to_be_bytes()).0);
+                    let root = PMR::Cid {
+                        codec: 0x55,
+                        digest: alloy_primitives::keccak256(nonce.to_be_bytes()),
+                    };
                     let call = PMR::mintRecordCall {
                         patient: patient.address(),
-                        rootCid: Bytes::from(root.clone()),
-                        envelopeCid: Bytes::from(root),
+                        root: root.clone(),
+                        envelope: root,
                         keyCommitment: alloy_primitives::keccak256(nonce.to_le_bytes()),
                         recordType: 3,
                     };

@@ -9,10 +9,11 @@ use alloy_sol_types::{SolCall, SolError};
 use common::*;
 use pmr_client::{Wallet, PMR, PMR_ADDRESS};
 
-fn cid(tag: u8) -> Bytes {
-    let mut c = vec![0x01, 0x55, 0x1e, 0x20];
-    c.extend_from_slice(&[tag; 32]);
-    c.into()
+fn cid(tag: u8) -> PMR::Cid {
+    PMR::Cid {
+        codec: 0x55,
+        digest: B256::repeat_byte(tag),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,8 +81,8 @@ async fn n4_mint_grant_revoke_identical_everywhere() {
             &hospital,
             PMR::mintRecordCall {
                 patient: patient.address(),
-                rootCid: cid(tag),
-                envelopeCid: cid(tag + 100),
+                root: cid(tag),
+                envelope: cid(tag + 100),
                 keyCommitment: B256::repeat_byte(tag),
                 recordType: 7,
             },

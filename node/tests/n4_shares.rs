@@ -258,8 +258,9 @@ async fn n4_grant_release_reconstruct_revoke() {
         &hospital,
         PMR::mintRecordCall {
             patient: patient.address(),
-            rootCid: parse_cid(&root.root_cid).unwrap().to_bytes().into(),
-            envelopeCid: parse_cid(&env_put.root_cid).unwrap().to_bytes().into(),
+            root: PMR::Cid::from_cid_bytes(&parse_cid(&root.root_cid).unwrap().to_bytes()).unwrap(),
+            envelope: PMR::Cid::from_cid_bytes(&parse_cid(&env_put.root_cid).unwrap().to_bytes())
+                .unwrap(),
             keyCommitment: B256::from(key.commitment().to_bytes()),
             recordType: 11,
         },
@@ -466,8 +467,11 @@ async fn n4_grant_release_reconstruct_revoke() {
         &hospital,
         PMR::appendVersionCall {
             tokenId: token,
-            rootCid: parse_cid(&root.root_cid).unwrap().to_bytes().into(),
-            envelopeCid: parse_cid(&env_v1_put.root_cid).unwrap().to_bytes().into(),
+            root: PMR::Cid::from_cid_bytes(&parse_cid(&root.root_cid).unwrap().to_bytes()).unwrap(),
+            envelope: PMR::Cid::from_cid_bytes(
+                &parse_cid(&env_v1_put.root_cid).unwrap().to_bytes(),
+            )
+            .unwrap(),
             keyCommitment: B256::from(key_v1.commitment().to_bytes()),
         },
     )
@@ -634,8 +638,8 @@ async fn n4_grant_release_reconstruct_revoke() {
         &hospital,
         PMR::mintRecordCall {
             patient: patient.address(),
-            rootCid: parse_cid(&root.root_cid).unwrap().to_bytes().into(),
-            envelopeCid: issued.envelope_cid.clone().into(),
+            root: PMR::Cid::from_cid_bytes(&parse_cid(&root.root_cid).unwrap().to_bytes()).unwrap(),
+            envelope: PMR::Cid::from_cid_bytes(&issued.envelope_cid).unwrap(),
             keyCommitment: B256::from_slice(&issued.key_commitment),
             recordType: 12,
         },

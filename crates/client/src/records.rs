@@ -121,14 +121,19 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn cid_bytes(text: &str) -> Result<Bytes, RecordError> {
-    parse_cid(text)
-        .map(|c| Bytes::from(c.to_bytes()))
-        .map_err(|e| RecordError::Malformed(format!("node returned a bad CID {text}: {e}")))
+/// The contract's form (codec and BLAKE3 digest) of a CID a node returned.
+fn contract_cid(text: &str) -> Result<PMR::Cid, RecordError> {
+    let cid = parse_cid(text)
+        .map_err(|e| RecordError::Malformed(format!("node returned a bad CID {text}: {e}")))?;
+    PMR::Cid::from_cid_bytes(&cid.to_bytes()).ok_or_else(|| {
+        RecordError::Malformed(format!(
+            "node returned CID {text}, which is not a CIDv1 with a one-byte codec and a BLAKE3 digest"
+        ))
+    })
 }
 
-fn cid_text(bytes: &[u8]) -> Result<String, RecordError> {
-    pmr_content::Cid::try_from(bytes)
+fn cid_text(cid: &PMR::Cid) -> Result<String, RecordError> {
+    pmr_content::Cid::try_from(&cid.to_cid_bytes()[..])
         .map(|c| c.to_string())
         .map_err(|e| RecordError::Malformed(format!("a CID on-chain does not parse: {e}")))
 }
@@ -336,8 +341,8 @@ impl Network {
                 hospital,
                 PMR::mintRecordCall {
                     patient,
-                    rootCid: cid_bytes(&root)?,
-                    envelopeCid: cid_bytes(&envelope)?,
+                    root: contract_cid(&root)?,
+                    envelope: contract_cid(&envelope)?,
                     keyCommitment: commitment,
                     recordType: record_type,
                 },
@@ -369,8 +374,8 @@ impl Network {
                 by,
                 PMR::appendVersionCall {
                     tokenId: token,
-                    rootCid: cid_bytes(&root)?,
-                    envelopeCid: cid_bytes(&envelope)?,
+                    root: contract_cid(&root)?,
+                    envelope: contract_cid(&envelope)?,
                     keyCommitment: commitment,
                 },
             )
@@ -436,14 +441,14 @@ impl Network {
                 index: U256::from(version),
             })
             .await?;
-        let env_cid = cid_text(&v.envelopeCid)?;
+        let env_cid = cid_text(&v.envelope)?;
         let env = ShareEnvelope::decode(&self.fetch(&env_cid).await?)?;
         if env.key_commitment().to_bytes() != v.keyCommitment.0 {
             return Err(RecordError::Malformed(format!(
                 "the envelope of token {token} version {version} does not match the on-chain key commitment"
             )));
         }
-        Ok((cid_text(&v.rootCid)?, env, v.keyCommitment))
+        Ok((cid_text(&v.root)?, env, v.keyCommitment))
     }
 
     /// The patient grants `grantee` access to the record's latest version until `expiry`
@@ -734,7 +739,7 @@ pub fn describe_event(topics: &[B256], data: &[u8]) -> Option<(&'static str, Str
                 e.patient,
                 e.hospital,
                 e.recordType,
-                cid_text(&e.rootCid).unwrap_or_default()
+                cid_text(&e.root).unwrap_or_default()
             ),
         ))
     } else if *t == PMR::RecordVersionAppended::SIGNATURE_HASH {
@@ -745,7 +750,7 @@ pub fn describe_event(topics: &[B256], data: &[u8]) -> Option<(&'static str, Str
                 "version {} by {}, root {}",
                 e.version,
                 e.by,
-                cid_text(&e.rootCid).unwrap_or_default()
+                cid_text(&e.root).unwrap_or_default()
             ),
         ))
     } else if *t == PMR::AccessGranted::SIGNATURE_HASH {

@@ -2,7 +2,8 @@
 //! the time spent in execution and in the commit (split into staging the batch, RocksDB's
 //! write and marking the block committed), and the CPU time of every thread of the process
 //! over the same span (RocksDB's background flushes and compactions included). `perf record`
-//! this to see the executor alone.
+//! this to see the executor alone: `mkfifo ctl ack; PERF_CTL_FIFO=ctl perf record -D -1
+//! --control fifo:ctl,ack -g mint_profile 40 2000` samples from the first block on.
 
 #[path = "../benches/fixtures/mod.rs"]
 mod fixtures;
@@ -46,6 +47,11 @@ fn main() {
     let mut gas_per_mint = 0;
     // A third argument `sign-only` stops here: the baseline to subtract under `perf stat`.
     let run = std::env::args().nth(3).as_deref() != Some("sign-only");
+    // Under `perf record -D -1 --control fifo:CTL,ACK`, with PERF_CTL_FIFO=CTL in the
+    // environment, sampling starts here: the signing above stays out of the profile.
+    if let Some(ctl) = std::env::var_os("PERF_CTL_FIFO") {
+        std::fs::write(ctl, "enable\n").expect("write to PERF_CTL_FIFO");
+    }
     let cpu_start = process_cpu();
     for txs in all.iter().filter(|_| run) {
         let height = exec.head().0 + 1;

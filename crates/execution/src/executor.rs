@@ -202,11 +202,11 @@ impl Executor {
                 got: env.height,
             });
         }
-        let mut state = BlockState::new(Some(self.reader(head.height)), self.code_cache.clone());
+        let state = BlockState::new(Some(self.reader(head.height)), self.code_cache.clone());
         // A proposer may be handed more candidates than a block can hold (21,000 gas each).
         let fit = (self.rules.gas.block_gas_limit / 21_000).max(1) as usize;
-        state.reserve_slots((txs.min(fit) * SLOTS_PER_TX).min(MAX_RESERVED_SLOTS));
-        Ok((BlockRunner::new(state, self.rules, env), head))
+        let slots = (txs.min(fit) * SLOTS_PER_TX).min(MAX_RESERVED_SLOTS);
+        Ok((BlockRunner::new(state, self.rules, env, slots), head))
     }
 
     fn finish(

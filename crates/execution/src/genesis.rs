@@ -5,7 +5,7 @@ use alloy_primitives::{Address, TxKind};
 use alloy_sol_types::SolConstructor;
 use pmr_primitives::Genesis;
 use revm::context::{BlockEnv as RevmBlockEnv, TxEnv};
-use revm::ExecuteCommitEvm;
+use revm::ExecuteEvm;
 
 use crate::block_state::{BlockState, CodeCache};
 use crate::changeset::ChangeSet;
@@ -56,12 +56,11 @@ pub(crate) fn genesis_changes(
         chain_id: Some(genesis.chain_id),
         ..TxEnv::default()
     };
-    let result = evm
-        .transact_commit(tx)
-        .map_err(|e| ExecutionError::Genesis(format!("deploying PMR: {e}")))?;
-    if let Some(e) = evm.ctx.journaled_state.database.take_failure() {
-        return Err(e);
-    }
+    let result = match evm.transact_one(tx) {
+        Ok(result) => result,
+        Err(revm::context::result::EVMError::Database(e)) => return Err(e),
+        Err(e) => return Err(ExecutionError::Genesis(format!("deploying PMR: {e}"))),
+    };
     let created = match (&result, result.created_address()) {
         (r, Some(a)) if r.is_success() => a,
         (r, _) => {
@@ -75,7 +74,8 @@ pub(crate) fn genesis_changes(
             )));
         }
     };
-    let changes = evm.ctx.journaled_state.database.into_changes();
+    let journal = evm.finalize();
+    let changes = evm.ctx.journaled_state.database.into_changes(journal)?;
     let accounts = changes
         .accounts
         .into_iter()

@@ -150,10 +150,15 @@ pub(crate) struct BlockRunner {
     gas_used: u64,
     /// The permission-list slot of each sender seen in this block.
     permitted_keys: HashMap<Address, U256>,
+    /// Slots of the PMR contract the block is expected to touch, reserved in the journal once
+    /// the contract is loaded into it (after the first transaction), so that the map does not
+    /// rehash as it grows; zero once done.
+    reserve_slots: usize,
 }
 
 impl BlockRunner {
-    pub fn new(state: BlockState, rules: Rules, env: &BlockEnv) -> Self {
+    /// A runner for a block of transactions expected to touch about `slots` storage slots.
+    pub fn new(state: BlockState, rules: Rules, env: &BlockEnv, slots: usize) -> Self {
         let block = revm_block_env(env, rules.gas.block_gas_limit);
         Self {
             evm: build_evm(state, rules.chain_id, block),
@@ -161,6 +166,7 @@ impl BlockRunner {
             receipts: Vec::new(),
             gas_used: 0,
             permitted_keys: HashMap::default(),
+            reserve_slots: slots,
         }
     }
 
@@ -211,6 +217,19 @@ impl BlockRunner {
             Err(EVMError::Database(e)) => return Err(e),
             Err(other) => return Err(ExecutionError::Evm(other.to_string())),
         };
+        if self.reserve_slots > 0 {
+            if let Some(pmr) = self
+                .evm
+                .ctx
+                .journaled_state
+                .inner
+                .state
+                .get_mut(&PMR_CONTRACT_ADDRESS)
+            {
+                pmr.storage.reserve(self.reserve_slots);
+                self.reserve_slots = 0;
+            }
+        }
         let gas_used = result.tx_gas_used();
         self.gas_used += gas_used;
         let success = result.is_success();
@@ -239,7 +258,7 @@ impl BlockRunner {
     }
 
     /// A storage slot as of now in the block: the journal holds what earlier transactions
-    /// read or wrote; a slot it has not loaded is as in the block's base state.
+    /// read or wrote; a slot it has not loaded is as the block found it.
     fn storage_now(&mut self, address: Address, slot: U256) -> Result<U256, ExecutionError> {
         let journal = &mut self.evm.ctx.journaled_state;
         match journal
@@ -249,7 +268,7 @@ impl BlockRunner {
             .and_then(|a| a.storage.get(&slot))
         {
             Some(s) => Ok(s.present_value),
-            None => journal.database.storage_now(address, slot),
+            None => journal.database.base_storage(address, slot),
         }
     }
 
@@ -260,7 +279,7 @@ impl BlockRunner {
             Some(a) => Ok(a.info.nonce),
             None => Ok(journal
                 .database
-                .account_now(address)?
+                .base_account(address)?
                 .map_or(0, |a| a.nonce)),
         }
     }
@@ -268,8 +287,12 @@ impl BlockRunner {
     /// The block's changes, receipts and gas used.
     pub fn finish(mut self) -> Result<(ChangeSet, Vec<Receipt>, u64), ExecutionError> {
         let journal = self.evm.finalize();
-        let mut state = self.evm.ctx.journaled_state.database;
-        state.apply_journal(journal)?;
-        Ok((state.into_changes(), self.receipts, self.gas_used))
+        let changes = self
+            .evm
+            .ctx
+            .journaled_state
+            .database
+            .into_changes(journal)?;
+        Ok((changes, self.receipts, self.gas_used))
     }
 }

@@ -7,13 +7,13 @@ use alloy_sol_types::SolEvent;
 use common::{keys, Chain};
 use pmr_execution::{TxRejection, PMR};
 
-fn cid(tag: u8) -> Bytes {
-    // A CIDv1 (blake3 0x1e, 32-byte digest): 36 bytes; raw codec (0x55) below 100 and dag-cbor
-    // (0x71) from 100 on, so roots and envelopes of one version differ in codec too.
-    let codec = if tag < 100 { 0x55 } else { 0x71 };
-    let mut c = vec![0x01, codec, 0x1e, 0x20];
-    c.extend_from_slice(&[tag; 32]);
-    c.into()
+/// A CIDv1 (blake3 0x1e, 32-byte digest) as the contract takes it; raw codec (0x55) below 100
+/// and dag-cbor (0x71) from 100 on, so roots and envelopes of one version differ in codec too.
+fn cid(tag: u8) -> PMR::Cid {
+    PMR::Cid {
+        codec: if tag < 100 { 0x55 } else { 0x71 },
+        digest: B256::repeat_byte(tag),
+    }
 }
 
 /// Registers the patient and mints one record; returns the token id.
@@ -36,8 +36,8 @@ fn mint(chain: &mut Chain, tag: u8) -> U256 {
         &k.hospital,
         PMR::mintRecordCall {
             patient: k.patient.address(),
-            rootCid: cid(tag),
-            envelopeCid: cid(tag + 100),
+            root: cid(tag),
+            envelope: cid(tag + 100),
             keyCommitment: B256::repeat_byte(tag),
             recordType: 7,
         },
@@ -168,8 +168,8 @@ fn mint_emits_locked_and_record_minted_and_sets_token_uri() {
         &k.hospital,
         PMR::mintRecordCall {
             patient: k.patient.address(),
-            rootCid: cid(1),
-            envelopeCid: cid(2),
+            root: cid(1),
+            envelope: cid(2),
             keyCommitment: B256::repeat_byte(3),
             recordType: 42,
         },
@@ -189,9 +189,11 @@ fn mint_emits_locked_and_record_minted_and_sets_token_uri() {
     assert_eq!(minted.patient, k.patient.address());
     assert_eq!(minted.hospital, k.hospital.address());
     assert_eq!(minted.recordType, 42);
-    assert_eq!(minted.rootCid, cid(1));
+    assert_eq!(minted.root, cid(1));
+    assert_eq!(minted.envelope, cid(2));
+    assert_eq!(minted.keyCommitment, B256::repeat_byte(3));
     let uri = chain.view(PMR::tokenURICall { tokenId: id });
-    assert_eq!(uri, format!("ipfs://b{}", base32(&cid(1))));
+    assert_eq!(uri, format!("ipfs://b{}", base32(&cid(1).to_cid_bytes())));
     assert!(
         uri.starts_with("ipfs://bafkr"),
         "a raw blake3 CIDv1 in base32 starts with bafkr: {uri}"
@@ -240,8 +242,8 @@ fn roles_gate_every_privileged_function() {
         &k.doctor,
         PMR::mintRecordCall {
             patient: doctor,
-            rootCid: cid(1),
-            envelopeCid: cid(2),
+            root: cid(1),
+            envelope: cid(2),
             keyCommitment: B256::repeat_byte(1),
             recordType: 1,
         },
@@ -343,8 +345,8 @@ fn minting_requires_a_registered_patient_and_valid_fields() {
         &k.hospital,
         PMR::mintRecordCall {
             patient,
-            rootCid: cid(1),
-            envelopeCid: cid(2),
+            root: cid(1),
+            envelope: cid(2),
             keyCommitment: B256::repeat_byte(1),
             recordType: 1,
         },
@@ -372,34 +374,24 @@ fn minting_requires_a_registered_patient_and_valid_fields() {
         chain.view(PMR::encryptionKeyOfCall { account: patient }),
         B256::repeat_byte(2)
     );
-    // Only CIDv1 with a one-byte codec and a 32-byte blake3 digest (what the content store
-    // makes) are accepted, as root and as envelope.
-    let sha256 = [&[0x01, 0x55, 0x12, 0x20][..], &[7u8; 32]].concat();
-    let cid_v0 = [&[0x12, 0x20][..], &[7u8; 32]].concat();
-    let two_byte_codec = [&[0x01, 0x80, 0x01, 0x1e, 0x20][..], &[7u8; 31]].concat();
-    let short = cid(1)[..35].to_vec();
-    let long = [&cid(1)[..], &[0u8][..]].concat();
-    for bad in [
-        vec![],
-        sha256,
-        cid_v0,
-        two_byte_codec,
-        short,
-        long,
-        vec![1u8; 129],
-    ] {
-        let bad = Bytes::from(bad);
+    // A codec must be one varint byte (below 0x80), as root and as envelope: the contract
+    // stores a CID as codec and digest and rebuilds its 36 bytes from them.
+    for codec in [0x80u8, 0xff] {
+        let bad = PMR::Cid {
+            codec,
+            digest: B256::repeat_byte(9),
+        };
         for (root, envelope) in [(bad.clone(), cid(2)), (cid(1), bad.clone())] {
             chain.reverts(
                 &k.hospital,
                 PMR::mintRecordCall {
                     patient,
-                    rootCid: root,
-                    envelopeCid: envelope,
+                    root,
+                    envelope,
                     keyCommitment: B256::repeat_byte(1),
                     recordType: 1,
                 },
-                "UnsupportedCid",
+                "UnsupportedCodec",
             );
         }
     }
@@ -407,8 +399,8 @@ fn minting_requires_a_registered_patient_and_valid_fields() {
         &k.hospital,
         PMR::mintRecordCall {
             patient,
-            rootCid: cid(1),
-            envelopeCid: cid(2),
+            root: cid(1),
+            envelope: cid(2),
             keyCommitment: B256::ZERO,
             recordType: 1,
         },
@@ -424,8 +416,8 @@ fn versions_are_appended_by_the_minting_hospital_or_the_patient_and_kept() {
     let id = setup_record(&mut chain);
     let append = |tag: u8| PMR::appendVersionCall {
         tokenId: id,
-        rootCid: cid(tag),
-        envelopeCid: cid(tag + 100),
+        root: cid(tag),
+        envelope: cid(tag + 100),
         keyCommitment: B256::repeat_byte(tag),
     };
     let r = chain.ok(&k.hospital, append(2));
@@ -453,7 +445,7 @@ fn versions_are_appended_by_the_minting_hospital_or_the_patient_and_kept() {
             index: U256::from(i),
         });
         assert_eq!(
-            (v.rootCid, v.envelopeCid, v.keyCommitment),
+            (v.root, v.envelope, v.keyCommitment),
             (cid(tag), cid(tag + 100), B256::repeat_byte(tag))
         );
     }
@@ -464,7 +456,7 @@ fn versions_are_appended_by_the_minting_hospital_or_the_patient_and_kept() {
     assert!(out.revert_reason.unwrap().contains("VersionOutOfRange"));
     assert_eq!(
         chain.view(PMR::tokenURICall { tokenId: id }),
-        format!("ipfs://b{}", base32(&cid(3)))
+        format!("ipfs://b{}", base32(&cid(3).to_cid_bytes()))
     );
 }
 
@@ -693,4 +685,179 @@ fn grants_expire_and_revoke_and_gate_share_release() {
             challengeHash: B256::ZERO,
         },
     );
+}
+
+#[test]
+fn the_mint_path_follows_hospital_role_grants_and_revocations() {
+    // `mintRecord` reads a HOSPITAL flag kept beside the patient's balance instead of
+    // AccessControl's role mapping; every way the role changes must move the flag with it.
+    let mut chain = Chain::new();
+    let k = keys();
+    let id = setup_record(&mut chain);
+    let hospital_role = chain.view(PMR::HOSPITAL_ROLECall {});
+    let h = k.hospital.address();
+    let mint_by = |chain: &mut Chain, signer, tag: u8| {
+        chain.send(
+            signer,
+            PMR::mintRecordCall {
+                patient: k.patient.address(),
+                root: cid(tag),
+                envelope: cid(tag + 100),
+                keyCommitment: B256::repeat_byte(tag),
+                recordType: 1,
+            },
+        )
+    };
+    chain.ok(
+        &k.admin,
+        PMR::revokeRoleCall {
+            role: hospital_role,
+            account: h,
+        },
+    );
+    assert!(!chain.view(PMR::hasRoleCall {
+        role: hospital_role,
+        account: h
+    }));
+    let r = mint_by(&mut chain, &k.hospital, 2);
+    assert!(!r.success);
+    assert!(r
+        .revert_reason()
+        .unwrap()
+        .contains("AccessControlUnauthorizedAccount"));
+    // Nor may a former hospital append to the records it minted; the patient still may.
+    chain.reverts(
+        &k.hospital,
+        PMR::appendVersionCall {
+            tokenId: id,
+            root: cid(2),
+            envelope: cid(102),
+            keyCommitment: B256::repeat_byte(2),
+        },
+        "NotRecordEditor",
+    );
+    // AccessControl's own grantRole (not registerHospital) restores it.
+    chain.ok(
+        &k.admin,
+        PMR::grantRoleCall {
+            role: hospital_role,
+            account: h,
+        },
+    );
+    assert!(mint_by(&mut chain, &k.hospital, 3).success);
+    // Renouncing is a revocation too.
+    chain.ok(
+        &k.hospital,
+        PMR::renounceRoleCall {
+            role: hospital_role,
+            callerConfirmation: h,
+        },
+    );
+    assert!(!mint_by(&mut chain, &k.hospital, 4).success);
+    // Another role leaves the flag alone: a custodian made hospital-less stays unable to mint.
+    chain.ok(
+        &k.admin,
+        PMR::addCustodianCall {
+            custodian: k.doctor.address(),
+        },
+    );
+    assert!(!mint_by(&mut chain, &k.doctor, 5).success);
+    assert_eq!(chain.view(PMR::totalMintedCall {}), U256::from(2));
+}
+
+#[test]
+fn owners_and_balances_follow_the_records_minted() {
+    let mut chain = Chain::new();
+    let k = keys();
+    let first = setup_record(&mut chain);
+    let patient = k.patient.address();
+    assert_eq!(
+        chain.view(PMR::balanceOfCall { owner: patient }),
+        U256::from(1)
+    );
+    // A second patient, two records; the first patient's third.
+    chain.ok(
+        &k.hospital,
+        PMR::registerPatientCall {
+            patient: k.doctor.address(),
+            pseudonymCommitment: B256::repeat_byte(0x33),
+            encryptionKey: B256::repeat_byte(0x44),
+        },
+    );
+    let mut ids = vec![];
+    for (tag, to) in [
+        (2u8, k.doctor.address()),
+        (3, k.doctor.address()),
+        (4, patient),
+    ] {
+        let r = chain.ok(
+            &k.hospital,
+            PMR::mintRecordCall {
+                patient: to,
+                root: cid(tag),
+                envelope: cid(tag + 100),
+                keyCommitment: B256::repeat_byte(tag),
+                recordType: u32::from(tag),
+            },
+        );
+        let transfer = r
+            .logs
+            .iter()
+            .find_map(|l| PMR::Transfer::decode_raw_log(l.topics.iter().copied(), &l.data).ok())
+            .expect("Transfer event");
+        assert_eq!(
+            (transfer.from, transfer.to, transfer.tokenId),
+            (Address::ZERO, to, U256::from_be_slice(&r.output))
+        );
+        ids.push((U256::from_be_slice(&r.output), to, tag));
+    }
+    assert_eq!(
+        chain.view(PMR::balanceOfCall { owner: patient }),
+        U256::from(2)
+    );
+    assert_eq!(
+        chain.view(PMR::balanceOfCall {
+            owner: k.doctor.address()
+        }),
+        U256::from(2)
+    );
+    assert_eq!(
+        chain.view(PMR::balanceOfCall {
+            owner: k.outsider.address()
+        }),
+        U256::ZERO
+    );
+    assert!(chain
+        .try_view(PMR::balanceOfCall {
+            owner: Address::ZERO
+        })
+        .revert_reason
+        .unwrap()
+        .contains("ERC721InvalidOwner"));
+    // Every field of every record reads back as minted: the packed first word is laid out as
+    // Solidity lays out the struct.
+    for (id, owner, tag) in ids {
+        assert_eq!(chain.view(PMR::ownerOfCall { tokenId: id }), owner);
+        let rec = chain.view(PMR::recordOfCall { tokenId: id });
+        assert_eq!(
+            (rec.patient, rec.hospital, rec.recordType, rec.versions),
+            (owner, k.hospital.address(), u32::from(tag), 1)
+        );
+        let v = chain.view(PMR::recordVersionCall {
+            tokenId: id,
+            index: U256::ZERO,
+        });
+        assert_eq!(
+            (v.root, v.envelope, v.keyCommitment),
+            (cid(tag), cid(tag + 100), B256::repeat_byte(tag))
+        );
+    }
+    assert_eq!(chain.view(PMR::ownerOfCall { tokenId: first }), patient);
+    assert!(chain
+        .try_view(PMR::ownerOfCall {
+            tokenId: U256::from(5)
+        })
+        .revert_reason
+        .unwrap()
+        .contains("ERC721NonexistentToken"));
 }

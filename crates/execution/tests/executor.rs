@@ -24,16 +24,19 @@ fn register(nonce: u64, patient: Address) -> pmr_primitives::SignedTx {
     )
 }
 
-/// A CIDv1 with a blake3 digest of `[tag; 32]`, the only kind the contract accepts.
-fn cid(tag: u8) -> Bytes {
-    [&[0x01, 0x55, 0x1e, 0x20][..], &[tag; 32]].concat().into()
+/// A raw-codec CIDv1 with a blake3 digest of `[tag; 32]`, as the contract takes it.
+fn cid(tag: u8) -> PMR::Cid {
+    PMR::Cid {
+        codec: 0x55,
+        digest: B256::repeat_byte(tag),
+    }
 }
 
 fn mint_call(patient: Address, tag: u8) -> PMR::mintRecordCall {
     PMR::mintRecordCall {
         patient,
-        rootCid: cid(tag),
-        envelopeCid: cid(tag.wrapping_add(1)),
+        root: cid(tag),
+        envelope: cid(tag.wrapping_add(1)),
         keyCommitment: B256::repeat_byte(tag.max(1)),
         recordType: 1,
     }

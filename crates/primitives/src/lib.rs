@@ -5,12 +5,14 @@
 //! envelopes exactly as their senders signed them.
 
 mod block;
+mod cid;
 mod genesis;
 mod merkle;
 mod tx;
 
 pub use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 pub use block::{Block, BlockError, Header, ValidatorAddress};
+pub use cid::{join_blake3_cid, split_blake3_cid, CID_BYTES};
 pub use genesis::{GasLimits, Genesis, GenesisCustodian, GenesisError, GenesisValidator};
 pub use merkle::{merkle_proof, merkle_root, verify_merkle_proof, MerkleProof};
 pub use tx::{SignedTx, TxError, TxLimits};

@@ -168,13 +168,14 @@ impl LoadReport {
     }
 }
 
-fn fake_cid(seed: u64, tag: u8) -> Bytes {
-    // CIDv1, raw codec, blake3 multihash of 32 bytes: 0x01 0x55 0x1e 0x20 + digest.
-    let mut v = vec![0x01, 0x55, 0x1e, 0x20];
-    let mut d = alloy_primitives::keccak256(seed.to_be_bytes()).0;
-    d[0] = tag;
-    v.extend_from_slice(&d);
-    Bytes::from(v)
+/// A made-up raw-codec BLAKE3 CID (the contract stores whatever digest it is given).
+fn fake_cid(seed: u64, tag: u8) -> PMR::Cid {
+    let mut digest = alloy_primitives::keccak256(seed.to_be_bytes());
+    digest[0] = tag;
+    PMR::Cid {
+        codec: 0x55,
+        digest,
+    }
 }
 
 async fn wait_all(c: &PmrClient, hashes: &[B256], timeout: Duration) -> Result<(), HarnessError> {
@@ -373,8 +374,8 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
                 PMR_ADDRESS,
                 PMR::mintRecordCall {
                     patient,
-                    rootCid: fake_cid(k, 1),
-                    envelopeCid: fake_cid(k, 2),
+                    root: fake_cid(k, 1),
+                    envelope: fake_cid(k, 2),
                     keyCommitment: alloy_primitives::keccak256(k.to_be_bytes()),
                     recordType: 1,
                 }
