@@ -14,9 +14,9 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 ///
 /// Minting is the hot path of a PMR network (thousands per block), so its storage is laid out
 /// for it: every keccak and storage access of a mint costs execution time on every validator.
-/// A mint computes three storage keys: the hospital's account word (HOSPITAL flag, mirrored
-/// from AccessControl), the patient's account word (PATIENT flag and token count) and the
-/// record (owner inline). OpenZeppelin's ERC-721 owner and balance mappings are therefore not
+/// A mint computes no storage key (no keccak): it reads the hospital's account word (HOSPITAL
+/// flag, mirrored from AccessControl), updates the patient's (PATIENT flag and token count) and
+/// writes the record (owner inline), all found by addition (see "storage regions"). OpenZeppelin's ERC-721 owner and balance mappings are therefore not
 /// used: `_ownerOf` and `balanceOf` are overridden to read the record and the account word
 /// (the extension points OpenZeppelin v5 documents for this), and `_update`, through which
 /// every transfer, burn and OpenZeppelin mint passes, always reverts.
@@ -53,8 +53,8 @@ contract PMR is ERC721, AccessControl {
     }
 
     /// A record with its owner and its first version (as minted) inline: a mint writes five
-    /// fresh slots under one mapping key, the first packing owner, type, version count and the
-    /// two codecs. Records never move, so the owner is the patient it was minted to.
+    /// fresh slots, the first packing owner, type, version count and the two codecs. Records
+    /// never move, so the owner is the patient it was minted to.
     struct Record {
         address patient;
         uint32 recordType;
@@ -83,13 +83,12 @@ contract PMR is ERC721, AccessControl {
     }
 
     mapping(address account => bool) private _permitted;
-    mapping(address account => Account) private _accounts;
     mapping(address account => bytes32) private _encryptionKeys;
     mapping(address patient => bytes32) private _pseudonymCommitments;
-    mapping(uint256 tokenId => Record) private _records;
     /// Versions 1 and later (version 0 is inline in the record).
     mapping(uint256 tokenId => mapping(uint256 version => Version)) private _versions;
     mapping(uint256 tokenId => mapping(address grantee => Grant)) private _grants;
+    /// Records minted so far; token ids are 1 to `_lastTokenId`.
     uint256 private _lastTokenId;
 
     // ----- events -----
@@ -209,7 +208,7 @@ contract PMR is ERC721, AccessControl {
         bool granted = super._grantRole(role, account);
         if (granted) {
             if (role == HOSPITAL_ROLE) {
-                _accounts[account].hospital = true;
+                _account(account).hospital = true;
             }
             _setPermitted(account, true);
         }
@@ -220,14 +219,14 @@ contract PMR is ERC721, AccessControl {
     function _revokeRole(bytes32 role, address account) internal override returns (bool) {
         bool revoked = super._revokeRole(role, account);
         if (revoked && role == HOSPITAL_ROLE) {
-            _accounts[account].hospital = false;
+            _account(account).hospital = false;
         }
         return revoked;
     }
 
     /// `hasRole(HOSPITAL_ROLE, account)`, from the account word (one storage key, not two).
     function _isHospital(address account) private view returns (bool) {
-        return _accounts[account].hospital;
+        return _account(account).hospital;
     }
 
     // ----- patients and keys -----
@@ -242,7 +241,7 @@ contract PMR is ERC721, AccessControl {
         if (encryptionKey == bytes32(0)) revert ZeroEncryptionKey();
         if (_pseudonymCommitments[patient] != bytes32(0)) revert PatientAlreadyRegistered(patient);
         _pseudonymCommitments[patient] = pseudonymCommitment;
-        _accounts[patient].patient = true;
+        _account(patient).patient = true;
         _encryptionKeys[patient] = encryptionKey;
         _setPermitted(patient, true);
         emit PatientRegistered(patient, _msgSender(), pseudonymCommitment, encryptionKey);
@@ -250,7 +249,7 @@ contract PMR is ERC721, AccessControl {
     }
 
     function isPatient(address account) public view returns (bool) {
-        return _accounts[account].patient;
+        return _account(account).patient;
     }
 
     function pseudonymCommitmentOf(address patient) external view returns (bytes32) {
@@ -278,14 +277,14 @@ contract PMR is ERC721, AccessControl {
     {
         address hospital = _msgSender();
         if (!_isHospital(hospital)) revert AccessControlUnauthorizedAccount(hospital, HOSPITAL_ROLE);
-        Account storage account = _accounts[patient];
+        Account storage account = _account(patient);
         if (!account.patient) revert PatientNotRegistered(patient);
         _checkVersion(root, envelope, keyCommitment);
-        tokenId = ++_lastTokenId;
         unchecked {
             account.balance += 1;
         }
-        _storeNewRecord(_records[tokenId], patient, recordType, root, envelope, hospital, keyCommitment);
+        tokenId = ++_lastTokenId;
+        _storeNewRecord(_record(tokenId), patient, recordType, root, envelope, hospital, keyCommitment);
         emit Transfer(address(0), patient, tokenId);
         emit Locked(tokenId);
         emit RecordMinted(tokenId, patient, hospital, recordType, root, envelope, keyCommitment);
@@ -297,7 +296,7 @@ contract PMR is ERC721, AccessControl {
         returns (uint32 version)
     {
         address owner = _requireOwned(tokenId);
-        Record storage r = _records[tokenId];
+        Record storage r = _record(tokenId);
         address sender = _msgSender();
         bool isMinter = sender == r.hospital && _isHospital(sender);
         if (!isMinter && sender != owner) revert NotRecordEditor(tokenId, sender);
@@ -352,7 +351,7 @@ contract PMR is ERC721, AccessControl {
     /// Version `index` of a record, which must exist.
     function _versionAt(uint256 tokenId, uint256 index) private view returns (Version memory) {
         if (index == 0) {
-            Record storage r = _records[tokenId];
+            Record storage r = _record(tokenId);
             return Version({
                 rootDigest: r.rootDigest,
                 envelopeDigest: r.envelopeDigest,
@@ -376,13 +375,13 @@ contract PMR is ERC721, AccessControl {
         returns (address patient, address hospital, uint32 recordType, uint32 versions)
     {
         patient = _requireOwned(tokenId);
-        Record storage r = _records[tokenId];
+        Record storage r = _record(tokenId);
         return (patient, r.hospital, r.recordType, r.versionCount);
     }
 
     function versionCount(uint256 tokenId) external view returns (uint32) {
         _requireOwned(tokenId);
-        return _records[tokenId].versionCount;
+        return _record(tokenId).versionCount;
     }
 
     /// Version `index` (0 = as minted) of a record.
@@ -392,7 +391,7 @@ contract PMR is ERC721, AccessControl {
         returns (Cid memory root, Cid memory envelope, bytes32 keyCommitment)
     {
         _requireOwned(tokenId);
-        uint256 count = _records[tokenId].versionCount;
+        uint256 count = _record(tokenId).versionCount;
         if (index >= count) revert VersionOutOfRange(tokenId, index, count);
         Version memory v = _versionAt(tokenId, index);
         return (Cid(v.rootCodec, v.rootDigest), Cid(v.envelopeCodec, v.envelopeDigest), v.keyCommitment);
@@ -406,7 +405,7 @@ contract PMR is ERC721, AccessControl {
     /// `ipfs://` followed by the latest root CID in multibase base32 (lowercase, prefix `b`).
     function tokenURI(uint256 tokenId) public view override returns (string memory) {
         _requireOwned(tokenId);
-        uint256 latest = _records[tokenId].versionCount - 1;
+        uint256 latest = _record(tokenId).versionCount - 1;
         Version memory v = _versionAt(tokenId, latest);
         return string.concat("ipfs://", _base32(_cidBytes(v.rootCodec, v.rootDigest)));
     }
@@ -449,7 +448,7 @@ contract PMR is ERC721, AccessControl {
         if (sealedPatientShare.length > MAX_SEALED_SHARE_BYTES) {
             revert SealedShareTooLong(sealedPatientShare.length, MAX_SEALED_SHARE_BYTES);
         }
-        uint32 version = _records[tokenId].versionCount - 1;
+        uint32 version = _record(tokenId).versionCount - 1;
         _grants[tokenId][grantee] =
             Grant({expiry: expiry, revoked: false, version: version, sealedShare: sealedPatientShare});
         emit AccessGranted(tokenId, grantee, expiry, version, sealedPatientShare);
@@ -493,7 +492,7 @@ contract PMR is ERC721, AccessControl {
         if (!hasAccess(tokenId, grantee)) revert NoLiveGrant(tokenId, grantee);
         address owner = _ownerOf(tokenId);
         uint32 version =
-            grantee == owner ? _records[tokenId].versionCount - 1 : _grants[tokenId][grantee].version;
+            grantee == owner ? _record(tokenId).versionCount - 1 : _grants[tokenId][grantee].version;
         emit ShareReleased(tokenId, grantee, _msgSender(), version, challengeHash);
     }
 
@@ -507,12 +506,44 @@ contract PMR is ERC721, AccessControl {
 
     /// A record's owner is the patient it was minted to (zero for a token that does not exist).
     function _ownerOf(uint256 tokenId) internal view override returns (address) {
-        return _records[tokenId].patient;
+        if (tokenId == 0 || tokenId > _lastTokenId) return address(0);
+        return _record(tokenId).patient;
+    }
+
+    // ----- storage regions -----
+
+    /// Records and account words live in two regions of their own, placed as ERC-7201 places a
+    /// namespace (`keccak256(abi.encode(uint256(keccak256(id)) - 1)) & ~bytes32(uint256(0xff))`
+    /// with ids `pmr.storage.records` and `pmr.storage.accounts`; the tests recompute both):
+    /// token `id`'s record is the `RECORD_WORDS` words from `RECORDS + RECORD_WORDS * id`, and
+    /// account `a`'s word is at `ACCOUNTS + a`. Like a Solidity array's elements, these are found
+    /// by addition instead of a keccak per access as a mapping's are, so a mint computes no
+    /// storage key at all, and a block's new records lie in consecutive slots (which the node
+    /// stores together, see `state_db.rs` of the execution crate). Both regions are far from
+    /// every other slot of the contract: those are small numbers or keccak outputs, which fall
+    /// in a 2^160-slot region with probability 2^-96 each.
+    uint256 private constant RECORDS = 0xb69ce4d59410c5226730066eee5782963abf74a50971baec92360e1fd79c5d00;
+    uint256 private constant ACCOUNTS = 0x27a708f33bce5065fb29ce91012a4ec247ffe559b4168e250ab0bed7b2f03d00;
+    uint256 private constant RECORD_WORDS = 5;
+
+    /// The record of token `tokenId`. Only for a token that exists (1 to `_lastTokenId`):
+    /// callers check with `_requireOwned` or `_ownerOf` first, or mint it.
+    function _record(uint256 tokenId) private pure returns (Record storage r) {
+        assembly ("memory-safe") {
+            r.slot := add(RECORDS, mul(tokenId, RECORD_WORDS))
+        }
+    }
+
+    /// The account word of `account`.
+    function _account(address account) private pure returns (Account storage a) {
+        assembly ("memory-safe") {
+            a.slot := add(ACCOUNTS, account)
+        }
     }
 
     function balanceOf(address owner) public view override returns (uint256) {
         if (owner == address(0)) revert ERC721InvalidOwner(address(0));
-        return _accounts[owner].balance;
+        return _account(owner).balance;
     }
 
     /// Every transfer, burn and mint entry point of OpenZeppelin's ERC-721 passes through here,
@@ -527,7 +558,7 @@ contract PMR is ERC721, AccessControl {
     /// Unused (balances change only in `mintRecord`); kept consistent with `balanceOf`.
     function _increaseBalance(address account, uint128 value) internal override {
         unchecked {
-            _accounts[account].balance += uint64(value);
+            _account(account).balance += uint64(value);
         }
     }
 

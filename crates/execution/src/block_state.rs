@@ -6,9 +6,10 @@
 //! only remembers what the block started from, as much as is needed to tell what changed when
 //! the block ends ([`BlockState::into_changes`]):
 //! - every account read (a block reads a few: the senders, the contract, the proposer);
-//! - every slot read whose value was not zero. A slot of the journal absent here was zero when
-//!   the block started. Most slots a block touches are fresh (a mint writes five), and for those
-//!   the base read is answered by the key filter and nothing is recorded.
+//! - every storage page (see `state_db.rs`) read that held a non-zero slot. A slot of the
+//!   journal whose page is absent here was zero when the block started. Most slots a block
+//!   touches are fresh (a mint writes five, in one or two fresh pages), and for those the base
+//!   read is answered by the key filter and nothing is recorded.
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use revm::state::{Account, AccountInfo, Bytecode};
 use revm::Database;
 
 use crate::changeset::{AccountState, ChangeSet};
-use crate::state_db::StateReader;
+use crate::state_db::{changed_pages, index_in_page, page_of, Page, PageWrite, StateReader};
 use crate::ExecutionError;
 
 impl DBErrorMarker for ExecutionError {}
@@ -35,8 +36,11 @@ pub(crate) struct BlockState {
     code_cache: CodeCache,
     /// Every account read, as it was when the block started.
     base_accounts: HashMap<Address, Option<AccountState>>,
-    /// Every slot read whose value when the block started was not zero.
-    nonzero_slots: HashMap<(Address, U256), U256>,
+    /// Every page read that was not all zeros when the block started.
+    nonzero_pages: HashMap<(Address, U256), Page>,
+    /// The last page read that was all zeros: a struct's slots are read one after another, and
+    /// this answers all but the first without asking the key filter again.
+    last_empty_page: Option<(Address, U256)>,
 }
 
 impl BlockState {
@@ -46,7 +50,8 @@ impl BlockState {
             base,
             code_cache,
             base_accounts: HashMap::default(),
-            nonzero_slots: HashMap::default(),
+            nonzero_pages: HashMap::default(),
+            last_empty_page: None,
         }
     }
 
@@ -68,26 +73,39 @@ impl BlockState {
 
     /// A storage slot as of the block's start.
     pub fn base_storage(&mut self, address: Address, slot: U256) -> Result<U256, ExecutionError> {
-        if let Some(value) = self.nonzero_slots.get(&(address, slot)) {
-            return Ok(*value);
+        let key = (address, page_of(&slot));
+        if self.last_empty_page == Some(key) {
+            return Ok(U256::ZERO);
         }
-        let value = match &self.base {
-            Some(base) => base.storage(&address, &slot)?,
-            None => U256::ZERO,
+        if let Some(page) = self.nonzero_pages.get(&key) {
+            return Ok(page.0[index_in_page(&slot)]);
+        }
+        let page = match &self.base {
+            Some(base) => base.page(&key.0, &key.1)?,
+            None => None,
         };
-        if !value.is_zero() {
-            self.nonzero_slots.insert((address, slot), value);
-        }
-        Ok(value)
+        Ok(match page {
+            Some(page) => {
+                self.nonzero_pages.insert(key, page);
+                page.0[index_in_page(&slot)]
+            }
+            None => {
+                self.last_empty_page = Some(key);
+                U256::ZERO
+            }
+        })
     }
 
-    /// The value a slot of the journal had when the block started: every slot revm holds was
-    /// read through [`BlockState::base_storage`] first, which recorded it unless it was zero.
+    /// The page starting at slot `page` as the block found it (`None`: all zeros). Every slot
+    /// revm holds was read through [`BlockState::base_storage`] first, which recorded its page
+    /// unless the page was all zeros.
+    fn original_page(&self, address: &Address, page: &U256) -> Option<&Page> {
+        self.nonzero_pages.get(&(*address, *page))
+    }
+
     fn original_slot(&self, address: Address, slot: U256) -> U256 {
-        self.nonzero_slots
-            .get(&(address, slot))
-            .copied()
-            .unwrap_or(U256::ZERO)
+        self.original_page(&address, &page_of(&slot))
+            .map_or(U256::ZERO, |p| p.0[index_in_page(&slot)])
     }
 
     fn load_code(&mut self, hash: B256) -> Result<Bytecode, ExecutionError> {
@@ -122,11 +140,12 @@ impl BlockState {
     }
 
     /// The block's changes from the state its journal accumulated (finalized once, when the
-    /// block ends): every account, slot and code whose value differs from the block's start.
+    /// block ends): every account, slot and code whose value differs from the block's start,
+    /// and the storage pages they leave.
     pub fn into_changes(
         mut self,
         journal: AddressMap<Account>,
-    ) -> Result<ChangeSet, ExecutionError> {
+    ) -> Result<(ChangeSet, Vec<PageWrite>), ExecutionError> {
         let mut touched: Vec<(Address, Account)> = journal
             .into_iter()
             .filter(|(_, account)| account.is_touched())
@@ -182,7 +201,11 @@ impl BlockState {
                 accounts.push((address, state));
             }
         }
-        Ok(ChangeSet::from_sorted(accounts, storage, codes))
+        let changes = ChangeSet::from_sorted(accounts, storage, codes);
+        let pages = changed_pages(&changes, |address, page| {
+            self.original_page(address, page).copied()
+        });
+        Ok((changes, pages))
     }
 }
 

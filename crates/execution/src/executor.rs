@@ -18,7 +18,8 @@ use crate::key_filter::KeyFilter;
 use crate::receipt::{encode_receipts, encode_receipts_with_root, Log};
 use crate::runner::{build_evm, revm_block_env, static_checks, BlockRunner, Rules};
 use crate::state_db::{
-    load_key_filter, read_block_info, read_head, read_receipts, write_block, Head, StateReader,
+    changed_pages, load_key_filter, read_block_info, read_head, read_receipts, write_block, Head,
+    StateReader,
 };
 use crate::types::{AccountView, BlockEnv, BuiltBlock, CallOutcome, ExecutedBlock};
 use crate::{ExecutionError, Receipt, TxRejection};
@@ -77,12 +78,14 @@ impl Executor {
             }
             None => {
                 let mut batch = store.batch();
+                let pages = changed_pages(&changes, |_, _| None);
                 write_block(
                     &mut batch,
                     0,
                     genesis.genesis_time_ms,
                     genesis_root,
                     &changes,
+                    &pages,
                     Some(&encode_receipts(&[])),
                 );
                 batch.commit(Durability::Sync)?;
@@ -214,7 +217,12 @@ impl Executor {
         env: &BlockEnv,
         parent: Head,
     ) -> Result<ExecutedBlock, ExecutionError> {
-        let (changes, receipts, gas_used) = runner.finish()?;
+        let crate::runner::Finished {
+            changes,
+            pages,
+            receipts,
+            gas_used,
+        } = runner.finish()?;
         let (receipts_encoded, receipts_root) = encode_receipts_with_root(&receipts);
         Ok(ExecutedBlock {
             height: env.height,
@@ -226,6 +234,7 @@ impl Executor {
             receipts,
             receipts_encoded: Arc::new(receipts_encoded),
             changes: Arc::new(changes),
+            pages: Arc::new(pages),
         })
     }
 
@@ -314,6 +323,7 @@ impl Executor {
             executed.timestamp_ms,
             executed.state_root,
             &executed.changes,
+            &executed.pages,
             Some(&executed.receipts_encoded),
         );
     }
@@ -322,9 +332,9 @@ impl Executor {
     /// is re-read from the database, which is the authority.
     pub fn mark_committed(&self, executed: &ExecutedBlock) {
         let mut head = self.head.write();
-        // Readers at the new height must find the block's keys: extend the filter first.
+        // Readers at the new height must find the block's pages: extend the filter first.
         self.filter
-            .insert_many(executed.changes.storage.iter().map(|(a, s, _)| (a, s)));
+            .insert_many(executed.pages.iter().map(|(a, page, _)| (a, page)));
         match read_head(&self.store) {
             Ok(Some(stored)) => {
                 if stored.height != executed.height || stored.state_root != executed.state_root {

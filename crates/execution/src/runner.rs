@@ -16,6 +16,7 @@ use crate::block_state::BlockState;
 use crate::changeset::ChangeSet;
 use crate::contract::{ContractLayout, PMR_CONTRACT_ADDRESS};
 use crate::receipt::{Log, Receipt};
+use crate::state_db::PageWrite;
 use crate::{BlockEnv, ExecutionError, TxRejection};
 
 /// The fork PMR executes under, fixed for the life of the chain.
@@ -140,6 +141,14 @@ pub(crate) fn tx_env(tx: &SignedTx, chain_id: u64) -> TxEnv {
         gas_priority_fee: is_1559.then_some(0),
         ..TxEnv::default()
     }
+}
+
+/// What a block's execution leaves.
+pub(crate) struct Finished {
+    pub changes: ChangeSet,
+    pub pages: Vec<PageWrite>,
+    pub receipts: Vec<Receipt>,
+    pub gas_used: u64,
 }
 
 /// One block in execution.
@@ -284,15 +293,20 @@ impl BlockRunner {
         }
     }
 
-    /// The block's changes, receipts and gas used.
-    pub fn finish(mut self) -> Result<(ChangeSet, Vec<Receipt>, u64), ExecutionError> {
+    /// The block's changes (and the storage pages they leave), receipts and gas used.
+    pub fn finish(mut self) -> Result<Finished, ExecutionError> {
         let journal = self.evm.finalize();
-        let changes = self
+        let (changes, pages) = self
             .evm
             .ctx
             .journaled_state
             .database
             .into_changes(journal)?;
-        Ok((changes, self.receipts, self.gas_used))
+        Ok(Finished {
+            changes,
+            pages,
+            receipts: self.receipts,
+            gas_used: self.gas_used,
+        })
     }
 }

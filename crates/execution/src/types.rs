@@ -7,6 +7,7 @@ use pmr_primitives::{SignedTx, ValidatorAddress};
 
 use crate::changeset::ChangeSet;
 use crate::receipt::{Log, Receipt};
+use crate::state_db::PageWrite;
 use crate::TxRejection;
 
 /// The block-level inputs of execution, as decided by consensus.
@@ -35,6 +36,8 @@ pub struct ExecutedBlock {
     /// `receipts` as stored (encoded once, with the root).
     pub(crate) receipts_encoded: Arc<Vec<u8>>,
     pub(crate) changes: Arc<ChangeSet>,
+    /// The storage pages `changes` leaves, as stored.
+    pub(crate) pages: Arc<Vec<PageWrite>>,
 }
 
 impl ExecutedBlock {
@@ -46,7 +49,7 @@ impl ExecutedBlock {
     /// About how many bytes [`crate::Executor::write_to_batch`] adds to a write batch (for
     /// [`pmr_storage::Store::batch_with_capacity`]).
     pub fn batch_bytes(&self) -> usize {
-        crate::state_db::block_batch_bytes(&self.changes, self.receipts_encoded.len())
+        crate::state_db::block_batch_bytes(&self.changes, &self.pages, self.receipts_encoded.len())
     }
 }
 

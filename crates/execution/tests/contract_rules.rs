@@ -853,11 +853,32 @@ fn owners_and_balances_follow_the_records_minted() {
         );
     }
     assert_eq!(chain.view(PMR::ownerOfCall { tokenId: first }), patient);
-    assert!(chain
-        .try_view(PMR::ownerOfCall {
-            tokenId: U256::from(5)
-        })
-        .revert_reason
-        .unwrap()
-        .contains("ERC721NonexistentToken"));
+    // Records are found by arithmetic on the token id, so ids that were never minted, however
+    // large (where that arithmetic would wrap), must read as nonexistent and never as a slot
+    // elsewhere in the contract.
+    for id in [
+        U256::ZERO,
+        U256::from(5),
+        U256::from(1) << 64,
+        U256::MAX / U256::from(5),
+        U256::MAX,
+    ] {
+        for reason in [
+            chain
+                .try_view(PMR::ownerOfCall { tokenId: id })
+                .revert_reason,
+            chain
+                .try_view(PMR::recordOfCall { tokenId: id })
+                .revert_reason,
+            chain
+                .try_view(PMR::tokenURICall { tokenId: id })
+                .revert_reason,
+        ] {
+            assert!(reason.unwrap().contains("ERC721NonexistentToken"), "{id}");
+        }
+        assert!(!chain.view(PMR::hasAccessCall {
+            tokenId: id,
+            grantee: patient
+        }));
+    }
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use alloy_primitives::{Address, TxKind, B256};
+use alloy_primitives::{keccak256, Address, TxKind, B256, U256};
 use alloy_sol_types::{SolCall, SolConstructor};
 use common::{genesis, keys, CHAIN_ID};
 use pmr_execution::{constructor_args, PMR, SPEC};
@@ -43,7 +43,7 @@ fn mint(n: u8) -> Vec<u8> {
 }
 
 #[test]
-fn a_mint_computes_three_storage_keys_and_writes_each_slot_once() {
+fn a_mint_computes_no_storage_key_and_writes_each_slot_once() {
     let mut initcode = PMR::BYTECODE.to_vec();
     initcode.extend_from_slice(&constructor_args(&genesis()).abi_encode());
     let mut evm = Context::mainnet()
@@ -80,20 +80,47 @@ fn a_mint_computes_three_storage_keys_and_writes_each_slot_once() {
     assert!(r.is_success());
     let c = &evm.inspector;
     let count = |op: u8| c.get_count(op);
-    // Storage keys: the hospital's account word, the patient's, the record.
-    assert_eq!(count(0x20), 3, "KECCAK256");
-    // Token id counter, hospital flag, patient flag and balance (read twice), and nothing of
-    // the fresh record.
-    assert!(count(0x54) <= 4, "SLOAD: {}", count(0x54));
-    // The counter, the balance, the record's five words: each written once.
+    // No storage key is computed: records and account words are found by addition.
+    assert_eq!(count(0x20), 0, "KECCAK256");
+    // The token id counter, the hospital's account word, the patient's; nothing of the fresh
+    // record.
+    assert_eq!(count(0x54), 3, "SLOAD");
+    // The counter, the patient's word (its balance), the record's five words: each once.
     assert_eq!(count(0x55), 7, "SSTORE");
     // Transfer (4 topics), Locked (1), RecordMinted (4).
     assert_eq!((count(0xa1), count(0xa4)), (1, 2), "LOG1, LOG4");
     assert!(
-        c.total_opcodes() <= 520,
-        "{} opcodes per mint (491 when this test was written)",
+        c.total_opcodes() <= 500,
+        "{} opcodes per mint (476 when this test was written)",
         c.total_opcodes()
     );
     // Calldata stays static: selector and seven words.
     assert_eq!(mint(3).len(), 4 + 7 * 32);
+}
+
+/// keccak256(abi.encode(uint256(keccak256(id)) - 1)) & ~0xff, as ERC-7201 places a namespace.
+fn erc7201(id: &str) -> U256 {
+    let inner = U256::from_be_bytes(keccak256(id.as_bytes()).0) - U256::from(1);
+    U256::from_be_bytes(keccak256(inner.to_be_bytes::<32>()).0) & !U256::from(0xff)
+}
+
+#[test]
+fn the_contracts_storage_regions_are_where_its_comments_say() {
+    let source = include_str!("../../../evm-contracts/PMR.sol");
+    let constant = |name: &str| {
+        let line = source
+            .lines()
+            .find(|l| l.contains(&format!("uint256 private constant {name} = 0x")))
+            .unwrap_or_else(|| panic!("PMR.sol declares {name}"));
+        let hex = line.split("= 0x").nth(1).unwrap().trim_end_matches(';');
+        U256::from_str_radix(hex, 16).unwrap()
+    };
+    let records = constant("RECORDS");
+    let accounts = constant("ACCOUNTS");
+    assert_eq!(records, erc7201("pmr.storage.records"));
+    assert_eq!(accounts, erc7201("pmr.storage.accounts"));
+    // Neither region wraps around: an address added to ACCOUNTS, or five words per token id
+    // below 2^64 added to RECORDS, stays below 2^256.
+    assert!(accounts.checked_add(U256::from(1) << 160).is_some());
+    assert!(records.checked_add(U256::from(5) << 64).is_some());
 }
