@@ -38,9 +38,10 @@ pub struct Executor {
     filter: Arc<KeyFilter>,
 }
 
-/// Storage slots a block's overlay is sized for per transaction (a mint touches 8).
+/// Storage slots of the PMR contract a block's journal is sized for per transaction (a mint
+/// touches 7).
 const SLOTS_PER_TX: usize = 8;
-/// Most overlay slots reserved up front (~60 MB of address space, little of it touched); a
+/// Most journal slots reserved up front (~30 MB of address space, little of it touched); a
 /// larger block grows the map as it goes.
 const MAX_RESERVED_SLOTS: usize = 1 << 18;
 

@@ -1,9 +1,10 @@
-//! An in-memory Bloom filter of every storage key that has ever held a value.
+//! An in-memory Bloom filter of every storage page (see `state_db.rs`) that has ever been
+//! written.
 //!
-//! Most storage reads of a mint are of fresh slots (the new token's owner, record and version
-//! slots) that exist at no height. Without help each would be a RocksDB seek. The filter
-//! answers "never written" from memory; a "maybe" goes to RocksDB, so a false positive only
-//! costs the seek it would have cost anyway. It is rebuilt at startup by scanning the storage
+//! Most storage reads of a mint are of fresh slots (the new token's record) in pages that
+//! exist at no height. Without help each would be a RocksDB seek. The filter answers "never
+//! written" from memory; a "maybe" goes to RocksDB, so a false positive only costs the seek it
+//! would have cost anyway. It is rebuilt at startup by scanning the storage
 //! column (one sequential pass) and extended when a block is committed, before the executed
 //! head moves, so every reader's height is covered.
 
@@ -90,7 +91,8 @@ impl Part {
     }
 }
 
-/// Every storage key ever committed, as a growing sequence of Bloom filters.
+/// Every storage page key `(address, first slot)` ever committed, as a growing sequence of
+/// Bloom filters.
 pub(crate) struct KeyFilter {
     parts: RwLock<Vec<Part>>,
 }

@@ -11,7 +11,7 @@
 //!   straight from storage.
 //! - [`Executor::write_to_batch`] stages state changes, receipts and the head in the caller's
 //!   RocksDB batch, so a block and its state are committed atomically.
-//! - State is versioned by height ([`state_db`](crate) layout in `state_db.rs`), so
+//! - State is versioned by height, storage in pages of 8 slots (layout in `state_db.rs`), so
 //!   [`Executor::call`] and [`Executor::account`] work at any committed height.
 //! - The state commitment is a hash chain over each block's sorted change set; see
 //!   [`next_state_root`] for its definition and limits.
