@@ -3,6 +3,7 @@ pragma solidity 0.8.37;
 
 import {ERC721} from "@openzeppelin/contracts/token/ERC721/ERC721.sol";
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 /// @title PMR: patient medical records as non-transferable ERC-721 tokens.
 /// @notice Each record is a token owned by its patient (ERC-5192: permanently locked). The
@@ -16,10 +17,11 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 /// for it: every keccak and storage access of a mint costs execution time on every validator.
 /// A mint computes no storage key (no keccak): it reads the hospital's account word (HOSPITAL
 /// flag, mirrored from AccessControl), updates the patient's (PATIENT flag and token count) and
-/// writes the record (owner inline), all found by addition (see "storage regions"). OpenZeppelin's ERC-721 owner and balance mappings are therefore not
-/// used: `_ownerOf` and `balanceOf` are overridden to read the record and the account word
-/// (the extension points OpenZeppelin v5 documents for this), and `_update`, through which
-/// every transfer, burn and OpenZeppelin mint passes, always reverts.
+/// writes the record (owner inline), all found by addition (see "storage regions").
+/// OpenZeppelin's ERC-721 owner and balance mappings are therefore not used: `_ownerOf` and
+/// `balanceOf` are overridden to read the record and the account word (the extension points
+/// OpenZeppelin v5 documents for this), and `_update`, through which every transfer, burn and
+/// OpenZeppelin mint passes, refuses to move a record.
 contract PMR is ERC721, AccessControl {
     /// Network governance; the admin of every role.
     bytes32 public constant ADMIN_ROLE = DEFAULT_ADMIN_ROLE;
@@ -90,6 +92,37 @@ contract PMR is ERC721, AccessControl {
     mapping(uint256 tokenId => mapping(address grantee => Grant)) private _grants;
     /// Records minted so far; token ids are 1 to `_lastTokenId`.
     uint256 private _lastTokenId;
+
+    // ----- storage regions -----
+
+    /// Records and account words live in two regions of their own, placed as ERC-7201 places a
+    /// namespace (`keccak256(abi.encode(uint256(keccak256(id)) - 1)) & ~bytes32(uint256(0xff))`
+    /// with ids `pmr.storage.records` and `pmr.storage.accounts`; the tests recompute both):
+    /// token `id`'s record is the `RECORD_WORDS` words from `RECORDS + RECORD_WORDS * id`, and
+    /// account `a`'s word is at `ACCOUNTS + a`. Like a Solidity array's elements, these are found
+    /// by addition instead of a keccak per access as a mapping's are, so a mint computes no
+    /// storage key at all, and a block's new records lie in consecutive slots (which the node
+    /// stores together, see `state_db.rs` of the execution crate). Both regions are far from
+    /// every other slot of the contract: those are small numbers or keccak outputs, which fall
+    /// in a 2^160-slot region with probability 2^-96 each.
+    uint256 private constant RECORDS = 0xb69ce4d59410c5226730066eee5782963abf74a50971baec92360e1fd79c5d00;
+    uint256 private constant ACCOUNTS = 0x27a708f33bce5065fb29ce91012a4ec247ffe559b4168e250ab0bed7b2f03d00;
+    uint256 private constant RECORD_WORDS = 5;
+
+    /// The record of token `tokenId`. Only for a token that exists (1 to `_lastTokenId`):
+    /// callers check with `_requireOwned` or `_ownerOf` first, or mint it.
+    function _record(uint256 tokenId) private pure returns (Record storage r) {
+        assembly ("memory-safe") {
+            r.slot := add(RECORDS, mul(tokenId, RECORD_WORDS))
+        }
+    }
+
+    /// The account word of `account`.
+    function _account(address account) private pure returns (Account storage a) {
+        assembly ("memory-safe") {
+            a.slot := add(ACCOUNTS, account)
+        }
+    }
 
     // ----- events -----
     event PermissionSet(address indexed account, bool permitted, address indexed by);
@@ -510,37 +543,6 @@ contract PMR is ERC721, AccessControl {
         return _record(tokenId).patient;
     }
 
-    // ----- storage regions -----
-
-    /// Records and account words live in two regions of their own, placed as ERC-7201 places a
-    /// namespace (`keccak256(abi.encode(uint256(keccak256(id)) - 1)) & ~bytes32(uint256(0xff))`
-    /// with ids `pmr.storage.records` and `pmr.storage.accounts`; the tests recompute both):
-    /// token `id`'s record is the `RECORD_WORDS` words from `RECORDS + RECORD_WORDS * id`, and
-    /// account `a`'s word is at `ACCOUNTS + a`. Like a Solidity array's elements, these are found
-    /// by addition instead of a keccak per access as a mapping's are, so a mint computes no
-    /// storage key at all, and a block's new records lie in consecutive slots (which the node
-    /// stores together, see `state_db.rs` of the execution crate). Both regions are far from
-    /// every other slot of the contract: those are small numbers or keccak outputs, which fall
-    /// in a 2^160-slot region with probability 2^-96 each.
-    uint256 private constant RECORDS = 0xb69ce4d59410c5226730066eee5782963abf74a50971baec92360e1fd79c5d00;
-    uint256 private constant ACCOUNTS = 0x27a708f33bce5065fb29ce91012a4ec247ffe559b4168e250ab0bed7b2f03d00;
-    uint256 private constant RECORD_WORDS = 5;
-
-    /// The record of token `tokenId`. Only for a token that exists (1 to `_lastTokenId`):
-    /// callers check with `_requireOwned` or `_ownerOf` first, or mint it.
-    function _record(uint256 tokenId) private pure returns (Record storage r) {
-        assembly ("memory-safe") {
-            r.slot := add(RECORDS, mul(tokenId, RECORD_WORDS))
-        }
-    }
-
-    /// The account word of `account`.
-    function _account(address account) private pure returns (Account storage a) {
-        assembly ("memory-safe") {
-            a.slot := add(ACCOUNTS, account)
-        }
-    }
-
     function balanceOf(address owner) public view override returns (uint256) {
         if (owner == address(0)) revert ERC721InvalidOwner(address(0));
         return _account(owner).balance;
@@ -557,9 +559,7 @@ contract PMR is ERC721, AccessControl {
 
     /// Unused (balances change only in `mintRecord`); kept consistent with `balanceOf`.
     function _increaseBalance(address account, uint128 value) internal override {
-        unchecked {
-            _account(account).balance += uint64(value);
-        }
+        _account(account).balance += SafeCast.toUint64(value);
     }
 
     function approve(address, uint256) public pure override {
