@@ -95,6 +95,11 @@ impl Page {
         len
     }
 
+    /// Length of [`Page::encode`]'s output.
+    fn encoded_len(&self) -> usize {
+        1 + 32 * self.0.iter().filter(|value| !value.is_zero()).count()
+    }
+
     fn decode(bytes: &[u8]) -> Option<Self> {
         let (&mask, mut values) = bytes.split_first()?;
         if values.len() != 32 * mask.count_ones() as usize {
@@ -258,7 +263,10 @@ pub(crate) fn block_batch_bytes(
 ) -> usize {
     const FRAMING: usize = 8;
     let accounts = changes.accounts.len() * (ACCOUNT_KEY_LEN + AccountState::ENCODED_LEN + FRAMING);
-    let storage = pages.len() * (STORAGE_KEY_LEN + 1 + FRAMING) + changes.storage.len() * 32;
+    let storage: usize = pages
+        .iter()
+        .map(|(_, _, page)| STORAGE_KEY_LEN + page.encoded_len() + FRAMING)
+        .sum();
     let codes: usize = changes
         .codes
         .iter()
@@ -506,6 +514,7 @@ mod tests {
         page.0[7] = U256::MAX;
         let len = page.encode(&mut buf);
         assert_eq!((len, buf[0]), (65, 0b1000_0010));
+        assert_eq!(page.encoded_len(), len);
         assert_eq!(Page::decode(&buf[..len]), Some(page));
         assert_eq!(Page::decode(&buf[..len - 1]), None);
         assert_eq!(Page::decode(&[]), None);
