@@ -15,12 +15,12 @@ use alloy_primitives::{Address, TxKind, U256};
 use alloy_sol_types::{SolCall, SolConstructor};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fixtures::*;
-use pmr_execution::{constructor_args, PMR, SPEC};
+use pmr_execution::{constructor_args, PMR};
 use pmr_primitives::SignedTx;
 use rayon::prelude::*;
 use revm::context::TxEnv;
 use revm::database::{CacheDB, EmptyDB};
-use revm::{Context, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
+use revm::{ExecuteCommitEvm, ExecuteEvm, MainBuilder};
 
 const MINTS_PER_BLOCK: u64 = 2_000;
 
@@ -72,15 +72,9 @@ type BareEvm = revm::handler::MainnetEvm<revm::handler::MainnetContext<CacheDB<E
 /// One EVM on an in-memory `CacheDB`, reused for every transaction, with `initcode` deployed;
 /// returns it and the deployed address.
 fn bare_evm(initcode: Vec<u8>) -> (BareEvm, Address) {
-    let mut evm = Context::mainnet()
-        .with_db(CacheDB::new(EmptyDB::default()))
-        .modify_cfg_chained(|cfg| {
-            cfg.set_spec_and_mainnet_gas_params(SPEC);
-            cfg.chain_id = CHAIN_ID;
-        })
-        .build_mainnet();
+    let mut evm = bare::context().build_mainnet();
     let deployed = evm
-        .transact_commit(bare_tx(
+        .transact_commit(bare::tx(
             Address::repeat_byte(0xde),
             0,
             TxKind::Create,
@@ -89,19 +83,6 @@ fn bare_evm(initcode: Vec<u8>) -> (BareEvm, Address) {
         .expect("deploy");
     let address = deployed.created_address().expect("created");
     (evm, address)
-}
-
-fn bare_tx(caller: Address, nonce: u64, kind: TxKind, data: Vec<u8>) -> TxEnv {
-    TxEnv {
-        caller,
-        kind,
-        data: data.into(),
-        gas_limit: 30_000_000,
-        gas_price: 0,
-        nonce,
-        chain_id: Some(CHAIN_ID),
-        ..TxEnv::default()
-    }
 }
 
 /// Times `iters` calls from `caller` (nonces from `*nonce` on), the calldata of each built
@@ -115,7 +96,7 @@ fn bare_calls(
     calldata: impl Fn(u64) -> Vec<u8>,
 ) -> Duration {
     let txs: Vec<TxEnv> = (*nonce..*nonce + iters)
-        .map(|n| bare_tx(caller, n, TxKind::Call(to), calldata(n)))
+        .map(|n| bare::tx(caller, n, TxKind::Call(to), calldata(n)))
         .collect();
     *nonce += iters;
     let start = Instant::now();
@@ -138,7 +119,7 @@ fn bare_revm_mints(c: &mut Criterion) {
     let (mut evm, pmr) = bare_evm(initcode);
     let h = hospital().address();
     let r = evm
-        .transact_commit(bare_tx(
+        .transact_commit(bare::tx(
             h,
             0,
             TxKind::Call(pmr),
@@ -155,7 +136,7 @@ fn bare_revm_mints(c: &mut Criterion) {
         })
     });
     let total = evm
-        .transact(bare_tx(
+        .transact(bare::tx(
             h,
             nonce,
             TxKind::Call(pmr),
@@ -179,7 +160,7 @@ fn bare_revm_mints(c: &mut Criterion) {
         })
     });
     let balance = evm
-        .transact(bare_tx(
+        .transact(bare::tx(
             h,
             nonce,
             TxKind::Call(plain),

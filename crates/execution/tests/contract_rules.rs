@@ -3,8 +3,7 @@
 mod common;
 
 use alloy_primitives::{aliases::U256, Address, Bytes, FixedBytes, B256};
-use alloy_sol_types::SolEvent;
-use common::{keys, Chain};
+use common::{event, keys, Chain};
 use pmr_execution::{TxRejection, PMR};
 
 /// A CIDv1 (blake3 0x1e, 32-byte digest) as the contract takes it; raw codec (0x55) below 100
@@ -176,16 +175,9 @@ fn mint_emits_locked_and_record_minted_and_sets_token_uri() {
     );
     let id = U256::from(1);
     assert_eq!(U256::from_be_slice(&r.output), id);
-    let locked = r
-        .logs
-        .iter()
-        .find_map(|l| PMR::Locked::decode_raw_log(l.topics.iter().copied(), &l.data).ok());
+    let locked = event::<PMR::Locked>(&r);
     assert_eq!(locked.expect("Locked event").tokenId, id);
-    let minted = r
-        .logs
-        .iter()
-        .find_map(|l| PMR::RecordMinted::decode_raw_log(l.topics.iter().copied(), &l.data).ok())
-        .expect("RecordMinted event");
+    let minted = event::<PMR::RecordMinted>(&r).expect("RecordMinted event");
     assert_eq!(minted.patient, k.patient.address());
     assert_eq!(minted.hospital, k.hospital.address());
     assert_eq!(minted.recordType, 42);
@@ -277,17 +269,8 @@ fn roles_gate_every_privileged_function() {
     let h2 = k.hospital2.address();
     assert!(!chain.view(PMR::isPermittedCall { account: h2 }));
     let r = chain.ok(&k.admin, PMR::registerHospitalCall { hospital: h2 });
-    assert!(r
-        .logs
-        .iter()
-        .any(
-            |l| PMR::HospitalRegistered::decode_raw_log(l.topics.iter().copied(), &l.data).is_ok()
-        ));
-    assert!(r.logs.iter().any(|l| PMR::PermissionSet::decode_raw_log(
-        l.topics.iter().copied(),
-        &l.data
-    )
-    .is_ok()));
+    assert!(event::<PMR::HospitalRegistered>(&r).is_some());
+    assert!(event::<PMR::PermissionSet>(&r).is_some());
     assert!(chain.view(PMR::isPermittedCall { account: h2 }));
     assert!(chain.view(PMR::hasRoleCall {
         role: hospital_role,
@@ -311,11 +294,7 @@ fn roles_gate_every_privileged_function() {
         "PatientAlreadyRegistered",
     );
     let r = chain.ok(&k.admin, PMR::addCustodianCall { custodian: doctor });
-    assert!(r.logs.iter().any(|l| PMR::CustodianAdded::decode_raw_log(
-        l.topics.iter().copied(),
-        &l.data
-    )
-    .is_ok()));
+    assert!(event::<PMR::CustodianAdded>(&r).is_some());
     chain.ok(
         &k.admin,
         PMR::setPermittedCall {
@@ -422,13 +401,7 @@ fn versions_are_appended_by_the_minting_hospital_or_the_patient_and_kept() {
     };
     let r = chain.ok(&k.hospital, append(2));
     assert_eq!(U256::from_be_slice(&r.output), U256::from(1));
-    assert!(r
-        .logs
-        .iter()
-        .any(
-            |l| PMR::RecordVersionAppended::decode_raw_log(l.topics.iter().copied(), &l.data)
-                .is_ok()
-        ));
+    assert!(event::<PMR::RecordVersionAppended>(&r).is_some());
     chain.ok(&k.patient, append(3));
     chain.reverts(&k.doctor, append(4), "NotRecordEditor");
     chain.ok(
@@ -504,11 +477,7 @@ fn grants_expire_and_revoke_and_gate_share_release() {
             encryptionKey: B256::repeat_byte(0x33),
         },
     );
-    assert!(r.logs.iter().any(|l| PMR::EncryptionKeySet::decode_raw_log(
-        l.topics.iter().copied(),
-        &l.data
-    )
-    .is_ok()));
+    assert!(event::<PMR::EncryptionKeySet>(&r).is_some());
     // Only the owner grants; expiry must be in the future; the share must be present.
     chain.reverts(&k.hospital, grant(future), "NotRecordOwner");
     let now = chain.next_block_time();
@@ -540,11 +509,7 @@ fn grants_expire_and_revoke_and_gate_share_release() {
 
     let expiry = chain.next_block_time() + 10;
     let r = chain.ok(&k.patient, grant(expiry));
-    let granted = r
-        .logs
-        .iter()
-        .find_map(|l| PMR::AccessGranted::decode_raw_log(l.topics.iter().copied(), &l.data).ok())
-        .expect("AccessGranted");
+    let granted = event::<PMR::AccessGranted>(&r).expect("AccessGranted");
     assert_eq!(
         (granted.expiry, granted.sealedShare.clone()),
         (expiry, share.clone())
@@ -589,11 +554,7 @@ fn grants_expire_and_revoke_and_gate_share_release() {
             challengeHash: B256::repeat_byte(9),
         },
     );
-    let released = r
-        .logs
-        .iter()
-        .find_map(|l| PMR::ShareReleased::decode_raw_log(l.topics.iter().copied(), &l.data).ok())
-        .expect("ShareReleased");
+    let released = event::<PMR::ShareReleased>(&r).expect("ShareReleased");
     assert_eq!(
         (released.grantee, released.custodian, released.challengeHash),
         (doctor, k.custodian.address(), B256::repeat_byte(9))
@@ -650,11 +611,7 @@ fn grants_expire_and_revoke_and_gate_share_release() {
             grantee: doctor,
         },
     );
-    assert!(r.logs.iter().any(|l| PMR::AccessRevoked::decode_raw_log(
-        l.topics.iter().copied(),
-        &l.data
-    )
-    .is_ok()));
+    assert!(event::<PMR::AccessRevoked>(&r).is_some());
     assert!(!chain.view(PMR::hasAccessCall {
         tokenId: id,
         grantee: doctor
@@ -800,11 +757,7 @@ fn owners_and_balances_follow_the_records_minted() {
                 recordType: u32::from(tag),
             },
         );
-        let transfer = r
-            .logs
-            .iter()
-            .find_map(|l| PMR::Transfer::decode_raw_log(l.topics.iter().copied(), &l.data).ok())
-            .expect("Transfer event");
+        let transfer = event::<PMR::Transfer>(&r).expect("Transfer event");
         assert_eq!(
             (transfer.from, transfer.to, transfer.tokenId),
             (Address::ZERO, to, U256::from_be_slice(&r.output))

@@ -7,25 +7,11 @@ mod common;
 
 use alloy_primitives::{keccak256, Address, TxKind, B256, U256};
 use alloy_sol_types::{SolCall, SolConstructor};
-use common::{genesis, keys, CHAIN_ID};
-use pmr_execution::{constructor_args, PMR, SPEC};
-use revm::context::TxEnv;
-use revm::database::{CacheDB, EmptyDB};
+use common::bare::{self, tx};
+use common::{genesis, keys};
+use pmr_execution::{constructor_args, PMR};
 use revm::inspector::CountInspector;
-use revm::{Context, ExecuteCommitEvm, InspectCommitEvm, MainBuilder, MainContext};
-
-fn tx(caller: Address, nonce: u64, kind: TxKind, data: Vec<u8>) -> TxEnv {
-    TxEnv {
-        caller,
-        kind,
-        data: data.into(),
-        gas_limit: 30_000_000,
-        gas_price: 0,
-        nonce,
-        chain_id: Some(CHAIN_ID),
-        ..TxEnv::default()
-    }
-}
+use revm::{ExecuteCommitEvm, InspectCommitEvm, MainBuilder};
 
 fn mint(n: u8) -> Vec<u8> {
     let cid = |tag: u8| PMR::Cid {
@@ -46,13 +32,7 @@ fn mint(n: u8) -> Vec<u8> {
 fn a_mint_computes_no_storage_key_and_writes_each_slot_once() {
     let mut initcode = PMR::BYTECODE.to_vec();
     initcode.extend_from_slice(&constructor_args(&genesis()).abi_encode());
-    let mut evm = Context::mainnet()
-        .with_db(CacheDB::new(EmptyDB::default()))
-        .modify_cfg_chained(|cfg| {
-            cfg.set_spec_and_mainnet_gas_params(SPEC);
-            cfg.chain_id = CHAIN_ID;
-        })
-        .build_mainnet_with_inspector(CountInspector::new());
+    let mut evm = bare::context().build_mainnet_with_inspector(CountInspector::new());
     let deployed = evm
         .transact_commit(tx(Address::repeat_byte(0xde), 0, TxKind::Create, initcode))
         .unwrap();

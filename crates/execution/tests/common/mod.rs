@@ -1,12 +1,15 @@
 //! Shared test fixtures: keys, a genesis, signed transactions and a chain on a RocksDB tempdir.
 #![allow(dead_code)]
 
+#[path = "../../benches/fixtures/bare.rs"]
+pub mod bare;
+
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, Bytes, TxKind, B256};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
-use alloy_sol_types::SolCall;
+use alloy_sol_types::{SolCall, SolEvent};
 use pmr_execution::{
     BlockEnv, CallOutcome, ExecutedBlock, Executor, Receipt, PMR_CONTRACT_ADDRESS,
 };
@@ -209,4 +212,12 @@ impl Chain {
         assert!(out.success, "view failed: {:?}", out.revert_reason);
         C::abi_decode_returns(&out.output).expect("decode return")
     }
+}
+
+/// The first log of `receipt` that decodes as event `E`.
+pub fn event<E: SolEvent>(receipt: &Receipt) -> Option<E> {
+    receipt
+        .logs
+        .iter()
+        .find_map(|l| E::decode_raw_log(l.topics.iter().copied(), &l.data).ok())
 }
