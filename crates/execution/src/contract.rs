@@ -5,7 +5,6 @@ use std::sync::OnceLock;
 
 use alloy_primitives::{address, keccak256, Address, U256};
 use alloy_sol_types::{Panic, Revert, SolInterface};
-use pmr_primitives::{join_blake3_cid, split_blake3_cid, CID_BYTES};
 
 use crate::ExecutionError;
 
@@ -14,19 +13,6 @@ alloy_sol_types::sol!(
     PMR,
     "../../evm-contracts/artifacts/PMR.json"
 );
-
-impl PMR::Cid {
-    /// The contract's form of a CID given as bytes: `None` unless it is a CIDv1 with a one-byte
-    /// codec and a 32-byte BLAKE3 digest.
-    pub fn from_cid_bytes(bytes: &[u8]) -> Option<Self> {
-        split_blake3_cid(bytes).map(|(codec, digest)| Self { codec, digest })
-    }
-
-    /// The CID's 36 bytes.
-    pub fn to_cid_bytes(&self) -> [u8; CID_BYTES] {
-        join_blake3_cid(self.codec, &self.digest)
-    }
-}
 
 /// The committed artifact (ABI, bytecode, compiler settings, storage layout).
 pub const PMR_ARTIFACT_JSON: &str = include_str!("../../../evm-contracts/artifacts/PMR.json");
