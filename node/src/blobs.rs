@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 
 use eyre::{bail, eyre, Context, Result};
 use futures::StreamExt;
+use pmr_blob::{ciphertext_len, DataKey, Decryptor, EncryptingReader};
 use pmr_client::PmrClient;
-use pmr_content::crypto::ciphertext_len;
-use pmr_content::{DataKey, Decryptor, EncryptingReader};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 

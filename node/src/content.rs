@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use eyre::{bail, Context, Result};
 use pmr_consensus::{peer_id_of, ConsensusConfig, Ledger};
-use pmr_content::grpc::ContentGrpc;
 use pmr_content::{ContentConfig, ContentNode, Keypair, PeerId, PeerSpec};
 use pmr_primitives::Genesis;
 use pmr_proto::v1::content_service_server::ContentServiceServer;
@@ -95,7 +94,7 @@ pub async fn start(
 /// panics ("Cannot merge two `Router`s that both have a fallback") when `serve` merges two
 /// of them. The ledger router's fallback still answers unknown services.
 pub fn routes(node: &ContentNode) -> Routes {
-    let svc = ContentServiceServer::new(ContentGrpc::new(node.clone()));
+    let svc = ContentServiceServer::new(pmr_rpc::ContentApi::new(node.clone()));
     Routes::from(Routes::new(svc).into_axum_router().reset_fallback())
 }
 

@@ -893,7 +893,7 @@ mod tests {
             .collect();
         let (env, key) = envelope(&secrets, 2);
         let bytes = env.encode();
-        let cid = pmr_content::ids::block_cid(0x55, &bytes);
+        let cid = pmr_blob::ids::block_cid(0x55, &bytes);
         let commitment = B256::from(key.commitment().to_bytes());
 
         let held = assess(0, &cid, &bytes, &commitment, &secrets[2]);

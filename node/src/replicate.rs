@@ -391,8 +391,8 @@ mod tests {
 
     #[test]
     fn minted_and_appended_events_name_root_and_envelope() {
-        let root = pmr_content::ids::block_cid(DAG_CBOR, b"manifest");
-        let env = pmr_content::ids::block_cid(RAW, b"envelope");
+        let root = pmr_blob::ids::block_cid(DAG_CBOR, b"manifest");
+        let env = pmr_blob::ids::block_cid(RAW, b"envelope");
         let appended = {
             let e = PMR::RecordVersionAppended {
                 tokenId: U256::from(7),
@@ -436,7 +436,7 @@ mod tests {
 
     #[test]
     fn bad_cids_foreign_logs_and_failed_receipts_are_skipped() {
-        let good = on_chain(&pmr_content::ids::block_cid(DAG_CBOR, b"manifest"));
+        let good = on_chain(&pmr_blob::ids::block_cid(DAG_CBOR, b"manifest"));
         // Codecs the content store does not serve (dag-pb, and one the contract would refuse).
         for codec in [0x70u8, 0x80] {
             let bad = PMR::Cid {

@@ -13,8 +13,8 @@ use std::time::Duration;
 use alloy_primitives::B256;
 use alloy_sol_types::SolInterface;
 use common::*;
+use pmr_blob::{decrypt_to_vec, encrypt_to_vec, parse_cid, DataKey};
 use pmr_client::{BlobStat, Wallet, PMR};
-use pmr_content::{decrypt_to_vec, encrypt_to_vec, parse_cid, DataKey};
 use tonic::Code;
 
 /// Bounds a wait and names what it waited for.
@@ -384,8 +384,7 @@ async fn n2_bad_cids_and_oversized_uploads_get_clear_errors() {
     let c1 = net.client(1).await;
 
     // A well-formed CID no node holds: NOT_FOUND naming it, within the fetch deadline.
-    let ghost =
-        pmr_content::ids::block_cid(pmr_content::ids::DAG_CBOR, b"no such record").to_string();
+    let ghost = pmr_blob::ids::block_cid(pmr_blob::ids::DAG_CBOR, b"no such record").to_string();
     let err = within(
         40,
         "GetBlob of an unknown CID on node0",

@@ -448,7 +448,7 @@ async fn n4_record_lifecycle_through_the_cli() {
     let version =
         <PMR::recordVersionCall as alloy_sol_types::SolCall>::abi_decode_returns(&version.output)
             .unwrap();
-    let env_cid = pmr_content::Cid::try_from(&version.envelope.to_cid_bytes()[..]).unwrap();
+    let env_cid = pmr_blob::Cid::try_from(&version.envelope.to_cid_bytes()[..]).unwrap();
     let env =
         ShareEnvelope::decode(&c1.get_blob_bytes(&env_cid.to_string()).await.unwrap()).unwrap();
     let pooled: Vec<_> = (0..4)

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_sol_types::SolEvent;
 use common::*;
+use pmr_blob::{decrypt_to_vec, encrypt_to_vec, parse_cid, DataKey};
 use pmr_client::{Wallet, PMR};
-use pmr_content::{decrypt_to_vec, encrypt_to_vec, parse_cid, DataKey};
 use pmr_proto::v1 as pb;
 use pmr_proto::v1::share_service_client::ShareServiceClient;
 use pmr_shares::{

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use alloy_sol_types::{SolCall, SolEvent, SolInterface};
 use futures::StreamExt;
-use pmr_content::{decrypt_to_vec, encrypt_to_vec, parse_cid, DataKey};
+use pmr_blob::{decrypt_to_vec, encrypt_to_vec, parse_cid, DataKey};
 use pmr_proto::v1 as pb;
 use pmr_proto::v1::share_service_client::ShareServiceClient;
 use pmr_shares::{
@@ -133,7 +133,7 @@ fn contract_cid(text: &str) -> Result<PMR::Cid, RecordError> {
 }
 
 fn cid_text(cid: &PMR::Cid) -> Result<String, RecordError> {
-    pmr_content::Cid::try_from(&cid.to_cid_bytes()[..])
+    pmr_blob::Cid::try_from(&cid.to_cid_bytes()[..])
         .map(|c| c.to_string())
         .map_err(|e| RecordError::Malformed(format!("a CID on-chain does not parse: {e}")))
 }

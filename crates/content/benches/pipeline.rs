@@ -6,7 +6,8 @@
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::XChaCha20Poly1305;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use pmr_content::{encrypt_to_vec, ContentConfig, ContentNode, DataKey, EncryptingReader, Keypair};
+use pmr_blob::{encrypt_to_vec, DataKey, EncryptingReader};
+use pmr_content::{ContentConfig, ContentNode, Keypair};
 
 const LEN: usize = 32 * 1024 * 1024;
 

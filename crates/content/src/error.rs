@@ -1,28 +1,14 @@
 //! Errors of the content store.
 
 use cid::Cid;
+use pmr_blob::BlobError;
 
 /// Errors of the content store, its network and its DAG codec.
 #[derive(Debug, thiserror::Error)]
 pub enum ContentError {
-    /// The string is not a CID.
-    #[error("`{input}` is not a valid CID ({reason}); pass the root CID returned by PutBlob")]
-    InvalidCid { input: String, reason: String },
-    /// The CID uses a hash or codec this store does not handle.
-    #[error("CID {cid} is not supported: {reason}")]
-    UnsupportedCid { cid: Cid, reason: &'static str },
-    /// A block's bytes do not hash to its CID.
-    #[error("block {cid} does not match its CID (corrupted on disk or by a peer)")]
-    CorruptBlock { cid: Cid },
-    /// A record exceeds the configured size limit.
-    #[error(
-        "record is larger than the limit of {limit} bytes (at least {seen} bytes); raise \
-         `max_record_size` in the content config or split the record"
-    )]
-    TooLarge { limit: u64, seen: u64 },
-    /// A manifest block is malformed.
-    #[error("manifest block {cid} is malformed: {reason}")]
-    BadManifest { cid: Cid, reason: String },
+    /// A CID, block or manifest is malformed (see [`BlobError`]).
+    #[error(transparent)]
+    Blob(#[from] BlobError),
     /// The DAG under a root does not have the shape this store writes.
     #[error("record {root} is malformed: {reason}")]
     BadDag { root: Cid, reason: String },

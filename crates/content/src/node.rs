@@ -19,11 +19,12 @@ use tokio::sync::{mpsc, oneshot};
 use crate::bitswap::engine::{Engine, EngineMsg, WantFailure};
 use crate::bitswap::net::{self, NetCmd, NetCtx};
 use crate::bitswap::{wire, Counters, Limits, NetStats};
-use crate::dag::DagBuilder;
 use crate::error::ContentError;
-use crate::ids::{DAG_CBOR, MAX_BLOCK_SIZE, RAW};
-use crate::manifest::Manifest;
 use crate::store::{BlockStore, GcReport, MAX_DEPTH};
+use pmr_blob::dag::DagBuilder;
+use pmr_blob::ids::{DAG_CBOR, MAX_BLOCK_SIZE, RAW};
+use pmr_blob::manifest::Manifest;
+use pmr_blob::BlobError;
 
 /// Default largest record: 2 GiB.
 pub const DEFAULT_MAX_RECORD_SIZE: u64 = 2 * 1024 * 1024 * 1024;
@@ -218,7 +219,7 @@ impl ContentNode {
 
     /// Chunks the (ciphertext) stream into blocks, stores them, pins the root and returns it.
     /// Memory stays bounded whatever the size. Past `max_record_size` it fails with
-    /// [`ContentError::TooLarge`] and removes the blocks it had written.
+    /// [`BlobError::TooLarge`] and removes the blocks it had written.
     pub async fn put_stream<R: AsyncRead + Unpin + Send>(
         &self,
         mut reader: R,
@@ -259,7 +260,7 @@ impl ContentNode {
 
     fn write_new(
         &self,
-        pending: &mut Vec<crate::dag::Block>,
+        pending: &mut Vec<pmr_blob::dag::Block>,
         written: &mut Vec<Cid>,
     ) -> Result<(), ContentError> {
         let store = &self.inner.store;
@@ -404,10 +405,11 @@ impl ContentNode {
 
     fn check_size(&self, size: u64) -> Result<(), ContentError> {
         if size > self.inner.max_record_size {
-            return Err(ContentError::TooLarge {
+            return Err(BlobError::TooLarge {
                 limit: self.inner.max_record_size,
                 seen: size,
-            });
+            }
+            .into());
         }
         Ok(())
     }
@@ -431,7 +433,7 @@ impl ContentNode {
     async fn fetch_block(&self, cid: Cid, group: Cid) -> Result<Bytes, ContentError> {
         match self.inner.store.get(&cid) {
             Ok(Some(d)) => return Ok(d),
-            Ok(None) | Err(ContentError::CorruptBlock { .. }) => {}
+            Ok(None) | Err(ContentError::Blob(BlobError::CorruptBlock { .. })) => {}
             Err(e) => return Err(e),
         }
         match self.want(cid, group).await {
@@ -542,7 +544,7 @@ impl ContentNode {
                 } else {
                     match store.get(&slot.cid) {
                         Ok(d) => d,
-                        Err(ContentError::CorruptBlock { .. }) => None,
+                        Err(ContentError::Blob(BlobError::CorruptBlock { .. })) => None,
                         Err(e) => return Err(e),
                     }
                 };

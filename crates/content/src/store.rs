@@ -10,10 +10,11 @@ use cid::Cid;
 use pmr_storage::{Column, Durability, Store};
 use tokio::sync::{broadcast, RwLock};
 
-use crate::dag::Block;
 use crate::error::ContentError;
-use crate::ids::{verify_block, DAG_CBOR, MAX_BLOCK_SIZE, RAW};
-use crate::manifest::Manifest;
+use pmr_blob::dag::Block;
+use pmr_blob::ids::{verify_block, DAG_CBOR, MAX_BLOCK_SIZE, RAW};
+use pmr_blob::manifest::Manifest;
+use pmr_blob::BlobError;
 
 /// Deepest manifest tree accepted (4096^3 leaves of 256 KiB is far beyond any size limit).
 pub const MAX_DEPTH: usize = 4;
@@ -90,13 +91,13 @@ impl BlockStore {
             return Ok(None);
         };
         if let Err(e) = verify_block(cid, &data) {
-            if matches!(e, ContentError::CorruptBlock { .. }) {
+            if matches!(e, BlobError::CorruptBlock { .. }) {
                 tracing::warn!(target: "pmr::content", %cid, "corrupt block on disk, deleting it");
                 let mut b = self.store.batch();
                 b.delete(Column::Blobs, &cid.to_bytes());
                 b.commit(Durability::Buffered)?;
             }
-            return Err(e);
+            return Err(e.into());
         }
         Ok(Some(Bytes::from(data)))
     }
@@ -246,7 +247,7 @@ impl BlockStore {
                         stack.push((l.cid, depth + 1, Some(l.size)));
                     }
                 }
-                Ok(None) | Err(ContentError::CorruptBlock { .. }) => {
+                Ok(None) | Err(ContentError::Blob(BlobError::CorruptBlock { .. })) => {
                     visit(&cid, false);
                     st.blocks_missing += 1;
                     st.complete = false;
@@ -294,7 +295,9 @@ impl BlockStore {
 
 fn to_bs_err(e: ContentError) -> blockstore::Error {
     match e {
-        ContentError::CorruptBlock { .. } => blockstore::Error::StoredDataError(e.to_string()),
+        ContentError::Blob(BlobError::CorruptBlock { .. }) => {
+            blockstore::Error::StoredDataError(e.to_string())
+        }
         other => blockstore::Error::FatalDatabaseError(other.to_string()),
     }
 }
@@ -346,8 +349,8 @@ impl blockstore::Blockstore for BlockStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dag::build_dag;
-    use crate::ids::block_cid;
+    use pmr_blob::dag::build_dag;
+    use pmr_blob::ids::block_cid;
 
     fn open() -> (tempfile::TempDir, BlockStore) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -371,7 +374,7 @@ mod tests {
             .expect("raw write");
         assert!(matches!(
             bs.get(&cid),
-            Err(ContentError::CorruptBlock { .. })
+            Err(ContentError::Blob(BlobError::CorruptBlock { .. }))
         ));
         assert!(!bs.has(&cid).expect("has"), "corrupt block removed");
     }

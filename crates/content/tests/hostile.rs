@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use futures::{AsyncWriteExt, StreamExt};
+use pmr_blob::ids::{block_cid, RAW};
 use pmr_content::bitswap::wire::{self, Entry, Message, PayloadBlock, WantType, Wantlist};
-use pmr_content::ids::{block_cid, RAW};
 use pmr_content::{Cid, Keypair, PeerSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,7 +198,7 @@ async fn corrupt_blocks_are_rejected_and_fetched_from_another_peer() {
     let data: Vec<u8> = (0..2 * 1024 * 1024 + 99u32)
         .map(|i| (i * 17 % 256) as u8)
         .collect();
-    let (root, _, _) = pmr_content::dag::build_dag(&data, u64::MAX).expect("dag");
+    let (root, _, _) = pmr_blob::dag::build_dag(&data, u64::MAX).expect("dag");
     let (kv, ks, kh) = (
         Keypair::generate_ed25519(),
         Keypair::generate_ed25519(),

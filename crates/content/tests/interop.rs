@@ -12,7 +12,7 @@ use common::*;
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::Swarm;
-use pmr_content::manifest::Manifest;
+use pmr_blob::manifest::Manifest;
 use pmr_content::{Cid, Keypair, PeerSpec};
 
 type Beet = beetswap::Behaviour<64, InMemoryBlockstore<64>>;
@@ -102,7 +102,7 @@ async fn beetswap_fetches_a_record_from_us() {
 async fn we_fetch_a_record_from_beetswap() {
     init_tracing();
     let data: Vec<u8> = (0..2_000_000u32).map(|i| (i * 3 % 241) as u8).collect();
-    let (root, size, blocks) = pmr_content::dag::build_dag(&data, u64::MAX).expect("dag");
+    let (root, size, blocks) = pmr_blob::dag::build_dag(&data, u64::MAX).expect("dag");
     let store = Arc::new(InMemoryBlockstore::<64>::new());
     let by_cid: HashMap<Cid, _> = blocks.into_iter().collect();
     for (cid, b) in &by_cid {

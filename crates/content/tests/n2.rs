@@ -67,7 +67,7 @@ async fn replica_serves_after_the_original_holder_is_gone() {
 async fn unknown_cid_times_out_with_an_error_naming_it() {
     init_tracing();
     let nodes = spawn_mesh(2, fast_limits()).await;
-    let ghost = pmr_content::ids::block_cid(pmr_content::ids::DAG_CBOR, b"no such record");
+    let ghost = pmr_blob::ids::block_cid(pmr_blob::ids::DAG_CBOR, b"no such record");
     let started = std::time::Instant::now();
     let err = within(30, "unknown CID", nodes[1].node.get_bytes(ghost))
         .await

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use futures::StreamExt;
-use pmr_content::{decrypt_stream, DataKey, EncryptingReader};
+use pmr_blob::{decrypt_stream, DataKey, EncryptingReader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n4_read_on_node3_after_node0_is_gone() {

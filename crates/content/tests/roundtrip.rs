@@ -4,10 +4,8 @@ mod common;
 
 use common::*;
 use futures::StreamExt;
-use pmr_content::crypto::ciphertext_len;
-use pmr_content::{
-    decrypt_stream, ContentConfig, ContentError, ContentNode, DataKey, EncryptingReader,
-};
+use pmr_blob::{ciphertext_len, decrypt_stream, DataKey, EncryptingReader};
+use pmr_content::{ContentConfig, ContentError, ContentNode};
 
 async fn round_trip(node: &pmr_content::ContentNode, len: u64, seed: u64) {
     let key = DataKey::generate();
@@ -92,7 +90,10 @@ async fn size_limit_is_a_clear_error_and_leaves_nothing_behind() {
         .await
         .expect_err("over the limit");
     assert!(
-        matches!(err, ContentError::TooLarge { limit: 5242880, .. }),
+        matches!(
+            err,
+            ContentError::Blob(pmr_blob::BlobError::TooLarge { limit: 5242880, .. })
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("max_record_size"), "{err}");

@@ -4,8 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use pmr_consensus::{Ledger, PoolError, SubmitError};
-use pmr_execution::TxRejection;
+use pmr_consensus::Ledger;
 use pmr_primitives::{Bytes, SignedTx};
 use pmr_proto::v1 as pb;
 use pmr_proto::v1::ledger_service_server::LedgerService;
@@ -15,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::convert;
+use crate::status::{internal, submit_status};
 
 /// The ledger service over a running node's [`Ledger`].
 #[derive(Clone)]
@@ -35,30 +35,6 @@ impl LedgerApi {
                 self.ledger.tip().height
             ))),
         }
-    }
-}
-
-fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(e.to_string())
-}
-
-/// The gRPC status of a refused submission: the code tells a client whether to fix the
-/// transaction, wait, or give up.
-fn submit_status(e: SubmitError) -> Status {
-    let msg = e.to_string();
-    match e {
-        SubmitError::Invalid(_) => Status::invalid_argument(msg),
-        SubmitError::Rejected(TxRejection::NotPermitted(_)) => Status::permission_denied(msg),
-        SubmitError::Rejected(_) => Status::failed_precondition(msg),
-        SubmitError::AlreadyCommitted { .. } | SubmitError::Pool(PoolError::Duplicate(_)) => {
-            Status::already_exists(msg)
-        }
-        SubmitError::Pool(PoolError::NonceTaken { .. }) => Status::failed_precondition(msg),
-        SubmitError::Pool(PoolError::Full { .. } | PoolError::SenderFull(_)) => {
-            Status::resource_exhausted(msg)
-        }
-        SubmitError::CatchingUp { .. } => Status::unavailable(msg),
-        SubmitError::Chain(_) => Status::internal(msg),
     }
 }
 

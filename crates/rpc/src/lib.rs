@@ -1,9 +1,14 @@
-//! The node's gRPC API: `pmr.v1.LedgerService` (and the services of other parts as they are
-//! added), with gRPC health checking and server reflection.
+//! The node's gRPC API: `pmr.v1.LedgerService`, `pmr.v1.ContentService` and
+//! `pmr.v1.ShareService`, with gRPC health checking and server reflection, on one port.
+//!
+//! Each part returns its own error type; [`status`] maps them to gRPC codes in one place.
 
+mod content;
 mod convert;
 mod ledger;
 mod server;
+mod status;
 
+pub use content::{ContentApi, MAX_UPLOAD_CHUNK};
 pub use ledger::LedgerApi;
 pub use server::{serve, RpcError, ServerHandle};

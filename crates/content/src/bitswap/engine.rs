@@ -569,7 +569,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{block_cid, DAG_CBOR};
+    use pmr_blob::ids::{block_cid, DAG_CBOR};
 
     fn engine(dir: &tempfile::TempDir, limits: Limits) -> Engine {
         let store = BlockStore::new(pmr_storage::Store::open(dir.path()).expect("open"));

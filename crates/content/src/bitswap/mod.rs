@@ -66,7 +66,7 @@ impl Default for Limits {
 impl Limits {
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.max_outbound_message > wire::MAX_MESSAGE_SIZE
-            || self.max_outbound_message < 2 * crate::ids::MAX_BLOCK_SIZE
+            || self.max_outbound_message < 2 * pmr_blob::ids::MAX_BLOCK_SIZE
         {
             return Err("max_outbound_message must be between 512 KiB and 4 MiB".into());
         }

@@ -390,7 +390,7 @@ pub(crate) async fn read_inbound(
         }
         let mut rec = Received::new(peer);
         for b in msg.payload {
-            if b.data.len() > 4 * crate::ids::MAX_BLOCK_SIZE {
+            if b.data.len() > 4 * pmr_blob::ids::MAX_BLOCK_SIZE {
                 rec.bad += 1;
                 continue;
             }

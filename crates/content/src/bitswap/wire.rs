@@ -8,7 +8,7 @@ use bytes::Bytes;
 use cid::Cid;
 use futures::{AsyncRead, AsyncReadExt};
 
-use crate::ids::{block_cid, BLAKE3};
+use pmr_blob::ids::{block_cid, BLAKE3};
 
 /// Protocol id of bitswap 1.2.0.
 pub const PROTOCOL: &str = "/ipfs/bitswap/1.2.0";
@@ -222,7 +222,7 @@ pub fn block_cid_from_prefix(prefix: &[u8], data: &[u8]) -> Result<Cid, PrefixEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::RAW;
+    use pmr_blob::ids::RAW;
 
     #[tokio::test]
     async fn frame_round_trip_and_limits() {

@@ -9,7 +9,7 @@
 
 use cid::Cid;
 
-use crate::error::ContentError;
+use crate::error::BlobError;
 use crate::ids::{DAG_CBOR, MAX_BLOCK_SIZE, RAW};
 
 /// Most links in one manifest. 4096 links encode to at most ~210 KB, under the 256 KiB limit.
@@ -87,8 +87,8 @@ impl Manifest {
     }
 
     /// Decodes and validates a manifest block whose CID is `cid`.
-    pub fn decode(cid: &Cid, data: &[u8]) -> Result<Self, ContentError> {
-        let bad = |reason: &str| ContentError::BadManifest {
+    pub fn decode(cid: &Cid, data: &[u8]) -> Result<Self, BlobError> {
+        let bad = |reason: &str| BlobError::BadManifest {
             cid: *cid,
             reason: reason.to_string(),
         };

@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use cid::Cid;
 
-use crate::error::ContentError;
+use crate::error::BlobError;
 use crate::ids::{block_cid, DAG_CBOR, MAX_BLOCK_SIZE, RAW};
 use crate::manifest::{Link, Manifest, MAX_LINKS};
 
@@ -46,10 +46,10 @@ impl DagBuilder {
     }
 
     /// Appends bytes; completed blocks are appended to `out`.
-    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<Block>) -> Result<(), ContentError> {
+    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<Block>) -> Result<(), BlobError> {
         let seen = self.total.saturating_add(data.len() as u64);
         if seen > self.limit {
-            return Err(ContentError::TooLarge {
+            return Err(BlobError::TooLarge {
                 limit: self.limit,
                 seen,
             });
@@ -128,7 +128,7 @@ fn emit_manifest(links: Vec<Link>, out: &mut Vec<Block>) -> Link {
 }
 
 /// Splits a whole in-memory record into blocks (for tests and small records).
-pub fn build_dag(data: &[u8], limit: u64) -> Result<(Cid, u64, Vec<Block>), ContentError> {
+pub fn build_dag(data: &[u8], limit: u64) -> Result<(Cid, u64, Vec<Block>), BlobError> {
     let mut b = DagBuilder::new(limit);
     let mut out = Vec::new();
     b.push(data, &mut out)?;
@@ -211,7 +211,7 @@ mod tests {
         let err = build_dag(&[0u8; 11], 10).expect_err("too large");
         assert!(matches!(
             err,
-            ContentError::TooLarge {
+            BlobError::TooLarge {
                 limit: 10,
                 seen: 11
             }

@@ -3,7 +3,7 @@
 use cid::Cid;
 use multihash::Multihash;
 
-use crate::error::ContentError;
+use crate::error::BlobError;
 
 /// Multicodec of a raw leaf block (a slice of record ciphertext).
 pub const RAW: u64 = 0x55;
@@ -23,23 +23,23 @@ pub fn block_cid(codec: u64, data: &[u8]) -> Cid {
 }
 
 /// Checks that `data` hashes to `cid`. Only blake3 CIDs are accepted.
-pub fn verify_block(cid: &Cid, data: &[u8]) -> Result<(), ContentError> {
+pub fn verify_block(cid: &Cid, data: &[u8]) -> Result<(), BlobError> {
     if cid.hash().code() != BLAKE3 || cid.hash().size() != 32 {
-        return Err(ContentError::UnsupportedCid {
+        return Err(BlobError::UnsupportedCid {
             cid: *cid,
             reason: "only blake3 (0x1e) multihashes with 32-byte digests are supported",
         });
     }
     let digest = blake3::hash(data);
     if digest.as_bytes() != cid.hash().digest() {
-        return Err(ContentError::CorruptBlock { cid: *cid });
+        return Err(BlobError::CorruptBlock { cid: *cid });
     }
     Ok(())
 }
 
 /// Parses a CID from its string form (`bafk...` / `bafy...`) with a clear error.
-pub fn parse_cid(s: &str) -> Result<Cid, ContentError> {
-    Cid::try_from(s.trim()).map_err(|e| ContentError::InvalidCid {
+pub fn parse_cid(s: &str) -> Result<Cid, BlobError> {
+    Cid::try_from(s.trim()).map_err(|e| BlobError::InvalidCid {
         input: s.chars().take(120).collect(),
         reason: e.to_string(),
     })
@@ -57,7 +57,7 @@ mod tests {
         verify_block(&cid, b"hello").expect("verifies");
         assert!(matches!(
             verify_block(&cid, b"hellp"),
-            Err(ContentError::CorruptBlock { .. })
+            Err(BlobError::CorruptBlock { .. })
         ));
         assert_eq!(parse_cid(&cid.to_string()).expect("parse"), cid);
         assert!(parse_cid("not-a-cid").is_err());

@@ -1,7 +1,4 @@
-//! The `pmr.v1.ContentService` gRPC service over a [`ContentNode`].
-//!
-//! Mount it with `ContentServiceServer::new(ContentGrpc::new(node))`
-//! (`pmr_proto::v1::content_service_server::ContentServiceServer`).
+//! `pmr.v1.ContentService` over the node's [`ContentNode`]: ciphertext blobs in, out, pinned.
 
 use std::io;
 use std::pin::Pin;
@@ -17,46 +14,23 @@ use pmr_proto::v1::{
 use tokio::io::{AsyncRead, ReadBuf};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::error::ContentError;
-use crate::ids::parse_cid;
-use crate::node::{ContentNode, Stat};
+use pmr_content::{parse_cid, ContentNode, Stat};
+
+use crate::status::{blob_status, content_status as status};
 
 /// Largest `PutBlobRequest.chunk` accepted.
 pub const MAX_UPLOAD_CHUNK: usize = 1024 * 1024;
 
 /// The gRPC `ContentService` backed by a content node.
 #[derive(Clone, Debug)]
-pub struct ContentGrpc {
+pub struct ContentApi {
     node: ContentNode,
 }
 
-impl ContentGrpc {
+impl ContentApi {
     /// Serves `node`.
     pub fn new(node: ContentNode) -> Self {
         Self { node }
-    }
-}
-
-/// Maps a content error to the gRPC status a client should act on.
-pub fn status(e: ContentError) -> Status {
-    let msg = e.to_string();
-    match e {
-        ContentError::InvalidCid { .. }
-        | ContentError::UnsupportedCid { .. }
-        | ContentError::TooLarge { .. } => Status::invalid_argument(msg),
-        ContentError::NotFound { .. } => Status::not_found(msg),
-        ContentError::NotLocal { .. } => Status::failed_precondition(msg),
-        ContentError::CorruptBlock { .. }
-        | ContentError::BadManifest { .. }
-        | ContentError::BadDag { .. } => Status::data_loss(msg),
-        ContentError::Read(ref e) if e.kind() == io::ErrorKind::InvalidData => {
-            Status::invalid_argument(msg)
-        }
-        ContentError::Read(_) => Status::aborted(msg),
-        ContentError::Shutdown => Status::unavailable(msg),
-        ContentError::Storage(_) | ContentError::Network(_) | ContentError::Config(_) => {
-            Status::internal(msg)
-        }
     }
 }
 
@@ -119,7 +93,7 @@ impl AsyncRead for UploadReader {
 type GetStream = Pin<Box<dyn Stream<Item = Result<GetBlobResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
-impl ContentService for ContentGrpc {
+impl ContentService for ContentApi {
     async fn put_blob(
         &self,
         request: Request<Streaming<PutBlobRequest>>,
@@ -141,7 +115,7 @@ impl ContentService for ContentGrpc {
         &self,
         request: Request<GetBlobRequest>,
     ) -> Result<Response<Self::GetBlobStream>, Status> {
-        let root = parse_cid(&request.get_ref().root_cid).map_err(status)?;
+        let root = parse_cid(&request.get_ref().root_cid).map_err(blob_status)?;
         let blob = self.node.get_stream(root).await.map_err(status)?;
         let total = blob.size();
         let mut first = true;
@@ -158,7 +132,7 @@ impl ContentService for ContentGrpc {
     }
 
     async fn stat(&self, request: Request<StatBlobRequest>) -> Result<Response<BlobStat>, Status> {
-        let root = parse_cid(&request.get_ref().root_cid).map_err(status)?;
+        let root = parse_cid(&request.get_ref().root_cid).map_err(blob_status)?;
         let s = self.node.stat(root).await.map_err(status)?;
         Ok(Response::new(to_proto(s)))
     }
@@ -167,7 +141,7 @@ impl ContentService for ContentGrpc {
         &self,
         request: Request<PinBlobRequest>,
     ) -> Result<Response<PinBlobResponse>, Status> {
-        let root = parse_cid(&request.get_ref().root_cid).map_err(status)?;
+        let root = parse_cid(&request.get_ref().root_cid).map_err(blob_status)?;
         let s = self.node.fetch_and_pin(root).await.map_err(status)?;
         Ok(Response::new(PinBlobResponse {
             stat: Some(to_proto(s)),
@@ -178,7 +152,7 @@ impl ContentService for ContentGrpc {
         &self,
         request: Request<UnpinBlobRequest>,
     ) -> Result<Response<UnpinBlobResponse>, Status> {
-        let root = parse_cid(&request.get_ref().root_cid).map_err(status)?;
+        let root = parse_cid(&request.get_ref().root_cid).map_err(blob_status)?;
         let was_pinned = self.node.unpin(root).await.map_err(status)?;
         Ok(Response::new(UnpinBlobResponse { was_pinned }))
     }

@@ -1,7 +1,7 @@
 //! Ciphertext integrity: tampering, reordering, truncation, mixing records, wrong key.
 
-use pmr_content::crypto::{HEADER, SEGMENT, TAG};
-use pmr_content::{decrypt_to_vec, encrypt_to_vec, CryptoError, DataKey};
+use pmr_blob::crypto::{HEADER, SEGMENT, TAG};
+use pmr_blob::{decrypt_to_vec, encrypt_to_vec, CryptoError, DataKey};
 
 fn sample(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 131 % 251) as u8).collect()
