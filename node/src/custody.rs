@@ -507,7 +507,7 @@ impl Custody {
                     if r.success {
                         return Ok((hash, loc.height, r.logs));
                     }
-                    let reason = pmr_execution::describe_revert(&r.output);
+                    let reason = pmr_contract::describe_revert(&r.output);
                     let msg = format!(
                         "the ledger refused the share-release log at height {} ({reason}); nothing was released",
                         loc.height

@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use alloy_primitives::{Address, B256, U256};
 use clap::{Args, Subcommand, ValueEnum};
 use eyre::{bail, eyre, Context, Result};
-use pmr_client::records::describe_event;
 use pmr_client::{Identity, Network, Wallet, PMR};
 use pmr_consensus::{verify_receipt_inclusion, Certificate, CommitSignature};
+use pmr_contract::describe_event;
 use pmr_primitives::{Block, Genesis, MerkleProof};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -746,7 +746,7 @@ pub fn verify_proof(
         for log in receipt
             .logs
             .iter()
-            .filter(|l| l.address == pmr_client::PMR_ADDRESS)
+            .filter(|l| l.address == pmr_contract::PMR_ADDRESS)
         {
             if log.topics.get(1) != Some(&topic) {
                 continue;

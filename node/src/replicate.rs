@@ -467,9 +467,4 @@ mod tests {
         ];
         assert!(wanted_blobs(1, &receipts).is_empty());
     }
-
-    #[test]
-    fn the_client_and_execution_agree_on_the_contract_address() {
-        assert_eq!(PMR_ADDRESS, pmr_execution::PMR_CONTRACT_ADDRESS);
-    }
 }

@@ -20,7 +20,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::wallet::Wallet;
+use pmr_contract::Wallet;
 
 /// Keystore format version.
 pub const KEYSTORE_VERSION: u32 = 1;

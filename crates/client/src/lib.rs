@@ -1,7 +1,8 @@
 //! The Rust SDK of PMR Ledger: talks to a node over gRPC only.
 //!
 //! - [`PmrClient`]: the node's services (submit, blocks, transactions, status, receipts, calls).
-//! - [`Wallet`]: an Ethereum (secp256k1) account that signs EIP-1559 transactions for a chain.
+//! - [`Wallet`] (from `pmr-contract`): an Ethereum (secp256k1) account that signs EIP-1559
+//!   transactions for a chain.
 //! - Blobs ([`PmrClient::put_blob`], [`PmrClient::get_blob`], [`PmrClient::blob_stat`],
 //!   [`PmrClient::pin`], [`PmrClient::unpin`]): the node's content store, ciphertext only.
 //! - [`Identity`]: a passphrase-encrypted keystore (account key + X25519 sealing key).
@@ -9,16 +10,13 @@
 
 mod blob;
 mod client;
-pub mod contract;
 pub mod keystore;
 pub mod records;
-mod wallet;
 
 pub use alloy_primitives::{Address, Bytes, B256};
 pub use blob::{BlobDownload, BlobStat, PutBlob, UPLOAD_CHUNK};
 pub use client::{ClientError, PmrClient, Status as NodeStatus};
-pub use contract::{PMR, PMR_ADDRESS};
 pub use keystore::{Identity, KeystoreError};
+pub use pmr_contract::{Wallet, WalletError, PMR, PMR_ADDRESS};
 pub use pmr_proto::v1 as proto;
 pub use records::{AuditEvent, Network, RecordError, RecordSummary, RecordVersion};
-pub use wallet::{Wallet, WalletError};

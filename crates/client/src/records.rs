@@ -16,9 +16,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
-use alloy_sol_types::{SolCall, SolEvent, SolInterface};
+use alloy_sol_types::{SolCall, SolEvent};
 use futures::StreamExt;
 use pmr_blob::{decrypt_to_vec, encrypt_to_vec, parse_cid, DataKey};
+use pmr_contract::{describe_event, describe_revert, Wallet, PMR, PMR_ADDRESS};
 use pmr_proto::v1 as pb;
 use pmr_proto::v1::share_service_client::ShareServiceClient;
 use pmr_shares::{
@@ -29,9 +30,7 @@ use pmr_shares::{
 };
 
 use crate::client::{ClientError, PmrClient};
-use crate::contract::{PMR, PMR_ADDRESS};
 use crate::keystore::Identity;
-use crate::wallet::Wallet;
 
 /// How long a lifecycle step waits for its transaction to commit.
 pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -54,15 +53,6 @@ pub enum RecordError {
     Refused(String),
     #[error("malformed data from the ledger: {0}")]
     Malformed(String),
-}
-
-/// Describes PMR revert data: the custom error with its arguments when it is one.
-pub fn describe_revert(output: &[u8]) -> String {
-    match PMR::PMRErrors::abi_decode(output) {
-        Ok(e) => format!("{e:?}"),
-        Err(_) if output.is_empty() => "reverted without a reason".into(),
-        Err(_) => format!("reverted: 0x{}", hex::encode(output)),
-    }
 }
 
 /// A committed transaction.
@@ -133,9 +123,9 @@ fn contract_cid(text: &str) -> Result<PMR::Cid, RecordError> {
 }
 
 fn cid_text(cid: &PMR::Cid) -> Result<String, RecordError> {
-    pmr_blob::Cid::try_from(&cid.to_cid_bytes()[..])
+    pmr_contract::event_cid(cid)
         .map(|c| c.to_string())
-        .map_err(|e| RecordError::Malformed(format!("a CID on-chain does not parse: {e}")))
+        .map_err(|e| RecordError::Malformed(format!("a CID on-chain is not usable: {e}")))
 }
 
 /// A read-only PMR call on node `c` at its latest height; a revert is an error.
@@ -723,58 +713,5 @@ impl Network {
             }
         }
         Ok(out)
-    }
-}
-
-/// Names a PMR event about a token.
-pub fn describe_event(topics: &[B256], data: &[u8]) -> Option<(&'static str, String)> {
-    let t = topics.first()?;
-    let topics = topics.iter().copied();
-    if *t == PMR::RecordMinted::SIGNATURE_HASH {
-        let e = PMR::RecordMinted::decode_raw_log(topics, data).ok()?;
-        Some((
-            "minted",
-            format!(
-                "version 0 for patient {} by hospital {}, type {}, root {}",
-                e.patient,
-                e.hospital,
-                e.recordType,
-                cid_text(&e.root).unwrap_or_default()
-            ),
-        ))
-    } else if *t == PMR::RecordVersionAppended::SIGNATURE_HASH {
-        let e = PMR::RecordVersionAppended::decode_raw_log(topics, data).ok()?;
-        Some((
-            "version",
-            format!(
-                "version {} by {}, root {}",
-                e.version,
-                e.by,
-                cid_text(&e.root).unwrap_or_default()
-            ),
-        ))
-    } else if *t == PMR::AccessGranted::SIGNATURE_HASH {
-        let e = PMR::AccessGranted::decode_raw_log(topics, data).ok()?;
-        Some((
-            "granted",
-            format!(
-                "{} until {} (unix s), version {}",
-                e.grantee, e.expiry, e.version
-            ),
-        ))
-    } else if *t == PMR::AccessRevoked::SIGNATURE_HASH {
-        let e = PMR::AccessRevoked::decode_raw_log(topics, data).ok()?;
-        Some(("revoked", format!("{}", e.grantee)))
-    } else if *t == PMR::ShareReleased::SIGNATURE_HASH {
-        let e = PMR::ShareReleased::decode_raw_log(topics, data).ok()?;
-        Some((
-            "released",
-            format!(
-                "custodian {} released its share of version {} to {}",
-                e.custodian, e.version, e.grantee
-            ),
-        ))
-    } else {
-        None
     }
 }

@@ -14,7 +14,7 @@ use alloy_primitives::Bytes;
 use alloy_sol_types::SolCall;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fixtures::*;
-use pmr_execution::PMR_CONTRACT_ADDRESS;
+use pmr_contract::PMR_ADDRESS;
 use pmr_primitives::SignedTx;
 use rayon::prelude::*;
 use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
@@ -26,7 +26,7 @@ fn signed_block() -> Vec<Bytes> {
     let h = hospital();
     (0..BLOCK as u64)
         .into_par_iter()
-        .map(|n| sign_raw(&h, n, PMR_CONTRACT_ADDRESS, mint_call(n).abi_encode()))
+        .map(|n| sign_raw(&h, n, PMR_ADDRESS, mint_call(n).abi_encode()))
         .collect()
 }
 

@@ -94,7 +94,7 @@ pub enum ExecutionError {
     #[error("genesis execution failed: {0}")]
     Genesis(String),
     #[error("the PMR contract artifact is unusable: {0}")]
-    Artifact(String),
+    Artifact(#[from] pmr_contract::ContractError),
     #[error(
         "execution state in the database is corrupt: {0}; restore this node's home directory from \
          a healthy validator"

@@ -12,7 +12,6 @@ use revm::ExecuteEvm;
 
 use crate::block_state::{BlockState, CodeCache};
 use crate::changeset::next_state_root;
-use crate::contract::{ContractLayout, PMR_CONTRACT_ADDRESS};
 use crate::genesis::genesis_changes;
 use crate::key_filter::KeyFilter;
 use crate::receipt::{encode_receipts, encode_receipts_with_root, Log};
@@ -23,6 +22,7 @@ use crate::state_db::{
 };
 use crate::types::{AccountView, BlockEnv, BuiltBlock, CallOutcome, ExecutedBlock};
 use crate::{ExecutionError, Receipt, TxRejection};
+use pmr_contract::{ContractLayout, PMR_ADDRESS};
 
 const TARGET: &str = "pmr::execution";
 
@@ -55,7 +55,7 @@ impl std::fmt::Debug for Executor {
 }
 
 impl Executor {
-    /// On an empty store, executes genesis (deploys PMR at [`PMR_CONTRACT_ADDRESS`] with the
+    /// On an empty store, executes genesis (deploys PMR at [`PMR_ADDRESS`] with the
     /// genesis roles and permissions) and commits it; otherwise loads the executed head and
     /// checks that the store was made from this genesis. Idempotent.
     pub fn open(store: Store, genesis: &Genesis) -> Result<Self, ExecutionError> {
@@ -90,7 +90,7 @@ impl Executor {
                     Some(&encode_receipts(&[])),
                 );
                 batch.commit(Durability::Sync)?;
-                tracing::info!(target: TARGET, root = %genesis_root, contract = %PMR_CONTRACT_ADDRESS, "executed genesis");
+                tracing::info!(target: TARGET, root = %genesis_root, contract = %PMR_ADDRESS, "executed genesis");
                 Head {
                     height: 0,
                     state_root: genesis_root,
@@ -158,10 +158,7 @@ impl Executor {
         let unavailable = |e: ExecutionError| TxRejection::StateUnavailable(e.to_string());
         let sender = tx.sender();
         let permitted = reader
-            .storage(
-                &PMR_CONTRACT_ADDRESS,
-                &self.rules.layout.permitted_key(sender),
-            )
+            .storage(&PMR_ADDRESS, &self.rules.layout.permitted_key(sender))
             .map_err(unavailable)?;
         if permitted.is_zero() {
             return Err(TxRejection::NotPermitted(sender));
@@ -193,7 +190,7 @@ impl Executor {
         let key = self.rules.layout.permitted_key(address);
         Ok(!self
             .reader(self.head_height())
-            .storage(&PMR_CONTRACT_ADDRESS, &key)?
+            .storage(&PMR_ADDRESS, &key)?
             .is_zero())
     }
 
@@ -414,7 +411,7 @@ impl Executor {
         let output = result.output().cloned().unwrap_or_default();
         Ok(CallOutcome {
             success,
-            revert_reason: (!success).then(|| crate::contract::describe_revert(&output)),
+            revert_reason: (!success).then(|| pmr_contract::describe_revert(&output)),
             gas_used: result.tx_gas_used(),
             logs: result.logs().iter().map(Log::from).collect(),
             output,

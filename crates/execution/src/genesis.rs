@@ -9,9 +9,9 @@ use revm::ExecuteEvm;
 
 use crate::block_state::{BlockState, CodeCache};
 use crate::changeset::ChangeSet;
-use crate::contract::{creation_code, describe_revert, PMR, PMR_CONTRACT_ADDRESS};
 use crate::runner::build_evm;
 use crate::ExecutionError;
+use pmr_contract::{creation_code, describe_revert, PMR, PMR_ADDRESS};
 
 /// Sender of the genesis deployment. It is not part of the genesis state.
 const GENESIS_DEPLOYER: Address = Address::ZERO;
@@ -32,7 +32,7 @@ pub fn constructor_args(genesis: &Genesis) -> PMR::constructorCall {
 }
 
 /// Runs the PMR constructor on an empty state and moves the resulting account to
-/// [`PMR_CONTRACT_ADDRESS`]. The constructor stores nothing that depends on its own address,
+/// [`PMR_ADDRESS`]. The constructor stores nothing that depends on its own address,
 /// so the relocated state is what a deployment at that address would hold. Events of the
 /// constructor are not kept (genesis has no receipts).
 pub(crate) fn genesis_changes(
@@ -81,13 +81,13 @@ pub(crate) fn genesis_changes(
         .accounts
         .into_iter()
         .filter(|(a, _)| *a == created)
-        .map(|(_, s)| (PMR_CONTRACT_ADDRESS, s))
+        .map(|(_, s)| (PMR_ADDRESS, s))
         .collect();
     let storage = changes
         .storage
         .into_iter()
         .filter(|(a, _, _)| *a == created)
-        .map(|(_, slot, v)| (PMR_CONTRACT_ADDRESS, slot, v))
+        .map(|(_, slot, v)| (PMR_ADDRESS, slot, v))
         .collect();
     Ok(ChangeSet::from_unsorted(accounts, storage, changes.codes))
 }

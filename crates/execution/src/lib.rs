@@ -2,8 +2,9 @@
 //! identically on every validator.
 //!
 //! - [`Executor::open`] executes genesis once: the PMR contract (compiled from
-//!   `evm-contracts/`, bytecode committed) is deployed at [`PMR_CONTRACT_ADDRESS`] with the
-//!   admin, hospitals, custodians (validator operators) and permitted accounts of the genesis.
+//!   `evm-contracts/`, bytecode committed; bindings in `pmr-contract`) is deployed at
+//!   `pmr_contract::PMR_ADDRESS` with the admin, hospitals, custodians (validator operators)
+//!   and permitted accounts of the genesis.
 //! - [`Executor::build_block`] (proposer) and [`Executor::execute_block`] (validator) run
 //!   transactions on the executed head through one EVM per block (fork Prague, gas metered with
 //!   per-transaction and per-block limits, priced at zero). Only permitted senders with the
@@ -18,7 +19,6 @@
 
 mod block_state;
 mod changeset;
-mod contract;
 mod error;
 mod executor;
 mod genesis;
@@ -29,9 +29,6 @@ mod state_db;
 mod types;
 
 pub use changeset::{next_state_root, AccountState, ChangeSet};
-pub use contract::{
-    describe_revert, mapping_key, ContractLayout, PMR, PMR_ARTIFACT_JSON, PMR_CONTRACT_ADDRESS,
-};
 pub use error::{ExecutionError, TxRejection};
 pub use executor::Executor;
 pub use genesis::constructor_args;

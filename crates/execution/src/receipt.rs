@@ -65,7 +65,7 @@ impl Receipt {
 
     /// Why the transaction failed, decoded from its revert data; `None` when it succeeded.
     pub fn revert_reason(&self) -> Option<String> {
-        (!self.success).then(|| crate::contract::describe_revert(&self.output))
+        (!self.success).then(|| pmr_contract::describe_revert(&self.output))
     }
 
     fn contract_address_bytes(&self) -> &[u8] {

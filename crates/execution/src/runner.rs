@@ -14,10 +14,10 @@ use revm::{Context, ExecuteEvm, MainBuilder, MainContext};
 
 use crate::block_state::BlockState;
 use crate::changeset::ChangeSet;
-use crate::contract::{ContractLayout, PMR_CONTRACT_ADDRESS};
 use crate::receipt::{Log, Receipt};
 use crate::state_db::PageWrite;
 use crate::{BlockEnv, ExecutionError, TxRejection};
+use pmr_contract::{ContractLayout, PMR_ADDRESS};
 
 /// The fork PMR executes under, fixed for the life of the chain.
 pub const SPEC: SpecId = SpecId::PRAGUE;
@@ -95,7 +95,7 @@ pub(crate) fn static_checks(tx: &SignedTx, gas: &GasLimits) -> Result<(), TxReje
 /// it runs: a block's runner leaves that check to revm (see [`rejection`]).
 fn shape_checks(tx: &SignedTx, gas: &GasLimits) -> Result<(), TxRejection> {
     if tx.to().is_none() {
-        return Err(TxRejection::ContractCreation(PMR_CONTRACT_ADDRESS));
+        return Err(TxRejection::ContractCreation(PMR_ADDRESS));
     }
     if !tx.value().is_zero() {
         return Err(TxRejection::NonZeroValue(tx.value()));
@@ -132,7 +132,7 @@ pub(crate) fn tx_env(tx: &SignedTx, chain_id: u64) -> TxEnv {
         caller: tx.sender(),
         gas_limit: tx.gas_limit(),
         gas_price: 0,
-        kind: TxKind::Call(tx.to().unwrap_or(PMR_CONTRACT_ADDRESS)),
+        kind: TxKind::Call(tx.to().unwrap_or(PMR_ADDRESS)),
         value: tx.value(),
         data: tx.input().clone(),
         nonce: tx.nonce(),
@@ -198,7 +198,7 @@ impl BlockRunner {
             .permitted_keys
             .entry(sender)
             .or_insert_with(|| layout.permitted_key(sender));
-        if self.storage_now(PMR_CONTRACT_ADDRESS, key)?.is_zero() {
+        if self.storage_now(PMR_ADDRESS, key)?.is_zero() {
             return Ok(Err(TxRejection::NotPermitted(sender)));
         }
         let expected = self.nonce_now(sender)?;
@@ -233,7 +233,7 @@ impl BlockRunner {
                 .journaled_state
                 .inner
                 .state
-                .get_mut(&PMR_CONTRACT_ADDRESS)
+                .get_mut(&PMR_ADDRESS)
             {
                 pmr.storage.reserve(self.reserve_slots);
                 self.reserve_slots = 0;

@@ -4,7 +4,8 @@ mod common;
 
 use alloy_primitives::{aliases::U256, Address, Bytes, FixedBytes, B256};
 use common::{event, keys, Chain};
-use pmr_execution::{TxRejection, PMR};
+use pmr_contract::PMR;
+use pmr_execution::TxRejection;
 
 /// A CIDv1 (blake3 0x1e, 32-byte digest) as the contract takes it; raw codec (0x55) below 100
 /// and dag-cbor (0x71) from 100 on, so roots and envelopes of one version differ in codec too.

@@ -5,9 +5,9 @@ mod common;
 use alloy_primitives::{Address, Bytes, B256, KECCAK256_EMPTY, U256};
 use alloy_sol_types::{SolCall, SolEvent};
 use common::*;
+use pmr_contract::{PMR, PMR_ADDRESS};
 use pmr_execution::{
-    intrinsic_gas, receipt_proof, verify_receipt, ExecutionError, Executor, TxRejection, PMR,
-    PMR_CONTRACT_ADDRESS,
+    intrinsic_gas, receipt_proof, verify_receipt, ExecutionError, Executor, TxRejection,
 };
 use pmr_primitives::GasLimits;
 use pmr_storage::Store;
@@ -50,7 +50,7 @@ fn genesis_deploys_pmr_and_is_idempotent() {
         let store = Store::open(dir.path()).unwrap();
         let exec = Executor::open(store, &genesis()).unwrap();
         assert_eq!(exec.head(), (0, exec.genesis_state_root()));
-        let pmr = exec.account(None, PMR_CONTRACT_ADDRESS).unwrap();
+        let pmr = exec.account(None, PMR_ADDRESS).unwrap();
         assert_ne!(pmr.code_hash, KECCAK256_EMPTY);
         assert_eq!(pmr.nonce, 1);
         for a in [
@@ -108,7 +108,7 @@ fn mint_produces_receipts_with_logs_and_provable_receipts() {
     }
     assert_eq!(executed.gas_used, cumulative);
     let mint = &executed.receipts[1];
-    assert!(mint.logs.iter().all(|l| l.address == PMR_CONTRACT_ADDRESS));
+    assert!(mint.logs.iter().all(|l| l.address == PMR_ADDRESS));
     let topics: Vec<B256> = mint.logs.iter().map(|l| l.topics[0]).collect();
     assert_eq!(
         topics,
@@ -307,7 +307,7 @@ fn gas_limits_per_transaction_and_per_block() {
         encryptionKey: B256::repeat_byte(1),
     }
     .abi_encode();
-    let too_high = sign_to(&k.doctor, 0, PMR_CONTRACT_ADDRESS, input.clone(), 200_001);
+    let too_high = sign_to(&k.doctor, 0, PMR_ADDRESS, input.clone(), 200_001);
     assert_eq!(
         chain.exec.check_tx(&too_high),
         Err(TxRejection::GasLimitTooHigh {
@@ -315,7 +315,7 @@ fn gas_limits_per_transaction_and_per_block() {
             max: 200_000
         })
     );
-    let too_low = sign_to(&k.doctor, 0, PMR_CONTRACT_ADDRESS, input.clone(), 21_000);
+    let too_low = sign_to(&k.doctor, 0, PMR_ADDRESS, input.clone(), 21_000);
     match chain.exec.check_tx(&too_low) {
         Err(TxRejection::IntrinsicGasTooLow {
             limit: 21_000,
@@ -357,13 +357,13 @@ fn gas_limits_per_transaction_and_per_block() {
     };
     assert_eq!(
         chain.exec.check_tx(&create),
-        Err(TxRejection::ContractCreation(PMR_CONTRACT_ADDRESS))
+        Err(TxRejection::ContractCreation(PMR_ADDRESS))
     );
 
     // Each reserves 200k: two fit in 500k (they use ~50k each, so the third reserves 200k of
     // the ~400k left and fits too); build blocks until one stops.
     let txs: Vec<_> = (0..12)
-        .map(|n| sign_to(&k.doctor, n, PMR_CONTRACT_ADDRESS, input.clone(), 200_000))
+        .map(|n| sign_to(&k.doctor, n, PMR_ADDRESS, input.clone(), 200_000))
         .collect();
     let built = chain
         .exec
@@ -405,15 +405,9 @@ fn reverted_and_out_of_gas_transactions_are_included_with_failed_receipts() {
     // the EIP-7623 floor, leaving a few thousand for execution) but far too little to store a
     // record (fresh slots cost 22,100 each).
     let input = mint_call(k.patient.address(), 1).abi_encode();
-    let intrinsic = intrinsic_gas(&sign_to(
-        &k.hospital,
-        2,
-        PMR_CONTRACT_ADDRESS,
-        input.clone(),
-        GAS,
-    ));
+    let intrinsic = intrinsic_gas(&sign_to(&k.hospital, 2, PMR_ADDRESS, input.clone(), GAS));
     let limit = intrinsic + 1_000;
-    let starving = sign_to(&k.hospital, 2, PMR_CONTRACT_ADDRESS, input, limit);
+    let starving = sign_to(&k.hospital, 2, PMR_ADDRESS, input, limit);
     let executed = chain.block(&[unregistered, starving]);
     let (a, b) = (&executed.receipts[0], &executed.receipts[1]);
     assert!(!a.success && !b.success);
@@ -486,7 +480,7 @@ fn committed_state_survives_reopen_and_uncommitted_batches_leave_nothing() {
         .call(
             None,
             Address::ZERO,
-            PMR_CONTRACT_ADDRESS,
+            PMR_ADDRESS,
             PMR::totalMintedCall {}.abi_encode().into(),
         )
         .unwrap();
@@ -621,7 +615,7 @@ fn historical_calls_and_accounts() {
             .call(
                 h,
                 Address::ZERO,
-                PMR_CONTRACT_ADDRESS,
+                PMR_ADDRESS,
                 PMR::totalMintedCall {}.abi_encode().into(),
             )
             .unwrap();
@@ -653,7 +647,7 @@ fn historical_calls_and_accounts() {
             .call(
                 Some(h),
                 Address::ZERO,
-                PMR_CONTRACT_ADDRESS,
+                PMR_ADDRESS,
                 PMR::isPatientCall { account: patient }.abi_encode().into(),
             )
             .unwrap();
@@ -668,7 +662,7 @@ fn historical_calls_and_accounts() {
         .call(
             None,
             k.hospital.address(),
-            PMR_CONTRACT_ADDRESS,
+            PMR_ADDRESS,
             mint_call(patient, 9).abi_encode().into(),
         )
         .unwrap();
@@ -713,7 +707,7 @@ fn one_shared_block_and_one_block_per_transaction_agree() {
         sign_to(
             &k.hospital,
             2,
-            PMR_CONTRACT_ADDRESS,
+            PMR_ADDRESS,
             mint_call(patient, 2).abi_encode(),
             OOG_MINT_GAS,
         ),

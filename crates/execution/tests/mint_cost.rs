@@ -9,7 +9,8 @@ use alloy_primitives::{keccak256, Address, TxKind, B256, U256};
 use alloy_sol_types::{SolCall, SolConstructor};
 use common::bare::{self, tx};
 use common::{genesis, keys};
-use pmr_execution::{constructor_args, PMR};
+use pmr_contract::PMR;
+use pmr_execution::constructor_args;
 use revm::inspector::CountInspector;
 use revm::{ExecuteCommitEvm, InspectCommitEvm, MainBuilder};
 

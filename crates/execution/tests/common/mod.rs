@@ -10,9 +10,8 @@ use alloy_primitives::{Address, Bytes, TxKind, B256};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{SolCall, SolEvent};
-use pmr_execution::{
-    BlockEnv, CallOutcome, ExecutedBlock, Executor, Receipt, PMR_CONTRACT_ADDRESS,
-};
+use pmr_contract::PMR_ADDRESS;
+use pmr_execution::{BlockEnv, CallOutcome, ExecutedBlock, Executor, Receipt};
 use pmr_primitives::{GasLimits, Genesis, GenesisValidator, SignedTx, TxLimits, ValidatorAddress};
 use pmr_storage::{Durability, Store};
 
@@ -100,7 +99,7 @@ pub fn sign_to(
 }
 
 pub fn sign<C: SolCall>(signer: &PrivateKeySigner, nonce: u64, call: &C) -> SignedTx {
-    sign_to(signer, nonce, PMR_CONTRACT_ADDRESS, call.abi_encode(), GAS)
+    sign_to(signer, nonce, PMR_ADDRESS, call.abi_encode(), GAS)
 }
 
 pub fn env(height: u64) -> BlockEnv {
@@ -203,7 +202,7 @@ impl Chain {
     /// executor's permission check on senders does not apply, only the contract's rules).
     pub fn try_call_from<C: SolCall>(&self, from: Address, call: C) -> CallOutcome {
         self.exec
-            .call(None, from, PMR_CONTRACT_ADDRESS, call.abi_encode().into())
+            .call(None, from, PMR_ADDRESS, call.abi_encode().into())
             .expect("call")
     }
 

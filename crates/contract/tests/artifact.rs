@@ -14,7 +14,7 @@ fn committed_artifact_matches_a_fresh_compile() {
     assert!(
         contracts.join("node_modules/solc").is_dir(),
         "evm-contracts/node_modules is missing: run `npm ci --prefix evm-contracts` (needs node and \
-         the npm registry) before `cargo test -p pmr-execution`"
+         the npm registry) before `cargo test -p pmr-contract`"
     );
     let out = Command::new("node")
         .arg(contracts.join("compile.js"))
@@ -32,10 +32,10 @@ fn committed_artifact_matches_a_fresh_compile() {
 #[test]
 fn bindings_are_generated_from_the_committed_artifact() {
     let artifact: serde_json::Value =
-        serde_json::from_str(pmr_execution::PMR_ARTIFACT_JSON).unwrap();
+        serde_json::from_str(pmr_contract::PMR_ARTIFACT_JSON).unwrap();
     let runtime = artifact["deployedBytecode"].as_str().unwrap();
     assert_eq!(
-        format!("0x{}", hex::encode(&pmr_execution::PMR::DEPLOYED_BYTECODE)),
+        format!("0x{}", hex::encode(&pmr_contract::PMR::DEPLOYED_BYTECODE)),
         runtime,
         "the sol! bindings and include_str! read the same artifact"
     );

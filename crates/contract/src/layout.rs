@@ -1,24 +1,19 @@
-//! The PMR contract as committed in `evm-contracts/artifacts/PMR.json`: typed bindings, its
-//! fixed address, and the storage slots the executor reads without running the EVM.
+//! The committed artifact (ABI, bytecode, compiler settings, storage layout) and the storage
+//! slots the executor reads straight from state, without running the EVM.
 
 use std::sync::OnceLock;
 
-use alloy_primitives::{address, keccak256, Address, U256};
-use alloy_sol_types::{Panic, Revert, SolInterface};
+use alloy_primitives::{keccak256, Address, U256};
 
-use crate::ExecutionError;
-
-alloy_sol_types::sol!(
-    #[sol(all_derives)]
-    PMR,
-    "../../evm-contracts/artifacts/PMR.json"
-);
+use crate::{ContractError, PMR};
 
 /// The committed artifact (ABI, bytecode, compiler settings, storage layout).
 pub const PMR_ARTIFACT_JSON: &str = include_str!("../../../evm-contracts/artifacts/PMR.json");
 
-/// Where genesis deploys the PMR contract: the ASCII bytes of "PMR" at the low end.
-pub const PMR_CONTRACT_ADDRESS: Address = address!("0x0000000000000000000000000000000000504d52");
+/// The creation code of the PMR contract (constructor arguments not yet appended).
+pub fn creation_code() -> &'static [u8] {
+    &PMR::BYTECODE
+}
 
 /// Storage slots of the contract's own mappings, from the artifact's storage layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,12 +24,12 @@ pub struct ContractLayout {
 
 impl ContractLayout {
     /// The layout of the committed artifact (parsed once).
-    pub fn get() -> Result<&'static ContractLayout, ExecutionError> {
+    pub fn get() -> Result<&'static ContractLayout, ContractError> {
         static LAYOUT: OnceLock<Result<ContractLayout, String>> = OnceLock::new();
         LAYOUT
             .get_or_init(parse_layout)
             .as_ref()
-            .map_err(|e| ExecutionError::Artifact(e.clone()))
+            .map_err(|e| ContractError::Artifact(e.clone()))
     }
 
     /// The storage key holding `isPermitted(account)`.
@@ -80,30 +75,4 @@ fn parse_layout() -> Result<ContractLayout, String> {
         .parse::<U256>()
         .map_err(|e| format!("bad slot `{}` for `_permitted`: {e}", entry.slot))?;
     Ok(ContractLayout { permitted_slot })
-}
-
-/// The creation code of the PMR contract (constructor not yet appended).
-pub fn creation_code() -> &'static [u8] {
-    &PMR::BYTECODE
-}
-
-/// Human-readable reason of a failed call's output: a PMR custom error with its arguments, a
-/// `require` message, a panic code, or the raw bytes when none of these decode.
-pub fn describe_revert(output: &[u8]) -> String {
-    if output.is_empty() {
-        return "reverted without data (out of gas or invalid opcode?)".into();
-    }
-    if let Ok(err) = PMR::PMRErrors::abi_decode(output) {
-        return format!("{err:?}");
-    }
-    if let Ok(revert) = <Revert as alloy_sol_types::SolError>::abi_decode(output) {
-        return format!("reverted: {}", revert.reason);
-    }
-    if let Ok(panic) = <Panic as alloy_sol_types::SolError>::abi_decode(output) {
-        return format!("panic code {:#x}", panic.code);
-    }
-    format!(
-        "reverted with unknown data 0x{}",
-        alloy_primitives::hex::encode(output)
-    )
 }

@@ -1,0 +1,14 @@
+//! Bindings of the PMR contract, generated from the committed ABI, and its fixed address.
+
+use alloy_primitives::{address, Address};
+
+alloy_sol_types::sol!(
+    #[sol(all_derives)]
+    #[allow(missing_docs)]
+    PMR,
+    "../../evm-contracts/artifacts/PMR.json"
+);
+
+/// Where genesis deploys the PMR contract on every PMR network: the ASCII bytes of "PMR" at the
+/// low end.
+pub const PMR_ADDRESS: Address = address!("0x0000000000000000000000000000000000504d52");
