@@ -30,7 +30,7 @@ use pmr_proto::v1 as pb;
 use pmr_proto::v1::share_service_server::{ShareService, ShareServiceServer};
 use pmr_shares::{
     open_custodian_share, seal_share_to, split_record_key, CustodianInfo, GrantContext,
-    IssueRequest, ReleaseChallenge, ShareEnvelope, X25519PublicKey, X25519Secret,
+    ReleaseChallenge, ShareEnvelope, X25519PublicKey, X25519Secret,
 };
 use pmr_storage::{Column, Durability, Store};
 use rand::rngs::OsRng;
@@ -699,89 +699,6 @@ impl Custody {
             release_height: at,
         })
     }
-
-    async fn issue(&self, req: pb::IssueSharesRequest) -> Result<pb::IssueSharesResponse, Status> {
-        let me = self.me()?;
-        let chain_id = self.inner.chain_id;
-        let r = IssueRequest::from_bytes(&req.request)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if r.chain_id != chain_id {
-            return Err(Status::failed_precondition(format!(
-                "the request is for chain {}; this is chain {chain_id}",
-                r.chain_id
-            )));
-        }
-        if r.custodian != me.info.address {
-            return Err(Status::failed_precondition(format!(
-                "wrong custodian: the request names {}, this node is custodian {}",
-                r.custodian, me.info.address
-            )));
-        }
-        r.check_fresh(
-            now_ms(),
-            MAX_REQUEST_AGE.as_millis() as u64,
-            MAX_CLOCK_SKEW.as_millis() as u64,
-        )
-        .map_err(|e| Status::failed_precondition(e.to_string()))?;
-        r.verify(&req.signature)
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
-        let height = self.inner.ledger.tip().height;
-        let role = self
-            .view(height, PMR::HOSPITAL_ROLECall {})
-            .await?
-            .map_err(internal)?;
-        let is_hospital = self
-            .view(
-                height,
-                PMR::hasRoleCall {
-                    role,
-                    account: r.hospital,
-                },
-            )
-            .await?
-            .map_err(internal)?;
-        if !is_hospital {
-            return Err(Status::permission_denied(format!(
-                "{} holds no HOSPITAL role at height {height}: only registered hospitals may issue shares",
-                r.hospital
-            )));
-        }
-        self.consume_nonce(r.nonce, r.issued_at_ms).await?;
-        let key = r
-            .open_key(&me.secret)
-            .map_err(|e| Status::failed_precondition(e.to_string()))?;
-        let custodians: Vec<CustodianInfo> = self
-            .inner
-            .custodians
-            .iter()
-            .map(|c| CustodianInfo {
-                index: c.index,
-                address: c.address,
-                public_key: X25519PublicKey::from(c.custody_key),
-            })
-            .collect();
-        let threshold = match r.threshold {
-            0 => default_threshold(custodians.len()),
-            t => t as usize,
-        };
-        let env = split_record_key(&key, threshold, &custodians, &r.patient, &mut OsRng)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let put = self
-            .inner
-            .content
-            .put_bytes(&env.encode())
-            .await
-            .map_err(internal)?;
-        info!(target: TARGET, hospital = %r.hospital, envelope = %put.root, threshold, custodians = custodians.len(), "issued shares");
-        Ok(pb::IssueSharesResponse {
-            envelope_cid: put.root.to_bytes(),
-            envelope_cid_text: put.root.to_string(),
-            key_commitment: env.key_commitment().to_bytes().to_vec(),
-            patient_sealed_share: env.patient().sealed.to_bytes().to_vec(),
-            threshold: threshold as u32,
-            custodians: custodians.len() as u32,
-        })
-    }
 }
 
 fn custodian_pb(c: &GenesisCustodian) -> pb::Custodian {
@@ -806,13 +723,6 @@ impl ShareService for Custody {
             this_node: self.inner.me.as_ref().map(|m| custodian_pb(&m.info)),
             default_threshold: default_threshold(c.len()) as u32,
         }))
-    }
-
-    async fn issue_shares(
-        &self,
-        request: Request<pb::IssueSharesRequest>,
-    ) -> Result<Response<pb::IssueSharesResponse>, Status> {
-        self.issue(request.into_inner()).await.map(Response::new)
     }
 
     async fn release_share(

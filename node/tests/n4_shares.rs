@@ -2,7 +2,7 @@
 //! key 3-of-4 plus the patient's essential share and mints the record; every custodian takes
 //! custody; the patient grants a doctor; the doctor collects 3 shares over gRPC and
 //! reconstructs the key that decrypts the record; every release is on-chain; after the revoke
-//! the custodians refuse. Bad requests get precise statuses. `IssueShares` splits on a node.
+//! the custodians refuse. Bad requests get precise statuses.
 
 mod common;
 
@@ -18,7 +18,7 @@ use pmr_proto::v1::share_service_client::ShareServiceClient;
 use pmr_shares::{
     open_granted_patient_share, open_patient_share, open_sealed_share, reconstruct_record_key,
     seal_patient_share_to, split_record_key, CustodianInfo, CustodianShare, GrantContext,
-    IssueRequest, RecordKey, ReleaseChallenge, SealedShare, ShareEnvelope, X25519PublicKey,
+    RecordKey, ReleaseChallenge, SealedShare, ShareEnvelope, X25519PublicKey,
     X25519Secret,
 };
 use rand::rngs::OsRng;
@@ -577,61 +577,21 @@ async fn n4_grant_release_reconstruct_revoke() {
     )
     .await;
 
-    // IssueShares: the hospital has node 0 split a key (default threshold) for a second record.
+    // A second record split 2-of-4 on the client (as `pmr record create` does): the owner
+    // opens it with two custodians' shares and the essential share.
     let key2 = RecordKey::generate(&mut OsRng);
-    let issue = |signer: &Wallet, named: Address, to: Address| {
-        let r = IssueRequest::new(
-            &key2,
-            &custodians[0].public_key,
-            id,
-            to,
-            named,
-            0,
-            X25519PublicKey::from(&patient_x),
-            now_ms(),
-            &mut OsRng,
-        )
-        .unwrap();
-        pb::IssueSharesRequest {
-            request: r.to_bytes().to_vec(),
-            signature: signer
-                .sign_message(r.signing_hash().as_slice())
-                .unwrap()
-                .to_vec(),
-        }
-    };
-    let cases = [
-        (
-            issue(&stranger, stranger.address(), to0),
-            Code::PermissionDenied,
-            "HOSPITAL",
-        ),
-        (
-            issue(&stranger, hospital.address(), to0),
-            Code::Unauthenticated,
-            "not by the hospital",
-        ),
-        (
-            issue(&hospital, hospital.address(), custodians[1].address),
-            Code::FailedPrecondition,
-            "wrong custodian",
-        ),
-    ];
-    for (req, code, says) in cases {
-        let st = shares[0].issue_shares(req).await.expect_err(says);
-        assert_eq!(st.code(), code, "{}", st.message());
-        assert!(st.message().contains(says), "{}", st.message());
-    }
-    let req = issue(&hospital, hospital.address(), to0);
-    let issued = shares[0]
-        .issue_shares(req.clone())
+    let env2 = split_record_key(
+        &key2,
+        2,
+        &infos,
+        &X25519PublicKey::from(&patient_x),
+        &mut OsRng,
+    )
+    .expect("split");
+    let env2_put = c[0]
+        .put_blob_bytes(env2.encode())
         .await
-        .expect("issue shares")
-        .into_inner();
-    let st = shares[0].issue_shares(req).await.expect_err("replay");
-    assert_eq!(st.code(), Code::AlreadyExists, "{}", st.message());
-    assert_eq!((issued.threshold, issued.custodians), (2, 4));
-    assert_eq!(issued.key_commitment, key2.commitment().to_bytes());
+        .expect("put envelope");
     let minted = ok(
         &c[0],
         id,
@@ -639,8 +599,11 @@ async fn n4_grant_release_reconstruct_revoke() {
         PMR::mintRecordCall {
             patient: patient.address(),
             root: PMR::Cid::from_cid_bytes(&parse_cid(&root.root_cid).unwrap().to_bytes()).unwrap(),
-            envelope: PMR::Cid::from_cid_bytes(&issued.envelope_cid).unwrap(),
-            keyCommitment: B256::from_slice(&issued.key_commitment),
+            envelope: PMR::Cid::from_cid_bytes(
+                &parse_cid(&env2_put.root_cid).unwrap().to_bytes(),
+            )
+            .unwrap(),
+            keyCommitment: B256::from(key2.commitment().to_bytes()),
             recordType: 12,
         },
     )
@@ -650,17 +613,6 @@ async fn n4_grant_release_reconstruct_revoke() {
     for i in [1, 2] {
         wait_held(&mut shares[i], i, token2, 0).await;
     }
-    let env2 = ShareEnvelope::decode(
-        &c[1]
-            .get_blob_bytes(&issued.envelope_cid_text)
-            .await
-            .expect("issued envelope"),
-    )
-    .unwrap();
-    assert_eq!(
-        env2.patient().sealed.to_bytes().to_vec(),
-        issued.patient_sealed_share
-    );
     let owner_ctx = GrantContext {
         chain_id: id,
         token_id: token2,

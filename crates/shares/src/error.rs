@@ -166,20 +166,6 @@ pub enum ShareError {
         /// Allowed skew.
         max_skew_ms: u64,
     },
-    /// The issue-shares request bytes are malformed or stale.
-    #[error("bad issue-shares request: {0}")]
-    BadIssueRequest(String),
-    /// The issue-shares request is signed by someone other than the hospital it names.
-    #[error("issue-shares request signed by {recovered}, not by the hospital {expected}")]
-    IssuerMismatch {
-        /// Hospital named in the request.
-        expected: Address,
-        /// Address the signature recovers to.
-        recovered: Address,
-    },
-    /// The sealed record key does not open with this node's custody key under the request.
-    #[error("the sealed record key does not open with this node's custody key (sealed to another node, or altered)")]
-    SealedKeyOpenFailed,
     /// FROST reported an error this library did not expect (a bug, not bad input).
     #[error("internal FROST error: {0}")]
     Frost(String),

@@ -37,10 +37,6 @@
 //! - [`reconstruct_record_key`]`(&env, &patient_share, &[CustodianShare]) -> RecordKey`: verifies
 //!   every share (naming a forger), interpolates, checks `s·B = S`; then [`RecordKey::dek`].
 //!
-//! **Hospital asking its own node to split** (`ShareService.IssueShares`):
-//! [`IssueRequest::new`] (the key sealed to the node's custody key), [`IssueRequest::sign`];
-//! the node: [`IssueRequest::verify`], [`IssueRequest::open_key`].
-//!
 //! Errors are one enum, [`ShareError`]; [`ShareError::culprit`] names the custodian (or the
 //! patient) whose share was bad.
 
@@ -48,7 +44,6 @@ mod challenge;
 mod dealer;
 mod envelope;
 mod error;
-mod issue;
 mod key;
 mod seal;
 
@@ -59,7 +54,6 @@ pub use dealer::{
 };
 pub use envelope::{CustodianSlot, PatientSlot, ShareEnvelope, ENVELOPE_VERSION, MAX_CUSTODIANS};
 pub use error::{EnvelopeError, ShareError};
-pub use issue::{IssueRequest, ISSUE_DOMAIN, ISSUE_LEN, ISSUE_VERSION};
 pub use key::{CustodianShare, KeyCommitment, PatientShare, RecordKey, Slot, DEK_CONTEXT};
 pub use seal::{
     open_granted_patient_share, open_sealed_share, seal_patient_share_to, seal_share_to,
