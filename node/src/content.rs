@@ -1,27 +1,17 @@
 //! The node's content store: a [`ContentNode`] on the node's own libp2p identity, sharing its
-//! RocksDB, served over gRPC as `pmr.v1.ContentService`, and replicating the blobs that
-//! committed blocks name ([`crate::replicate`]).
+//! RocksDB, with the network's validators and configured peers as its peers.
 
 use std::collections::HashSet;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use eyre::{bail, Context, Result};
-use pmr_consensus::{peer_id_of, ConsensusConfig, Ledger};
+use pmr_consensus::{peer_id_of, ConsensusConfig};
 use pmr_content::{ContentConfig, ContentNode, Keypair, PeerId, PeerSpec};
 use pmr_primitives::Genesis;
-use pmr_proto::v1::content_service_server::ContentServiceServer;
 use pmr_storage::Store;
-use tokio::task::JoinHandle;
-use tonic::service::Routes;
 use tracing::info;
 
 use crate::config::ContentSettings;
-use crate::custody::Custody;
-use crate::replicate::{self, ReplicatePolicy};
-
-/// The gRPC name of the content service (health checking).
-pub const SERVICE_NAME: &str = "pmr.v1.ContentService";
 
 /// The content peers: every configured peer (dialled at its `content` address when it has
 /// one) and every genesis validator, minus this node.
@@ -86,33 +76,4 @@ pub async fn start(
         "content store started"
     );
     Ok(node)
-}
-
-/// The gRPC routes of the content service, for `pmr_rpc::serve`'s extra routes.
-///
-/// Without its fallback: tonic gives every `Routes` an UNIMPLEMENTED fallback, and axum
-/// panics ("Cannot merge two `Router`s that both have a fallback") when `serve` merges two
-/// of them. The ledger router's fallback still answers unknown services.
-pub fn routes(node: &ContentNode) -> Routes {
-    let svc = ContentServiceServer::new(pmr_rpc::ContentApi::new(node.clone()));
-    Routes::from(Routes::new(svc).into_axum_router().reset_fallback())
-}
-
-/// Starts replication when the config asks for it.
-pub fn replicator(
-    settings: &ContentSettings,
-    ledger: Arc<Ledger>,
-    node: &ContentNode,
-    custody: &Custody,
-    store: Store,
-) -> Option<JoinHandle<()>> {
-    settings.replicate.then(|| {
-        replicate::spawn(
-            ledger,
-            node.clone(),
-            custody.clone(),
-            store,
-            ReplicatePolicy::default(),
-        )
-    })
 }

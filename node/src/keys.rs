@@ -141,6 +141,24 @@ pub fn load_custody_key(path: &Path) -> Result<X25519Secret> {
     Ok(X25519Secret::from(read_key32(path, "x25519")?))
 }
 
+/// The custody key and operator account of the node in `home`, each when its file exists
+/// (`pmr-custody` decides whether the node is a custodian and refuses a mismatch).
+pub fn load_custodian_keys(
+    home: &crate::config::Home,
+) -> Result<(Option<X25519Secret>, Option<pmr_contract::Wallet>)> {
+    let custody = home
+        .custody_key()
+        .exists()
+        .then(|| load_custody_key(&home.custody_key()))
+        .transpose()?;
+    let operator = home
+        .operator_key()
+        .exists()
+        .then(|| crate::testnet::load_account(&home.operator_key()))
+        .transpose()?;
+    Ok((custody, operator))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

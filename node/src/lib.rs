@@ -7,11 +7,9 @@
 pub mod blobs;
 pub mod config;
 pub mod content;
-pub mod custody;
 pub mod keys;
 pub mod lifecycle;
 pub mod metrics;
-pub mod replicate;
 pub mod testnet;
 
 use std::net::SocketAddr;
@@ -20,9 +18,10 @@ use std::sync::Arc;
 use eyre::{Context, Result};
 use pmr_consensus::{ConsensusMetrics, ConsensusNode, Ledger, StartParams};
 use pmr_content::ContentNode;
+use pmr_custody::{replicate, Custody, CustodyParams, ReplicatePolicy};
 use pmr_execution::Executor;
 use pmr_primitives::Genesis;
-use pmr_rpc::{LedgerApi, ServerHandle};
+use pmr_rpc::{ContentApi, LedgerApi, ServerHandle, Services, ShareApi};
 use pmr_storage::Store;
 use prometheus_client::registry::Registry;
 use tracing::info;
@@ -76,6 +75,7 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
     let genesis = Genesis::load(&home.genesis())?;
     let node_key = keys::load_node_key(&home.node_key())?;
     let network = keys::network_identity(home, &node_key)?;
+    let (custody_key, operator) = keys::load_custodian_keys(home)?;
     std::fs::create_dir_all(home.data())
         .wrap_err_with(|| format!("cannot create {}", home.data().display()))?;
     let store = Store::open(home.db())?;
@@ -97,7 +97,8 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
     let node_metrics = metrics::NodeMetrics::default();
     node_metrics.register(&mut registry);
 
-    let genesis_for_custody = genesis.clone();
+    let custodians = genesis.custodians();
+    let chain_id = genesis.chain_id;
     let consensus = match pmr_consensus::start(StartParams {
         moniker: config.moniker.clone(),
         home: home.data(),
@@ -118,31 +119,39 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
         }
     };
     let ledger = consensus.ledger.clone();
-    let custody = match custody::Custody::open(
-        home,
-        &genesis_for_custody,
-        ledger.clone(),
-        content.clone(),
-        store.clone(),
-        node_metrics.share_releases.clone(),
-    ) {
+    let custody = Custody::open(CustodyParams {
+        chain_id,
+        custodians,
+        custody_key,
+        operator,
+        ledger: ledger.clone(),
+        content: content.clone(),
+        store: store.clone(),
+        releases: node_metrics.share_releases.clone(),
+    });
+    let custody = match custody {
         Ok(c) => c,
         Err(e) => {
             content.shutdown().await;
             consensus.shutdown().await;
-            return Err(e);
+            return Err(e.into());
         }
     };
-    let replicator =
-        content::replicator(&config.content, ledger.clone(), &content, &custody, store);
-    let rpc = match pmr_rpc::serve(
-        config.rpc_listen,
-        LedgerApi::new(ledger.clone()),
-        vec![content::routes(&content), custody::routes(&custody)],
-        &[content::SERVICE_NAME, custody::SERVICE_NAME],
-    )
-    .await
-    {
+    let replicator = config.content.replicate.then(|| {
+        replicate::spawn(
+            ledger.clone(),
+            content.clone(),
+            custody.clone(),
+            store,
+            ReplicatePolicy::default(),
+        )
+    });
+    let services = Services {
+        ledger: LedgerApi::new(ledger.clone()),
+        content: ContentApi::new(content.clone()),
+        shares: ShareApi::new(custody),
+    };
+    let rpc = match pmr_rpc::serve(config.rpc_listen, services).await {
         Ok(rpc) => rpc,
         Err(e) => {
             if let Some(r) = replicator {

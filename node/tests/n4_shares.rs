@@ -18,8 +18,7 @@ use pmr_proto::v1::share_service_client::ShareServiceClient;
 use pmr_shares::{
     open_granted_patient_share, open_patient_share, open_sealed_share, reconstruct_record_key,
     seal_patient_share_to, split_record_key, CustodianInfo, CustodianShare, GrantContext,
-    RecordKey, ReleaseChallenge, SealedShare, ShareEnvelope, X25519PublicKey,
-    X25519Secret,
+    RecordKey, ReleaseChallenge, SealedShare, ShareEnvelope, X25519PublicKey, X25519Secret,
 };
 use rand::rngs::OsRng;
 use tonic::transport::Channel;
@@ -599,10 +598,8 @@ async fn n4_grant_release_reconstruct_revoke() {
         PMR::mintRecordCall {
             patient: patient.address(),
             root: PMR::Cid::from_cid_bytes(&parse_cid(&root.root_cid).unwrap().to_bytes()).unwrap(),
-            envelope: PMR::Cid::from_cid_bytes(
-                &parse_cid(&env2_put.root_cid).unwrap().to_bytes(),
-            )
-            .unwrap(),
+            envelope: PMR::Cid::from_cid_bytes(&parse_cid(&env2_put.root_cid).unwrap().to_bytes())
+                .unwrap(),
             keyCommitment: B256::from(key2.commitment().to_bytes()),
             recordType: 12,
         },

@@ -23,10 +23,10 @@ use pmr_contract::{describe_event, describe_revert, Wallet, PMR, PMR_ADDRESS};
 use pmr_proto::v1 as pb;
 use pmr_proto::v1::share_service_client::ShareServiceClient;
 use pmr_shares::{
-    open_granted_patient_share, open_patient_share, open_sealed_share, reconstruct_record_key,
-    seal_patient_share_to, split_record_key, verify_custodian_share, CustodianInfo, CustodianShare,
-    GrantContext, RecordKey, ReleaseChallenge, SealedShare, ShareEnvelope, ShareError,
-    X25519PublicKey,
+    default_threshold, open_granted_patient_share, open_patient_share, open_sealed_share,
+    reconstruct_record_key, seal_patient_share_to, split_record_key, verify_custodian_share,
+    CustodianInfo, CustodianShare, GrantContext, RecordKey, ReleaseChallenge, SealedShare,
+    ShareEnvelope, ShareError, X25519PublicKey,
 };
 
 use crate::client::{ClientError, PmrClient};
@@ -297,8 +297,8 @@ impl Network {
             .collect::<Result<Vec<_>, RecordError>>()?;
         let key = RecordKey::generate(&mut rand::rngs::OsRng);
         let ciphertext = encrypt_to_vec(&DataKey::from_bytes(*key.dek()), plaintext);
-        // f + 1 of 3f + 1 (at least 2), computed here rather than taken from a node.
-        let threshold = (infos.len().saturating_sub(1) / 3 + 1).max(2);
+        // Computed here rather than taken from a node.
+        let threshold = default_threshold(infos.len());
         let envelope = split_record_key(
             &key,
             threshold,

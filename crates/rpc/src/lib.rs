@@ -7,8 +7,10 @@ mod content;
 mod convert;
 mod ledger;
 mod server;
+mod shares;
 mod status;
 
 pub use content::{ContentApi, MAX_UPLOAD_CHUNK};
 pub use ledger::LedgerApi;
-pub use server::{serve, RpcError, ServerHandle};
+pub use server::{serve, RpcError, ServerHandle, Services};
+pub use shares::ShareApi;

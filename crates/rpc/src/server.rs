@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 
+use pmr_proto::v1::content_service_server::ContentServiceServer;
 use pmr_proto::v1::ledger_service_server::LedgerServiceServer;
+use pmr_proto::v1::share_service_server::ShareServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -10,7 +12,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tracing::info;
 
-use crate::LedgerApi;
+use crate::{ContentApi, LedgerApi, ShareApi};
 
 /// Largest gRPC message accepted or sent (a block with its transactions fits).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -26,8 +28,6 @@ pub enum RpcError {
     },
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(String),
-    #[error("gRPC services: {0}")]
-    Services(String),
 }
 
 /// A running server.
@@ -48,14 +48,19 @@ impl ServerHandle {
     }
 }
 
-/// Serves the ledger service plus `extra` routes (other parts' services), with the standard
-/// gRPC health service reporting each as serving, and server reflection.
-pub async fn serve(
-    addr: SocketAddr,
-    ledger: LedgerApi,
-    extra: Vec<Routes>,
-    extra_names: &[&str],
-) -> Result<ServerHandle, RpcError> {
+/// The services of one node.
+pub struct Services {
+    /// `pmr.v1.LedgerService`.
+    pub ledger: LedgerApi,
+    /// `pmr.v1.ContentService`.
+    pub content: ContentApi,
+    /// `pmr.v1.ShareService`.
+    pub shares: ShareApi,
+}
+
+/// Serves every service on `addr`, with the standard gRPC health service reporting each as
+/// serving, and server reflection.
+pub async fn serve(addr: SocketAddr, services: Services) -> Result<ServerHandle, RpcError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| RpcError::Bind { addr, source })?;
@@ -67,41 +72,25 @@ pub async fn serve(
     reporter
         .set_serving::<LedgerServiceServer<LedgerApi>>()
         .await;
-    for name in extra_names {
-        reporter
-            .set_service_status(*name, tonic_health::ServingStatus::Serving)
-            .await;
-    }
+    reporter
+        .set_serving::<ContentServiceServer<ContentApi>>()
+        .await;
+    reporter.set_serving::<ShareServiceServer<ShareApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pmr_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| RpcError::Reflection(e.to_string()))?;
 
-    let mut router = Routes::new(
-        LedgerServiceServer::new(ledger)
+    let routes = Routes::new(
+        LedgerServiceServer::new(services.ledger)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE),
     )
+    .add_service(ContentServiceServer::new(services.content))
+    .add_service(ShareServiceServer::new(services.shares))
     .add_service(health)
-    .add_service(reflection)
-    .into_axum_router();
-    // Each extra service keeps its own routes under its gRPC path prefix (`/pkg.Service/`);
-    // merging the routers instead would clash on tonic's catch-all fallback.
-    if extra.len() != extra_names.len() {
-        return Err(RpcError::Services(format!(
-            "{} extra services but {} names",
-            extra.len(),
-            extra_names.len()
-        )));
-    }
-    for (r, name) in extra.into_iter().zip(extra_names) {
-        router = router.route(
-            &format!("/{name}/{{*method}}"),
-            axum::routing::any_service(r.into_axum_router()),
-        );
-    }
-    let routes = Routes::from(router);
+    .add_service(reflection);
     let (tx, rx) = oneshot::channel();
     info!(target: "pmr::rpc", %local_addr, "gRPC listening");
     let task = tokio::spawn(

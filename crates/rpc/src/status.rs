@@ -8,6 +8,7 @@ use std::io;
 use pmr_blob::BlobError;
 use pmr_consensus::{PoolError, SubmitError};
 use pmr_content::ContentError;
+use pmr_custody::CustodyError;
 use pmr_execution::TxRejection;
 use tonic::Status;
 
@@ -62,5 +63,37 @@ pub(crate) fn content_status(e: ContentError) -> Status {
         ContentError::Storage(_) | ContentError::Network(_) | ContentError::Config(_) => {
             Status::internal(msg)
         }
+    }
+}
+
+/// A refused or failed share release (or custody query).
+pub(crate) fn custody_status(e: CustodyError) -> Status {
+    use CustodyError as E;
+    let msg = e.to_string();
+    match e {
+        E::BadChallenge(_) => Status::invalid_argument(msg),
+        E::BadSignature(_) => Status::unauthenticated(msg),
+        E::Replay(_) => Status::already_exists(msg),
+        E::UnknownToken { .. } => Status::not_found(msg),
+        E::NoGrant { .. } | E::GrantRevoked { .. } | E::GrantExpired { .. } => {
+            Status::permission_denied(msg)
+        }
+        E::LogRefused { no_live_grant, .. } if no_live_grant => Status::permission_denied(msg),
+        E::NotCustodian
+        | E::WrongChain { .. }
+        | E::WrongCustodian { .. }
+        | E::Stale(_)
+        | E::NoEncryptionKey(_)
+        | E::BadEnvelopeCid { .. }
+        | E::InvalidShare { .. }
+        | E::Seal { .. }
+        | E::LogRefused { .. } => Status::failed_precondition(msg),
+        E::NotHeldYet { .. }
+        | E::Submit(_)
+        | E::LogTimeout { .. }
+        | E::ShuttingDown
+        | E::Fetch { .. } => Status::unavailable(msg),
+        E::RecordChanged { .. } => Status::aborted(msg),
+        E::Config(_) | E::Storage(_) | E::Internal(_) => Status::internal(msg),
     }
 }

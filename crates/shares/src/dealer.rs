@@ -360,3 +360,21 @@ pub fn reconstruct_record_key(
     envelope.key_commitment.verify_key(&key)?;
     Ok(key)
 }
+/// The custodian threshold a record key is split with: `f + 1` of `3f + 1` custodians (so `f`
+/// colluding custodians learn nothing and `f` unavailable ones stop no release), and at least 2.
+pub fn default_threshold(custodians: usize) -> usize {
+    (custodians.saturating_sub(1) / 3 + 1).max(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_threshold_is_f_plus_one_and_at_least_two() {
+        assert_eq!(default_threshold(1), 2);
+        assert_eq!(default_threshold(4), 2);
+        assert_eq!(default_threshold(7), 3);
+        assert_eq!(default_threshold(10), 4);
+    }
+}

@@ -49,8 +49,8 @@ mod seal;
 
 pub use challenge::{ReleaseChallenge, CHALLENGE_DOMAIN, CHALLENGE_LEN, CHALLENGE_VERSION};
 pub use dealer::{
-    open_custodian_share, open_patient_share, reconstruct_record_key, split_record_key,
-    verify_custodian_share, verify_patient_share, CustodianInfo,
+    default_threshold, open_custodian_share, open_patient_share, reconstruct_record_key,
+    split_record_key, verify_custodian_share, verify_patient_share, CustodianInfo,
 };
 pub use envelope::{CustodianSlot, PatientSlot, ShareEnvelope, ENVELOPE_VERSION, MAX_CUSTODIANS};
 pub use error::{EnvelopeError, ShareError};

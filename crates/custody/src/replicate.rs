@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use alloy_primitives::{B256, U256};
 use alloy_sol_types::SolEvent;
-use pmr_client::{PMR, PMR_ADDRESS};
 use pmr_consensus::Ledger;
 use pmr_content::{Cid, ContentError, ContentNode};
+use pmr_contract::{event_cid, PMR, PMR_ADDRESS};
 use pmr_execution::Receipt;
 use pmr_storage::{Column, Durability, Store};
 use tokio::sync::broadcast::error::RecvError;
@@ -31,9 +31,6 @@ use crate::custody::Custody;
 const TARGET: &str = "pmr::replicate";
 /// `Meta` key of the height through which every named blob is settled.
 pub const CURSOR_KEY: &[u8] = b"content/replicated_height";
-/// Multicodecs the content store serves.
-const RAW: u64 = 0x55;
-const DAG_CBOR: u64 = 0x71;
 
 /// Which blob of a record an event names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,24 +149,6 @@ pub fn wanted_blobs(height: u64, receipts: &[Receipt]) -> Vec<Wanted> {
         }
     }
     out
-}
-
-/// The CID a PMR event (or view) names: the contract keeps a CID as its codec and BLAKE3
-/// digest; the content store serves raw and dag-cbor blocks only.
-pub fn event_cid(on_chain: &PMR::Cid) -> Result<Cid, String> {
-    let cid = Cid::try_from(&on_chain.to_cid_bytes()[..]).map_err(|e| {
-        format!(
-            "codec {:#x} and digest do not form a CID: {e}",
-            on_chain.codec
-        )
-    })?;
-    if cid.codec() != RAW && cid.codec() != DAG_CBOR {
-        return Err(format!(
-            "CID {cid} has codec {:#x}, neither raw nor dag-cbor",
-            cid.codec()
-        ));
-    }
-    Ok(cid)
 }
 
 /// The height through which replication is settled, as stored.
@@ -322,7 +301,7 @@ async fn replicate_one(content: ContentNode, custody: Custody, w: Wanted, policy
                         .take_custody(w.token_id, w.version, w.cid, w.key_commitment)
                         .await
                     {
-                        warn!(target: TARGET, token = %w.token_id, version = w.version, error = %format!("{e:#}"), "cannot take custody of a share envelope; a release will retry");
+                        warn!(target: TARGET, token = %w.token_id, version = w.version, error = %e, "cannot take custody of a share envelope; a release will retry");
                     }
                 }
                 return;
@@ -356,6 +335,7 @@ async fn replicate_one(content: ContentNode, custody: Custody, w: Wanted, policy
 mod tests {
     use super::*;
     use alloy_primitives::{Address, Bytes};
+    use pmr_blob::ids::{DAG_CBOR, RAW};
     use pmr_execution::Log;
 
     fn on_chain(cid: &Cid) -> PMR::Cid {
