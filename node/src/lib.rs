@@ -1,16 +1,16 @@
-//! The `pmr` node: wires storage, execution, consensus, the content store and the gRPC API
-//! together.
+//! The `pmr` node: wires storage, execution, consensus, the content store, custody and the
+//! gRPC API together, and holds the command line.
 //!
-//! [`spawn`] starts a node in-process (tests use it); the `pmr` binary parses its command line
-//! and calls the same function.
+//! - [`spawn`] starts a node in-process (tests use it); `pmr start` calls the same function.
+//! - [`config`]: `config.toml`; [`keys`]: the node's key files; [`init`]: a node's or a local
+//!   testnet's files; [`cli`]: every `pmr` command.
 
-pub mod blobs;
+pub mod cli;
 pub mod config;
-pub mod content;
+mod content;
+pub mod init;
 pub mod keys;
-pub mod lifecycle;
-pub mod metrics;
-pub mod testnet;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -182,4 +182,18 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
         sampler,
         replicator,
     })
+}
+
+/// RocksDB is compiled for hardware CRC32C (SSE4.2 + PCLMUL, see `.cargo/config.toml`): say so
+/// plainly instead of dying of an illegal instruction on a CPU without them.
+pub fn check_cpu() -> Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    if !(std::is_x86_feature_detected!("sse4.2") && std::is_x86_feature_detected!("pclmulqdq")) {
+        eyre::bail!(
+            "this CPU lacks SSE4.2 or PCLMUL, which this build of pmr (its RocksDB) needs; every \
+             x86-64 server CPU since 2010 has both. On such a machine, build without the \
+             CXXFLAGS/CFLAGS of .cargo/config.toml"
+        );
+    }
+    Ok(())
 }

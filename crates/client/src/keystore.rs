@@ -8,8 +8,6 @@
 //! associated data, so a file whose public half was edited does not open. Secrets never touch
 //! the disk unencrypted; the file is written with mode 0600 and never overwritten.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::Path;
 
 use alloy_primitives::{Address, B256};
@@ -21,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use pmr_contract::Wallet;
+
+use crate::secret_file::{write_secret_file, SecretFileError};
 
 /// Keystore format version.
 pub const KEYSTORE_VERSION: u32 = 1;
@@ -36,12 +36,8 @@ pub enum KeystoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot write keystore {path}: {source} (does it exist already? keystores are never overwritten)")]
-    Write {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot write keystore: {0} (keystores are never overwritten)")]
+    Write(#[from] SecretFileError),
     #[error("{path} is not a PMR identity keystore: {reason}")]
     Format { path: String, reason: String },
     #[error("wrong passphrase for {path} (or the file was altered)")]
@@ -172,23 +168,7 @@ impl Identity {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        let write_err = |source| KeystoreError::Write {
-            path: path.display().to_string(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(write_err)?;
-        }
-        let mut opts = OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(path).map_err(write_err)?;
-        f.write_all(json.as_bytes()).map_err(write_err)?;
-        f.sync_all().map_err(write_err)
+        Ok(write_secret_file(path, json.as_bytes())?)
     }
 
     /// The address in a keystore file, without the passphrase.

@@ -6,12 +6,19 @@
 //! - Blobs ([`PmrClient::put_blob`], [`PmrClient::get_blob`], [`PmrClient::blob_stat`],
 //!   [`PmrClient::pin`], [`PmrClient::unpin`]): the node's content store, ciphertext only.
 //! - [`Identity`]: a passphrase-encrypted keystore (account key + X25519 sealing key).
-//! - [`Network`]: the record lifecycle (create, update, list, grant, revoke, open, audit).
+//! - [`Network`]: the record lifecycle (create, update, list, grant, revoke, open, audit, and
+//!   the audit proof anyone can check offline).
+//! - [`files`]: a file encrypted here and stored as ciphertext through a node, and back.
+//! - [`secret_file`]: key files of mode 0600, refused when others can read them;
+//!   [`dev_account`]: the plain account files of local testnets.
 
 mod blob;
 mod client;
+pub mod dev_account;
+pub mod files;
 pub mod keystore;
 pub mod records;
+pub mod secret_file;
 
 pub use alloy_primitives::{Address, Bytes, B256};
 pub use blob::{BlobDownload, BlobStat, PutBlob, UPLOAD_CHUNK};

@@ -19,7 +19,8 @@ use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use alloy_sol_types::{SolCall, SolEvent};
 use futures::StreamExt;
 use pmr_blob::{decrypt_to_vec, encrypt_to_vec, parse_cid, DataKey};
-use pmr_contract::{describe_event, describe_revert, Wallet, PMR, PMR_ADDRESS};
+use pmr_contract::{describe_revert, describe_token_event, Wallet, PMR, PMR_ADDRESS};
+use pmr_primitives::{AuditProof, ProofEntry, AUDIT_PROOF_VERSION};
 use pmr_proto::v1 as pb;
 use pmr_proto::v1::share_service_client::ShareServiceClient;
 use pmr_shares::{
@@ -677,7 +678,6 @@ impl Network {
     pub async fn audit(&self, token: U256) -> Result<Vec<AuditEvent>, RecordError> {
         let c = self.primary();
         let tip = c.status().await?.height;
-        let topic = B256::from(token.to_be_bytes::<32>());
         let mut out = Vec::new();
         let mut blocks = c.stream_blocks(1).await?;
         while let Some(b) = blocks.next().await {
@@ -688,17 +688,15 @@ impl Network {
                 let Some(r) = c.receipt(tx).await?.receipt else {
                     continue;
                 };
-                for log in r
-                    .logs
-                    .iter()
-                    .filter(|l| l.address == PMR_ADDRESS.as_slice())
-                {
+                for log in &r.logs {
+                    let Ok(address) = Address::try_from(log.address.as_slice()) else {
+                        continue;
+                    };
                     let topics: Vec<B256> =
                         log.topics.iter().map(|t| B256::from_slice(t)).collect();
-                    if topics.get(1) != Some(&topic) {
-                        continue;
-                    }
-                    if let Some((kind, detail)) = describe_event(&topics, &log.data) {
+                    if let Some((kind, detail)) =
+                        describe_token_event(address, &topics, &log.data, token)
+                    {
                         out.push(AuditEvent {
                             height,
                             tx,
@@ -713,5 +711,53 @@ impl Network {
             }
         }
         Ok(out)
+    }
+
+    /// What proves `events` (of `token`) to anyone holding the genesis: each transaction's
+    /// receipt, its Merkle proof, its block and the block's commit certificate.
+    pub async fn audit_proof(
+        &self,
+        token: U256,
+        events: &[AuditEvent],
+    ) -> Result<AuditProof, RecordError> {
+        let c = self.primary();
+        let mut txs: Vec<B256> = events.iter().map(|e| e.tx).collect();
+        txs.dedup();
+        let mut entries = Vec::new();
+        for tx in txs {
+            let r = c.receipt(tx).await?;
+            let (Some(receipt), Some(p), Some(block)) = (r.receipt, r.proof, r.block) else {
+                return Err(RecordError::Malformed(format!(
+                    "the node returned no proof for {tx}"
+                )));
+            };
+            let cert = block.certificate.ok_or_else(|| {
+                RecordError::Malformed(format!("block {} has no certificate", r.height))
+            })?;
+            entries.push(ProofEntry {
+                tx_hash: tx,
+                receipt: hex::encode(&receipt.encoded),
+                proof_index: p.index,
+                proof_count: p.count,
+                proof_siblings: p.siblings.iter().map(|s| B256::from_slice(s)).collect(),
+                block: hex::encode(&block.encoded),
+                cert_height: cert.height,
+                cert_round: cert.round,
+                cert_block_hash: B256::from_slice(&cert.block_hash),
+                cert_signatures: cert
+                    .signatures
+                    .iter()
+                    .map(|s| (hex::encode(&s.validator), hex::encode(&s.signature)))
+                    .collect(),
+            });
+        }
+        let status = c.status().await?;
+        Ok(AuditProof {
+            version: AUDIT_PROOF_VERSION,
+            chain_id: status.chain_id,
+            genesis_hash: B256::from_slice(&status.genesis_hash),
+            token_id: token,
+            entries,
+        })
     }
 }

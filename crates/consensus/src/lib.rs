@@ -34,7 +34,8 @@ pub use ledger::{Admitted, CommittedBlock, Ledger, PeerView, SubmitError, Tip};
 pub use mempool::{Mempool, MempoolConfig, PoolError};
 pub use metrics::ConsensusMetrics;
 pub use verify::{
-    verify_certificate, verify_receipt_inclusion, Certificate, CommitSignature, VerifyError,
+    verify_audit_proof, verify_certificate, verify_receipt_inclusion, AuditProofError, Certificate,
+    CommitSignature, VerifyError,
 };
 
 /// ed25519 keys used for consensus and p2p identity.

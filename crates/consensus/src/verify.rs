@@ -7,7 +7,9 @@
 use malachitebft_app_channel::app::types::core::{NilOrVal, Round, ValidatorSet as _, VoteType};
 use malachitebft_signing_ed25519::Signature;
 use pmr_execution::{verify_receipt, Receipt};
-use pmr_primitives::{Genesis, Header, MerkleProof, B256};
+use pmr_primitives::{
+    AuditProof, Block, Genesis, Header, MerkleProof, AUDIT_PROOF_VERSION, B256, U256,
+};
 
 use crate::context::{Address, BlockHash, Height, ValidatorSet, Vote};
 use crate::signing::vote_sign_bytes;
@@ -160,6 +162,121 @@ pub fn verify_receipt_inclusion(
         .map_err(|e| VerifyError::BadGenesis(e.to_string()))?;
     verify_certificate(genesis.chain_id, &validators, cert, header.height, hash)?;
     Ok(receipt)
+}
+
+/// Why an audit proof file does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditProofError {
+    /// Another format version.
+    #[error(
+        "the proof file is format version {0}; this pmr checks version {AUDIT_PROOF_VERSION} \
+         only (version 1 proved receipts with a keccak tree that chains no longer use): export \
+         it again with `pmr audit --proof` from a node of a current chain"
+    )]
+    Version(u32),
+    /// Made for another chain.
+    #[error("the proof is for chain {chain_id} (genesis {genesis_hash}); this genesis is chain {genesis_chain} ({genesis})")]
+    WrongChain {
+        /// The proof's chain.
+        chain_id: u64,
+        /// The proof's genesis hash.
+        genesis_hash: B256,
+        /// The genesis's chain.
+        genesis_chain: u64,
+        /// The genesis's hash.
+        genesis: B256,
+    },
+    /// About another token.
+    #[error("the proof is for token {proof}, not token {asked}")]
+    WrongToken {
+        /// The proof's token.
+        proof: U256,
+        /// The token asked about.
+        asked: U256,
+    },
+    /// One entry does not verify.
+    #[error("entry {index} (tx {tx}): {reason}")]
+    Entry {
+        /// The entry's position.
+        index: usize,
+        /// Its transaction.
+        tx: B256,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Checks an audit proof of `token` against `genesis`, offline: every entry's receipt is in a
+/// block whose header hashes to a block that more than 2/3 of the genesis validators signed.
+/// Returns each entry's block height and receipt, in the file's order. It proves that each
+/// receipt is in a certified block; it cannot prove that the file lists every event of the
+/// token.
+pub fn verify_audit_proof(
+    proof: &AuditProof,
+    genesis: &Genesis,
+    token: U256,
+) -> Result<Vec<(u64, Receipt)>, AuditProofError> {
+    if proof.version != AUDIT_PROOF_VERSION {
+        return Err(AuditProofError::Version(proof.version));
+    }
+    if proof.genesis_hash != genesis.hash() || proof.chain_id != genesis.chain_id {
+        return Err(AuditProofError::WrongChain {
+            chain_id: proof.chain_id,
+            genesis_hash: proof.genesis_hash,
+            genesis_chain: genesis.chain_id,
+            genesis: genesis.hash(),
+        });
+    }
+    if proof.token_id != token {
+        return Err(AuditProofError::WrongToken {
+            proof: proof.token_id,
+            asked: token,
+        });
+    }
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (index, e) in proof.entries.iter().enumerate() {
+        let bad = |reason: String| AuditProofError::Entry {
+            index,
+            tx: e.tx_hash,
+            reason,
+        };
+        if !seen.insert(e.tx_hash) {
+            return Err(bad("repeats this transaction".into()));
+        }
+        let unhex = |what: &str, h: &str| hex::decode(h).map_err(|_| bad(format!("{what} hex")));
+        let block = Block::decode_checked(&unhex("block", &e.block)?)
+            .map_err(|err| bad(format!("block: {err}")))?;
+        let mut signatures = Vec::with_capacity(e.cert_signatures.len());
+        for (v, sig) in &e.cert_signatures {
+            signatures.push(CommitSignature {
+                validator: unhex("signature", v)?,
+                signature: unhex("signature", sig)?,
+            });
+        }
+        let cert = Certificate {
+            height: e.cert_height,
+            round: e.cert_round,
+            block_hash: e.cert_block_hash,
+            signatures,
+        };
+        let merkle = MerkleProof {
+            index: e.proof_index,
+            count: e.proof_count,
+            siblings: e.proof_siblings.clone(),
+        };
+        let receipt = verify_receipt_inclusion(
+            genesis,
+            e.tx_hash,
+            &unhex("receipt", &e.receipt)?,
+            &merkle,
+            &block.header,
+            &cert,
+        )
+        .map_err(|err| bad(format!("does not verify: {err}")))?;
+        out.push((block.header.height, receipt));
+    }
+    Ok(out)
 }
 
 fn hex_of(bytes: &[u8]) -> String {

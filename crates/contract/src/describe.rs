@@ -1,11 +1,12 @@
 //! The contract's reverts and events in words: what a command prints when the contract refuses
 //! it, and what an audit trail says about a record.
 
-use alloy_primitives::{keccak256, B256};
+use alloy_primitives::{keccak256, Address, B256, U256};
 use alloy_sol_types::{Panic, Revert, SolError, SolEvent, SolInterface};
 
 use crate::cid::event_cid;
 use crate::PMR::{self, PMRErrors};
+use crate::PMR_ADDRESS;
 
 /// The name of a role hash of the PMR contract.
 fn role_name(role: &B256) -> String {
@@ -159,10 +160,23 @@ pub fn describe_event(topics: &[B256], data: &[u8]) -> Option<(&'static str, Str
     }
 }
 
+/// The event about `token` that a log states, described; `None` for another contract's log,
+/// another token's event, or a log that is not a PMR record event.
+pub fn describe_token_event(
+    address: Address,
+    topics: &[B256],
+    data: &[u8],
+    token: U256,
+) -> Option<(&'static str, String)> {
+    if address != PMR_ADDRESS || topics.get(1) != Some(&B256::from(token)) {
+        return None;
+    }
+    describe_event(topics, data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy_primitives::{Address, U256};
 
     #[test]
     fn reverts_read_as_sentences_that_keep_the_error_name() {

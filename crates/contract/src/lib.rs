@@ -18,7 +18,7 @@ mod wallet;
 
 pub use bindings::{PMR, PMR_ADDRESS};
 pub use cid::event_cid;
-pub use describe::{describe_event, describe_revert};
+pub use describe::{describe_event, describe_revert, describe_token_event};
 pub use error::ContractError;
 pub use layout::{creation_code, mapping_key, ContractLayout, PMR_ARTIFACT_JSON};
 pub use wallet::{Wallet, WalletError};

@@ -4,6 +4,7 @@
 //! the same hashes, for the same block. Blocks and headers are RLP; transactions are EIP-2718
 //! envelopes exactly as their senders signed them.
 
+mod audit_proof;
 mod block;
 mod cid;
 mod genesis;
@@ -11,6 +12,7 @@ mod merkle;
 mod tx;
 
 pub use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
+pub use audit_proof::{AuditProof, ProofEntry, AUDIT_PROOF_VERSION};
 pub use block::{Block, BlockError, Header, ValidatorAddress};
 pub use cid::{join_blake3_cid, split_blake3_cid, CID_BYTES};
 pub use genesis::{GasLimits, Genesis, GenesisCustodian, GenesisError, GenesisValidator};

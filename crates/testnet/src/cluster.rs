@@ -34,6 +34,10 @@ pub enum HarnessError {
     Load(String),
     #[error("scenario: {0}")]
     Scenario(String),
+    #[error("records benchmark: {0}")]
+    Bench(String),
+    #[error("{0}")]
+    Ports(String),
     #[error("timed out after {timeout:?} waiting for {what}; last observation: {last}")]
     Timeout {
         timeout: Duration,

@@ -10,10 +10,14 @@ mod faults;
 mod links;
 mod load;
 mod manifest;
+pub mod ports;
+mod records;
 mod scenario;
 
 pub use cluster::{Cluster, HarnessError};
 pub use links::Links;
 pub use load::{run_load, Latency, LoadKind, LoadReport, LoadSpec};
 pub use manifest::{Manifest, NodeEntry, MANIFEST_FILE};
+pub use ports::{testnet_ports, Ports};
+pub use records::{bench_records, RecordBench};
 pub use scenario::{run_scenario, Action, Fault, Invariant, Scenario, ScenarioReport};

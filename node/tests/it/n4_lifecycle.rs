@@ -5,13 +5,11 @@
 //! killed and the record still opens. Wrong callers fail clearly, custodians colluding without
 //! the patient cannot rebuild the key, and no node's disk holds any plaintext.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use pmr_client::PMR;
 use pmr_shares::{open_custodian_share, reconstruct_record_key, PatientShare, ShareEnvelope};
 use serde_json::Value;
@@ -56,15 +54,31 @@ impl Cli {
         })
     }
 
-    /// Runs a command that must fail saying `says`.
+    /// Runs a command that must fail saying `says`, on one line, with RUST_BACKTRACE=1 set (as
+    /// on many developer machines): no backtrace, no colour codes.
     fn fails(&self, args: &[&str], says: &str) {
-        let out = self.run(args);
+        let out = Command::new(BIN)
+            .args(args)
+            .env("PMR_PASSPHRASE", PASS)
+            .env("PMR_RPC", &self.rpc)
+            .env("RUST_LOG", "warn")
+            .env("RUST_BACKTRACE", "1")
+            .current_dir(&self.dir)
+            .output()
+            .expect("run pmr");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "pmr {} succeeded", args.join(" "));
+        let cmd = args.join(" ");
+        assert!(!out.status.success(), "pmr {cmd} succeeded");
+        let last = err.lines().last().unwrap_or_default();
         assert!(
-            err.contains(says),
-            "pmr {}: the error does not say `{says}`:\n{err}",
-            args.join(" ")
+            last.starts_with("error: ") && last.contains(says),
+            "pmr {cmd}: the last line does not say `{says}`:\n{err}"
+        );
+        let errors = err.lines().filter(|l| l.starts_with("error")).count();
+        assert_eq!(errors, 1, "pmr {cmd}:\n{err}");
+        assert!(
+            !err.contains('\x1b') && !err.contains("backtrace") && !err.contains("Location"),
+            "pmr {cmd}: more than the error line:\n{err}"
         );
     }
 
@@ -211,6 +225,21 @@ async fn n4_record_lifecycle_through_the_cli() {
     let listed = cli.ok(&["record", "list", "--key", "patient.json"]);
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["versions"], 1);
+
+    // An unknown token is named, not shown as the contract's raw error.
+    cli.fails(
+        &[
+            "record",
+            "open",
+            "--token",
+            "99",
+            "-o",
+            "none.bin",
+            "--key",
+            "patient.json",
+        ],
+        "no record with token 99",
+    );
 
     // Not a hospital: refused. Not the owner: refused.
     std::fs::write(work.path().join("x.bin"), b"x").unwrap();

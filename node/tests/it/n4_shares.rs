@@ -4,13 +4,11 @@
 //! reconstructs the key that decrypts the record; every release is on-chain; after the revoke
 //! the custodians refuse. Bad requests get precise statuses.
 
-mod common;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::common::*;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_sol_types::SolEvent;
-use common::*;
 use pmr_blob::{decrypt_to_vec, encrypt_to_vec, parse_cid, DataKey};
 use pmr_client::{Wallet, PMR};
 use pmr_proto::v1 as pb;

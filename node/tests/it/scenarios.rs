@@ -4,11 +4,9 @@
 //! without a quorum during a partition, recorded equivocation of a double signer, and sane
 //! block timestamps under clock skew).
 
-mod common;
-
 use std::path::Path;
 
-use common::BIN;
+use crate::common::BIN;
 use pmr_testnet::{run_scenario, Scenario};
 
 /// Runs a CI scenario; `extra` names the invariants its faults add to the five every
@@ -35,7 +33,7 @@ async fn run(name: &str, text: &str, extra: &[&str]) {
 async fn n4_no_faults() {
     run(
         "n4-no-faults",
-        include_str!("../../testnet/scenarios/ci/n4-no-faults.toml"),
+        include_str!("../../../testnet/scenarios/ci/n4-no-faults.toml"),
         &[],
     )
     .await;
@@ -45,7 +43,7 @@ async fn n4_no_faults() {
 async fn n4_kill_restart() {
     run(
         "n4-kill-restart",
-        include_str!("../../testnet/scenarios/ci/n4-kill-restart.toml"),
+        include_str!("../../../testnet/scenarios/ci/n4-kill-restart.toml"),
         &[],
     )
     .await;
@@ -55,7 +53,7 @@ async fn n4_kill_restart() {
 async fn n4_disk_loss() {
     run(
         "n4-disk-loss",
-        include_str!("../../testnet/scenarios/ci/n4-disk-loss.toml"),
+        include_str!("../../../testnet/scenarios/ci/n4-disk-loss.toml"),
         &[],
     )
     .await;
@@ -65,7 +63,7 @@ async fn n4_disk_loss() {
 async fn n4_partition() {
     run(
         "n4-partition",
-        include_str!("../../testnet/scenarios/ci/n4-partition.toml"),
+        include_str!("../../../testnet/scenarios/ci/n4-partition.toml"),
         &["halted"],
     )
     .await;
@@ -75,7 +73,7 @@ async fn n4_partition() {
 async fn n4_double_sign() {
     run(
         "n4-double-sign",
-        include_str!("../../testnet/scenarios/ci/n4-double-sign.toml"),
+        include_str!("../../../testnet/scenarios/ci/n4-double-sign.toml"),
         &["evidence"],
     )
     .await;
@@ -85,7 +83,7 @@ async fn n4_double_sign() {
 async fn n4_clock_skew() {
     run(
         "n4-clock-skew",
-        include_str!("../../testnet/scenarios/ci/n4-clock-skew.toml"),
+        include_str!("../../../testnet/scenarios/ci/n4-clock-skew.toml"),
         &["clock"],
     )
     .await;
@@ -95,7 +93,7 @@ async fn n4_clock_skew() {
 async fn n4_torn_logs() {
     run(
         "n4-torn-logs",
-        include_str!("../../testnet/scenarios/ci/n4-torn-logs.toml"),
+        include_str!("../../../testnet/scenarios/ci/n4-torn-logs.toml"),
         &[],
     )
     .await;

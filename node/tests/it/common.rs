@@ -1,7 +1,5 @@
 //! Shared helpers of the multi-node tests: a real testnet of `pmr` processes on 127.0.0.1.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -80,7 +78,7 @@ impl Net {
     /// A development account of the testnet (`admin` or `hospital`).
     pub fn account(&self, name: &str) -> Wallet {
         let path: PathBuf = self.dir.path().join(format!("accounts/{name}.json"));
-        pmr_node::testnet::load_account(&path).expect("account key")
+        pmr_node::keys::load_account(&path).expect("account key")
     }
 
     /// Block hashes of heights `1..=to` as node `i` has them.

@@ -5,14 +5,12 @@
 //! malformed CIDs get clear errors in bounded time; an upload over `max_record_size` is refused
 //! and leaves nothing stored; `pmr blob put` / `pmr blob get` round-trip a file between nodes.
 
-mod common;
-
 use std::future::Future;
 use std::time::Duration;
 
+use crate::common::*;
 use alloy_primitives::B256;
 use alloy_sol_types::SolInterface;
-use common::*;
 use pmr_blob::{decrypt_to_vec, encrypt_to_vec, parse_cid, DataKey};
 use pmr_client::{BlobStat, Wallet, PMR};
 use tonic::Code;

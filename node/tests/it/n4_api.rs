@@ -2,11 +2,9 @@
 //! commit certificates that verify against the genesis, receipts whose inclusion a light client
 //! can check, the block stream, gRPC health and reflection, and the CLI's JSON output.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use futures::StreamExt;
 use pmr_client::proto;
 use pmr_consensus::{verify_receipt_inclusion, Certificate, CommitSignature, VerifyError};

@@ -2,11 +2,9 @@
 //! and revokes access; every node returns identical receipts and state; a record token cannot
 //! be transferred.
 
-mod common;
-
+use crate::common::*;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_sol_types::{SolCall, SolError};
-use common::*;
 use pmr_client::{Wallet, PMR, PMR_ADDRESS};
 
 fn cid(tag: u8) -> PMR::Cid {

@@ -1,11 +1,9 @@
 //! Only network members may connect: a stranger's libp2p connection is dropped, on the consensus
 //! port and on the gossip port, and it never shows up as a peer.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, identity, noise, ping, tcp, yamux, Multiaddr};

@@ -1,12 +1,10 @@
 //! Four validators under faults: a SIGKILLed node catches up; one of four down keeps the chain
 //! going; two of four down stop it without a fork, and it resumes when one returns.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// Checks that no two nodes hold different blocks at one height.
 async fn assert_no_fork(net: &Net, nodes: &[usize]) {

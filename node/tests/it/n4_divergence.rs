@@ -3,11 +3,9 @@
 //! touches that account, its execution disagrees with the header the network signed, and it
 //! stops with an error that says so, without committing that block.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pmr_storage::{Column, Durability, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

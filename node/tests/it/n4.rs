@@ -1,11 +1,9 @@
 //! Four validators as four `pmr` processes: agreement, inclusion, bad input at the door.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use alloy_primitives::{Address, Bytes};
-use common::*;
 use pmr_client::{ClientError, Wallet, B256};
 use tonic::Code;
 

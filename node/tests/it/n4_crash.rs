@@ -2,15 +2,13 @@
 //! network executes a stream of mints; after each restart it catches up, and its state equals
 //! the others' at every height.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use alloy_primitives::B256;
 use alloy_sol_types::SolCall;
-use common::*;
 use pmr_client::{Wallet, PMR, PMR_ADDRESS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,255 @@
+//! `pmr identity|admin|patient`: identities and who may do what on the network.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use alloy_primitives::{Address, B256};
+use alloy_sol_types::SolCall;
+use clap::Subcommand;
+use eyre::{Context, Result};
+use pmr_client::records::Committed;
+use pmr_client::{Identity, PMR};
+use serde::Serialize;
+
+use crate::args::{passphrase, KeyArgs, NetArgs};
+use crate::Output;
+
+#[derive(Subcommand)]
+pub(crate) enum IdentityCommands {
+    /// Identities: passphrase-encrypted keystores of hospitals, patients and doctors.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Network administration (the ADMIN account): hospitals, custodians, permissions.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Hospitals: register patients.
+    #[command(subcommand)]
+    Patient(PatientCommand),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum IdentityCommand {
+    /// Create a new identity keystore (account key + X25519 key), encrypted with the passphrase.
+    New {
+        /// Where to write it (never overwritten; mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+        /// File holding the passphrase (default: the PMR_PASSPHRASE variable).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Show an identity's address, encryption key and, given a national health ID, the
+    /// pseudonym commitment a hospital registers (only the identity's holder can compute it).
+    Show {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// ABHA number (14 digits, dashes allowed) or ABHA address (name@abdm).
+        #[arg(long)]
+        national_id: Option<String>,
+    },
+    /// Publish this identity's encryption key on-chain (grantees must, before a grant).
+    RegisterKey {
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Give an account the HOSPITAL role.
+    RegisterHospital {
+        /// The hospital's account.
+        account: Address,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Give an account the CUSTODIAN role.
+    AddCustodian {
+        /// The custodian's operator account.
+        account: Address,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Put an account on (or, with --revoke, take it off) the permission list.
+    Permit {
+        /// The account.
+        account: Address,
+        /// Take the account off the list.
+        #[arg(long)]
+        revoke: bool,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum PatientCommand {
+    /// A hospital registers a patient: address, pseudonym commitment and encryption key, as
+    /// the patient's `pmr identity show --national-id` prints them.
+    Register {
+        /// The patient's account.
+        #[arg(long)]
+        patient: Address,
+        /// The patient's pseudonym commitment.
+        #[arg(long)]
+        commitment: B256,
+        /// The patient's X25519 encryption key.
+        #[arg(long)]
+        encryption_key: B256,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+}
+
+/// A committed transaction, and what it did.
+#[derive(Serialize)]
+pub(crate) struct TxDone {
+    tx: B256,
+    height: u64,
+    #[serde(skip)]
+    what: String,
+}
+
+impl TxDone {
+    pub(crate) fn new(what: impl Into<String>, done: &Committed) -> Self {
+        Self {
+            tx: done.tx,
+            height: done.height,
+            what: what.into(),
+        }
+    }
+}
+
+impl fmt::Display for TxDone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (what, height, tx) = (&self.what, self.height, self.tx);
+        write!(f, "{what}: committed at height {height} (tx {tx})")
+    }
+}
+
+/// Signs `call` with `--key`, commits it and prints the outcome.
+async fn send_as(
+    key: &KeyArgs,
+    net: &NetArgs,
+    out: Output,
+    what: &str,
+    call: impl SolCall,
+) -> Result<()> {
+    let done = net.connect().await?.send(&key.wallet()?, call).await?;
+    out.show(&TxDone::new(what, &done))
+}
+
+/// `pmr identity show`.
+#[derive(Serialize)]
+struct IdentityView {
+    address: Address,
+    encryption_key: B256,
+    pseudonym_commitment: Option<B256>,
+}
+
+impl fmt::Display for IdentityView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "address         {}", self.address)?;
+        write!(f, "encryption key  {}", self.encryption_key)?;
+        if let Some(c) = self.pseudonym_commitment {
+            write!(f, "\ncommitment      {c}")?;
+        }
+        Ok(())
+    }
+}
+
+impl IdentityCommands {
+    pub(crate) async fn run(self, out: Output) -> Result<()> {
+        match self {
+            IdentityCommands::Identity(IdentityCommand::New {
+                out: path,
+                passphrase_file,
+            }) => {
+                let id = Identity::generate();
+                id.save(&path, &passphrase(passphrase_file.as_deref())?)?;
+                println!("{}", id.address());
+                eprintln!(
+                    "identity written to {} (encrypted; encryption key {})",
+                    path.display(),
+                    id.encryption_key()
+                );
+                Ok(())
+            }
+            IdentityCommands::Identity(IdentityCommand::Show { key, national_id }) => {
+                let id = key.identity()?;
+                let pseudonym_commitment = match national_id {
+                    Some(raw) => {
+                        let nid = pmr_privacy::NationalId::parse(&raw)
+                            .wrap_err("not a valid national health ID")?;
+                        let c =
+                            pmr_privacy::PseudonymCommitment::compute(&id.pseudonym_secret(), &nid);
+                        Some(B256::from(c.to_bytes()))
+                    }
+                    None => None,
+                };
+                out.show(&IdentityView {
+                    address: id.address(),
+                    encryption_key: id.encryption_key(),
+                    pseudonym_commitment,
+                })
+            }
+            IdentityCommands::Identity(IdentityCommand::RegisterKey { key, net }) => {
+                let id = key.identity()?;
+                let call = PMR::setEncryptionKeyCall {
+                    encryptionKey: id.encryption_key(),
+                };
+                let done = net.connect().await?.send(id.wallet(), call).await?;
+                out.show(&TxDone::new("encryption key registered", &done))
+            }
+            IdentityCommands::Admin(AdminCommand::RegisterHospital { account, key, net }) => {
+                let call = PMR::registerHospitalCall { hospital: account };
+                send_as(&key, &net, out, "hospital registered", call).await
+            }
+            IdentityCommands::Admin(AdminCommand::AddCustodian { account, key, net }) => {
+                let call = PMR::addCustodianCall { custodian: account };
+                send_as(&key, &net, out, "custodian added", call).await
+            }
+            IdentityCommands::Admin(AdminCommand::Permit {
+                account,
+                revoke,
+                key,
+                net,
+            }) => {
+                let call = PMR::setPermittedCall {
+                    account,
+                    permitted: !revoke,
+                };
+                let what = if revoke {
+                    "permission removed"
+                } else {
+                    "permitted"
+                };
+                send_as(&key, &net, out, what, call).await
+            }
+            IdentityCommands::Patient(PatientCommand::Register {
+                patient,
+                commitment,
+                encryption_key,
+                key,
+                net,
+            }) => {
+                let call = PMR::registerPatientCall {
+                    patient,
+                    pseudonymCommitment: commitment,
+                    encryptionKey: encryption_key,
+                };
+                send_as(&key, &net, out, "patient registered", call).await
+            }
+        }
+    }
+}

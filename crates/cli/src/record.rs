@@ -1,0 +1,330 @@
+//! `pmr record create|update|list|open` and `pmr access grant|revoke`: a record's life.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alloy_primitives::{Address, U256};
+use clap::Subcommand;
+use eyre::{bail, eyre, Context, Result};
+use pmr_client::secret_file::write_secret_file;
+use pmr_client::{Identity, RecordSummary, RecordVersion};
+use serde::Serialize;
+
+use crate::args::{KeyArgs, NetArgs};
+use crate::identity::TxDone;
+use crate::Output;
+
+#[derive(Subcommand)]
+pub(crate) enum RecordCommands {
+    /// Medical records: create, update, list, open.
+    #[command(subcommand)]
+    Record(RecordCommand),
+    /// Patients: grant and revoke access to their records.
+    #[command(subcommand)]
+    Access(AccessCommand),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum RecordCommand {
+    /// A hospital creates a record: encrypt FILE locally with a fresh key, upload the
+    /// ciphertext, split the key to the patient and the custodians, mint the token.
+    Create {
+        /// The patient's account.
+        #[arg(long)]
+        patient: Address,
+        /// Record type code (e.g. a LOINC-derived code agreed by the network).
+        #[arg(long = "type")]
+        record_type: u32,
+        /// The record's contents (any bytes: FHIR JSON, PDF, DICOM...).
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// A new version of a record under a fresh key (grants made before it do not cover it).
+    Update {
+        /// The record's token.
+        #[arg(long)]
+        token: U256,
+        /// The new version's contents.
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// The record tokens an account owns (default: the --key's account).
+    List {
+        /// The owner's account.
+        #[arg(long)]
+        owner: Option<Address>,
+        /// A keystore or account file whose account is the owner.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// A grantee (or the owner) opens a record: collect custodian shares, reconstruct and check
+    /// the key, fetch, decrypt, write the original bytes to -o FILE (mode 0600).
+    Open {
+        /// The record's token.
+        #[arg(long)]
+        token: U256,
+        /// Where to write the plaintext (a new file).
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AccessCommand {
+    /// The patient grants an account access to a record's latest version.
+    Grant {
+        /// The record's token.
+        #[arg(long)]
+        token: U256,
+        /// The grantee's account.
+        #[arg(long)]
+        to: Address,
+        /// How long (e.g. `7d`, `12h`) or until when (unix seconds).
+        #[arg(long, default_value = "30d")]
+        expires: String,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// The patient revokes a grant: custodians stop releasing shares to it.
+    Revoke {
+        /// The record's token.
+        #[arg(long)]
+        token: U256,
+        /// The grantee's account.
+        #[arg(long)]
+        to: Address,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+}
+
+/// `7d`, `12h` (from now) or unix seconds.
+fn parse_expiry(s: &str) -> Result<u64> {
+    if let Ok(at) = s.parse::<u64>() {
+        return Ok(at);
+    }
+    let d: Duration = humantime::parse_duration(s).map_err(|e| {
+        eyre!("--expires `{s}` is neither a duration (7d, 12h) nor unix seconds: {e}")
+    })?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok(now + d.as_secs().max(1))
+}
+
+fn read_input(file: &Path) -> Result<Vec<u8>> {
+    std::fs::read(file).wrap_err_with(|| format!("cannot read {}", file.display()))
+}
+
+/// `pmr record create|update`.
+#[derive(Serialize)]
+struct Made {
+    #[serde(flatten)]
+    v: RecordVersion,
+    #[serde(skip)]
+    created: bool,
+}
+
+impl fmt::Display for Made {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = &self.v;
+        match self.created {
+            true => write!(
+                f,
+                "token {} version 0 minted at height {} (root {}, envelope {})",
+                v.token_id, v.height, v.root_cid, v.envelope_cid
+            ),
+            false => write!(
+                f,
+                "token {} version {} committed at height {} (fresh key; root {})",
+                v.token_id, v.version, v.height, v.root_cid
+            ),
+        }
+    }
+}
+
+/// `pmr record list`.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Listed {
+    records: Vec<RecordSummary>,
+    #[serde(skip)]
+    owner: Address,
+}
+
+impl fmt::Display for Listed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.records.is_empty() {
+            return write!(f, "{} owns no records", self.owner);
+        }
+        let lines: Vec<String> = self
+            .records
+            .iter()
+            .map(|r| {
+                format!(
+                    "token {}  type {}  versions {}  hospital {}",
+                    r.token_id, r.record_type, r.versions, r.hospital
+                )
+            })
+            .collect();
+        write!(f, "{}", lines.join("\n"))
+    }
+}
+
+/// `pmr record open`.
+#[derive(Serialize)]
+struct OpenedView {
+    token: U256,
+    version: u32,
+    bytes: usize,
+    custodians: Vec<u16>,
+    out: PathBuf,
+}
+
+impl fmt::Display for OpenedView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "wrote {} bytes of token {} version {} to {} (shares from custodians {:?})",
+            self.bytes,
+            self.token,
+            self.version,
+            self.out.display(),
+            self.custodians
+        )
+    }
+}
+
+impl RecordCommands {
+    pub(crate) async fn run(self, out: Output) -> Result<()> {
+        match self {
+            RecordCommands::Record(c) => c.run(out).await,
+            RecordCommands::Access(c) => c.run(out).await,
+        }
+    }
+}
+
+impl RecordCommand {
+    async fn run(self, out: Output) -> Result<()> {
+        match self {
+            RecordCommand::Create {
+                patient,
+                record_type,
+                file,
+                key,
+                net,
+            } => {
+                let hospital = key.wallet()?;
+                let data = read_input(&file)?;
+                eprintln!(
+                    "encrypting {} ({} bytes), uploading, splitting the key, minting...",
+                    file.display(),
+                    data.len()
+                );
+                let network = net.connect().await?;
+                let v = network
+                    .create_record(&hospital, patient, record_type, &data)
+                    .await?;
+                out.show(&Made { v, created: true })
+            }
+            RecordCommand::Update {
+                token,
+                file,
+                key,
+                net,
+            } => {
+                let by = key.wallet()?;
+                let data = read_input(&file)?;
+                let v = net
+                    .connect()
+                    .await?
+                    .update_record(&by, token, &data)
+                    .await?;
+                out.show(&Made { v, created: false })
+            }
+            RecordCommand::List { owner, key, net } => {
+                let owner = match (owner, key) {
+                    (Some(o), _) => o,
+                    (None, Some(k)) => Identity::peek_address(&k)
+                        .or_else(|_| {
+                            pmr_client::dev_account::load_dev_account(&k).map(|w| w.address())
+                        })
+                        .map_err(|e| eyre!("cannot read an address from {}: {e}", k.display()))?,
+                    (None, None) => bail!("give --owner ADDRESS or --key FILE"),
+                };
+                let records = net.connect().await?.records_of(owner).await?;
+                out.show(&Listed { records, owner })
+            }
+            RecordCommand::Open {
+                token,
+                out: path,
+                key,
+                net,
+            } => {
+                let id = key.identity()?;
+                let opened = net.connect().await?.open_record(&id, token).await?;
+                write_secret_file(&path, &opened.plaintext)
+                    .wrap_err_with(|| format!("cannot write {}", path.display()))?;
+                out.show(&OpenedView {
+                    token,
+                    version: opened.version,
+                    bytes: opened.plaintext.len(),
+                    custodians: opened.custodians,
+                    out: path,
+                })
+            }
+        }
+    }
+}
+
+impl AccessCommand {
+    async fn run(self, out: Output) -> Result<()> {
+        match self {
+            AccessCommand::Grant {
+                token,
+                to,
+                expires,
+                key,
+                net,
+            } => {
+                let expiry = parse_expiry(&expires)?;
+                let id = key.identity()?;
+                let done = net.connect().await?.grant(&id, token, to, expiry).await?;
+                let what = format!("access to token {token} granted to {to} until {expiry}");
+                out.show(&TxDone::new(what, &done))
+            }
+            AccessCommand::Revoke {
+                token,
+                to,
+                key,
+                net,
+            } => {
+                let id = key.identity()?;
+                let done = net.connect().await?.revoke(&id, token, to).await?;
+                out.show(&TxDone::new(
+                    format!("access of {to} to token {token} revoked"),
+                    &done,
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! `pmr init`, `pmr start`, `pmr keys`: a node's home, its process, its keys.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use eyre::Result;
+use serde::Serialize;
+use tracing::{error, info};
+
+use super::Output;
+use crate::init::{init_node, DEV_CHAIN_ID};
+use crate::{keys, Home, NodeConfig};
+
+#[derive(Subcommand)]
+pub(crate) enum NodeCommand {
+    /// Create a node's home directory: keys (mode 0600), config.toml with defaults, genesis.
+    Init {
+        /// Home directory to create.
+        #[arg(long)]
+        home: PathBuf,
+        /// Node name in logs and status.
+        #[arg(long, default_value = "pmr-node")]
+        moniker: String,
+        /// Join the network of this genesis file; without it, a single-validator development
+        /// chain is created with this node as its validator.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// Chain id of a new development chain.
+        #[arg(long, default_value_t = DEV_CHAIN_ID)]
+        chain_id: u64,
+    },
+    /// Run a node until SIGINT or SIGTERM.
+    Start {
+        /// The node's home directory (config.toml, genesis.json, keys/, data/).
+        #[arg(long)]
+        home: PathBuf,
+        /// Override `rpc_listen` of the config.
+        #[arg(long)]
+        rpc_listen: Option<SocketAddr>,
+        /// Override `log_level` of the config (RUST_LOG overrides both).
+        #[arg(long)]
+        log_level: Option<String>,
+    },
+    /// A node's own keys: print its identities, or give it a separate p2p identity.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Print the node's validator address and key, p2p peer id, custody key and operator
+    /// account (what other operators put in their genesis and peer lists).
+    Show {
+        /// The node's home directory.
+        #[arg(long)]
+        home: PathBuf,
+    },
+    /// Create keys/network_key.json: a p2p identity separate from the node (validator) key.
+    /// Peers allow a validator by the peer id its node key implies unless they list another
+    /// in their config, so every peer must then list the printed peer id. Refuses to
+    /// overwrite an existing key.
+    NewNetworkKey {
+        /// The node's home directory.
+        #[arg(long)]
+        home: PathBuf,
+    },
+}
+
+/// `pmr keys show`.
+#[derive(Serialize)]
+struct NodeKeys {
+    validator_address: String,
+    consensus_key: String,
+    peer_id: String,
+    separate_network_key: bool,
+    custody_key: Option<String>,
+    operator: Option<String>,
+}
+
+impl fmt::Display for NodeKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let none = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
+        writeln!(f, "validator address  {}", self.validator_address)?;
+        writeln!(f, "consensus key      {}", self.consensus_key)?;
+        writeln!(f, "peer id            {}", self.peer_id)?;
+        writeln!(f, "custody key        {}", none(&self.custody_key))?;
+        write!(f, "operator           {}", none(&self.operator))
+    }
+}
+
+impl NodeCommand {
+    pub(crate) async fn run(self, out: Output) -> Result<()> {
+        match self {
+            NodeCommand::Init {
+                home,
+                moniker,
+                genesis,
+                chain_id,
+            } => {
+                let home = Home::new(home);
+                init_node(&home, &moniker, genesis.as_deref(), chain_id)?;
+                println!("initialised {}", home.root.display());
+                println!("start it with: pmr start --home {}", home.root.display());
+                Ok(())
+            }
+            NodeCommand::Start {
+                home,
+                rpc_listen,
+                log_level,
+            } => start(Home::new(home), rpc_listen, log_level).await,
+            NodeCommand::Keys(KeysCommand::Show { home }) => {
+                let home = Home::new(home);
+                let key = keys::load_node_key(&home.node_key())?;
+                let network = keys::network_identity(&home, &key)?;
+                let public = key.public_key();
+                let address = pmr_primitives::ValidatorAddress::from_public_key(public.as_bytes());
+                out.show(&NodeKeys {
+                    validator_address: address.0.to_string(),
+                    consensus_key: hex::encode(public.as_bytes()),
+                    peer_id: network.public().to_peer_id().to_string(),
+                    separate_network_key: home.network_key().exists(),
+                    custody_key: keys::load_custody_key(&home.custody_key())
+                        .ok()
+                        .map(|k| hex::encode(pmr_shares::X25519PublicKey::from(&k).as_bytes())),
+                    operator: keys::load_account(&home.operator_key())
+                        .ok()
+                        .map(|w| w.address().to_string()),
+                })
+            }
+            NodeCommand::Keys(KeysCommand::NewNetworkKey { home }) => {
+                let key = keys::generate_node_key(&Home::new(home).network_key())?;
+                println!(
+                    "{}",
+                    pmr_consensus::network_keypair(&key).public().to_peer_id()
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Runs the node in `home` until SIGINT or SIGTERM, or until it halts.
+async fn start(
+    home: Home,
+    rpc_listen: Option<SocketAddr>,
+    log_level: Option<String>,
+) -> Result<()> {
+    let mut config = NodeConfig::load(&home.config())?;
+    if let Some(addr) = rpc_listen {
+        config.rpc_listen = addr;
+    }
+    if let Some(level) = log_level {
+        config.log_level = level;
+    }
+    super::init_node_tracing(&config.log_level, config.log_json);
+    let mut node = crate::spawn(&home, config).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let signal = tokio::select! {
+        result = node.wait() => {
+            if let Err(e) = &result {
+                error!(target: "pmr::node", error = %e, "node halted");
+            }
+            return result;
+        }
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    info!(target: "pmr::node", "{signal}: shutting down");
+    node.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Creating the files of a network: `pmr init` (one node) and `pmr testnet init` (N validators
+//! on 127.0.0.1 with ports that do not clash, `pmr_testnet::ports`).
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use eyre::{bail, Context, Result};
+use pmr_consensus::{peer_id_of, PeerConfig, PrivateKey};
+use pmr_primitives::{GasLimits, Genesis, GenesisValidator};
+use pmr_testnet::{testnet_ports, Manifest, NodeEntry};
+
+use crate::config::{Home, NodeConfig};
+use crate::keys::{generate_account, generate_custody_key, generate_node_key};
+
+/// Default chain id of local networks.
+pub const DEV_CHAIN_ID: u64 = 7357;
+
+/// Options of `pmr testnet init`.
+#[derive(Clone, Debug)]
+pub struct TestnetOptions {
+    pub dir: PathBuf,
+    pub validators: usize,
+    pub chain_id: u64,
+    /// First port; node `i` uses `base + 10 i`: p2p, +1 gossip, +2 gRPC, +3 metrics, +4 content.
+    /// `None`: ports the OS says are free.
+    pub base_port: Option<u16>,
+    /// Overrides applied to every node's config (e.g. timeouts in tests).
+    pub template: NodeConfig,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Writes a testnet: per node a home with keys, genesis and config; shared development
+/// accounts (admin, hospital); and the manifest the harness and `pmr testnet up` read.
+pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
+    if opts.validators == 0 {
+        bail!("a testnet needs at least one validator");
+    }
+    if opts.dir.join(pmr_testnet::MANIFEST_FILE).exists() {
+        bail!(
+            "{} already holds a testnet: remove it or choose another --home",
+            opts.dir.display()
+        );
+    }
+    let ports = testnet_ports(opts.validators, opts.base_port)?;
+    std::fs::create_dir_all(&opts.dir)
+        .wrap_err_with(|| format!("cannot create {}", opts.dir.display()))?;
+
+    let accounts_dir = opts.dir.join("accounts");
+    let admin = generate_account(&accounts_dir.join("admin.json"))?;
+    let hospital = generate_account(&accounts_dir.join("hospital.json"))?;
+
+    let mut node_keys: Vec<PrivateKey> = Vec::new();
+    let mut validators = Vec::new();
+    for i in 0..opts.validators {
+        let home = Home::new(opts.dir.join(format!("node{i}")));
+        let key = generate_node_key(&home.node_key())?;
+        let operator = generate_account(&home.operator_key())?;
+        let custody = generate_custody_key(&home.custody_key())?;
+        validators.push(GenesisValidator {
+            name: format!("node{i}"),
+            consensus_key: hex::encode(key.public_key().as_bytes()),
+            custody_key: Some(hex::encode(custody.as_bytes())),
+            operator: Some(operator.address()),
+            voting_power: 1,
+        });
+        node_keys.push(key);
+    }
+    let genesis = Genesis {
+        chain_id: opts.chain_id,
+        genesis_time_ms: now_ms(),
+        validators,
+        admin: admin.address(),
+        hospitals: vec![hospital.address()],
+        permitted: vec![],
+        gas: GasLimits::default(),
+    };
+    genesis.validate()?;
+    let genesis_json = serde_json::to_string_pretty(&genesis)?;
+    std::fs::write(opts.dir.join("genesis.json"), &genesis_json)?;
+
+    let peers: Vec<PeerConfig> = node_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            Ok(PeerConfig {
+                name: format!("node{i}"),
+                peer_id: peer_id_of(k.public_key().as_bytes())?.to_string(),
+                p2p: format!("/ip4/127.0.0.1/tcp/{}", ports[i].p2p).parse()?,
+                gossip: format!("/ip4/127.0.0.1/tcp/{}", ports[i].gossip).parse()?,
+                content: Some(format!("/ip4/127.0.0.1/tcp/{}", ports[i].content).parse()?),
+            })
+        })
+        .collect::<Result<_>>()?;
+
+    let mut nodes = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let name = format!("node{i}");
+        let home = Home::new(opts.dir.join(&name));
+        std::fs::write(home.genesis(), &genesis_json)?;
+        let mut cfg = opts.template.clone();
+        cfg.moniker = name.clone();
+        cfg.rpc_listen = format!("127.0.0.1:{}", p.rpc).parse()?;
+        cfg.metrics_listen = Some(format!("127.0.0.1:{}", p.metrics).parse()?);
+        cfg.consensus.p2p_listen = format!("/ip4/127.0.0.1/tcp/{}", p.p2p).parse()?;
+        cfg.consensus.gossip_listen = format!("/ip4/127.0.0.1/tcp/{}", p.gossip).parse()?;
+        cfg.content.listen = format!("/ip4/127.0.0.1/tcp/{}", p.content).parse()?;
+        cfg.consensus.peers = peers
+            .iter()
+            .filter(|peer| peer.name != name)
+            .cloned()
+            .collect();
+        cfg.save(&home.config())?;
+        nodes.push(NodeEntry {
+            name: name.clone(),
+            home: PathBuf::from(&name),
+            rpc: format!("http://127.0.0.1:{}", p.rpc),
+            metrics: format!("http://127.0.0.1:{}/metrics", p.metrics),
+            validator: true,
+        });
+    }
+    let manifest = Manifest {
+        chain_id: opts.chain_id,
+        nodes,
+        accounts: vec![
+            ("admin".into(), PathBuf::from("accounts/admin.json")),
+            ("hospital".into(), PathBuf::from("accounts/hospital.json")),
+        ],
+    };
+    manifest.save(&opts.dir)?;
+    Ok(manifest)
+}
+
+/// `pmr init`: one node's home with a fresh key and default config. Without a genesis file
+/// given, it creates a single-validator development chain with this node as its validator.
+pub fn init_node(home: &Home, moniker: &str, genesis: Option<&Path>, chain_id: u64) -> Result<()> {
+    if home.config().exists() {
+        bail!(
+            "{} is already initialised: remove it or choose another --home",
+            home.root.display()
+        );
+    }
+    let key = generate_node_key(&home.node_key())?;
+    let operator = generate_account(&home.operator_key())?;
+    let custody = generate_custody_key(&home.custody_key())?;
+    match genesis {
+        Some(path) => {
+            let g = Genesis::load(path)?;
+            std::fs::write(home.genesis(), serde_json::to_string_pretty(&g)?)?;
+        }
+        None => {
+            let admin = generate_account(&home.root.join("keys").join("admin.json"))?;
+            let g = Genesis {
+                chain_id,
+                genesis_time_ms: now_ms(),
+                validators: vec![GenesisValidator {
+                    name: moniker.into(),
+                    consensus_key: hex::encode(key.public_key().as_bytes()),
+                    custody_key: Some(hex::encode(custody.as_bytes())),
+                    operator: Some(operator.address()),
+                    voting_power: 1,
+                }],
+                admin: admin.address(),
+                hospitals: vec![],
+                permitted: vec![],
+                gas: GasLimits::default(),
+            };
+            std::fs::write(home.genesis(), serde_json::to_string_pretty(&g)?)?;
+        }
+    }
+    let cfg = NodeConfig {
+        moniker: moniker.into(),
+        ..NodeConfig::default()
+    };
+    cfg.save(&home.config())?;
+    Ok(())
+}

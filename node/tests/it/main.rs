@@ -1,0 +1,21 @@
+//! The node's integration tests, in one binary (one link of RocksDB, revm and libp2p): the
+//! multi-node tests start real `pmr` processes on 127.0.0.1 (`pmr testnet init` + the
+//! `pmr-testnet` harness); `config`, `init` and `keys` check the files a node is made of.
+
+#[allow(dead_code)]
+mod common;
+
+mod config;
+mod init;
+mod keys;
+mod n4;
+mod n4_api;
+mod n4_content;
+mod n4_crash;
+mod n4_divergence;
+mod n4_faults;
+mod n4_lifecycle;
+mod n4_records;
+mod n4_shares;
+mod scenarios;
+mod unknown_peer;
