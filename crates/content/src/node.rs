@@ -16,8 +16,10 @@ use pmr_storage::Store;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::bitswap::engine::{Engine, EngineMsg, WantFailure};
-use crate::bitswap::net::{self, NetCmd, NetCtx};
+use crate::bitswap::engine::Engine;
+use crate::bitswap::msg::{EngineMsg, WantFailure};
+use crate::bitswap::net::{self, NetCmd};
+use crate::bitswap::shared::NetCtx;
 use crate::bitswap::{wire, Counters, Limits, NetStats};
 use crate::error::ContentError;
 use crate::store::{BlockStore, GcReport, MAX_DEPTH};

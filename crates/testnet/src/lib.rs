@@ -6,7 +6,6 @@
 //! test leaves nothing running.
 
 mod cluster;
-mod faults;
 mod links;
 mod load;
 mod manifest;

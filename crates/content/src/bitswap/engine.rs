@@ -9,71 +9,14 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use cid::Cid;
 use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
 
-use super::peer::PeerMsg;
+use super::msg::{EngineMsg, PeerMsg, Received, WantFailure, WantReply};
 use super::wire::WantType;
 use super::{Counters, Limits};
 use crate::store::BlockStore;
-
-/// Why a want failed.
-#[derive(Debug, Clone)]
-pub(crate) struct WantFailure {
-    pub peers: usize,
-    pub waited: Duration,
-}
-
-/// What one inbound message brought.
-#[derive(Debug)]
-pub(crate) struct Received {
-    pub peer: PeerId,
-    pub blocks: Vec<(Cid, Bytes)>,
-    pub haves: Vec<Cid>,
-    pub dont_haves: Vec<Cid>,
-    /// Blocks refused before reaching the engine (bad prefix, unsupported hash, too large).
-    pub bad: usize,
-}
-
-impl Received {
-    pub(crate) fn new(peer: PeerId) -> Self {
-        Self {
-            peer,
-            blocks: Vec::new(),
-            haves: Vec::new(),
-            dont_haves: Vec::new(),
-            bad: 0,
-        }
-    }
-}
-
-pub(crate) type WantReply = oneshot::Sender<Result<Bytes, WantFailure>>;
-
-/// Requests to the engine.
-#[derive(Debug)]
-pub(crate) enum EngineMsg {
-    /// Fetch one block; `group` is the root of the record it belongs to.
-    Want {
-        cid: Cid,
-        group: Cid,
-        reply: WantReply,
-    },
-    /// A message arrived from a peer.
-    Received(Received),
-    /// A peer connected.
-    PeerUp(PeerId, mpsc::Sender<PeerMsg>),
-    /// A peer's last connection closed.
-    PeerDown(PeerId),
-    /// Ask every connected peer whether it has `cid`; reply with those that do.
-    Probe {
-        cid: Cid,
-        reply: oneshot::Sender<Vec<PeerId>>,
-    },
-    /// The peers currently connected.
-    Connected(oneshot::Sender<Vec<PeerId>>),
-}
 
 struct Want {
     waiters: Vec<WantReply>,

@@ -8,8 +8,10 @@
 //!   re-requests elsewhere and not-found reports.
 
 pub(crate) mod engine;
+pub(crate) mod msg;
 pub(crate) mod net;
 pub(crate) mod peer;
+pub(crate) mod shared;
 pub mod wire;
 
 use std::sync::atomic::{AtomicU64, Ordering};

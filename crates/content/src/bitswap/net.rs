@@ -2,7 +2,6 @@
 //! at connection time), redialing of configured peers, and the bitswap stream protocol.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,81 +14,12 @@ use libp2p::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::engine::EngineMsg;
-use super::peer::{self, PeerMsg};
+use super::msg::EngineMsg;
+use super::peer;
+use super::shared::NetCtx;
 use super::{Counters, Limits};
 use crate::error::ContentError;
 use crate::store::BlockStore;
-
-/// A peer registry entry: the peer task's inbox and its bounds.
-#[derive(Clone)]
-pub(crate) struct PeerEntry {
-    pub tx: mpsc::Sender<PeerMsg>,
-    pub wantlist_len: Arc<AtomicUsize>,
-    pub inbound: Arc<AtomicUsize>,
-}
-
-impl PeerEntry {
-    pub(crate) fn new(tx: mpsc::Sender<PeerMsg>) -> Self {
-        Self {
-            tx,
-            wantlist_len: Arc::new(AtomicUsize::new(0)),
-            inbound: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-}
-
-/// State shared by the network, peer and reader tasks.
-pub(crate) struct NetCtx {
-    pub store: BlockStore,
-    pub limits: Limits,
-    pub counters: Arc<Counters>,
-    pub protocol: StreamProtocol,
-    pub engine_tx: mpsc::Sender<EngineMsg>,
-    control: Mutex<libp2p_stream::Control>,
-    peers: Mutex<HashMap<PeerId, PeerEntry>>,
-}
-
-impl NetCtx {
-    pub(crate) fn control(&self) -> libp2p_stream::Control {
-        self.control
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, PeerEntry>> {
-        self.peers.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The peer's task, started if needed.
-    pub(crate) fn ensure_peer(self: &Arc<Self>, peer: PeerId) -> PeerEntry {
-        if let Some(e) = self.peers().get(&peer) {
-            if !e.tx.is_closed() {
-                return e.clone();
-            }
-        }
-        let entry = peer::spawn_peer(self.clone(), peer);
-        self.peers().insert(peer, entry.clone());
-        entry
-    }
-
-    fn remove_peer(&self, peer: &PeerId) {
-        self.peers().remove(peer);
-    }
-
-    pub(crate) fn wantlist_sizes(&self) -> Vec<(PeerId, usize)> {
-        self.peers()
-            .iter()
-            .map(|(p, e)| {
-                (
-                    *p,
-                    e.wantlist_len.load(std::sync::atomic::Ordering::Relaxed),
-                )
-            })
-            .collect()
-    }
-}
 
 #[derive(NetworkBehaviour)]
 #[behaviour(prelude = "libp2p::swarm::derive_prelude")]
@@ -217,7 +147,7 @@ async fn run(
                 SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
                     if num_established.get() == 1 {
                         tracing::debug!(target: "pmr::content", peer = %peer_id, "peer connected");
-                        let entry = ctx.ensure_peer(peer_id);
+                        let entry = peer::ensure_peer(&ctx, peer_id);
                         let _ = ctx.engine_tx.send(EngineMsg::PeerUp(peer_id, entry.tx)).await;
                     }
                 }

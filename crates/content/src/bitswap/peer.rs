@@ -13,21 +13,10 @@ use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::timeout;
 
-use super::engine::{EngineMsg, Received};
-use super::net::{NetCtx, PeerEntry};
+use super::msg::{EngineMsg, PeerEntry, PeerMsg, Received};
+use super::shared::NetCtx;
 use super::wire::{self, Entry, Message, PayloadBlock, PresenceType, WantType, Wantlist};
 use super::Counters;
-
-/// Work for a peer task.
-#[derive(Debug)]
-pub(crate) enum PeerMsg {
-    /// The peer's wantlist changes (server side).
-    Wantlist(Wantlist),
-    /// Ask the peer for a block or for whether it has one (client side).
-    Want(Cid, WantType),
-    /// Withdraw a want sent earlier (client side).
-    Cancel(Cid),
-}
 
 #[derive(Clone, Copy, Debug)]
 struct LedgerEntry {
@@ -125,6 +114,18 @@ struct Frame {
 }
 
 /// Starts the task serving `peer` and writing to it.
+/// The peer's task, started if needed.
+pub(crate) fn ensure_peer(ctx: &Arc<NetCtx>, peer: PeerId) -> PeerEntry {
+    if let Some(e) = ctx.peers().get(&peer) {
+        if !e.tx.is_closed() {
+            return e.clone();
+        }
+    }
+    let entry = spawn_peer(ctx.clone(), peer);
+    ctx.peers().insert(peer, entry.clone());
+    entry
+}
+
 pub(crate) fn spawn_peer(ctx: Arc<NetCtx>, peer: PeerId) -> PeerEntry {
     let (tx, rx) = mpsc::channel(4096);
     let (wtx, wrx) = mpsc::channel::<Frame>(1);
@@ -433,7 +434,7 @@ pub(crate) async fn read_inbound(
 /// Accepts inbound bitswap streams, bounded per peer.
 pub(crate) async fn accept_loop(ctx: Arc<NetCtx>, mut incoming: libp2p_stream::IncomingStreams) {
     while let Some((peer, stream)) = incoming.next().await {
-        let entry = ctx.ensure_peer(peer);
+        let entry = ensure_peer(&ctx, peer);
         let open = entry.inbound.fetch_add(1, Ordering::Relaxed);
         if open >= ctx.limits.max_inbound_streams_per_peer {
             entry.inbound.fetch_sub(1, Ordering::Relaxed);

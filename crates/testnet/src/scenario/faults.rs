@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::spec::{parse_offset, Action, Fault};
 use crate::cluster::{Cluster, HarnessError};
 use crate::links::Links;
-use crate::scenario::{Action, Fault};
 
 /// Bytes a `truncate` fault cuts off each log (at most half of it).
 const TRUNCATE_BYTES: u64 = 100;
@@ -33,19 +33,6 @@ fn libfaketime() -> Result<PathBuf, HarnessError> {
                  scripts/setup installs it)",
             )
         })
-}
-
-/// Parses a clock offset such as `+30s`, `-1m 30s` or `0s` into signed milliseconds.
-pub(crate) fn parse_offset(text: &str) -> Result<i64, String> {
-    let t = text.trim();
-    let (sign, rest) = match t.as_bytes().first() {
-        Some(b'-') => (-1, &t[1..]),
-        Some(b'+') => (1, &t[1..]),
-        _ => (1, t),
-    };
-    let d = humantime::parse_duration(rest.trim())
-        .map_err(|e| format!("clock offset `{text}`: {e} (e.g. \"+30s\" or \"-30s\")"))?;
-    Ok(sign * d.as_millis() as i64)
 }
 
 /// What is wrong with the testnet right now.
