@@ -22,7 +22,10 @@ pub struct NodeConfig {
     pub log_level: String,
     /// Log as JSON lines instead of text.
     pub log_json: bool,
+    /// The `[consensus]` table: p2p and gossip addresses, peers, timeouts, mempool and block
+    /// limits.
     pub consensus: ConsensusConfig,
+    /// The `[content]` table: the record blob store and its replication.
     pub content: ContentSettings,
 }
 
@@ -82,19 +85,24 @@ impl NodeConfig {
 /// The files of a node's home directory.
 #[derive(Clone, Debug)]
 pub struct Home {
+    /// The home directory itself.
     pub root: PathBuf,
 }
 
 impl Home {
+    /// The home directory at `root` (nothing is created).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
     }
+    /// The node's configuration file, `config.toml`.
     pub fn config(&self) -> PathBuf {
         self.root.join("config.toml")
     }
+    /// The network's genesis, `genesis.json`.
     pub fn genesis(&self) -> PathBuf {
         self.root.join("genesis.json")
     }
+    /// The node's ed25519 consensus key (its validator identity).
     pub fn node_key(&self) -> PathBuf {
         self.root.join("keys").join("node_key.json")
     }
@@ -111,9 +119,11 @@ impl Home {
     pub fn operator_key(&self) -> PathBuf {
         self.root.join("keys").join("operator_key.json")
     }
+    /// The data directory: the database and the consensus state.
     pub fn data(&self) -> PathBuf {
         self.root.join("data")
     }
+    /// The RocksDB database, inside the data directory.
     pub fn db(&self) -> PathBuf {
         self.data().join("db")
     }

@@ -15,7 +15,11 @@ use crate::config::ContentSettings;
 
 /// The content peers: every configured peer (dialled at its `content` address when it has
 /// one) and every genesis validator, minus this node.
-pub fn peers(consensus: &ConsensusConfig, genesis: &Genesis, me: PeerId) -> Result<Vec<PeerSpec>> {
+pub(crate) fn peers(
+    consensus: &ConsensusConfig,
+    genesis: &Genesis,
+    me: PeerId,
+) -> Result<Vec<PeerSpec>> {
     let mut seen = HashSet::from([me]);
     let mut out = Vec::new();
     for p in &consensus.peers {
@@ -47,7 +51,7 @@ pub fn peers(consensus: &ConsensusConfig, genesis: &Genesis, me: PeerId) -> Resu
 }
 
 /// Starts the content network on `settings.listen`.
-pub async fn start(
+pub(crate) async fn start(
     settings: &ContentSettings,
     keypair: Keypair,
     peers: Vec<PeerSpec>,

@@ -18,8 +18,11 @@ pub const DEV_CHAIN_ID: u64 = 7357;
 /// Options of `pmr testnet init`.
 #[derive(Clone, Debug)]
 pub struct TestnetOptions {
+    /// The testnet directory: node homes, accounts and `testnet.json` go here.
     pub dir: PathBuf,
+    /// Number of nodes, all validators with voting power 1.
     pub validators: usize,
+    /// Chain id of the genesis (see [`DEV_CHAIN_ID`]).
     pub chain_id: u64,
     /// First port; node `i` uses `base + 10 i`: p2p, +1 gossip, +2 gRPC, +3 metrics, +4 content.
     /// `None`: ports the OS says are free.

@@ -30,8 +30,11 @@ pub use config::{Home, NodeConfig};
 
 /// A running node.
 pub struct NodeHandle {
+    /// The node's ledger: chain, mempool and execution state.
     pub ledger: Arc<Ledger>,
+    /// The address the gRPC server bound (useful with port 0).
     pub rpc_addr: SocketAddr,
+    /// The address the metrics server bound; `None` when metrics are disabled.
     pub metrics_addr: Option<SocketAddr>,
     /// The content store (its network listens on `content.listen_addrs()`).
     pub content: ContentNode,

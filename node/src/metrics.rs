@@ -12,7 +12,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 
 /// Serves `registry` on `addr`; returns the task and the bound address.
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     registry: Registry,
 ) -> Result<(tokio::task::JoinHandle<()>, SocketAddr)> {
@@ -53,7 +53,7 @@ pub async fn serve(
 /// Node-level metrics beside consensus': peers, the content store's bitswap traffic, share
 /// releases.
 #[derive(Clone, Default)]
-pub struct NodeMetrics {
+pub(crate) struct NodeMetrics {
     /// Shares this node released (after their on-chain log committed).
     pub share_releases: prometheus_client::metrics::counter::Counter,
     /// Connected consensus peers.
@@ -65,7 +65,7 @@ pub struct NodeMetrics {
 }
 
 impl NodeMetrics {
-    pub fn register(&self, registry: &mut Registry) {
+    pub(crate) fn register(&self, registry: &mut Registry) {
         registry.register(
             "pmr_share_releases",
             "Key shares released by this custodian",
@@ -95,7 +95,7 @@ impl NodeMetrics {
     }
 
     /// Copies the content store's and the ledger's figures into the metrics every second.
-    pub fn spawn_sampler(
+    pub(crate) fn spawn_sampler(
         &self,
         content: pmr_content::ContentNode,
         ledger: Arc<pmr_consensus::Ledger>,

@@ -53,10 +53,16 @@ pub enum CryptoError {
         "ciphertext segment {segment} failed authentication: the record was modified, its chunks \
          reordered or mixed with another record's, or the key is wrong"
     )]
-    Tampered { segment: u64 },
+    Tampered {
+        /// Index of the failing segment, from 0.
+        segment: u64,
+    },
     /// The stream ended before its final segment.
     #[error("ciphertext is truncated after {segments} segment(s): the final segment is missing")]
-    Truncated { segments: u64 },
+    Truncated {
+        /// Segments authenticated before the stream ended.
+        segments: u64,
+    },
     /// Bytes follow the final segment.
     #[error("ciphertext has bytes after its final segment")]
     TrailingData,

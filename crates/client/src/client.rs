@@ -12,14 +12,26 @@ use tonic::Code;
 /// Errors talking to a node.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The node at `url` could not be reached (bad URL, refused, or no answer within 5 s).
     #[error("cannot connect to {url}: {reason} (is the node running? check --rpc)")]
-    Connect { url: String, reason: String },
+    Connect {
+        /// The URL dialled, with its scheme.
+        url: String,
+        /// Why the connection failed.
+        reason: String,
+    },
+    /// The node answered with a gRPC error; see [`ClientError::code`] and the `is_*` helpers.
     #[error("{}: {}", code_name(.0.code()), .0.message())]
     Rpc(#[from] tonic::Status),
+    /// The node's answer did not decode as expected (e.g. a hash that is not 32 bytes).
     #[error("node returned malformed data: {0}")]
     Malformed(String),
+    /// A wait (such as [`PmrClient::wait_committed`]) ran out of time; the operation may still
+    /// complete later.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, String),
+    /// Reading the local data to upload failed; the upload was aborted, so no truncated blob is
+    /// stored.
     #[error("reading the data to upload failed: {0}; the upload was cancelled")]
     Read(#[source] std::io::Error),
 }
@@ -112,6 +124,7 @@ impl PmrClient {
         Ok(Self { url, channel })
     }
 
+    /// The URL this client connected to, with its scheme.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -127,6 +140,7 @@ impl PmrClient {
             .max_encoding_message_size(MAX_MESSAGE)
     }
 
+    /// The node's status: chain id, height, validators, peers, mempool size.
     pub async fn status(&self) -> Result<Status, ClientError> {
         Ok(self
             .ledger()
@@ -177,6 +191,7 @@ impl PmrClient {
         b256(&resp.tx_hash)
     }
 
+    /// The committed block at `height`, with its commit certificate; `NotFound` above the tip.
     pub async fn block(&self, height: u64) -> Result<pb::BlockWithCertificate, ClientError> {
         self.ledger()
             .get_block(pb::GetBlockRequest {
@@ -188,6 +203,7 @@ impl PmrClient {
             .ok_or_else(|| ClientError::Malformed("empty block response".into()))
     }
 
+    /// The committed block with this hash, with its commit certificate.
     pub async fn block_by_hash(&self, hash: B256) -> Result<pb::BlockWithCertificate, ClientError> {
         self.ledger()
             .get_block(pb::GetBlockRequest {
@@ -199,6 +215,8 @@ impl PmrClient {
             .ok_or_else(|| ClientError::Malformed("empty block response".into()))
     }
 
+    /// A transaction by hash, committed (with its height and index) or pending in the node's
+    /// mempool; `NotFound` if the node has neither.
     pub async fn transaction(&self, hash: B256) -> Result<pb::GetTransactionResponse, ClientError> {
         Ok(self
             .ledger()
@@ -209,6 +227,8 @@ impl PmrClient {
             .into_inner())
     }
 
+    /// The receipt of a committed transaction, with its Merkle proof and block; `NotFound` until
+    /// it is committed.
     pub async fn receipt(
         &self,
         hash: B256,
@@ -242,6 +262,7 @@ impl PmrClient {
             .into_inner())
     }
 
+    /// An account's nonce, balance and code hash at the latest (or a given) committed height.
     pub async fn account(
         &self,
         address: Address,

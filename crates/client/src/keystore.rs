@@ -30,20 +30,37 @@ pub const DEFAULT_LOG_N: u8 = 15;
 /// Why a keystore could not be created or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum KeystoreError {
+    /// The keystore file cannot be read (missing, or not readable).
     #[error("cannot read keystore {path}: {source}")]
     Read {
+        /// The keystore file.
         path: String,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },
+    /// The new keystore file cannot be written; an existing file is never replaced.
     #[error("cannot write keystore: {0} (keystores are never overwritten)")]
     Write(#[from] SecretFileError),
+    /// The file is not valid keystore JSON, has an unknown version, KDF or cipher, or its
+    /// contents are inconsistent.
     #[error("{path} is not a PMR identity keystore: {reason}")]
-    Format { path: String, reason: String },
+    Format {
+        /// The keystore file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Decryption failed: the passphrase is wrong or the file was tampered with.
     #[error("wrong passphrase for {path} (or the file was altered)")]
-    WrongPassphrase { path: String },
+    WrongPassphrase {
+        /// The keystore file.
+        path: String,
+    },
+    /// An empty passphrase was given when saving a keystore.
     #[error("the passphrase is empty: set one (PMR_PASSPHRASE or --passphrase-file)")]
     EmptyPassphrase,
+    /// scrypt rejected its parameters or failed to derive the key.
     #[error("key derivation failed: {0}")]
     Kdf(String),
 }
@@ -88,6 +105,7 @@ impl Identity {
         &self.wallet
     }
 
+    /// The account address of this identity.
     pub fn address(&self) -> Address {
         self.wallet.address()
     }
@@ -97,6 +115,7 @@ impl Identity {
         &self.x25519
     }
 
+    /// The X25519 public key others seal shares to.
     pub fn x25519_public(&self) -> X25519PublicKey {
         X25519PublicKey::from(&self.x25519)
     }

@@ -40,18 +40,27 @@ const GAS: u64 = 2_000_000;
 /// Why a lifecycle step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
+    /// A node call failed; see [`ClientError`].
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// None of the given nodes answered (or none could serve a blob); carries each node's error.
     #[error("no node reachable: {0}")]
     NoNode(String),
+    /// A PMR contract call or transaction reverted; carries the decoded revert reason.
     #[error("the PMR contract refused: {0}")]
     Reverted(String),
+    /// Splitting, sealing, opening or reconstructing the record key's shares failed.
     #[error(transparent)]
     Shares(#[from] ShareError),
+    /// The reconstructed key does not decrypt the stored ciphertext.
     #[error("the record does not decrypt with the reconstructed key: {0}")]
     Decrypt(String),
+    /// A precondition was not met (unregistered key, not the owner, no grant, too few custodian
+    /// shares); the message says what to do.
     #[error("{0}")]
     Refused(String),
+    /// Nodes returned data that does not decode, disagree with each other, or do not match the
+    /// on-chain commitments.
     #[error("malformed data from the ledger: {0}")]
     Malformed(String),
 }
@@ -59,48 +68,70 @@ pub enum RecordError {
 /// A committed transaction.
 #[derive(Clone, Debug)]
 pub struct Committed {
+    /// The transaction hash.
     pub tx: B256,
+    /// The height of the block it was committed in.
     pub height: u64,
+    /// The call's ABI-encoded return data.
     pub output: Vec<u8>,
+    /// The events it emitted.
     pub logs: Vec<pb::Log>,
 }
 
 /// A record made or updated.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RecordVersion {
+    /// The record token.
     pub token_id: U256,
+    /// The version index (0 for the version minted with the token).
     pub version: u32,
+    /// CID of the encrypted record blob.
     pub root_cid: String,
+    /// CID of the share envelope blob (the record key split to the patient and custodians).
     pub envelope_cid: String,
+    /// The commitment to the record key, as stored on-chain.
     pub key_commitment: B256,
+    /// Plaintext size, in bytes.
     pub size: u64,
+    /// The hash of the mint or append transaction.
     pub tx: B256,
+    /// The height it was committed at.
     pub height: u64,
 }
 
 /// A record token and its versions.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RecordSummary {
+    /// The record token.
     pub token_id: U256,
+    /// The patient who owns the token.
     pub owner: Address,
+    /// The hospital that minted it.
     pub hospital: Address,
+    /// The record type given at mint.
     pub record_type: u32,
+    /// How many versions it has.
     pub versions: u32,
 }
 
 /// One event of a record's history.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AuditEvent {
+    /// The height of the block the event is in.
     pub height: u64,
+    /// The hash of the transaction that emitted it.
     pub tx: B256,
     /// `minted`, `version`, `granted`, `revoked`, `released`.
     pub kind: String,
+    /// A one-line account of the event (who, which version, until when).
     pub detail: String,
 }
 
 /// What a grantee needs from custodians.
 pub struct Opened {
+    /// The decrypted record.
     pub plaintext: Vec<u8>,
+    /// The version opened.
     pub version: u32,
     /// Custodians (index) whose shares were used.
     pub custodians: Vec<u16>,
@@ -191,6 +222,7 @@ impl Network {
         }
     }
 
+    /// The chain id the first answering node reported; transactions are signed for it.
     pub fn chain_id(&self) -> u64 {
         self.chain_id
     }

@@ -503,12 +503,9 @@ impl App {
     /// Checks a fully received proposal: signed by the round's proposer, a well-formed block
     /// extending our tip, and executing to exactly the roots its header claims.
     fn validate_assembled(&mut self, p: AssembledProposal) -> Option<ProposedValue<PmrContext>> {
-        let expected = self
+        let (expected_addr, public_key) = self
             .ctx_proposer(p.height, p.round)
-            .map(|v| (v.address, v.public_key));
-        let Some((expected_addr, public_key)) = expected else {
-            return None;
-        };
+            .map(|v| (v.address, v.public_key))?;
         if p.proposer != expected_addr {
             warn!(target: "pmr::consensus", height = %p.height, round = %p.round, got = %p.proposer, expected = %expected_addr, "proposal from the wrong proposer");
             return None;
@@ -582,7 +579,7 @@ impl App {
         let proposer = Address(p.block.header.proposer);
         let valid = self.candidates.contains_key(&p.hash)
             || self.check_block(&p.block, p.bytes.clone()).is_ok();
-        valid.then(|| ProposedValue {
+        valid.then_some(ProposedValue {
             height: Height(p.height),
             round: p.round,
             valid_round: Round::Nil,

@@ -14,19 +14,30 @@ const META_GENESIS: &[u8] = b"chain/genesis";
 /// Errors of the chain store.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
+    /// The database failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A stored record does not decode: the data directory is damaged.
     #[error("stored {what} at height {height} is corrupt: {reason}")]
     Corrupt {
+        /// The kind of record: block, certificate or undecided proposal.
         what: &'static str,
+        /// The height it is stored under.
         height: u64,
+        /// What is wrong with it.
         reason: String,
     },
+    /// The database was bound to another genesis when it was first opened.
     #[error(
         "this data directory belongs to another chain (genesis {stored}), not to the configured \
          genesis {configured}: point --home at a fresh directory or at this chain's data"
     )]
-    WrongGenesis { stored: B256, configured: B256 },
+    WrongGenesis {
+        /// The genesis hash the database is bound to.
+        stored: B256,
+        /// The genesis hash this node was started with.
+        configured: B256,
+    },
 }
 
 fn hkey(height: u64) -> [u8; 8] {
@@ -44,16 +55,22 @@ fn undecided_key(height: u64, round: Round, hash: &B256) -> Vec<u8> {
 /// Where a committed transaction is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TxLocation {
+    /// Height of the block that includes the transaction.
     pub height: u64,
+    /// Position of the transaction in that block, from 0.
     pub index: u32,
 }
 
 /// A proposal this node built or received, not yet decided.
 #[derive(Clone, Debug)]
 pub struct UndecidedProposal {
+    /// Height the block is proposed for.
     pub height: u64,
+    /// Round of the proposal.
     pub round: Round,
+    /// Hash of `block`: the value consensus votes on.
     pub hash: B256,
+    /// The proposed block, decoded.
     pub block: Block,
     /// The encoded block (as streamed), to restream or serve without re-encoding.
     pub bytes: bytes::Bytes,
@@ -101,10 +118,13 @@ impl ChainStore {
             .unwrap_or(0))
     }
 
+    /// The encoded block committed at `height`, exactly as stored and streamed (not decoded).
     pub fn block_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, ChainError> {
         Ok(self.store.get(Column::Blocks, &hkey(height))?)
     }
 
+    /// The block committed at `height`, decoded and checked; one that does not decode is
+    /// [`ChainError::Corrupt`].
     pub fn block(&self, height: u64) -> Result<Option<Block>, ChainError> {
         let Some(bytes) = self.block_bytes(height)? else {
             return Ok(None);
@@ -118,6 +138,7 @@ impl ChainStore {
             })
     }
 
+    /// The height at which the block with hash `hash` was committed, if it was.
     pub fn height_of(&self, hash: &B256) -> Result<Option<u64>, ChainError> {
         Ok(self
             .store
@@ -125,6 +146,8 @@ impl ChainStore {
             .and_then(|v| v.try_into().ok().map(u64::from_be_bytes)))
     }
 
+    /// The commit certificate of the block at `height`; one that does not decode is
+    /// [`ChainError::Corrupt`].
     pub fn certificate(
         &self,
         height: u64,
@@ -141,6 +164,7 @@ impl ChainStore {
             })
     }
 
+    /// Where the transaction with hash `tx_hash` was committed; `None` if it is not.
     pub fn tx_location(&self, tx_hash: &B256) -> Result<Option<TxLocation>, ChainError> {
         Ok(self
             .store

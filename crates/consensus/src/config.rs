@@ -30,18 +30,28 @@ pub struct PeerConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TimeoutConfig {
+    /// How long a validator waits for the round's proposal before it prevotes nil, in round 0.
     #[serde(with = "humantime_serde")]
     pub propose: Duration,
+    /// How much the propose timeout grows with each further round.
     #[serde(with = "humantime_serde")]
     pub propose_delta: Duration,
+    /// How long a validator waits, once more than 2/3 of the power has prevoted without agreeing on
+    /// one value, before it precommits nil.
     #[serde(with = "humantime_serde")]
     pub prevote: Duration,
+    /// How much the prevote timeout grows with each further round.
     #[serde(with = "humantime_serde")]
     pub prevote_delta: Duration,
+    /// How long a validator waits, once more than 2/3 of the power has precommitted without
+    /// deciding, before it moves to the next round.
     #[serde(with = "humantime_serde")]
     pub precommit: Duration,
+    /// How much the precommit timeout grows with each further round.
     #[serde(with = "humantime_serde")]
     pub precommit_delta: Duration,
+    /// How long after entering a round a validator starts resending its latest votes, so lost
+    /// messages cannot stall the round; grows each round by the three deltas together.
     #[serde(with = "humantime_serde")]
     pub rebroadcast: Duration,
 }
@@ -61,6 +71,7 @@ impl Default for TimeoutConfig {
 }
 
 impl TimeoutConfig {
+    /// The engine's form of these timeouts, with every per-round timeout capped at 60 s.
     pub fn to_linear(self) -> LinearTimeouts {
         LinearTimeouts {
             propose: self.propose,
@@ -85,6 +96,7 @@ pub struct ConsensusConfig {
     pub gossip_listen: Multiaddr,
     /// The other members of the network. Connections from anyone else are refused.
     pub peers: Vec<PeerConfig>,
+    /// Tendermint round timeouts.
     pub timeouts: TimeoutConfig,
     /// With an empty mempool, a proposer waits this long after the last block before it proposes
     /// an empty one; a transaction arriving earlier is proposed at once.
@@ -103,6 +115,7 @@ pub struct ConsensusConfig {
     /// How far in the future a proposed block's timestamp may be.
     #[serde(with = "humantime_serde")]
     pub max_clock_drift: Duration,
+    /// Bounds of the transaction pool: count, bytes and per sender.
     pub mempool: MempoolConfig,
     /// Value sync: lagging nodes fetch decided blocks from peers.
     pub sync_enabled: bool,

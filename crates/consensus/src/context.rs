@@ -43,14 +43,17 @@ impl mt::Height for Height {
 pub struct Address(pub ValidatorAddress);
 
 impl Address {
+    /// The address of an ed25519 consensus key: the last 20 bytes of its keccak256 hash.
     pub fn from_public_key(pk: &PublicKey) -> Self {
         Self(ValidatorAddress::from_public_key(pk.as_bytes()))
     }
 
+    /// The 20 address bytes, as they are signed and encoded.
     pub fn as_bytes(&self) -> &[u8] {
         self.0 .0.as_slice()
     }
 
+    /// An address from exactly 20 bytes; `None` for any other length.
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
         let arr: [u8; 20] = bytes.try_into().ok()?;
         Some(Self(ValidatorAddress(arr.into())))
@@ -87,8 +90,11 @@ impl mt::Value for BlockHash {
 /// A member of the validator set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Validator {
+    /// The address derived from `public_key`; the set is sorted by it.
     pub address: Address,
+    /// The ed25519 consensus key its votes and proposals are verified with.
     pub public_key: PublicKey,
+    /// Weight of its votes; a decision needs more than 2/3 of the set's total.
     pub voting_power: u64,
     /// Human name from genesis, for logs and status.
     pub name: String,
@@ -117,10 +123,12 @@ pub struct ValidatorSet {
 impl ValidatorSet {
     /// Builds a set; validators are sorted by address so every node indexes them alike.
     pub fn new(mut validators: Vec<Validator>) -> Self {
-        validators.sort_by(|a, b| a.address.cmp(&b.address));
+        validators.sort_by_key(|a| a.address);
         Self { validators }
     }
 
+    /// The validators in address order: a validator's position here is its index for the engine and
+    /// for proposer selection.
     pub fn validators(&self) -> &[Validator] {
         &self.validators
     }
@@ -150,10 +158,16 @@ impl mt::ValidatorSet<PmrContext> for ValidatorSet {
 /// A proposal for a block hash at a height and round.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Proposal {
+    /// Height the block is proposed for.
     pub height: Height,
+    /// Round of the proposal.
     pub round: Round,
+    /// Hash of the proposed block; the block itself travels as [`ProposalPart`]s.
     pub value: BlockHash,
+    /// Proof-of-lock round: the round in which more than 2/3 prevoted this value, when the proposer
+    /// re-proposes it; `Round::Nil` for a new value.
     pub pol_round: Round,
+    /// Address of the validator that proposes and signs it.
     pub proposer: Address,
 }
 
@@ -186,11 +200,17 @@ impl mt::Proposal<PmrContext> for Proposal {
 /// A prevote or precommit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vote {
+    /// Prevote or precommit.
     pub vote_type: VoteType,
+    /// Height voted at.
     pub height: Height,
+    /// Round voted in.
     pub round: Round,
+    /// The block hash voted for, or nil.
     pub value: NilOrVal<BlockHash>,
+    /// Address of the validator that signs the vote.
     pub validator: Address,
+    /// A signed vote extension; this application never extends its votes.
     pub extension: Option<SignedExtension<PmrContext>>,
 }
 
@@ -239,13 +259,22 @@ impl mt::Vote<PmrContext> for Vote {
 /// with the proposer's signature.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProposalPart {
+    /// Opens the stream with the proposal's fields other than its value.
     Init {
+        /// Height of the proposal.
         height: Height,
+        /// Round of the proposal.
         round: Round,
+        /// Proof-of-lock round of the proposal (see [`Proposal::pol_round`]).
         pol_round: Round,
+        /// Address of the proposer, whose signature closes the stream in `Fin`.
         proposer: Address,
     },
+    /// A chunk of the encoded block, at most `part_size` bytes; the chunks in sequence order make
+    /// the whole block.
     Data(bytes::Bytes),
+    /// Closes the block data with the proposer's signature over the `Init` fields and the block's
+    /// hash.
     Fin {
         /// ed25519 signature by the proposer over [`crate::signing::proposal_parts_sign_bytes`].
         signature: malachitebft_signing_ed25519::Signature,

@@ -73,19 +73,26 @@ pub struct StartParams {
     pub moniker: String,
     /// The engine's write-ahead log lives under `home/wal`.
     pub home: PathBuf,
+    /// The chain's genesis; the validator set is read from it.
     pub genesis: Genesis,
     /// This node's ed25519 key: for a validator, its consensus key.
     pub node_key: PrivateKey,
     /// The libp2p identity (by default [`network_keypair`] of the node key).
     pub network_key: Keypair,
+    /// Consensus settings from the node's configuration file.
     pub config: ConsensusConfig,
+    /// The node's database; the committed chain lives in its column families.
     pub store: Store,
+    /// Executes blocks and checks transactions against the node's state.
     pub executor: Arc<Executor>,
+    /// Where consensus reports its metrics; the caller registers them for export.
     pub metrics: ConsensusMetrics,
 }
 
 /// A running consensus part.
 pub struct ConsensusNode {
+    /// The ledger the rest of the node (gRPC) uses: submit transactions, read the chain, follow new
+    /// blocks.
     pub ledger: Arc<Ledger>,
     /// Ends with an error when the node must halt (state divergence) or the engine died.
     pub app: JoinHandle<Result<(), ConsensusError>>,

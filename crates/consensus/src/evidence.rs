@@ -23,12 +23,16 @@ use crate::signing::{proposal_sign_bytes, vote_sign_bytes};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EquivocationKind {
+    /// Two different proposals for one height and round.
     Proposal,
+    /// Two different prevotes for one height and round.
     Prevote,
+    /// Two different precommits for one height and round.
     Precommit,
 }
 
 impl EquivocationKind {
+    /// The lowercase name, as serialized and shown in logs and the API.
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Proposal => "proposal",
@@ -41,9 +45,13 @@ impl EquivocationKind {
 /// Two conflicting messages signed by one validator for one height and round.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Equivocation {
+    /// Height of both messages.
     pub height: u64,
+    /// Round of both messages (as `Round::as_i64`).
     pub round: i64,
+    /// The validator that signed both.
     pub validator: ValidatorAddress,
+    /// What both messages are.
     pub kind: EquivocationKind,
     /// The values each message names (`None`: a vote for nil).
     pub values: [Option<B256>; 2],
@@ -56,11 +64,11 @@ mod hex_pair {
     use bytes::Bytes;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &[Bytes; 2], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(v: &[Bytes; 2], s: S) -> Result<S::Ok, S::Error> {
         [hex::encode(&v[0]), hex::encode(&v[1])].serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[Bytes; 2], D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[Bytes; 2], D::Error> {
         let [a, b] = <[String; 2]>::deserialize(d)?;
         let dec = |s: String| {
             hex::decode(s)

@@ -32,7 +32,10 @@ const MAX_BACKLOG: usize = 8 * MAX_MESSAGE;
 /// Where and to whom the gossip layer connects.
 #[derive(Clone, Debug)]
 pub struct GossipConfig {
+    /// The libp2p identity to connect with; the node passes its consensus network key, so both
+    /// layers share one peer id.
     pub keypair: Keypair,
+    /// Where gossip listens for connections.
     pub listen: Multiaddr,
     /// Peers to keep a connection to, with an address to dial.
     pub dial: Vec<(PeerId, Multiaddr)>,
@@ -43,10 +46,17 @@ pub struct GossipConfig {
 /// Errors starting the gossip layer.
 #[derive(Debug, thiserror::Error)]
 pub enum GossipError {
+    /// Building the libp2p transport or the gossipsub behaviour failed.
     #[error("gossip transport setup failed: {0}")]
     Transport(String),
+    /// The listen address cannot be bound.
     #[error("cannot listen for transaction gossip on {addr}: {reason} (is the port taken? choose another `gossip_listen` address)")]
-    Listen { addr: Multiaddr, reason: String },
+    Listen {
+        /// The address to listen on.
+        addr: Multiaddr,
+        /// Why it cannot be bound.
+        reason: String,
+    },
 }
 
 #[derive(NetworkBehaviour)]

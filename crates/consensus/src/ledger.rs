@@ -26,32 +26,52 @@ use crate::metrics::ConsensusMetrics;
 /// A block as committed, with what proves it.
 #[derive(Clone, Debug)]
 pub struct CommittedBlock {
+    /// The block, decoded.
     pub block: Block,
+    /// The block's hash: the value consensus decided.
     pub hash: B256,
+    /// The block's encoding as stored and streamed, to serve without re-encoding.
     pub encoded: Bytes,
+    /// The precommits that decided it, with any signatures added at finalization.
     pub certificate: ExtendedCommitCertificate<PmrContext>,
 }
 
 /// The tip of the committed chain.
 #[derive(Clone, Debug, Default)]
 pub struct Tip {
+    /// Height of the last committed block, 0 before the first.
     pub height: u64,
+    /// Its hash; the genesis hash at height 0.
     pub hash: B256,
+    /// Its timestamp in milliseconds since the Unix epoch; the genesis time at height 0.
     pub timestamp_ms: u64,
+    /// The state root after it executed; the genesis state root at height 0.
     pub state_root: B256,
 }
 
 /// Why a submitted transaction was not admitted.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
+    /// The bytes are not an acceptable signed transaction: size, encoding, type, chain id or
+    /// signature.
     #[error(transparent)]
     Invalid(#[from] TxError),
+    /// The transaction is well formed but the committed state refuses it (sender not permitted,
+    /// nonce, gas).
     #[error("transaction rejected: {0}")]
     Rejected(#[from] TxRejection),
+    /// The transaction is already in a committed block; resubmitting it changes nothing.
     #[error("transaction {hash} is already committed at height {height}")]
-    AlreadyCommitted { hash: B256, height: u64 },
+    AlreadyCommitted {
+        /// The transaction's hash.
+        hash: B256,
+        /// Height of the block that includes it.
+        height: u64,
+    },
+    /// The mempool refused it: a duplicate, a nonce already pending, or no room.
     #[error(transparent)]
     Pool(#[from] PoolError),
+    /// Reading the transaction index failed.
     #[error(transparent)]
     Chain(#[from] ChainError),
     /// The sender is not permitted in this node's state, but that state may be behind the
@@ -62,7 +82,9 @@ pub enum SubmitError {
          the node is catching up with the network; retry shortly or submit to another node"
     )]
     CatchingUp {
+        /// The sender that is not permitted.
         account: pmr_primitives::Address,
+        /// This node's committed height when it refused.
         height: u64,
     },
 }
@@ -70,30 +92,45 @@ pub enum SubmitError {
 /// What admission reports.
 #[derive(Clone, Copy, Debug)]
 pub struct Admitted {
+    /// The transaction's hash, by which clients look it up.
     pub hash: B256,
+    /// Transactions pending in this node's mempool once it was added.
     pub mempool_size: usize,
 }
 
 /// A connected consensus peer.
 #[derive(Clone, Debug)]
 pub struct PeerView {
+    /// The peer's libp2p id.
     pub peer_id: String,
+    /// The name the peer announces for itself.
     pub moniker: String,
+    /// The peer's multiaddr, as the p2p layer sees the connection.
     pub address: String,
 }
 
 /// Shared state of a running node's ledger.
 pub struct Ledger {
+    /// This node's name, for logs and status.
     pub moniker: String,
+    /// The genesis this node was started with.
     pub genesis: Genesis,
+    /// Hash of `genesis`: the tip's hash before the first block, and the chain the database is
+    /// bound to.
     pub genesis_hash: B256,
+    /// The chain id and size limit every submitted transaction is checked against.
     pub limits: TxLimits,
+    /// The committed chain on disk.
     pub chain: ChainStore,
+    /// Executes blocks and checks transactions against the committed state.
     pub executor: Arc<Executor>,
+    /// Admitted transactions waiting for a block.
     pub mempool: Arc<Mempool>,
+    /// The validator set, read from the genesis.
     pub validators: ValidatorSet,
     /// This node's validator address, when it is a validator.
     pub validator_address: Option<Address>,
+    /// Consensus metrics, updated as transactions are admitted and blocks commit.
     pub metrics: ConsensusMetrics,
     pub(crate) gossip: OnceCell<TxGossip>,
     pub(crate) net_requests: OnceCell<mpsc::Sender<NetworkRequest>>,
@@ -219,6 +256,8 @@ impl Ledger {
         }
     }
 
+    /// The last committed block's height, hash, time and state root; the genesis before the first
+    /// block.
     pub fn tip(&self) -> Tip {
         self.tip.read().clone()
     }
@@ -353,6 +392,7 @@ impl Ledger {
         }))
     }
 
+    /// Where a transaction was committed (height and index); `None` if it is not committed.
     pub fn tx_location(&self, hash: &B256) -> Result<Option<TxLocation>, ChainError> {
         self.chain.tx_location(hash)
     }

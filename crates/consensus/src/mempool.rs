@@ -38,16 +38,29 @@ impl Default for MempoolConfig {
 /// Why the pool refused a transaction it was otherwise willing to consider.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PoolError {
+    /// A transaction with this hash is already pending.
     #[error("transaction {0} is already pending")]
     Duplicate(B256),
+    /// The sender already has another transaction pending with this nonce; the pool does not
+    /// replace it.
     #[error("sender {sender} already has pending transaction {existing} with nonce {nonce}")]
     NonceTaken {
+        /// The transaction's sender.
         sender: Address,
+        /// The nonce both transactions use.
         nonce: u64,
+        /// Hash of the pending transaction that holds the nonce.
         existing: B256,
     },
+    /// The pool is at its transaction or byte limit; retry once blocks have drained it.
     #[error("mempool is full ({count} transactions, {bytes} bytes): try again later")]
-    Full { count: usize, bytes: usize },
+    Full {
+        /// Transactions pending when it refused.
+        count: usize,
+        /// Bytes of transactions pending when it refused.
+        bytes: usize,
+    },
+    /// The sender already has `max_per_sender` transactions pending; retry once some commit.
     #[error("sender {0} has too many pending transactions: wait for some to commit")]
     SenderFull(Address),
 }
@@ -106,6 +119,7 @@ pub struct Mempool {
 }
 
 impl Mempool {
+    /// An empty pool bounded by `cfg`.
     pub fn new(cfg: MempoolConfig) -> Self {
         Self {
             cfg,
@@ -171,6 +185,7 @@ impl Mempool {
         self.inner.lock().by_hash.len()
     }
 
+    /// Whether no transaction is pending.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -180,10 +195,12 @@ impl Mempool {
         self.inner.lock().bytes
     }
 
+    /// Whether a transaction with this hash is pending.
     pub fn contains(&self, hash: &B256) -> bool {
         self.inner.lock().by_hash.contains_key(hash)
     }
 
+    /// A pending transaction by hash; `None` once it is committed or evicted.
     pub fn get(&self, hash: &B256) -> Option<SignedTx> {
         self.inner.lock().by_hash.get(hash).map(|e| e.tx.clone())
     }
@@ -211,16 +228,15 @@ impl Mempool {
         // Per sender: the ready run, as (seq, hash) in nonce order.
         let mut runs: Vec<VecDeque<(u64, B256)>> = Vec::new();
         for (sender, nonces) in &inner.by_sender {
-            let mut expected = committed_nonce(*sender);
+            let first = committed_nonce(*sender);
             let mut run = VecDeque::new();
-            for (nonce, hash) in nonces.range(expected..) {
+            for (expected, (nonce, hash)) in (first..).zip(nonces.range(first..)) {
                 if *nonce != expected {
                     break;
                 }
                 if let Some(e) = inner.by_hash.get(hash) {
                     run.push_back((e.seq, *hash));
                 }
-                expected += 1;
             }
             if !run.is_empty() {
                 runs.push(run);

@@ -8,13 +8,21 @@ use prometheus_client::registry::Registry;
 /// Metrics of the consensus part of a node. Cheap to clone (shared atomics).
 #[derive(Clone, Debug)]
 pub struct ConsensusMetrics {
+    /// Last committed height (`pmr_height`).
     pub height: Gauge,
+    /// Round the engine is in at the current height (`pmr_round`).
     pub round: Gauge,
+    /// Blocks this node has committed since it started (`pmr_blocks_committed`).
     pub blocks_committed: Counter,
+    /// Transactions in the blocks this node has committed (`pmr_txs_committed`).
     pub txs_committed: Counter,
+    /// Transactions dropped from the mempool while building a proposal because they can never be
+    /// included (`pmr_txs_evicted`).
     pub txs_evicted: Counter,
     /// Equivocations (double votes or proposals) this node has seen evidence of.
     pub equivocations: Counter,
+    /// Transactions pending in the mempool, updated on admission and on commit
+    /// (`pmr_mempool_size`).
     pub mempool_size: Gauge,
     /// Seconds from a transaction's admission at this node to its commit.
     pub commit_latency: Histogram,
@@ -35,8 +43,8 @@ impl Default for ConsensusMetrics {
             txs_evicted: Counter::default(),
             equivocations: Counter::default(),
             mempool_size: Gauge::default(),
-            commit_latency: Histogram::new(buckets.into_iter()),
-            block_latency: Histogram::new(buckets.into_iter()),
+            commit_latency: Histogram::new(buckets),
+            block_latency: Histogram::new(buckets),
         }
     }
 }

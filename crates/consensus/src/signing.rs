@@ -95,6 +95,7 @@ fn extension_sign_bytes(
 /// Verifies consensus signatures of any validator. Holds no key.
 #[derive(Clone, Debug)]
 pub struct PmrVerifier {
+    /// The chain every signature is bound to; a signature made for another chain does not verify.
     pub chain_id: u64,
 }
 
@@ -168,14 +169,17 @@ pub struct PmrSigner {
 }
 
 impl PmrSigner {
+    /// A signer with consensus key `key`, for chain `chain_id`.
     pub fn new(key: PrivateKey, chain_id: u64) -> Self {
         Self { key, chain_id }
     }
 
+    /// The public half of the consensus key.
     pub fn public_key(&self) -> PublicKey {
         self.key.public_key()
     }
 
+    /// The validator address of the key (see [`Address::from_public_key`]).
     pub fn address(&self) -> Address {
         Address::from_public_key(&self.key.public_key())
     }

@@ -21,11 +21,18 @@ pub const MAX_STREAMS: usize = 64;
 /// A fully received stream, not yet validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AssembledProposal {
+    /// Height from the `Init` part.
     pub height: Height,
+    /// Round from the `Init` part.
     pub round: Round,
+    /// Proof-of-lock round from the `Init` part.
     pub pol_round: Round,
+    /// Proposer named by the `Init` part; not yet checked against the signature.
     pub proposer: Address,
+    /// The `Data` parts concatenated: the encoded block.
     pub block_bytes: Bytes,
+    /// The proposer's signature from the `Fin` part, over
+    /// [`crate::signing::proposal_parts_sign_bytes`].
     pub signature: Signature,
 }
 
@@ -39,8 +46,13 @@ struct Stream {
 /// Why a stream was dropped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StreamError {
+    /// The `Data` parts add up to more than a stream may carry; the stream is dropped.
     #[error("stream exceeds {max} bytes of block data")]
-    TooLarge { max: usize },
+    TooLarge {
+        /// The limit, in bytes.
+        max: usize,
+    },
+    /// The parts are not `Init`, then `Data`, then `Fin`; names the defect.
     #[error("malformed stream: {0}")]
     Malformed(&'static str),
 }
@@ -53,6 +65,7 @@ pub struct PartStreams {
 }
 
 impl PartStreams {
+    /// No streams yet; each stream may carry at most `max_bytes` of block data.
     pub fn new(max_bytes: usize) -> Self {
         Self {
             max_bytes,

@@ -17,26 +17,59 @@ use crate::signing::vote_sign_bytes;
 /// Why a certificate or an inclusion proof does not verify.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {
+    /// The certificate decides another block than the one checked.
     #[error("the certificate is for block {certified}, not {expected}")]
-    WrongBlock { certified: B256, expected: B256 },
+    WrongBlock {
+        /// The block hash the certificate decides.
+        certified: B256,
+        /// The block hash it was checked against.
+        expected: B256,
+    },
+    /// The certificate is for another height than the one checked.
     #[error("the certificate is for height {certified}, not {expected}")]
-    WrongHeight { certified: u64, expected: u64 },
+    WrongHeight {
+        /// The certificate's height.
+        certified: u64,
+        /// The height it was checked against.
+        expected: u64,
+    },
+    /// A signature names an address (shown in hex) that is not in the validator set.
     #[error("signer {0} is not a validator of this network")]
     UnknownSigner(String),
+    /// One validator's signature appears twice.
     #[error("validator {0} signed twice")]
     DuplicateSigner(String),
+    /// A signature is not 64 bytes or does not verify as that validator's precommit for this block,
+    /// height and round.
     #[error("the signature of validator {0} does not verify")]
     BadSignature(String),
+    /// The signers together hold two thirds of the voting power or less.
     #[error("signers hold {signed} of {total} voting power; more than two thirds is needed")]
-    NotEnoughPower { signed: u128, total: u128 },
+    NotEnoughPower {
+        /// Voting power of the signers.
+        signed: u128,
+        /// Voting power of the whole validator set.
+        total: u128,
+    },
+    /// The Merkle proof does not lead from the receipt, at its own index, to the header's receipts
+    /// root.
     #[error("the receipt's Merkle proof does not lead to the header's receipts root")]
     BadReceiptProof,
+    /// The receipt bytes are not exactly one RLP-encoded receipt.
     #[error("the receipt does not decode: {0}")]
     MalformedReceipt(String),
+    /// The receipt belongs to another transaction.
     #[error("the receipt is for transaction {got}, not {expected}")]
-    WrongTransaction { got: B256, expected: B256 },
+    WrongTransaction {
+        /// The receipt's transaction.
+        got: B256,
+        /// The transaction asked about.
+        expected: B256,
+    },
+    /// No validator set can be built from the genesis: a validator's consensus key is malformed.
     #[error("the genesis validator set is invalid: {0}")]
     BadGenesis(String),
+    /// The header given is not that of the block the certificate decides.
     #[error("the header does not hash to the certified block hash")]
     HeaderMismatch,
 }
@@ -53,9 +86,13 @@ pub struct CommitSignature {
 /// A commit certificate: the precommits that decided `block_hash` at `height` in `round`.
 #[derive(Clone, Debug)]
 pub struct Certificate {
+    /// The decided height.
     pub height: u64,
+    /// The round the precommits were cast in.
     pub round: u32,
+    /// The hash of the decided block.
     pub block_hash: B256,
+    /// One precommit signature per signing validator.
     pub signatures: Vec<CommitSignature>,
 }
 

@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p pmr-content --bench pipeline`
 
+#![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
+
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::XChaCha20Poly1305;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

@@ -11,7 +11,12 @@ pub enum ContentError {
     Blob(#[from] BlobError),
     /// The DAG under a root does not have the shape this store writes.
     #[error("record {root} is malformed: {reason}")]
-    BadDag { root: Cid, reason: String },
+    BadDag {
+        /// The record's root CID.
+        root: Cid,
+        /// What is wrong with the DAG.
+        reason: String,
+    },
     /// Blocks could not be found on any peer before the deadline.
     #[error(
         "{} block(s) not found locally or on any of {peers} connected peer(s) within {waited_ms} \
@@ -22,13 +27,21 @@ pub enum ContentError {
         if cids.len() > 8 { ", ..." } else { "" }
     )]
     NotFound {
+        /// The blocks still missing.
         cids: Vec<Cid>,
+        /// How many peers were connected.
         peers: usize,
+        /// How long the store waited, in milliseconds.
         waited_ms: u64,
     },
     /// A block needed locally is missing.
     #[error("block {cid} of record {root} is not stored on this node; use fetch_and_pin to fetch it from peers")]
-    NotLocal { root: Cid, cid: Cid },
+    NotLocal {
+        /// The record's root CID.
+        root: Cid,
+        /// The missing block.
+        cid: Cid,
+    },
     /// Reading the upload stream failed.
     #[error("reading the record stream failed: {0}")]
     Read(#[source] std::io::Error),

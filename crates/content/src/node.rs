@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::bitswap::engine::Engine;
 use crate::bitswap::msg::{EngineMsg, WantFailure};
 use crate::bitswap::net::{self, NetCmd};
-use crate::bitswap::shared::NetCtx;
+use crate::bitswap::shared::{CtxParts, NetCtx};
 use crate::bitswap::{wire, Counters, Limits, NetStats};
 use crate::error::ContentError;
 use crate::store::{BlockStore, GcReport, MAX_DEPTH};
@@ -151,11 +151,13 @@ impl ContentNode {
                 .into_iter()
                 .map(|p| (p.peer_id, p.addrs))
                 .collect(),
-            protocol,
-            blocks.clone(),
-            config.limits.clone(),
-            counters.clone(),
-            engine_tx.clone(),
+            CtxParts {
+                protocol,
+                store: blocks.clone(),
+                limits: config.limits.clone(),
+                counters: counters.clone(),
+                engine_tx: engine_tx.clone(),
+            },
         )?;
         let engine = Engine::new(blocks.clone(), config.limits.clone(), counters.clone());
         tokio::spawn(engine.run(engine_rx));

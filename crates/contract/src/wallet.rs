@@ -9,8 +9,10 @@ use alloy_signer_local::PrivateKeySigner;
 /// Errors of a wallet.
 #[derive(Debug, thiserror::Error)]
 pub enum WalletError {
+    /// The private key is not 32 bytes of hex or not a valid secp256k1 key; carries why.
     #[error("invalid secp256k1 private key: {0}")]
     BadKey(String),
+    /// Signing the transaction failed; carries the signer's error.
     #[error("signing failed: {0}")]
     Sign(String),
 }
@@ -59,6 +61,7 @@ impl Wallet {
         hex::encode(self.signer.to_bytes())
     }
 
+    /// The account's address.
     pub fn address(&self) -> Address {
         self.signer.address()
     }

@@ -215,7 +215,10 @@ impl Custody {
         if let Some(rec) = self.record(token, version)? {
             return Ok(rec);
         }
-        let fetch = |source| CustodyError::Fetch { cid, source };
+        let fetch = |source| CustodyError::Fetch {
+            cid,
+            source: Box::new(source),
+        };
         self.inner.content.fetch_and_pin(cid).await.map_err(fetch)?;
         let bytes = self.inner.content.get_bytes(cid).await.map_err(fetch)?;
         let rec = assess(version, &cid, &bytes, &key_commitment, &me.secret);

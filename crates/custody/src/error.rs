@@ -179,7 +179,7 @@ pub enum CustodyError {
         cid: Cid,
         /// The content store's error.
         #[source]
-        source: pmr_content::ContentError,
+        source: Box<pmr_content::ContentError>,
     },
     /// INTERNAL: the database failed.
     #[error(transparent)]

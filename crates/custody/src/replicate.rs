@@ -53,14 +53,19 @@ impl BlobKind {
 /// A blob a committed event names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Wanted {
+    /// The blob's root CID.
     pub cid: Cid,
+    /// Whether it is the record or its share envelope.
     pub kind: BlobKind,
+    /// The record token the event is about.
     pub token_id: U256,
     /// The record version the event creates (0 for the mint).
     pub version: u32,
     /// The version's key commitment as committed.
     pub key_commitment: B256,
+    /// The height of the block the event was committed in.
     pub height: u64,
+    /// The hash of the transaction that emitted the event.
     pub tx: B256,
 }
 
@@ -435,7 +440,7 @@ mod tests {
         let mut foreign = minted(good.clone(), good.clone());
         foreign.address = Address::repeat_byte(0x42);
         let mut truncated = minted(good.clone(), good.clone());
-        truncated.data = truncated.data.slice(..10).into();
+        truncated.data = truncated.data.slice(..10);
         let no_topics = Log {
             address: PMR_ADDRESS,
             topics: vec![],

@@ -2,6 +2,8 @@
 //! core and across a block in parallel with rayon, beside the raw recovery rate of the
 //! `secp256k1` library that alloy uses.
 
+#![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
+
 mod fixtures;
 
 /// The node's allocator (see `node/src/main.rs`), so the figures stand for the node.

@@ -3,6 +3,8 @@
 //! loop on an in-memory CacheDB running the same mint with one EVM reused, and the same loop
 //! running a plain OpenZeppelin v5 mint (the reference figure's workload).
 
+#![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
+
 mod fixtures;
 
 /// The node's allocator (see `node/src/main.rs`), so the figures stand for the node.

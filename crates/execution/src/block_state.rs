@@ -45,7 +45,7 @@ pub(crate) struct BlockState {
 
 impl BlockState {
     /// `base = None` starts from an empty state (genesis).
-    pub fn new(base: Option<StateReader>, code_cache: CodeCache) -> Self {
+    pub(crate) fn new(base: Option<StateReader>, code_cache: CodeCache) -> Self {
         Self {
             base,
             code_cache,
@@ -56,7 +56,7 @@ impl BlockState {
     }
 
     /// An account as of the block's start.
-    pub fn base_account(
+    pub(crate) fn base_account(
         &mut self,
         address: Address,
     ) -> Result<Option<AccountState>, ExecutionError> {
@@ -72,7 +72,11 @@ impl BlockState {
     }
 
     /// A storage slot as of the block's start.
-    pub fn base_storage(&mut self, address: Address, slot: U256) -> Result<U256, ExecutionError> {
+    pub(crate) fn base_storage(
+        &mut self,
+        address: Address,
+        slot: U256,
+    ) -> Result<U256, ExecutionError> {
         let key = (address, page_of(&slot));
         if self.last_empty_page == Some(key) {
             return Ok(U256::ZERO);
@@ -142,7 +146,7 @@ impl BlockState {
     /// The block's changes from the state its journal accumulated (finalized once, when the
     /// block ends): every account, slot and code whose value differs from the block's start,
     /// and the storage pages they leave.
-    pub fn into_changes(
+    pub(crate) fn into_changes(
         mut self,
         journal: AddressMap<Account>,
     ) -> Result<(ChangeSet, Vec<PageWrite>), ExecutionError> {
@@ -217,12 +221,13 @@ impl Database for BlockState {
             return Ok(None);
         };
         let code = self.load_code(state.code_hash)?;
-        let mut info = AccountInfo::default();
-        info.nonce = state.nonce;
-        info.balance = state.balance;
-        info.code_hash = state.code_hash;
-        info.code = Some(code);
-        Ok(Some(info))
+        Ok(Some(AccountInfo {
+            nonce: state.nonce,
+            balance: state.balance,
+            code_hash: state.code_hash,
+            code: Some(code),
+            ..AccountInfo::default()
+        }))
     }
 
     fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, Self::Error> {

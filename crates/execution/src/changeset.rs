@@ -30,8 +30,11 @@ use alloy_primitives::{Address, Bytes, B256, U256};
 /// An account as stored: nonce, balance and code hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AccountState {
+    /// Next transaction nonce (for a contract, 1 plus the contracts it created).
     pub nonce: u64,
+    /// Balance in wei (PMR moves no value, so it stays zero).
     pub balance: U256,
+    /// `keccak256` of the account's code; `keccak256("")` when it has none.
     pub code_hash: B256,
 }
 
@@ -110,6 +113,7 @@ impl ChangeSet {
         self.accounts.len() + self.storage.len() + self.codes.len()
     }
 
+    /// Whether the block changed nothing.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -123,10 +123,12 @@ impl Executor {
         (head.height, head.state_root)
     }
 
+    /// The chain id of the genesis, which transactions must be signed for.
     pub fn chain_id(&self) -> u64 {
         self.rules.chain_id
     }
 
+    /// The genesis block and per-transaction gas limits.
     pub fn gas_limits(&self) -> GasLimits {
         self.rules.gas
     }

@@ -98,7 +98,7 @@ pub(crate) struct KeyFilter {
 }
 
 impl KeyFilter {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_first_capacity(FIRST_CAPACITY)
     }
 
@@ -109,14 +109,14 @@ impl KeyFilter {
     }
 
     /// `false` means `(address, slot)` was never inserted.
-    pub fn may_contain(&self, address: &Address, slot: &U256) -> bool {
+    pub(crate) fn may_contain(&self, address: &Address, slot: &U256) -> bool {
         let h = key_hash(address, slot);
         // The newest part is the largest and the likeliest to hold a recent key.
         self.parts.read().iter().rev().any(|p| p.contains(h))
     }
 
     /// Adds keys (those already present are skipped, so parts fill with distinct keys).
-    pub fn insert_many<'a>(&self, keys: impl Iterator<Item = (&'a Address, &'a U256)>) {
+    pub(crate) fn insert_many<'a>(&self, keys: impl Iterator<Item = (&'a Address, &'a U256)>) {
         let hashes: Vec<u64> = keys.map(|(a, s)| key_hash(a, s)).collect();
         let mut parts = self.parts.write();
         for h in hashes {

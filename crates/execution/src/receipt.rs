@@ -11,8 +11,11 @@ use pmr_primitives::{merkle_proof, merkle_root, verify_merkle_proof, MerkleProof
 /// An EVM log.
 #[derive(Clone, Debug, Default, PartialEq, Eq, RlpEncodable, RlpDecodable)]
 pub struct Log {
+    /// The contract that emitted the log.
     pub address: Address,
+    /// The indexed topics, the event signature hash first.
     pub topics: Vec<B256>,
+    /// The ABI-encoded non-indexed event arguments.
     pub data: Bytes,
 }
 
@@ -40,14 +43,17 @@ impl From<revm::primitives::Log> for Log {
 /// The outcome of one transaction of a block.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Receipt {
+    /// Hash of the transaction.
     pub tx_hash: B256,
     /// Position of the transaction in its block.
     pub index: u64,
     /// `false` when the transaction reverted or halted (it is still included, its gas spent).
     pub success: bool,
+    /// Gas used by this transaction, after refunds.
     pub gas_used: u64,
     /// Gas used by this and every earlier transaction of the block.
     pub cumulative_gas_used: u64,
+    /// Logs emitted, in order; empty when the transaction failed.
     pub logs: Vec<Log>,
     /// Return data, or revert data when `success` is false.
     pub output: Bytes,
@@ -207,7 +213,7 @@ mod tests {
         Receipt {
             tx_hash: alloy_primitives::keccak256(i.to_be_bytes()),
             index: i,
-            success: i % 2 == 0,
+            success: i.is_multiple_of(2),
             gas_used: 21_000 + i,
             cumulative_gas_used: 21_000 * (i + 1),
             logs: vec![Log {

@@ -167,7 +167,7 @@ pub(crate) struct BlockRunner {
 
 impl BlockRunner {
     /// A runner for a block of transactions expected to touch about `slots` storage slots.
-    pub fn new(state: BlockState, rules: Rules, env: &BlockEnv, slots: usize) -> Self {
+    pub(crate) fn new(state: BlockState, rules: Rules, env: &BlockEnv, slots: usize) -> Self {
         let block = revm_block_env(env, rules.gas.block_gas_limit);
         Self {
             evm: build_evm(state, rules.chain_id, block),
@@ -180,7 +180,10 @@ impl BlockRunner {
     }
 
     /// Executes `tx` if it is valid here; an invalid one changes nothing and says why.
-    pub fn apply(&mut self, tx: &SignedTx) -> Result<Result<(), TxRejection>, ExecutionError> {
+    pub(crate) fn apply(
+        &mut self,
+        tx: &SignedTx,
+    ) -> Result<Result<(), TxRejection>, ExecutionError> {
         if let Err(r) = shape_checks(tx, &self.rules.gas) {
             return Ok(Err(r));
         }
@@ -294,7 +297,7 @@ impl BlockRunner {
     }
 
     /// The block's changes (and the storage pages they leave), receipts and gas used.
-    pub fn finish(mut self) -> Result<Finished, ExecutionError> {
+    pub(crate) fn finish(mut self) -> Result<Finished, ExecutionError> {
         let journal = self.evm.finalize();
         let (changes, pages) = self
             .evm

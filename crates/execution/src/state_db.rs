@@ -172,7 +172,7 @@ pub(crate) struct StateReader {
 impl StateReader {
     /// A reader without a key filter (the executor always passes one).
     #[cfg(test)]
-    pub fn new(store: Store, height: u64) -> Self {
+    pub(crate) fn new(store: Store, height: u64) -> Self {
         Self {
             store,
             height,
@@ -182,7 +182,7 @@ impl StateReader {
 
     /// A reader that skips the database for storage keys `filter` knows were never written.
     /// `filter` must hold every storage key committed at or below `height`.
-    pub fn with_filter(store: Store, height: u64, filter: Arc<KeyFilter>) -> Self {
+    pub(crate) fn with_filter(store: Store, height: u64, filter: Arc<KeyFilter>) -> Self {
         Self {
             store,
             height,
@@ -207,7 +207,10 @@ impl StateReader {
         Ok(found)
     }
 
-    pub fn account(&self, address: &Address) -> Result<Option<AccountState>, ExecutionError> {
+    pub(crate) fn account(
+        &self,
+        address: &Address,
+    ) -> Result<Option<AccountState>, ExecutionError> {
         let key = account_key(address, self.height);
         match self.seek(Column::Accounts, &key, 20)? {
             None => Ok(None),
@@ -220,7 +223,11 @@ impl StateReader {
 
     /// The storage page starting at slot `page` (see [`page_of`]); `None` when all its slots are
     /// zero.
-    pub fn page(&self, address: &Address, page: &U256) -> Result<Option<Page>, ExecutionError> {
+    pub(crate) fn page(
+        &self,
+        address: &Address,
+        page: &U256,
+    ) -> Result<Option<Page>, ExecutionError> {
         if let Some(filter) = &self.filter {
             if !filter.may_contain(address, page) {
                 return Ok(None);
@@ -240,13 +247,13 @@ impl StateReader {
         }
     }
 
-    pub fn storage(&self, address: &Address, slot: &U256) -> Result<U256, ExecutionError> {
+    pub(crate) fn storage(&self, address: &Address, slot: &U256) -> Result<U256, ExecutionError> {
         Ok(self
             .page(address, &page_of(slot))?
             .map_or(U256::ZERO, |p| p.0[index_in_page(slot)]))
     }
 
-    pub fn code(&self, hash: &B256) -> Result<Option<Bytes>, ExecutionError> {
+    pub(crate) fn code(&self, hash: &B256) -> Result<Option<Bytes>, ExecutionError> {
         Ok(self
             .store
             .get(Column::Code, hash.as_slice())?

@@ -13,6 +13,7 @@ use crate::TxRejection;
 /// The block-level inputs of execution, as decided by consensus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockEnv {
+    /// Height of the block; becomes `block.number`.
     pub height: u64,
     /// Block time in milliseconds; contracts see `block.timestamp = timestamp_ms / 1000`.
     pub timestamp_ms: u64,
@@ -25,13 +26,19 @@ pub struct BlockEnv {
 /// [`crate::Executor::mark_committed`] counts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecutedBlock {
+    /// The height executed.
     pub height: u64,
+    /// Block time in milliseconds, from the [`BlockEnv`].
     pub timestamp_ms: u64,
     /// State root of the head this block executed on.
     pub parent_state_root: B256,
+    /// State root after this block (see [`crate::next_state_root`]).
     pub state_root: B256,
+    /// Merkle root of the receipts (see [`crate::receipts_root`]).
     pub receipts_root: B256,
+    /// Gas used by all of the block's transactions.
     pub gas_used: u64,
+    /// One receipt per transaction, in block order.
     pub receipts: Vec<Receipt>,
     /// `receipts` as stored (encoded once, with the root).
     pub(crate) receipts_encoded: Arc<Vec<u8>>,
@@ -56,6 +63,7 @@ impl ExecutedBlock {
 /// A proposer's block: what was executed, which candidates made it, which did not and why.
 #[derive(Clone, Debug)]
 pub struct BuiltBlock {
+    /// The executed block made of the included transactions.
     pub executed: ExecutedBlock,
     /// The included transactions, in execution order (one receipt each).
     pub included: Vec<SignedTx>,
@@ -66,10 +74,13 @@ pub struct BuiltBlock {
 /// The outcome of a read-only call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallOutcome {
+    /// Whether the call returned without reverting or halting.
     pub success: bool,
     /// Return data, or revert data when `success` is false.
     pub output: Bytes,
+    /// Gas the call used, after refunds.
     pub gas_used: u64,
+    /// Logs the call emitted; empty when it failed.
     pub logs: Vec<Log>,
     /// Decoded reason when the call failed.
     pub revert_reason: Option<String>,
@@ -78,8 +89,11 @@ pub struct CallOutcome {
 /// An account as of some height.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AccountView {
+    /// The account's address.
     pub address: Address,
+    /// Next transaction nonce; zero when the account does not exist.
     pub nonce: u64,
+    /// Balance in wei (PMR moves no value, so it stays zero).
     pub balance: U256,
     /// `keccak256("")` for accounts without code.
     pub code_hash: B256,

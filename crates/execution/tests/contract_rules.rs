@@ -58,13 +58,15 @@ fn base32(data: &[u8]) -> String {
     for b in data {
         bits.push_str(&format!("{b:08b}"));
     }
-    while bits.len() % 5 != 0 {
+    while !bits.len().is_multiple_of(5) {
         bits.push('0');
     }
     bits.as_bytes()
         .chunks(5)
         .map(|c| {
-            ALPHABET[usize::from_str_radix(std::str::from_utf8(c).unwrap(), 2).unwrap()] as char
+            ALPHABET
+                [usize::from_str_radix(std::str::from_utf8(c).expect("ascii"), 2).expect("bits")]
+                as char
         })
         .collect()
 }

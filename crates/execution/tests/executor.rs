@@ -177,7 +177,10 @@ fn unpermitted_sender_is_rejected_with_a_reason() {
         vec![(tx.hash(), TxRejection::NotPermitted(outsider))]
     );
     assert_eq!(built.executed.receipts.len(), 1);
-    match chain.exec.execute_block(&chain.next_env(), &[tx.clone()]) {
+    match chain
+        .exec
+        .execute_block(&chain.next_env(), std::slice::from_ref(&tx))
+    {
         Err(ExecutionError::InvalidBlock {
             index: 0,
             hash,

@@ -45,11 +45,13 @@ impl std::fmt::Display for ValidatorAddress {
     Clone, Debug, Default, PartialEq, Eq, RlpEncodable, RlpDecodable, Serialize, Deserialize,
 )]
 pub struct Header {
+    /// The block's height; the first block after genesis is height 1.
     pub height: Height,
     /// Hash of the block at `height - 1`; the genesis hash for height 1.
     pub parent_hash: B256,
     /// Milliseconds since the Unix epoch, as proposed.
     pub timestamp_ms: u64,
+    /// The validator that proposed the block; becomes `block.coinbase`.
     pub proposer: ValidatorAddress,
     /// Merkle root of the hashes of the block's transactions, in order.
     pub tx_root: B256,
@@ -71,16 +73,25 @@ impl Header {
 /// Why a block's bytes or contents were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BlockError {
+    /// The bytes are not one RLP-encoded block (or have bytes after it).
     #[error("malformed block encoding: {0}")]
     Malformed(String),
+    /// The header's transactions root does not match the block's transactions.
     #[error("block transactions root {actual} does not match header {expected}")]
-    TxRoot { expected: B256, actual: B256 },
+    TxRoot {
+        /// The root in the header.
+        expected: B256,
+        /// The root computed from the block's transactions.
+        actual: B256,
+    },
 }
 
 /// A block: its header and its transactions as EIP-2718 bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, RlpEncodable, RlpDecodable)]
 pub struct Block {
+    /// The header, whose hash is the block hash.
     pub header: Header,
+    /// The transactions as EIP-2718 bytes, in execution order.
     pub txs: Vec<Bytes>,
 }
 

@@ -21,6 +21,7 @@ pub struct GenesisValidator {
     /// logs); granted the CUSTODIAN role at genesis.
     #[serde(default)]
     pub operator: Option<Address>,
+    /// Weight of the validator's votes in consensus; not 0.
     pub voting_power: u64,
 }
 
@@ -59,7 +60,9 @@ pub struct GenesisCustodian {
 /// Gas limits, priced at zero but metered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GasLimits {
+    /// Most gas the transactions of one block may use together (default 200,000,000).
     pub block_gas_limit: u64,
+    /// Most gas one transaction may reserve (default 10,000,000).
     pub tx_gas_limit: u64,
 }
 
@@ -75,9 +78,11 @@ impl Default for GasLimits {
 /// The genesis of a PMR chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Genesis {
+    /// The EIP-155 chain id transactions must be signed for; not 0.
     pub chain_id: u64,
     /// Milliseconds since the Unix epoch.
     pub genesis_time_ms: u64,
+    /// The initial validator set; at least one.
     pub validators: Vec<GenesisValidator>,
     /// Holder of the ADMIN role of the PMR contract.
     pub admin: Address,
@@ -88,6 +93,7 @@ pub struct Genesis {
     /// operators are always on it).
     #[serde(default)]
     pub permitted: Vec<Address>,
+    /// Gas limits of blocks and transactions; the defaults when absent.
     #[serde(default)]
     pub gas: GasLimits,
 }
@@ -95,32 +101,47 @@ pub struct Genesis {
 /// Problems with a genesis file.
 #[derive(Debug, thiserror::Error)]
 pub enum GenesisError {
+    /// The file cannot be read.
     #[error("cannot read genesis file {path}: {source}")]
     Read {
+        /// The file's path.
         path: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not JSON of a [`Genesis`].
     #[error("genesis file {path} is not valid JSON for a PMR genesis: {source}")]
     Parse {
+        /// The file's path.
         path: String,
+        /// The JSON error.
         #[source]
         source: serde_json::Error,
     },
+    /// The validator list is empty.
     #[error("genesis has no validators")]
     NoValidators,
+    /// A validator's consensus key is not 32 bytes of hex; carries its name.
     #[error("validator `{0}` has a consensus key that is not 32 bytes of hex")]
     BadKey(String),
+    /// A validator has zero voting power; carries its name.
     #[error("validator `{0}` has zero voting power")]
     ZeroPower(String),
+    /// Two validators share a consensus key; carries the name of the later one.
     #[error("validator key of `{0}` appears twice")]
     DuplicateValidator(String),
+    /// The chain id is 0.
     #[error("chain id must not be 0")]
     ZeroChainId,
+    /// A validator's custody key is not 32 bytes of hex; carries its name.
     #[error("validator `{0}` has a custody key that is not 32 bytes of hex")]
     BadCustodyKey(String),
+    /// A validator has a custody key but no operator address; carries its name.
     #[error("validator `{0}` has a custody key but no operator address (a custodian needs both)")]
     CustodianWithoutOperator(String),
+    /// A validator reuses another's custody key or operator address, or its operator is the
+    /// zero address; carries its name.
     #[error("validator `{0}` repeats another validator's custody key or operator address (or its operator is the zero address)")]
     DuplicateCustodian(String),
 }

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
 
 /// Key-derivation context of the leaf key.
-pub const LEAF_CONTEXT: &str = "pmr merkle leaf v1";
+pub(crate) const LEAF_CONTEXT: &str = "pmr merkle leaf v1";
 /// Key-derivation context of the inner-node key.
-pub const NODE_CONTEXT: &str = "pmr merkle node v1";
+pub(crate) const NODE_CONTEXT: &str = "pmr merkle node v1";
 
 static LEAF_KEY: LazyLock<[u8; 32]> = LazyLock::new(|| blake3::derive_key(LEAF_CONTEXT, b""));
 static NODE_KEY: LazyLock<[u8; 32]> = LazyLock::new(|| blake3::derive_key(NODE_CONTEXT, b""));
@@ -57,7 +57,9 @@ pub fn merkle_root(items: &[B256]) -> B256 {
 /// A proof that one item is at `index` among `count` items under a root.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MerkleProof {
+    /// Position of the item among them, from 0.
     pub index: u64,
+    /// Number of items under the root.
     pub count: u64,
     /// Sibling hashes from the leaf level up; levels where the node had no sibling are skipped.
     pub siblings: Vec<B256>,
@@ -101,7 +103,7 @@ pub fn verify_merkle_proof(root: &B256, item: &B256, proof: &MerkleProof) -> boo
             let Some(s) = siblings.next() else {
                 return false;
             };
-            acc = if pos % 2 == 0 {
+            acc = if pos.is_multiple_of(2) {
                 node(&acc, s)
             } else {
                 node(s, &acc)

@@ -17,23 +17,41 @@ pub struct TxLimits {
 /// Why a transaction was refused at the door.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TxError {
+    /// The encoding is over [`TxLimits::max_tx_bytes`].
     #[error("transaction is {size} bytes, over the {max}-byte limit")]
-    TooLarge { size: usize, max: usize },
+    TooLarge {
+        /// The encoded size, in bytes.
+        size: usize,
+        /// The largest size accepted, in bytes.
+        max: usize,
+    },
+    /// No bytes were given.
     #[error("transaction is empty")]
     Empty,
+    /// The bytes do not decode as an EIP-2718 transaction; carries the decoder's error.
     #[error("malformed transaction: {0}")]
     Malformed(String),
+    /// An EIP-2718 type other than legacy or EIP-1559; carries the type byte.
     #[error(
         "unsupported transaction type {0}: only legacy (EIP-155) and EIP-1559 transactions are \
          accepted"
     )]
     UnsupportedType(u8),
+    /// A legacy transaction signed without a chain id (no EIP-155 replay protection).
     #[error("legacy transaction without a chain id: sign it with EIP-155 replay protection")]
     MissingChainId,
+    /// The transaction is signed for another chain.
     #[error("transaction is signed for chain id {got}, this network is chain id {expected}")]
-    WrongChainId { got: u64, expected: u64 },
+    WrongChainId {
+        /// The chain id the transaction is signed for.
+        got: u64,
+        /// This network's chain id.
+        expected: u64,
+    },
+    /// The sender cannot be recovered from the signature; carries the reason.
     #[error("invalid signature: {0}")]
     BadSignature(String),
+    /// Bytes follow the encoded transaction.
     #[error("trailing bytes after the transaction")]
     TrailingBytes,
 }
@@ -111,10 +129,12 @@ impl SignedTx {
         &self.envelope
     }
 
+    /// The sender's nonce this transaction uses.
     pub fn nonce(&self) -> u64 {
         self.envelope.nonce()
     }
 
+    /// The gas limit the sender set.
     pub fn gas_limit(&self) -> u64 {
         self.envelope.gas_limit()
     }
@@ -127,10 +147,12 @@ impl SignedTx {
         }
     }
 
+    /// The value transferred, in wei (PMR execution requires zero).
     pub fn value(&self) -> U256 {
         self.envelope.value()
     }
 
+    /// The calldata.
     pub fn input(&self) -> &Bytes {
         self.envelope.input()
     }

@@ -23,6 +23,7 @@ pub struct LedgerApi {
 }
 
 impl LedgerApi {
+    /// Serves `ledger`.
     pub fn new(ledger: Arc<Ledger>) -> Self {
         Self { ledger }
     }

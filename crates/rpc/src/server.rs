@@ -20,12 +20,16 @@ const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
+    /// The listening socket could not be bound (port in use, or an address this host lacks).
     #[error("cannot listen for gRPC on {addr}: {source} (is another node using this port? choose another `rpc_listen`)")]
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },
+    /// The reflection service could not load the compiled proto descriptors.
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(String),
 }
@@ -35,6 +39,7 @@ pub struct ServerHandle {
     /// The address actually bound (useful with port 0).
     pub local_addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
+    /// The serving task; it ends when the server stops, with the transport error if it failed.
     pub task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 

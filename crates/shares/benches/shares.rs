@@ -1,6 +1,8 @@
 //! Split + seal for n = 7, t = 4; open + verify + reconstruct; and the bare FROST split as the
 //! reference. Run: `cargo bench -p pmr-shares`.
 
+#![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use frost_ed25519::keys::IdentifierList;
 use pmr_shares::{

@@ -7,6 +7,9 @@ use crate::{Column, StorageError};
 
 type Db = rocksdb::DBWithThreadMode<rocksdb::MultiThreaded>;
 
+/// A key and its value, as stored.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Whether a write must reach stable storage before it returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
@@ -148,7 +151,7 @@ impl Store {
         &self,
         column: Column,
         prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Vec<KeyValue>, StorageError> {
         let mut out = Vec::new();
         let iter = self.db.iterator_cf(
             &self.cf(column),
@@ -193,7 +196,7 @@ impl Store {
     }
 
     /// The last `(key, value)` of a column in key order.
-    pub fn last(&self, column: Column) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+    pub fn last(&self, column: Column) -> Result<Option<KeyValue>, StorageError> {
         let mut iter = self.db.iterator_cf(&self.cf(column), IteratorMode::End);
         match iter.next() {
             None => Ok(None),

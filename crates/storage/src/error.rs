@@ -9,15 +9,20 @@ pub enum StorageError {
          directory?)"
     )]
     Open {
+        /// The database directory.
         path: PathBuf,
+        /// The RocksDB error.
         #[source]
         source: rocksdb::Error,
     },
     /// A read or write failed.
     #[error("database {op} on column `{column}` failed: {source}")]
     Io {
+        /// The operation: `read` or `scan`.
         op: &'static str,
+        /// The column family's name.
         column: &'static str,
+        /// The RocksDB error.
         #[source]
         source: rocksdb::Error,
     },

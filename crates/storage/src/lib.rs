@@ -11,5 +11,5 @@ mod db;
 mod error;
 
 pub use column::Column;
-pub use db::{Batch, Durability, Store};
+pub use db::{Batch, Durability, KeyValue, Store};
 pub use error::StorageError;

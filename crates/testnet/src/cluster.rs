@@ -16,32 +16,59 @@ use crate::manifest::Manifest;
 /// Errors of the harness. Each says what it was doing.
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
+    /// A manifest (`testnet.json` or a scenario file) cannot be read, parsed, checked or written.
     #[error("testnet manifest {path}: {reason}")]
-    Manifest { path: PathBuf, reason: String },
-    #[error("cannot start {node} ({bin}): {reason}")]
-    Spawn {
-        node: String,
-        bin: PathBuf,
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What went wrong.
         reason: String,
     },
+    /// A node (or twin) process, or its home directory, could not be set up or spawned.
+    #[error("cannot start {node} ({bin}): {reason}")]
+    Spawn {
+        /// The node's name.
+        node: String,
+        /// The `pmr` binary.
+        bin: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A node index past the end of the manifest's node list.
     #[error("no node {0} in this testnet")]
     NoSuchNode(usize),
+    /// A signal was to be sent to a node the harness has not started (or has killed).
     #[error("node {0} is not running")]
     NotRunning(String),
+    /// Sending a signal to a node's process failed.
     #[error("signal to {node} failed: {reason}")]
-    Signal { node: String, reason: String },
+    Signal {
+        /// The node's name.
+        node: String,
+        /// What the OS said.
+        reason: String,
+    },
+    /// The load generator failed (setup transactions, or the run itself).
     #[error("load generator: {0}")]
     Load(String),
+    /// A fault scenario could not be run (a bad spec, or a fault, twin or link proxy that could
+    /// not be set up); violated invariants go in the report instead.
     #[error("scenario: {0}")]
     Scenario(String),
+    /// The records benchmark failed.
     #[error("records benchmark: {0}")]
     Bench(String),
+    /// No ports could be chosen for the nodes (none free, or `--base-port` too high).
     #[error("{0}")]
     Ports(String),
+    /// A wait (for a node to answer, reach a height, ...) ran out of time.
     #[error("timed out after {timeout:?} waiting for {what}; last observation: {last}")]
     Timeout {
+        /// How long the harness waited.
         timeout: Duration,
+        /// What it was waiting for.
         what: String,
+        /// The last thing it saw (a height, an error).
         last: String,
     },
 }
@@ -88,18 +115,22 @@ impl Cluster {
         })
     }
 
+    /// The testnet's manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
 
+    /// The testnet directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The number of nodes (twins not counted).
     pub fn len(&self) -> usize {
         self.manifest.nodes.len()
     }
 
+    /// Whether the testnet has no nodes.
     pub fn is_empty(&self) -> bool {
         self.manifest.nodes.is_empty()
     }
@@ -114,10 +145,12 @@ impl Cluster {
         self.home(i).join("node.log")
     }
 
+    /// The gRPC endpoint of node `i`.
     pub fn rpc(&self, i: usize) -> &str {
         &self.manifest.nodes[i].rpc
     }
 
+    /// Whether the harness started node `i` and its process has not exited.
     pub fn is_running(&mut self, i: usize) -> bool {
         match self.procs.get_mut(i) {
             Some(Some(p)) => matches!(p.child.try_wait(), Ok(None)),
@@ -384,6 +417,7 @@ impl Cluster {
         }
     }
 
+    /// Starts every node, in order; stops at the first that fails to start.
     pub fn start_all(&mut self) -> Result<(), HarnessError> {
         for i in 0..self.len() {
             self.start(i)?;

@@ -49,7 +49,9 @@ pub struct LoadSpec {
     pub rpcs: Vec<String>,
     /// Offered transactions per second.
     pub rate: f64,
+    /// How long transactions are offered for; `rate × duration` are offered in all.
     pub duration: Duration,
+    /// What each transaction does.
     pub kind: LoadKind,
     /// Number of sending accounts.
     pub accounts: usize,
@@ -68,9 +70,13 @@ pub struct LoadSpec {
 /// Latency percentiles in milliseconds.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Latency {
+    /// Median.
     pub p50: f64,
+    /// 90th percentile.
     pub p90: f64,
+    /// 99th percentile.
     pub p99: f64,
+    /// Largest sample.
     pub max: f64,
 }
 
@@ -100,12 +106,19 @@ pub struct LoadReport {
     /// Hashes of the transactions seen committed (for invariant checks; not printed).
     #[serde(skip)]
     pub committed: Vec<B256>,
+    /// What the transactions did.
     pub kind: LoadKind,
+    /// Nodes the transactions were spread over.
     pub nodes: usize,
+    /// Sending accounts.
     pub accounts: usize,
+    /// How long the offering actually took, in seconds.
     pub duration_s: f64,
+    /// Transactions offered.
     pub offered: u64,
+    /// Transactions offered per second over the offering window.
     pub offered_rate: f64,
+    /// Submissions some node accepted into its mempool.
     pub accepted: u64,
     /// Submissions that went to another node because the first one could not be reached.
     pub failovers: u64,
@@ -116,13 +129,22 @@ pub struct LoadReport {
     pub deferred: u64,
     /// Transactions not refused that had not committed when the drain ended.
     pub uncommitted: u64,
+    /// Submissions refused, counted by the start of the node's error message.
     pub rejected: BTreeMap<String, u64>,
+    /// Load transactions seen committed by the first node's block stream.
     pub finalized: u64,
-    /// Finalized transactions per second over the offering window.
+    /// Finalized transactions per second, over the longer of the offering window and the time
+    /// to the last block seen.
     pub finalized_rate: f64,
+    /// Time from a transaction's first offer until the first node streamed its block, in
+    /// milliseconds.
     pub commit_latency_ms: Latency,
+    /// Blocks committed from the first offer until the drain ended.
     pub blocks: u64,
+    /// Blocks per second, from the first offer to the last block seen (at least the offering
+    /// window).
     pub blocks_per_s: f64,
+    /// Mean transactions per block (load or not) over those blocks.
     pub mean_txs_per_block: f64,
 }
 

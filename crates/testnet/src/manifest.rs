@@ -12,6 +12,7 @@ pub const MANIFEST_FILE: &str = "testnet.json";
 /// One node of a testnet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeEntry {
+    /// The node's name (e.g. `node0`).
     pub name: String,
     /// Home directory, relative to the testnet directory.
     pub home: PathBuf,
@@ -19,19 +20,23 @@ pub struct NodeEntry {
     pub rpc: String,
     /// Prometheus endpoint.
     pub metrics: String,
+    /// Whether the node is a validator in the genesis.
     pub validator: bool,
 }
 
 /// A testnet directory's manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The chain id of the testnet's genesis.
     pub chain_id: u64,
+    /// The nodes, in index order.
     pub nodes: Vec<NodeEntry>,
     /// Development accounts (private key files), relative to the testnet directory.
     pub accounts: Vec<(String, PathBuf)>,
 }
 
 impl Manifest {
+    /// Reads `testnet.json` from the testnet directory `dir`.
     pub fn load(dir: &Path) -> Result<Self, HarnessError> {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| HarnessError::Manifest {
@@ -47,6 +52,7 @@ impl Manifest {
         })
     }
 
+    /// Writes `testnet.json` into `dir`, replacing any existing one.
     pub fn save(&self, dir: &Path) -> Result<(), HarnessError> {
         let path = dir.join(MANIFEST_FILE);
         let text = serde_json::to_string_pretty(self).map_err(|e| HarnessError::Manifest {

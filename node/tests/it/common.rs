@@ -9,11 +9,11 @@ use alloy_sol_types::SolCall;
 use pmr_client::{PmrClient, Wallet, PMR_ADDRESS};
 use pmr_testnet::Cluster;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_pmr");
-pub const T: Duration = Duration::from_secs(60);
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_pmr");
+pub(crate) const T: Duration = Duration::from_secs(60);
 
 /// A testnet directory and its running nodes; everything is killed and deleted on drop.
-pub struct Net {
+pub(crate) struct Net {
     pub cluster: Cluster,
     pub dir: tempfile::TempDir,
     pub chain_id: u64,
@@ -21,7 +21,7 @@ pub struct Net {
 
 /// Creates (with `pmr testnet init`) and starts a testnet of `n` validators on free ports.
 /// `tweak` edits each node's config.toml before the start.
-pub async fn start_net(n: usize, tweak: impl Fn(usize, &mut toml::Table)) -> Net {
+pub(crate) async fn start_net(n: usize, tweak: impl Fn(usize, &mut toml::Table)) -> Net {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(BIN)
         .args([
@@ -59,30 +59,30 @@ pub async fn start_net(n: usize, tweak: impl Fn(usize, &mut toml::Table)) -> Net
 }
 
 impl Net {
-    pub async fn client(&self, i: usize) -> PmrClient {
+    pub(crate) async fn client(&self, i: usize) -> PmrClient {
         self.cluster.client(i, T).await.expect("client")
     }
 
     /// Waits until node `i` reaches `h`, failing with its log tail.
-    pub async fn wait_height(&self, i: usize, h: u64) -> u64 {
+    pub(crate) async fn wait_height(&self, i: usize, h: u64) -> u64 {
         match self.cluster.wait_height(i, h, T).await {
             Ok(h) => h,
             Err(e) => panic!("{e}\n--- node{i} log ---\n{}", self.cluster.log_tail(i, 40)),
         }
     }
 
-    pub async fn height(&self, i: usize) -> u64 {
+    pub(crate) async fn height(&self, i: usize) -> u64 {
         self.client(i).await.status().await.expect("status").height
     }
 
     /// A development account of the testnet (`admin` or `hospital`).
-    pub fn account(&self, name: &str) -> Wallet {
+    pub(crate) fn account(&self, name: &str) -> Wallet {
         let path: PathBuf = self.dir.path().join(format!("accounts/{name}.json"));
         pmr_node::keys::load_account(&path).expect("account key")
     }
 
     /// Block hashes of heights `1..=to` as node `i` has them.
-    pub async fn hashes(&self, i: usize, to: u64) -> Vec<Vec<u8>> {
+    pub(crate) async fn hashes(&self, i: usize, to: u64) -> Vec<Vec<u8>> {
         let c = self.client(i).await;
         let mut out = Vec::new();
         for h in 1..=to {
@@ -92,7 +92,7 @@ impl Net {
     }
 
     /// Asserts every running node in `nodes` has the same blocks up to `to`.
-    pub async fn assert_same_chain(&self, nodes: &[usize], to: u64) {
+    pub(crate) async fn assert_same_chain(&self, nodes: &[usize], to: u64) {
         let reference = self.hashes(nodes[0], to).await;
         for &i in &nodes[1..] {
             assert_eq!(
@@ -107,7 +107,7 @@ impl Net {
 
 /// A plain call from `wallet` (nonce given) to an address with no code: the simplest
 /// transaction the ledger accepts.
-pub fn noop_tx(wallet: &Wallet, chain_id: u64, nonce: u64) -> Bytes {
+pub(crate) fn noop_tx(wallet: &Wallet, chain_id: u64, nonce: u64) -> Bytes {
     wallet
         .sign_call(
             chain_id,
@@ -119,14 +119,14 @@ pub fn noop_tx(wallet: &Wallet, chain_id: u64, nonce: u64) -> Bytes {
         .expect("sign")
 }
 
-pub async fn submit_and_wait(c: &PmrClient, raw: Bytes) -> (B256, u64) {
+pub(crate) async fn submit_and_wait(c: &PmrClient, raw: Bytes) -> (B256, u64) {
     let hash = c.submit(raw).await.expect("submit");
     let h = c.wait_committed(hash, T).await.expect("commit");
     (hash, h)
 }
 
 /// A PMR contract call as committed: its hash, height and receipt outcome.
-pub struct Sent {
+pub(crate) struct Sent {
     pub hash: B256,
     pub height: u64,
     pub success: bool,
@@ -134,7 +134,7 @@ pub struct Sent {
 }
 
 /// Signs a call of the PMR contract from `from` at its next nonce and waits for its receipt.
-pub async fn send(c: &PmrClient, chain_id: u64, from: &Wallet, call: impl SolCall) -> Sent {
+pub(crate) async fn send(c: &PmrClient, chain_id: u64, from: &Wallet, call: impl SolCall) -> Sent {
     let nonce = c.nonce(from.address()).await.expect("nonce");
     let raw = from
         .sign_call(
@@ -161,7 +161,7 @@ pub async fn send(c: &PmrClient, chain_id: u64, from: &Wallet, call: impl SolCal
 }
 
 /// A read-only PMR contract call at node `c`'s latest height, asserting it did not revert.
-pub async fn view<C: SolCall>(c: &PmrClient, call: C) -> C::Return {
+pub(crate) async fn view<C: SolCall>(c: &PmrClient, call: C) -> C::Return {
     let out = c
         .call(None, PMR_ADDRESS, call.abi_encode().into(), None)
         .await
@@ -171,7 +171,7 @@ pub async fn view<C: SolCall>(c: &PmrClient, call: C) -> C::Return {
 }
 
 /// [`send`], asserting the call succeeded.
-pub async fn ok(c: &PmrClient, chain_id: u64, from: &Wallet, call: impl SolCall) -> Sent {
+pub(crate) async fn ok(c: &PmrClient, chain_id: u64, from: &Wallet, call: impl SolCall) -> Sent {
     let s = send(c, chain_id, from, call).await;
     assert!(
         s.success,
@@ -183,7 +183,7 @@ pub async fn ok(c: &PmrClient, chain_id: u64, from: &Wallet, call: impl SolCall)
 }
 
 /// GETs a node's Prometheus `/metrics` (plain HTTP/1.1 on loopback) and returns the body.
-pub fn scrape(url: &str) -> String {
+pub(crate) fn scrape(url: &str) -> String {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = match rest.find('/') {
@@ -203,7 +203,7 @@ pub fn scrape(url: &str) -> String {
 }
 
 /// The value of metric `name` in a scrape (0 when absent).
-pub fn metric(scrape: &str, name: &str) -> f64 {
+pub(crate) fn metric(scrape: &str, name: &str) -> f64 {
     scrape
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())

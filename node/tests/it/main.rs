@@ -2,6 +2,9 @@
 //! multi-node tests start real `pmr` processes on 127.0.0.1 (`pmr testnet init` + the
 //! `pmr-testnet` harness); `config`, `init` and `keys` check the files a node is made of.
 
+// A helper's panic is its test's failure.
+#![allow(clippy::unwrap_used)]
+
 #[allow(dead_code)]
 mod common;
 

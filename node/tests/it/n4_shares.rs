@@ -105,6 +105,7 @@ async fn wait_held(s: &mut ShareServiceClient<Channel>, i: usize, token: U256, v
 }
 
 /// Collects shares from the custodians `from` for `who` and opens them.
+#[allow(clippy::too_many_arguments)]
 async fn collect(
     shares: &mut [ShareServiceClient<Channel>],
     custodians: &[Custodian],

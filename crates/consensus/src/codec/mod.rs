@@ -10,18 +10,33 @@ use malachitebft_app_channel::app::types::codec::Codec;
 /// Why bytes could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
+    /// The input ends inside a field, or a list claims more items than the remaining input can
+    /// hold; names the field.
     #[error("message truncated while reading {0}")]
     Truncated(&'static str),
+    /// Bytes are left over after a complete message; carries their count.
     #[error("{0} trailing bytes after the message")]
     Trailing(usize),
+    /// An enum's tag byte has no meaning for that enum.
     #[error("unknown tag {tag} for {what}")]
-    BadTag { what: &'static str, tag: u8 },
+    BadTag {
+        /// The enum being decoded.
+        what: &'static str,
+        /// The tag byte read.
+        tag: u8,
+    },
+    /// A list is longer than any message may carry (100,000 items).
     #[error("{what} has {len} items, over the limit of {max}")]
     TooMany {
+        /// The list being decoded.
         what: &'static str,
+        /// The length the input claims.
         len: usize,
+        /// The most items a list may have.
         max: usize,
     },
+    /// A field was read whole but its value is not valid (a round out of range, a malformed peer
+    /// id); names the field.
     #[error("invalid {0}")]
     Invalid(&'static str),
 }

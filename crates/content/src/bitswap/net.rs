@@ -1,25 +1,19 @@
 //! The libp2p side: a swarm with TCP + noise + yamux, an allow-list of peers (others are denied
 //! at connection time), redialing of configured peers, and the bitswap stream protocol.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{
-    allow_block_list, identity::Keypair, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol,
-    Swarm,
-};
+use libp2p::{allow_block_list, identity::Keypair, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::msg::EngineMsg;
 use super::peer;
-use super::shared::NetCtx;
-use super::{Counters, Limits};
+use super::shared::{CtxParts, NetCtx};
 use crate::error::ContentError;
-use crate::store::BlockStore;
 
 #[derive(NetworkBehaviour)]
 #[behaviour(prelude = "libp2p::swarm::derive_prelude")]
@@ -46,12 +40,9 @@ pub(crate) fn start(
     keypair: Keypair,
     listen: Vec<Multiaddr>,
     peers: Vec<(PeerId, Vec<Multiaddr>)>,
-    protocol: StreamProtocol,
-    store: BlockStore,
-    limits: Limits,
-    counters: Arc<Counters>,
-    engine_tx: mpsc::Sender<EngineMsg>,
+    parts: CtxParts,
 ) -> Result<NetHandle, ContentError> {
+    let protocol = parts.protocol.clone();
     let peer_id = keypair.public().to_peer_id();
     let mut allow = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
     for (p, _) in &peers {
@@ -81,15 +72,7 @@ pub(crate) fn start(
             ))
         })?;
     }
-    let ctx = Arc::new(NetCtx {
-        store,
-        limits,
-        counters,
-        protocol,
-        engine_tx,
-        control: Mutex::new(control),
-        peers: Mutex::new(HashMap::new()),
-    });
+    let ctx = Arc::new(NetCtx::new(parts, control));
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (listen_tx, listen_rx) = watch::channel(Vec::new());
     tokio::spawn(peer::accept_loop(ctx.clone(), incoming));
@@ -144,20 +127,17 @@ async fn run(
                     tracing::info!(target: "pmr::content", %address, "bitswap listening");
                     listen_tx.send_modify(|v| v.push(address));
                 }
-                SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
-                    if num_established.get() == 1 {
+                SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
+                    if num_established.get() == 1 => {
                         tracing::debug!(target: "pmr::content", peer = %peer_id, "peer connected");
                         let entry = peer::ensure_peer(&ctx, peer_id);
                         let _ = ctx.engine_tx.send(EngineMsg::PeerUp(peer_id, entry.tx)).await;
                     }
-                }
-                SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
-                    if num_established == 0 {
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                         tracing::debug!(target: "pmr::content", peer = %peer_id, "peer disconnected");
                         ctx.remove_peer(&peer_id);
                         let _ = ctx.engine_tx.send(EngineMsg::PeerDown(peer_id)).await;
                     }
-                }
                 SwarmEvent::IncomingConnectionError { error, send_back_addr, .. } => {
                     tracing::debug!(target: "pmr::content", addr = %send_back_addr, error = %error, "inbound connection refused");
                 }

@@ -11,6 +11,15 @@ use super::msg::{EngineMsg, PeerEntry};
 use super::{Counters, Limits};
 use crate::store::BlockStore;
 
+/// What the network task is started with, to share with the peer and reader tasks.
+pub(crate) struct CtxParts {
+    pub(crate) protocol: StreamProtocol,
+    pub(crate) store: BlockStore,
+    pub(crate) limits: Limits,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) engine_tx: mpsc::Sender<EngineMsg>,
+}
+
 /// State shared by the network, peer and reader tasks.
 pub(crate) struct NetCtx {
     pub store: BlockStore,
@@ -18,11 +27,23 @@ pub(crate) struct NetCtx {
     pub counters: Arc<Counters>,
     pub protocol: StreamProtocol,
     pub engine_tx: mpsc::Sender<EngineMsg>,
-    pub control: Mutex<libp2p_stream::Control>,
-    pub peers: Mutex<HashMap<PeerId, PeerEntry>>,
+    control: Mutex<libp2p_stream::Control>,
+    peers: Mutex<HashMap<PeerId, PeerEntry>>,
 }
 
 impl NetCtx {
+    pub(crate) fn new(parts: CtxParts, control: libp2p_stream::Control) -> Self {
+        Self {
+            store: parts.store,
+            limits: parts.limits,
+            counters: parts.counters,
+            protocol: parts.protocol,
+            engine_tx: parts.engine_tx,
+            control: Mutex::new(control),
+            peers: Mutex::new(HashMap::new()),
+        }
+    }
+
     pub(crate) fn control(&self) -> libp2p_stream::Control {
         self.control
             .lock()

@@ -113,7 +113,12 @@ pub enum PresenceType {
 pub enum WireError {
     /// The length prefix announces more than the limit.
     #[error("bitswap message of {len} bytes exceeds the {max}-byte limit")]
-    Oversized { len: u64, max: usize },
+    Oversized {
+        /// The announced length, in bytes.
+        len: u64,
+        /// The largest message accepted, in bytes.
+        max: usize,
+    },
     /// The length prefix is not a valid varint.
     #[error("malformed bitswap length prefix")]
     BadLength,

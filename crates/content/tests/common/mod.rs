@@ -10,18 +10,18 @@ use pmr_content::{ContentConfig, ContentNode, Keypair, Limits, Multiaddr, PeerId
 use pmr_storage::Store;
 use tokio::io::{AsyncRead, ReadBuf};
 
-pub struct TestNode {
+pub(crate) struct TestNode {
     pub node: ContentNode,
     pub keypair: Keypair,
     pub dir: tempfile::TempDir,
 }
 
-pub fn loopback() -> Multiaddr {
+pub(crate) fn loopback() -> Multiaddr {
     "/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")
 }
 
 /// Short timers so failure paths finish in seconds.
-pub fn fast_limits() -> Limits {
+pub(crate) fn fast_limits() -> Limits {
     Limits {
         request_timeout: Duration::from_secs(2),
         not_found_timeout: Duration::from_secs(2),
@@ -32,7 +32,7 @@ pub fn fast_limits() -> Limits {
     }
 }
 
-pub fn init_tracing() {
+pub(crate) fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -42,14 +42,14 @@ pub fn init_tracing() {
 }
 
 /// Bounds a wait and names what it waited for.
-pub async fn within<T>(secs: u64, what: &str, f: impl Future<Output = T>) -> T {
+pub(crate) async fn within<T>(secs: u64, what: &str, f: impl Future<Output = T>) -> T {
     match tokio::time::timeout(Duration::from_secs(secs), f).await {
         Ok(v) => v,
         Err(_) => panic!("timed out after {secs}s waiting for {what}"),
     }
 }
 
-pub async fn spawn_node(keypair: Keypair, peers: Vec<PeerSpec>, limits: Limits) -> TestNode {
+pub(crate) async fn spawn_node(keypair: Keypair, peers: Vec<PeerSpec>, limits: Limits) -> TestNode {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open store");
     let mut cfg = ContentConfig::new(keypair.clone(), loopback());
@@ -60,11 +60,11 @@ pub async fn spawn_node(keypair: Keypair, peers: Vec<PeerSpec>, limits: Limits) 
 }
 
 /// `n` nodes, all allowed to each other; node i dials nodes 0..i.
-pub async fn spawn_mesh(n: usize, limits: Limits) -> Vec<TestNode> {
+pub(crate) async fn spawn_mesh(n: usize, limits: Limits) -> Vec<TestNode> {
     let keys: Vec<Keypair> = (0..n).map(|_| Keypair::generate_ed25519()).collect();
     let ids: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
     let mut nodes: Vec<TestNode> = Vec::new();
-    for i in 0..n {
+    for (i, key) in keys.iter().enumerate() {
         let peers = (0..n)
             .filter(|j| *j != i)
             .map(|j| PeerSpec {
@@ -76,7 +76,7 @@ pub async fn spawn_mesh(n: usize, limits: Limits) -> Vec<TestNode> {
                 },
             })
             .collect();
-        nodes.push(spawn_node(keys[i].clone(), peers, limits.clone()).await);
+        nodes.push(spawn_node(key.clone(), peers, limits.clone()).await);
     }
     for t in &nodes {
         wait_peers(&t.node, n - 1).await;
@@ -84,7 +84,7 @@ pub async fn spawn_mesh(n: usize, limits: Limits) -> Vec<TestNode> {
     nodes
 }
 
-pub async fn wait_peers(node: &ContentNode, n: usize) {
+pub(crate) async fn wait_peers(node: &ContentNode, n: usize) {
     within(20, &format!("{n} connected peers"), async {
         loop {
             if node.connected_peers().await.len() >= n {
@@ -97,13 +97,13 @@ pub async fn wait_peers(node: &ContentNode, n: usize) {
 }
 
 /// A deterministic pseudo-random byte source of `len` bytes that holds nothing in memory.
-pub struct PatternReader {
+pub(crate) struct PatternReader {
     left: u64,
     state: u64,
 }
 
 impl PatternReader {
-    pub fn new(len: u64, seed: u64) -> Self {
+    pub(crate) fn new(len: u64, seed: u64) -> Self {
         Self {
             left: len,
             state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
@@ -134,7 +134,7 @@ impl AsyncRead for PatternReader {
 }
 
 /// blake3 of a PatternReader's bytes, computed by reading it.
-pub async fn pattern_hash(len: u64, seed: u64) -> blake3::Hash {
+pub(crate) async fn pattern_hash(len: u64, seed: u64) -> blake3::Hash {
     use tokio::io::AsyncReadExt;
     let mut r = PatternReader::new(len, seed);
     let mut h = blake3::Hasher::new();
@@ -150,16 +150,16 @@ pub async fn pattern_hash(len: u64, seed: u64) -> blake3::Hash {
 }
 
 /// A raw libp2p peer speaking bitswap frames directly (for hostile-peer tests).
-pub struct RawPeer {
+pub(crate) struct RawPeer {
     pub peer_id: PeerId,
     pub control: libp2p_stream::Control,
     pub incoming: Option<libp2p_stream::IncomingStreams>,
 }
 
-pub const PROTOCOL: &str = "/pmr/ipfs/bitswap/1.2.0";
+pub(crate) const PROTOCOL: &str = "/pmr/ipfs/bitswap/1.2.0";
 
 impl RawPeer {
-    pub async fn start(keypair: Keypair, dial: Multiaddr) -> Self {
+    pub(crate) async fn start(keypair: Keypair, dial: Multiaddr) -> Self {
         use futures::StreamExt;
         let peer_id = keypair.public().to_peer_id();
         let behaviour = libp2p_stream::Behaviour::new();
@@ -203,7 +203,7 @@ impl RawPeer {
         }
     }
 
-    pub async fn open(&mut self, to: PeerId) -> libp2p::Stream {
+    pub(crate) async fn open(&mut self, to: PeerId) -> libp2p::Stream {
         within(
             20,
             "raw stream open",

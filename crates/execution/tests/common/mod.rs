@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 #[path = "../../benches/fixtures/bare.rs"]
-pub mod bare;
+pub(crate) mod bare;
 
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_eips::eip2718::Encodable2718;
@@ -15,16 +15,16 @@ use pmr_execution::{BlockEnv, CallOutcome, ExecutedBlock, Executor, Receipt};
 use pmr_primitives::{GasLimits, Genesis, GenesisValidator, SignedTx, TxLimits, ValidatorAddress};
 use pmr_storage::{Durability, Store};
 
-pub const CHAIN_ID: u64 = 4242;
-pub const GENESIS_TIME_MS: u64 = 1_700_000_000_000;
-pub const BLOCK_MS: u64 = 1_000;
-pub const GAS: u64 = 1_000_000;
+pub(crate) const CHAIN_ID: u64 = 4242;
+pub(crate) const GENESIS_TIME_MS: u64 = 1_700_000_000_000;
+pub(crate) const BLOCK_MS: u64 = 1_000;
+pub(crate) const GAS: u64 = 1_000_000;
 
-pub fn key(byte: u8) -> PrivateKeySigner {
+pub(crate) fn key(byte: u8) -> PrivateKeySigner {
     PrivateKeySigner::from_bytes(&B256::repeat_byte(byte)).expect("valid key")
 }
 
-pub struct Keys {
+pub(crate) struct Keys {
     pub admin: PrivateKeySigner,
     pub hospital: PrivateKeySigner,
     pub hospital2: PrivateKeySigner,
@@ -34,7 +34,7 @@ pub struct Keys {
     pub outsider: PrivateKeySigner,
 }
 
-pub fn keys() -> Keys {
+pub(crate) fn keys() -> Keys {
     Keys {
         admin: key(0x01),
         hospital: key(0x02),
@@ -46,7 +46,7 @@ pub fn keys() -> Keys {
     }
 }
 
-pub fn genesis_with(gas: GasLimits) -> Genesis {
+pub(crate) fn genesis_with(gas: GasLimits) -> Genesis {
     let k = keys();
     Genesis {
         chain_id: CHAIN_ID,
@@ -66,17 +66,17 @@ pub fn genesis_with(gas: GasLimits) -> Genesis {
     }
 }
 
-pub fn genesis() -> Genesis {
+pub(crate) fn genesis() -> Genesis {
     genesis_with(GasLimits::default())
 }
 
-pub const LIMITS: TxLimits = TxLimits {
+pub(crate) const LIMITS: TxLimits = TxLimits {
     chain_id: CHAIN_ID,
     max_tx_bytes: 128 * 1024,
 };
 
 /// An EIP-1559 transaction from `signer` to `to`, decoded as the node would.
-pub fn sign_to(
+pub(crate) fn sign_to(
     signer: &PrivateKeySigner,
     nonce: u64,
     to: Address,
@@ -98,11 +98,11 @@ pub fn sign_to(
     SignedTx::decode(raw, &LIMITS).expect("valid transaction")
 }
 
-pub fn sign<C: SolCall>(signer: &PrivateKeySigner, nonce: u64, call: &C) -> SignedTx {
+pub(crate) fn sign<C: SolCall>(signer: &PrivateKeySigner, nonce: u64, call: &C) -> SignedTx {
     sign_to(signer, nonce, PMR_ADDRESS, call.abi_encode(), GAS)
 }
 
-pub fn env(height: u64) -> BlockEnv {
+pub(crate) fn env(height: u64) -> BlockEnv {
     BlockEnv {
         height,
         timestamp_ms: GENESIS_TIME_MS + height * BLOCK_MS,
@@ -111,7 +111,7 @@ pub fn env(height: u64) -> BlockEnv {
 }
 
 /// Commits an executed block the way consensus does: one batch, synced.
-pub fn commit(store: &Store, exec: &Executor, executed: &ExecutedBlock) {
+pub(crate) fn commit(store: &Store, exec: &Executor, executed: &ExecutedBlock) {
     let mut batch = store.batch();
     exec.write_to_batch(executed, &mut batch);
     batch.commit(Durability::Sync).expect("commit");
@@ -119,7 +119,7 @@ pub fn commit(store: &Store, exec: &Executor, executed: &ExecutedBlock) {
 }
 
 /// A single-node chain on a tempdir with its own clock.
-pub struct Chain {
+pub(crate) struct Chain {
     pub dir: tempfile::TempDir,
     pub store: Store,
     pub exec: Executor,
@@ -129,11 +129,11 @@ pub struct Chain {
 }
 
 impl Chain {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_genesis(genesis())
     }
 
-    pub fn with_genesis(genesis: Genesis) -> Self {
+    pub(crate) fn with_genesis(genesis: Genesis) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open store");
         let exec = Executor::open(store.clone(), &genesis).expect("genesis");
@@ -146,23 +146,23 @@ impl Chain {
         }
     }
 
-    pub fn next_env(&self) -> BlockEnv {
+    pub(crate) fn next_env(&self) -> BlockEnv {
         let mut e = env(self.exec.head().0 + 1);
         e.timestamp_ms += self.time_offset_ms;
         e
     }
 
     /// The timestamp (seconds) the next block will have.
-    pub fn next_block_time(&self) -> u64 {
+    pub(crate) fn next_block_time(&self) -> u64 {
         self.next_env().timestamp_ms / 1000
     }
 
-    pub fn nonce(&self, signer: &PrivateKeySigner) -> u64 {
+    pub(crate) fn nonce(&self, signer: &PrivateKeySigner) -> u64 {
         self.exec.nonce(signer.address()).expect("nonce")
     }
 
     /// Executes and commits a block of `txs` (all must be valid).
-    pub fn block(&mut self, txs: &[SignedTx]) -> ExecutedBlock {
+    pub(crate) fn block(&mut self, txs: &[SignedTx]) -> ExecutedBlock {
         let executed = self
             .exec
             .execute_block(&self.next_env(), txs)
@@ -172,21 +172,21 @@ impl Chain {
     }
 
     /// Sends one call from `signer` in its own block and returns its receipt.
-    pub fn send<C: SolCall>(&mut self, signer: &PrivateKeySigner, call: C) -> Receipt {
+    pub(crate) fn send<C: SolCall>(&mut self, signer: &PrivateKeySigner, call: C) -> Receipt {
         let tx = sign(signer, self.nonce(signer), &call);
         let mut executed = self.block(&[tx]);
         executed.receipts.remove(0)
     }
 
     /// Like [`Chain::send`], asserting success.
-    pub fn ok<C: SolCall>(&mut self, signer: &PrivateKeySigner, call: C) -> Receipt {
+    pub(crate) fn ok<C: SolCall>(&mut self, signer: &PrivateKeySigner, call: C) -> Receipt {
         let r = self.send(signer, call);
         assert!(r.success, "transaction failed: {:?}", r.revert_reason());
         r
     }
 
     /// Like [`Chain::send`], asserting a revert whose decoded reason contains `reason`.
-    pub fn reverts<C: SolCall>(&mut self, signer: &PrivateKeySigner, call: C, reason: &str) {
+    pub(crate) fn reverts<C: SolCall>(&mut self, signer: &PrivateKeySigner, call: C, reason: &str) {
         let r = self.send(signer, call);
         assert!(!r.success, "expected a revert with {reason}");
         let why = r.revert_reason().expect("failed receipt has a reason");
@@ -194,19 +194,19 @@ impl Chain {
         assert!(r.logs.is_empty(), "a reverted transaction leaves no logs");
     }
 
-    pub fn try_view<C: SolCall>(&self, call: C) -> CallOutcome {
+    pub(crate) fn try_view<C: SolCall>(&self, call: C) -> CallOutcome {
         self.try_call_from(Address::ZERO, call)
     }
 
     /// Simulates `call` from `from` on the latest committed state (nothing is written; the
     /// executor's permission check on senders does not apply, only the contract's rules).
-    pub fn try_call_from<C: SolCall>(&self, from: Address, call: C) -> CallOutcome {
+    pub(crate) fn try_call_from<C: SolCall>(&self, from: Address, call: C) -> CallOutcome {
         self.exec
             .call(None, from, PMR_ADDRESS, call.abi_encode().into())
             .expect("call")
     }
 
-    pub fn view<C: SolCall>(&self, call: C) -> C::Return {
+    pub(crate) fn view<C: SolCall>(&self, call: C) -> C::Return {
         let out = self.try_view(call);
         assert!(out.success, "view failed: {:?}", out.revert_reason);
         C::abi_decode_returns(&out.output).expect("decode return")
@@ -214,7 +214,7 @@ impl Chain {
 }
 
 /// The first log of `receipt` that decodes as event `E`.
-pub fn event<E: SolEvent>(receipt: &Receipt) -> Option<E> {
+pub(crate) fn event<E: SolEvent>(receipt: &Receipt) -> Option<E> {
     receipt
         .logs
         .iter()

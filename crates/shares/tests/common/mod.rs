@@ -11,7 +11,7 @@ use pmr_shares::{
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-pub struct Setup {
+pub(crate) struct Setup {
     pub key: RecordKey,
     pub custodian_secrets: Vec<X25519Secret>,
     pub custodians: Vec<CustodianInfo>,
@@ -23,7 +23,7 @@ pub struct Setup {
 
 impl Setup {
     /// n custodians with indices 1..=n, threshold t.
-    pub fn new(n: u16, t: usize, seed: u64) -> Self {
+    pub(crate) fn new(n: u16, t: usize, seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let custodian_secrets: Vec<X25519Secret> = (0..n)
             .map(|_| X25519Secret::random_from_rng(&mut rng))
@@ -59,20 +59,20 @@ impl Setup {
         }
     }
 
-    pub fn secret_of(&self, index: u16) -> &X25519Secret {
+    pub(crate) fn secret_of(&self, index: u16) -> &X25519Secret {
         &self.custodian_secrets[usize::from(index) - 1]
     }
 
-    pub fn custodian_share(&self, index: u16) -> CustodianShare {
+    pub(crate) fn custodian_share(&self, index: u16) -> CustodianShare {
         open_custodian_share(&self.envelope, index, self.secret_of(index))
             .expect("custodian opens its own slot")
     }
 
-    pub fn patient_share(&self) -> PatientShare {
+    pub(crate) fn patient_share(&self) -> PatientShare {
         open_patient_share(&self.envelope, &self.patient_secret).expect("patient opens its slot")
     }
 
-    pub fn grant_context(&self) -> GrantContext {
+    pub(crate) fn grant_context(&self) -> GrantContext {
         GrantContext {
             chain_id: 7,
             token_id: U256::from(1234u64),
@@ -82,13 +82,13 @@ impl Setup {
     }
 }
 
-pub fn scalar_of(bytes: &[u8; 32]) -> Scalar {
+pub(crate) fn scalar_of(bytes: &[u8; 32]) -> Scalar {
     Option::<Scalar>::from(Scalar::from_canonical_bytes(*bytes)).expect("canonical scalar")
 }
 
 /// Lagrange interpolation at 0 over whatever shares are given — no threshold check, so tests
 /// can show what fewer than t shares (or shares without s_p) actually yield.
-pub fn interpolate_at_zero(shares: &[CustodianShare]) -> Scalar {
+pub(crate) fn interpolate_at_zero(shares: &[CustodianShare]) -> Scalar {
     let xs: Vec<Scalar> = shares
         .iter()
         .map(|s| Scalar::from(u64::from(s.index())))

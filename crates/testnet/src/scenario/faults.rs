@@ -55,7 +55,7 @@ pub(crate) struct FaultState {
 
 impl FaultState {
     /// Validators that are down, cut off, skewed or double-signing.
-    pub fn faulty(&self) -> usize {
+    pub(super) fn faulty(&self) -> usize {
         let mut all = self.down.clone();
         all.extend(&self.cut_off);
         all.extend(&self.skewed);
@@ -64,7 +64,7 @@ impl FaultState {
     }
 
     /// Applies one fault to node(s) of `cluster`.
-    pub async fn apply(
+    pub(super) async fn apply(
         &mut self,
         cluster: &mut Cluster,
         fault: &Fault,
@@ -204,7 +204,7 @@ impl FaultState {
 
     /// Ends every fault still in place: links healed, frozen nodes resumed, stopped ones
     /// restarted, skewed clocks set right, double signers killed.
-    pub async fn heal_all(&mut self, cluster: &mut Cluster) -> Result<(), HarnessError> {
+    pub(super) async fn heal_all(&mut self, cluster: &mut Cluster) -> Result<(), HarnessError> {
         self.heal_links();
         cluster.kill_twins();
         self.twinned.clear();

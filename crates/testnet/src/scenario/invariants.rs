@@ -14,16 +14,22 @@ use crate::load::LoadReport;
 /// One checked invariant.
 #[derive(Clone, Debug, Serialize)]
 pub struct Invariant {
+    /// Short name (`no-loss`, `progress`, `recovered`, `halted`, `evidence`, `clock`, ...).
     pub name: String,
+    /// Whether the run upheld it.
     pub passed: bool,
+    /// What was checked and what was seen, in a sentence.
     pub detail: String,
 }
 
 /// What a scenario run showed.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScenarioReport {
+    /// The scenario's name.
     pub name: String,
+    /// Nodes in the testnet (all validators).
     pub validators: usize,
+    /// The faults the scenario injected.
     pub faults: Vec<Fault>,
     /// Transactions the load generator saw committed.
     pub acknowledged: u64,
@@ -34,20 +40,25 @@ pub struct ScenarioReport {
     /// From the end of the run (every fault healed) until every node had the height the
     /// network had then.
     pub recovery_ms: u64,
+    /// The height up to which every node's chain was fetched and compared.
     pub final_height: u64,
+    /// Every invariant checked, in order.
     pub invariants: Vec<Invariant>,
+    /// The load run's report, when the scenario ran load.
     pub load: Option<LoadReport>,
 }
 
 impl ScenarioReport {
+    /// Whether every invariant passed.
     pub fn passed(&self) -> bool {
         self.invariants.iter().all(|i| i.passed)
     }
 
+    /// Human-readable summary, one line per invariant, ending in `PASSED` or `FAILED`.
     pub fn to_text(&self) -> String {
         let mut s = format!(
             "scenario {}: {} validators, {} faults, final height {}\n\
-             acknowledged {} tx, lost {}, forks {}, recovery {}\n",
+             acknowledged {} tx, lost {}, forks {}, recovery {:.1} s\n",
             self.name,
             self.validators,
             self.faults.len(),
@@ -55,7 +66,7 @@ impl ScenarioReport {
             self.acknowledged,
             self.lost,
             self.forks,
-            format!("{:.1} s", self.recovery_ms as f64 / 1000.0)
+            self.recovery_ms as f64 / 1000.0
         );
         if let Some(l) = &self.load {
             s.push_str(&format!(

@@ -13,15 +13,20 @@ use crate::load::LoadKind;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
+    /// Names the scenario in its report.
     pub name: String,
+    /// What the scenario exercises (free text, for readers of the manifest).
     #[serde(default)]
     pub description: String,
+    /// Number of nodes, all validators.
     pub validators: usize,
     /// How long faults and load run.
     #[serde(with = "humantime_serde")]
     pub duration: Duration,
+    /// The `[load]` table: transactions offered during the run; none without one.
     #[serde(default)]
     pub load: Option<LoadSection>,
+    /// The `[[fault]]` tables, each applied at its time from the start.
     #[serde(default, rename = "fault")]
     pub faults: Vec<Fault>,
     /// Longest wait for every node to catch up after the faults are healed.
@@ -51,14 +56,21 @@ fn default_accounts() -> usize {
     50
 }
 
+/// What a fault does to its nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
+    /// SIGKILL: the process dies at once; it stays down until a `start`.
     Kill,
+    /// SIGTERM, then SIGKILL if the node has not exited within 10 s.
     Stop,
+    /// SIGSTOP: the process freezes (a hung node); `resume` or `start` thaws it.
     Pause,
+    /// SIGCONT a paused node.
     Resume,
+    /// Resume a paused node, or start a stopped one and wait until it serves.
     Start,
+    /// Disk loss: SIGKILL, delete the data directory, restart (the node rejoins by sync).
     Wipe,
     /// SIGKILL, cut the last bytes off the consensus WAL and RocksDB's newest write-ahead log
     /// (a torn write), restart.
@@ -73,12 +85,16 @@ pub enum Action {
     Twin,
 }
 
+/// One fault of a scenario: an action on some nodes at a time from the start.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
+    /// When, from the start of the run (at most `duration`).
     #[serde(with = "humantime_serde")]
     pub at: Duration,
+    /// What is done.
     pub action: Action,
+    /// The nodes it acts on, by index (none for `heal`; for `partition`, the side cut off).
     #[serde(default)]
     pub nodes: Vec<usize>,
     /// `skew`: the clock offset, e.g. `"+30s"` or `"-30s"`.
@@ -173,7 +189,7 @@ impl Scenario {
         }
         if let Some(l) = &self.load {
             l.kind.parse::<LoadKind>()?;
-            if !(l.rate > 0.0) {
+            if l.rate.is_nan() || l.rate <= 0.0 {
                 return Err("load rate must be positive".into());
             }
         }
