@@ -21,8 +21,9 @@ pub enum ClientError {
         reason: String,
     },
     /// The node answered with a gRPC error; see [`ClientError::code`] and the `is_*` helpers.
+    /// (Not a `#[source]`: the message already says all the status says.)
     #[error("{}: {}", code_name(.0.code()), .0.message())]
-    Rpc(#[from] tonic::Status),
+    Rpc(tonic::Status),
     /// The node's answer did not decode as expected (e.g. a hash that is not 32 bytes).
     #[error("node returned malformed data: {0}")]
     Malformed(String),
@@ -34,6 +35,12 @@ pub enum ClientError {
     /// stored.
     #[error("reading the data to upload failed: {0}; the upload was cancelled")]
     Read(#[source] std::io::Error),
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(s: tonic::Status) -> Self {
+        ClientError::Rpc(s)
+    }
 }
 
 fn code_name(code: Code) -> &'static str {
