@@ -27,6 +27,48 @@ pub struct NodeConfig {
     pub consensus: ConsensusConfig,
     /// The `[content]` table: the record blob store and its replication.
     pub content: ContentSettings,
+    /// The `[rpc]` table: TLS, operators and bounds of the gRPC API on `rpc_listen`.
+    pub rpc: RpcSettings,
+}
+
+/// The gRPC API's security and bounds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RpcSettings {
+    /// The node's TLS certificate (PEM), signed by the network's CA, relative to the home.
+    pub tls_cert: PathBuf,
+    /// The certificate's private key (PEM, mode 0600), relative to the home.
+    pub tls_key: PathBuf,
+    /// When set, clients must present a certificate signed by this CA (PEM): mutual TLS.
+    pub client_ca: Option<PathBuf>,
+    /// Accounts besides the node's operator account that may pin and unpin blobs.
+    pub operators: Vec<pmr_primitives::Address>,
+    /// Open connections at most; more are closed as they arrive.
+    pub max_connections: usize,
+    /// Calls in flight on one connection at most.
+    pub max_streams_per_connection: u32,
+    /// How long a call may take to start answering.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: std::time::Duration,
+    /// Serve plaintext instead of TLS: set only by `pmr start --insecure`, never by the file.
+    #[serde(skip)]
+    pub insecure: bool,
+}
+
+impl Default for RpcSettings {
+    fn default() -> Self {
+        let limits = pmr_rpc::ServerLimits::default();
+        Self {
+            tls_cert: PathBuf::from("tls/node.pem"),
+            tls_key: PathBuf::from("tls/node.key"),
+            client_ca: None,
+            operators: Vec::new(),
+            max_connections: limits.max_connections,
+            max_streams_per_connection: limits.max_streams_per_connection,
+            request_timeout: limits.request_timeout,
+            insecure: false,
+        }
+    }
 }
 
 /// The content store: encrypted record blobs replicated between the nodes over bitswap.
@@ -62,6 +104,7 @@ impl Default for NodeConfig {
             log_json: false,
             consensus: ConsensusConfig::default(),
             content: ContentSettings::default(),
+            rpc: RpcSettings::default(),
         }
     }
 }
@@ -126,5 +169,14 @@ impl Home {
     /// The RocksDB database, inside the data directory.
     pub fn db(&self) -> PathBuf {
         self.data().join("db")
+    }
+    /// `path` as the config means it: relative paths are relative to the home.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.root.join(path)
+    }
+    /// The network CA's certificate, as `pmr init` and `pmr testnet init` leave it (clients
+    /// pin it).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.root.join("tls").join("ca.pem")
     }
 }

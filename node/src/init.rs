@@ -54,6 +54,11 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
     std::fs::create_dir_all(&opts.dir)
         .wrap_err_with(|| format!("cannot create {}", opts.dir.display()))?;
 
+    // The testnet's CA: its key stays in the testnet directory, never in a node's home.
+    let ca_cert = opts.dir.join("ca.pem");
+    let ca_key = opts.dir.join("ca.key");
+    crate::tls::new_ca(&ca_cert, &ca_key)?;
+
     let accounts_dir = opts.dir.join("accounts");
     let admin = generate_account(&accounts_dir.join("admin.json"))?;
     let hospital = generate_account(&accounts_dir.join("hospital.json"))?;
@@ -106,6 +111,7 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
         let name = format!("node{i}");
         let home = Home::new(opts.dir.join(&name));
         std::fs::write(home.genesis(), &genesis_json)?;
+        local_certificate(&home, &name, &ca_cert, &ca_key)?;
         let mut cfg = opts.template.clone();
         cfg.moniker = name.clone();
         cfg.rpc_listen = format!("127.0.0.1:{}", p.rpc).parse()?;
@@ -122,7 +128,7 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
         nodes.push(NodeEntry {
             name: name.clone(),
             home: PathBuf::from(&name),
-            rpc: format!("http://127.0.0.1:{}", p.rpc),
+            rpc: format!("https://127.0.0.1:{}", p.rpc),
             metrics: format!("http://127.0.0.1:{}/metrics", p.metrics),
             validator: true,
         });
@@ -134,9 +140,34 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
             ("admin".into(), PathBuf::from("accounts/admin.json")),
             ("hospital".into(), PathBuf::from("accounts/hospital.json")),
         ],
+        ca: PathBuf::from("ca.pem"),
     };
     manifest.save(&opts.dir)?;
     Ok(manifest)
+}
+
+/// A TLS certificate for a node of this machine (`localhost`, `name`, 127.0.0.1 and ::1),
+/// signed by the CA at `ca_cert` / `ca_key`; the CA certificate is copied beside it.
+fn local_certificate(home: &Home, name: &str, ca_cert: &Path, ca_key: &Path) -> Result<()> {
+    std::fs::create_dir_all(home.root.join("tls"))?;
+    std::fs::copy(ca_cert, home.ca_cert()).wrap_err_with(|| {
+        format!(
+            "cannot copy the CA certificate into {}",
+            home.root.display()
+        )
+    })?;
+    local_certificate_in_place(home, name, ca_key)
+}
+
+fn local_certificate_in_place(home: &Home, name: &str, ca_key: &Path) -> Result<()> {
+    let tls = NodeConfig::default().rpc;
+    crate::tls::issue(
+        ca_key,
+        &["localhost".to_string(), name.to_string()],
+        &["127.0.0.1".parse()?, "::1".parse()?],
+        &home.resolve(&tls.tls_cert),
+        &home.resolve(&tls.tls_key),
+    )
 }
 
 /// `pmr init`: one node's home with a fresh key and default config. Without a genesis file
@@ -174,6 +205,10 @@ pub fn init_node(home: &Home, moniker: &str, genesis: Option<&Path>, chain_id: u
                 gas: GasLimits::default(),
             };
             std::fs::write(home.genesis(), serde_json::to_string_pretty(&g)?)?;
+            // A development chain is its own network: its CA lives in the home.
+            let ca_key = home.root.join("tls").join("ca.key");
+            crate::tls::new_ca(&home.ca_cert(), &ca_key)?;
+            local_certificate_in_place(home, moniker, &ca_key)?;
         }
     }
     let cfg = NodeConfig {

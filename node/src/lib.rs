@@ -11,6 +11,7 @@ mod content;
 pub mod init;
 pub mod keys;
 mod metrics;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +22,11 @@ use pmr_content::ContentNode;
 use pmr_custody::{replicate, Custody, CustodyParams, ReplicatePolicy};
 use pmr_execution::Executor;
 use pmr_primitives::Genesis;
-use pmr_rpc::{ContentApi, LedgerApi, ServerHandle, Services, ShareApi};
+use pmr_rpc::auth::Sessions;
+use pmr_rpc::{
+    AccessLayer, AuthApi, ContentApi, LedgerApi, Roles, ServerHandle, ServerLimits, ServerTls,
+    Services, ShareApi,
+};
 use pmr_storage::Store;
 use prometheus_client::registry::Registry;
 use tracing::info;
@@ -79,6 +84,8 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
     let node_key = keys::load_node_key(&home.node_key())?;
     let network = keys::network_identity(home, &node_key)?;
     let (custody_key, operator) = keys::load_custodian_keys(home)?;
+    let server_tls = server_tls(home, &config)?;
+    let session_secret = node_key.inner().to_bytes();
     std::fs::create_dir_all(home.data())
         .wrap_err_with(|| format!("cannot create {}", home.data().display()))?;
     let store = Store::open(home.db())?;
@@ -149,12 +156,24 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
             ReplicatePolicy::default(),
         )
     });
+    let mut operators = config.rpc.operators.clone();
+    operators.extend(custody.operator());
+    let roles = Arc::new(Roles::new(ledger.clone(), operators));
+    let sessions = Arc::new(Sessions::new(&session_secret, chain_id));
     let services = Services {
         ledger: LedgerApi::new(ledger.clone()),
         content: ContentApi::new(content.clone()),
         shares: ShareApi::new(custody),
+        auth: AuthApi::new(sessions.clone(), roles.clone()),
+        access: AccessLayer::new(sessions, roles),
     };
-    let rpc = match pmr_rpc::serve(config.rpc_listen, services).await {
+    let limits = ServerLimits {
+        max_connections: config.rpc.max_connections,
+        max_streams_per_connection: config.rpc.max_streams_per_connection,
+        request_timeout: config.rpc.request_timeout,
+        ..ServerLimits::default()
+    };
+    let rpc = match pmr_rpc::serve(config.rpc_listen, server_tls, limits, services).await {
         Ok(rpc) => rpc,
         Err(e) => {
             if let Some(r) = replicator {
@@ -199,4 +218,37 @@ pub fn check_cpu() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The node's TLS identity from the files `config` names, or `None` (with a warning) when it
+/// was started with `--insecure`.
+fn server_tls(home: &Home, config: &NodeConfig) -> Result<Option<ServerTls>> {
+    if config.rpc.insecure {
+        tracing::warn!(target: "pmr::rpc", "serving gRPC in PLAINTEXT (--insecure): anyone on the network path can read every answer, including blocks and blobs, and rewrite the keys clients seal record shares to; use it only on a machine of your own");
+        return Ok(None);
+    }
+    let read = |p: &std::path::Path, what: &str| {
+        let path = home.resolve(p);
+        std::fs::read(&path).wrap_err_with(|| {
+            format!(
+                "cannot read the node's TLS {what} {}: issue one signed by the network's CA \
+                 with `pmr tls issue --ca-key CA_KEY --home {} --host NAME` (or start with \
+                 --insecure on a machine of your own)",
+                path.display(),
+                home.root.display()
+            )
+        })
+    };
+    let key_path = home.resolve(&config.rpc.tls_key);
+    pmr_client::secret_file::read_secret_file(&key_path)?;
+    Ok(Some(ServerTls {
+        cert_pem: read(&config.rpc.tls_cert, "certificate")?,
+        key_pem: read(&config.rpc.tls_key, "key")?,
+        client_ca_pem: config
+            .rpc
+            .client_ca
+            .as_deref()
+            .map(|p| read(p, "client CA"))
+            .transpose()?,
+    }))
 }

@@ -105,7 +105,7 @@ impl AuditCommand {
     pub(crate) async fn run(self, out: Output) -> Result<()> {
         match self {
             AuditCommand::Audit { token, proof, net } => {
-                let network = net.connect().await?;
+                let network = net.connect(None).await?;
                 let events = network.audit(token).await?;
                 if let Some(path) = &proof {
                     let file = network.audit_proof(token, &events).await?;

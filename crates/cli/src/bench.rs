@@ -9,7 +9,7 @@ use eyre::Result;
 use pmr_testnet::{bench_records, run_load, LoadKind, LoadReport, LoadSpec, RecordBench};
 use serde::Serialize;
 
-use crate::args::DEV_RPC;
+use crate::args::{ConnArgs, DEV_RPC};
 use crate::Output;
 use pmr_client::dev_account::load_dev_account as load_account;
 
@@ -30,6 +30,11 @@ pub(crate) enum BenchCommand {
         /// Key file of a hospital account.
         #[arg(long, default_value = ".pmr-dev/accounts/hospital.json")]
         hospital_key: PathBuf,
+        /// The network's genesis file (custodian keys are checked against it).
+        #[arg(long, env = "PMR_GENESIS", default_value = ".pmr-dev/genesis.json")]
+        genesis: PathBuf,
+        #[command(flatten)]
+        conn: ConnArgs,
     },
     /// Open-loop load: offer transactions at a fixed rate from many accounts and report offered
     /// and finalized throughput, commit latency percentiles and rejects by reason.
@@ -65,6 +70,8 @@ pub(crate) enum BenchCommand {
         /// one cannot be reached. Scenarios (`pmr testnet run`) resend after 3 s.
         #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
         resubmit_after: Duration,
+        #[command(flatten)]
+        conn: ConnArgs,
     },
 }
 
@@ -121,15 +128,19 @@ impl BenchCommand {
                 drain,
                 max_in_flight,
                 resubmit_after,
+                conn,
             } => {
                 crate::init_cli_tracing();
+                let admin = load_account(&admin_key)?;
+                let connect = conn.options(Some(&admin))?;
                 let report = run_load(LoadSpec {
                     rpcs: rpc,
                     rate,
                     duration,
                     kind,
                     accounts,
-                    admin: load_account(&admin_key)?,
+                    admin,
+                    connect,
                     drain,
                     max_in_flight,
                     resubmit_after: (!resubmit_after.is_zero()).then_some(resubmit_after),
@@ -142,9 +153,14 @@ impl BenchCommand {
                 count,
                 size,
                 hospital_key,
+                genesis,
+                conn,
             } => {
                 let hospital = load_account(&hospital_key)?;
-                out.show(&Records(bench_records(&rpc, count, size, &hospital).await?))
+                let connect = conn.options(Some(&hospital))?;
+                let genesis = pmr_primitives::Genesis::load(&genesis)?;
+                let r = bench_records(&rpc, count, size, &hospital, &connect, genesis).await?;
+                out.show(&Records(r))
             }
         }
     }

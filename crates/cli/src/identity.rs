@@ -145,7 +145,12 @@ async fn send_as(
     what: &str,
     call: impl SolCall,
 ) -> Result<()> {
-    let done = net.connect().await?.send(&key.wallet()?, call).await?;
+    let signer = key.wallet()?;
+    let done = net
+        .connect(Some(&signer))
+        .await?
+        .send(&signer, call)
+        .await?;
     out.show(&TxDone::new(what, &done))
 }
 
@@ -208,7 +213,11 @@ impl IdentityCommands {
                 let call = PMR::setEncryptionKeyCall {
                     encryptionKey: id.encryption_key(),
                 };
-                let done = net.connect().await?.send(id.wallet(), call).await?;
+                let done = net
+                    .connect(Some(id.wallet()))
+                    .await?
+                    .send(id.wallet(), call)
+                    .await?;
                 out.show(&TxDone::new("encryption key registered", &done))
             }
             IdentityCommands::Admin(AdminCommand::RegisterHospital { account, key, net }) => {

@@ -8,10 +8,10 @@ use alloy_primitives::{Address, U256};
 use clap::Subcommand;
 use eyre::{bail, eyre, Context, Result};
 use pmr_client::secret_file::write_secret_file;
-use pmr_client::{Identity, RecordSummary, RecordVersion};
+use pmr_client::{RecordSummary, RecordVersion};
 use serde::Serialize;
 
-use crate::args::{KeyArgs, NetArgs};
+use crate::args::{load_signer, KeyArgs, NetArgs};
 use crate::identity::TxDone;
 use crate::Output;
 
@@ -240,7 +240,7 @@ impl RecordCommand {
                     file.display(),
                     data.len()
                 );
-                let network = net.connect().await?;
+                let network = net.connect(Some(&hospital)).await?;
                 let v = network
                     .create_record(&hospital, patient, record_type, &data)
                     .await?;
@@ -255,23 +255,25 @@ impl RecordCommand {
                 let by = key.wallet()?;
                 let data = read_input(&file)?;
                 let v = net
-                    .connect()
+                    .connect(Some(&by))
                     .await?
                     .update_record(&by, token, &data)
                     .await?;
                 out.show(&Made { v, created: false })
             }
             RecordCommand::List { owner, key, net } => {
-                let owner = match (owner, key) {
+                let signer = key
+                    .as_deref()
+                    .map(|k| load_signer(k, None))
+                    .transpose()?
+                    .map(|s| s.wallet().clone());
+                let owner = match (owner, &signer) {
                     (Some(o), _) => o,
-                    (None, Some(k)) => Identity::peek_address(&k)
-                        .or_else(|_| {
-                            pmr_client::dev_account::load_dev_account(&k).map(|w| w.address())
-                        })
-                        .map_err(|e| eyre!("cannot read an address from {}: {e}", k.display()))?,
+                    (None, Some(w)) => w.address(),
                     (None, None) => bail!("give --owner ADDRESS or --key FILE"),
                 };
-                let records = net.connect().await?.records_of(owner).await?;
+                let network = net.connect(signer.as_ref()).await?;
+                let records = network.records_of(owner).await?;
                 out.show(&Listed { records, owner })
             }
             RecordCommand::Open {
@@ -281,7 +283,8 @@ impl RecordCommand {
                 net,
             } => {
                 let id = key.identity()?;
-                let opened = net.connect().await?.open_record(&id, token).await?;
+                let network = net.connect(Some(id.wallet())).await?;
+                let opened = network.open_record(&id, token).await?;
                 write_secret_file(&path, &opened.plaintext)
                     .wrap_err_with(|| format!("cannot write {}", path.display()))?;
                 out.show(&OpenedView {
@@ -308,7 +311,8 @@ impl AccessCommand {
             } => {
                 let expiry = parse_expiry(&expires)?;
                 let id = key.identity()?;
-                let done = net.connect().await?.grant(&id, token, to, expiry).await?;
+                let network = net.connect(Some(id.wallet())).await?;
+                let done = network.grant(&id, token, to, expiry).await?;
                 let what = format!("access to token {token} granted to {to} until {expiry}");
                 out.show(&TxDone::new(what, &done))
             }
@@ -319,7 +323,8 @@ impl AccessCommand {
                 net,
             } => {
                 let id = key.identity()?;
-                let done = net.connect().await?.revoke(&id, token, to).await?;
+                let network = net.connect(Some(id.wallet())).await?;
+                let done = network.revoke(&id, token, to).await?;
                 out.show(&TxDone::new(
                     format!("access of {to} to token {token} revoked"),
                     &done,

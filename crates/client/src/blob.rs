@@ -11,9 +11,9 @@ use pmr_proto::v1 as pb;
 use pmr_proto::v1::content_service_client::ContentServiceClient;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::oneshot;
-use tonic::transport::Channel;
 
 use crate::client::{ClientError, PmrClient};
+use crate::session::NodeChannel;
 
 /// Size of the pieces an upload is sent in (the node accepts up to 1 MiB).
 pub const UPLOAD_CHUNK: usize = 512 * 1024;
@@ -54,7 +54,7 @@ impl Stream for BlobDownload {
 }
 
 impl PmrClient {
-    fn content(&self) -> ContentServiceClient<Channel> {
+    fn content(&self) -> ContentServiceClient<NodeChannel> {
         ContentServiceClient::new(self.channel())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)

@@ -6,7 +6,9 @@ use alloy_primitives::{Address, Bytes, B256};
 use futures::StreamExt;
 use pmr_proto::v1 as pb;
 use pmr_proto::v1::ledger_service_client::LedgerServiceClient;
-use tonic::transport::{Channel, Endpoint};
+
+use crate::session::{ConnectOptions, NodeChannel, CONNECT_TIMEOUT};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use tonic::Code;
 
 /// Errors talking to a node.
@@ -100,35 +102,66 @@ impl ClientError {
 pub type Status = pb::GetStatusResponse;
 
 /// A connection to one node.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PmrClient {
     url: String,
-    channel: Channel,
+    channel: NodeChannel,
+}
+
+impl std::fmt::Debug for PmrClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PmrClient").field("url", &self.url).finish()
+    }
 }
 
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 impl PmrClient {
-    /// Connects to `url` (e.g. `http://127.0.0.1:9090`).
-    pub async fn connect(url: impl Into<String>) -> Result<Self, ClientError> {
+    /// Connects to `url` (`https://host:port`; `http://` only with `opts.insecure`).
+    pub async fn connect(
+        url: impl Into<String>,
+        opts: &ConnectOptions,
+    ) -> Result<Self, ClientError> {
         let url = url.into();
         let url = if url.contains("://") {
             url
         } else {
-            format!("http://{url}")
+            format!("https://{url}")
         };
         let connect_err = |reason: String| ClientError::Connect {
             url: url.clone(),
             reason,
         };
-        let channel = Endpoint::from_shared(url.clone())
+        let mut endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| connect_err(e.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        if url.starts_with("https://") {
+            let ca = opts.ca_pem.clone().ok_or_else(|| {
+                connect_err(
+                    "no CA to check the node's certificate against: pass the network's CA \
+                     certificate (--ca FILE or PMR_CA; `pmr dev` writes .pmr-dev/ca.pem)"
+                        .into(),
+                )
+            })?;
+            endpoint = endpoint
+                .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+                .map_err(|e| connect_err(e.to_string()))?;
+        } else if !opts.insecure {
+            return Err(connect_err(
+                "plaintext http:// is refused: use https:// with the network's CA, or \
+                 --insecure if you accept that anyone on the path can read and rewrite answers"
+                    .into(),
+            ));
+        }
+        let channel = endpoint
             .connect()
             .await
             .map_err(|e| connect_err(format!("{e:?}")))?;
-        Ok(Self { url, channel })
+        Ok(Self {
+            url,
+            channel: NodeChannel::new(channel, opts.account.clone()),
+        })
     }
 
     /// The URL this client connected to, with its scheme.
@@ -136,12 +169,12 @@ impl PmrClient {
         &self.url
     }
 
-    /// The underlying channel, for the other services.
-    pub fn channel(&self) -> Channel {
+    /// The channel (with this client's session) for the other services.
+    pub fn channel(&self) -> NodeChannel {
         self.channel.clone()
     }
 
-    fn ledger(&self) -> LedgerServiceClient<Channel> {
+    fn ledger(&self) -> LedgerServiceClient<NodeChannel> {
         LedgerServiceClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)

@@ -19,6 +19,7 @@ pub mod files;
 pub mod keystore;
 pub mod records;
 pub mod secret_file;
+mod session;
 
 pub use alloy_primitives::{Address, Bytes, B256};
 pub use blob::{BlobDownload, BlobStat, PutBlob, UPLOAD_CHUNK};
@@ -27,3 +28,4 @@ pub use keystore::{Identity, KeystoreError};
 pub use pmr_contract::{Wallet, WalletError, PMR, PMR_ADDRESS};
 pub use pmr_proto::v1 as proto;
 pub use records::{AuditEvent, Network, RecordError, RecordSummary, RecordVersion};
+pub use session::{ConnectOptions, NodeChannel};

@@ -20,7 +20,7 @@ use alloy_sol_types::{SolCall, SolEvent};
 use futures::StreamExt;
 use pmr_blob::{decrypt_to_vec, encrypt_to_vec, parse_cid, DataKey};
 use pmr_contract::{describe_revert, describe_token_event, Wallet, PMR, PMR_ADDRESS};
-use pmr_primitives::{AuditProof, ProofEntry, AUDIT_PROOF_VERSION};
+use pmr_primitives::{AuditProof, Genesis, ProofEntry, AUDIT_PROOF_VERSION};
 use pmr_proto::v1 as pb;
 use pmr_proto::v1::share_service_client::ShareServiceClient;
 use pmr_shares::{
@@ -32,6 +32,7 @@ use pmr_shares::{
 
 use crate::client::{ClientError, PmrClient};
 use crate::keystore::Identity;
+use crate::session::ConnectOptions;
 
 /// How long a lifecycle step waits for its transaction to commit.
 pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -196,18 +197,37 @@ fn agree<T: PartialEq>(
 pub struct Network {
     nodes: Vec<PmrClient>,
     chain_id: u64,
+    genesis: Option<Genesis>,
 }
 
 impl Network {
-    /// Connects to every URL that answers (at least one must).
-    pub async fn connect(urls: &[String]) -> Result<Self, RecordError> {
+    /// Connects to every URL that answers (at least one must). With the network's `genesis`,
+    /// every node must run its chain, and the custodian keys shares are sealed to are the
+    /// genesis's, checked against every node's answer; without it, no record can be created.
+    pub async fn connect(
+        urls: &[String],
+        opts: &ConnectOptions,
+        genesis: Option<Genesis>,
+    ) -> Result<Self, RecordError> {
         let mut nodes = Vec::new();
         let mut errors = Vec::new();
         let mut chain_id = None;
         for url in urls {
-            match PmrClient::connect(url.clone()).await {
+            match PmrClient::connect(url.clone(), opts).await {
                 Ok(c) => match c.status().await {
                     Ok(s) => {
+                        if let Some(g) = &genesis {
+                            let theirs = B256::try_from(s.genesis_hash.as_slice()).ok();
+                            if theirs != Some(g.hash()) {
+                                return Err(RecordError::Refused(format!(
+                                    "{url} runs a chain whose genesis is {} but yours is {} \
+                                     (chain {}): refusing to talk to it",
+                                    alloy_primitives::hex::encode_prefixed(&s.genesis_hash),
+                                    g.hash(),
+                                    g.chain_id
+                                )));
+                            }
+                        }
                         chain_id.get_or_insert(s.chain_id);
                         nodes.push(c);
                     }
@@ -217,7 +237,11 @@ impl Network {
             }
         }
         match chain_id {
-            Some(chain_id) => Ok(Network { nodes, chain_id }),
+            Some(chain_id) => Ok(Network {
+                nodes,
+                chain_id,
+                genesis,
+            }),
             None => Err(RecordError::NoNode(errors.join("; "))),
         }
     }
@@ -281,21 +305,65 @@ impl Network {
         })
     }
 
-    /// The custodians, as every reachable node reports them (they must agree: a lying node
-    /// could otherwise slip its own keys into every slot).
-    async fn custodians(&self) -> Result<Vec<pb::Custodian>, RecordError> {
-        let mut agreed = None;
+    /// The custodians shares are sealed to: the genesis's, and every reachable node must
+    /// report the same (a node, or anyone on the path to it, that names other keys is caught
+    /// here instead of receiving shares).
+    async fn custodians(&self) -> Result<Vec<CustodianInfo>, RecordError> {
+        let genesis = self.genesis.as_ref().ok_or_else(|| {
+            RecordError::Refused(
+                "creating a record needs the network's genesis, to check the custodians' keys \
+                 the shares are sealed to (--genesis FILE or PMR_GENESIS)"
+                    .into(),
+            )
+        })?;
+        let expected = genesis.custodians();
         for c in &self.nodes {
             let r = ShareServiceClient::new(c.channel())
                 .get_custodians(pb::GetCustodiansRequest {})
                 .await
                 .map_err(ClientError::from)?
                 .into_inner();
-            agree(&mut agreed, (r.chain_id, r.custodians), "the custodians", c)?;
+            let reported: Vec<(u32, Vec<u8>, Vec<u8>)> = r
+                .custodians
+                .iter()
+                .map(|x| (x.index, x.address.clone(), x.custody_key.clone()))
+                .collect();
+            let want: Vec<(u32, Vec<u8>, Vec<u8>)> = expected
+                .iter()
+                .map(|x| (x.index as u32, x.address.to_vec(), x.custody_key.to_vec()))
+                .collect();
+            if reported != want {
+                let first = want
+                    .iter()
+                    .zip(reported.iter().map(Some).chain(std::iter::repeat(None)))
+                    .find(|(w, r)| Some(*w) != *r)
+                    .map_or_else(
+                        || "a custodian the genesis does not have".to_string(),
+                        |(w, r)| {
+                            format!(
+                                "custodian {} (the genesis names custody key {}, the node \
+                                 answered {})",
+                                w.0,
+                                alloy_primitives::hex::encode(&w.2),
+                                r.map_or("nothing".into(), |r| alloy_primitives::hex::encode(&r.2))
+                            )
+                        },
+                    );
+                return Err(RecordError::Refused(format!(
+                    "custodian mismatch: {} does not report the genesis's custodians: {first}; \
+                     refusing to seal shares to keys that are not the network's",
+                    c.url()
+                )));
+            }
         }
-        agreed
-            .map(|(_, c)| c)
-            .ok_or_else(|| RecordError::NoNode("no node answered".into()))
+        Ok(expected
+            .iter()
+            .map(|c| CustodianInfo {
+                index: c.index,
+                address: c.address,
+                public_key: X25519PublicKey::from(c.custody_key),
+            })
+            .collect())
     }
 
     /// Encrypts `plaintext` under a fresh key, uploads it and the key's share envelope.
@@ -312,22 +380,7 @@ impl Network {
                 "{patient} is not a registered patient (no encryption key on-chain): register the patient first"
             )));
         }
-        let listed = self.custodians().await?;
-        let infos = listed
-            .iter()
-            .map(|c| {
-                let key: [u8; 32] =
-                    c.custody_key.as_slice().try_into().map_err(|_| {
-                        RecordError::Malformed("custody key is not 32 bytes".into())
-                    })?;
-                Ok(CustodianInfo {
-                    index: c.index as u16,
-                    address: Address::try_from(c.address.as_slice())
-                        .map_err(|_| RecordError::Malformed("custodian address".into()))?,
-                    public_key: X25519PublicKey::from(key),
-                })
-            })
-            .collect::<Result<Vec<_>, RecordError>>()?;
+        let infos = self.custodians().await?;
         let key = RecordKey::generate(&mut rand::rngs::OsRng);
         let ciphertext = encrypt_to_vec(&DataKey::from_bytes(*key.dek()), plaintext);
         // Computed here rather than taken from a node.

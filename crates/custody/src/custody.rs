@@ -178,6 +178,11 @@ impl Custody {
         self.inner.me.as_ref().map(|m| &m.info)
     }
 
+    /// This node's operator account, when it is a custodian.
+    pub fn operator(&self) -> Option<alloy_primitives::Address> {
+        self.inner.me.as_ref().map(|m| m.operator.address())
+    }
+
     /// Whether this node is a custodian of the chain.
     pub fn is_custodian(&self) -> bool {
         self.inner.me.is_some()

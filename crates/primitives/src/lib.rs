@@ -9,6 +9,7 @@ mod block;
 mod cid;
 mod genesis;
 mod merkle;
+pub mod session;
 mod tx;
 
 pub use alloy_primitives::{keccak256, Address, Bytes, B256, U256};

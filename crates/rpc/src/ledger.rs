@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::access::Caller;
 use crate::convert;
 use crate::status::{internal, submit_status};
 
@@ -134,9 +135,24 @@ impl LedgerService for LedgerApi {
 
     async fn get_status(
         &self,
-        _request: Request<pb::GetStatusRequest>,
+        request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
         let tip = self.ledger.tip();
+        if request.extensions().get::<Caller>().is_none() {
+            // Without a session: what identifies the chain and its progress, nothing about
+            // the node's peers, its validator identity or its load.
+            return Ok(Response::new(pb::GetStatusResponse {
+                chain_id: self.ledger.genesis.chain_id,
+                node_name: self.ledger.moniker.clone(),
+                height: tip.height,
+                latest_hash: tip.hash.to_vec(),
+                latest_timestamp_ms: tip.timestamp_ms,
+                genesis_hash: self.ledger.genesis_hash.to_vec(),
+                syncing: self.ledger.is_syncing(),
+                state_root: tip.state_root.to_vec(),
+                ..Default::default()
+            }));
+        }
         let validators = self
             .ledger
             .validators

@@ -3,6 +3,8 @@
 //!
 //! Each part returns its own error type; [`status`] maps them to gRPC codes in one place.
 
+mod access;
+pub mod auth;
 mod content;
 mod convert;
 mod ledger;
@@ -10,7 +12,8 @@ mod server;
 mod shares;
 mod status;
 
+pub use access::{need, AccessLayer, AuthApi, Caller, Need, Roles};
 pub use content::{ContentApi, MAX_UPLOAD_CHUNK};
 pub use ledger::LedgerApi;
-pub use server::{serve, RpcError, ServerHandle, Services};
+pub use server::{serve, RpcError, ServerHandle, ServerLimits, ServerTls, Services};
 pub use shares::ShareApi;

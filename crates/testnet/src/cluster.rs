@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use pmr_client::PmrClient;
+use pmr_client::dev_account::load_dev_account;
+use pmr_client::{ConnectOptions, PmrClient, Wallet};
 use tokio::time::{sleep, Instant};
 use tracing::info;
 
@@ -233,6 +234,7 @@ impl Cluster {
             std::fs::copy(entry.path(), home.join("keys").join(entry.file_name())).map_err(io)?;
         }
         std::fs::copy(src.join("genesis.json"), home.join("genesis.json")).map_err(io)?;
+        copy_dir(&src.join("tls"), &home.join("tls")).map_err(io)?;
         let out = Command::new(&self.bin)
             .args(["keys", "new-network-key", "--home"])
             .arg(&home)
@@ -482,13 +484,38 @@ impl Cluster {
         }
     }
 
-    /// A client of node `i`, retrying until it accepts connections or `timeout` passes.
+    /// The testnet's admin account (a development key file).
+    pub fn admin(&self) -> Result<Wallet, HarnessError> {
+        let path = self.dir.join("accounts/admin.json");
+        load_dev_account(&path).map_err(|e| HarnessError::Manifest {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// How clients reach this testnet's nodes: its CA, as the admin account.
+    pub fn connect_options(&self) -> Result<ConnectOptions, HarnessError> {
+        let path = self.dir.join(&self.manifest.ca);
+        let ca = std::fs::read(&path).map_err(|e| HarnessError::Manifest {
+            path,
+            reason: format!("cannot read the testnet's CA certificate: {e}"),
+        })?;
+        Ok(ConnectOptions {
+            ca_pem: Some(ca),
+            account: Some(self.admin()?),
+            insecure: false,
+        })
+    }
+
+    /// A client of node `i` (as the admin account), retrying until it accepts connections or
+    /// `timeout` passes.
     pub async fn client(&self, i: usize, timeout: Duration) -> Result<PmrClient, HarnessError> {
         let url = self.rpc(i).to_string();
+        let opts = self.connect_options()?;
         let deadline = Instant::now() + timeout;
         let mut last = String::new();
         while Instant::now() < deadline {
-            match PmrClient::connect(url.clone()).await {
+            match PmrClient::connect(url.clone(), &opts).await {
                 Ok(c) => return Ok(c),
                 Err(e) => last = e.to_string(),
             }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use alloy_sol_types::SolCall;
 use futures::StreamExt;
-use pmr_client::{Address, Bytes, ClientError, PmrClient, Wallet, B256, PMR, PMR_ADDRESS};
+use pmr_client::{
+    Address, Bytes, ClientError, ConnectOptions, PmrClient, Wallet, B256, PMR, PMR_ADDRESS,
+};
 use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
@@ -57,6 +59,8 @@ pub struct LoadSpec {
     pub accounts: usize,
     /// The network's admin, to permit (or register as hospitals) the load accounts.
     pub admin: Wallet,
+    /// How to reach the nodes (their CA, and the account the load's calls are made as).
+    pub connect: ConnectOptions,
     /// How long to wait for the last transactions after the offering stops.
     pub drain: Duration,
     /// Most submissions in flight at once.
@@ -329,7 +333,11 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
     let load_err = |e: pmr_client::ClientError| HarnessError::Load(e.to_string());
     let mut clients = Vec::new();
     for url in &spec.rpcs {
-        clients.push(PmrClient::connect(url.clone()).await.map_err(load_err)?);
+        clients.push(
+            PmrClient::connect(url.clone(), &spec.connect)
+                .await
+                .map_err(load_err)?,
+        );
     }
     let c0 = clients[0].clone();
     let chain_id = c0.status().await.map_err(load_err)?.chain_id;

@@ -16,7 +16,7 @@ pub struct NodeEntry {
     pub name: String,
     /// Home directory, relative to the testnet directory.
     pub home: PathBuf,
-    /// gRPC endpoint, e.g. `http://127.0.0.1:26602`.
+    /// gRPC endpoint, e.g. `https://127.0.0.1:26602`.
     pub rpc: String,
     /// Prometheus endpoint.
     pub metrics: String,
@@ -33,6 +33,13 @@ pub struct Manifest {
     pub nodes: Vec<NodeEntry>,
     /// Development accounts (private key files), relative to the testnet directory.
     pub accounts: Vec<(String, PathBuf)>,
+    /// The testnet CA's certificate (clients pin it), relative to the testnet directory.
+    #[serde(default = "default_ca")]
+    pub ca: PathBuf,
+}
+
+fn default_ca() -> PathBuf {
+    PathBuf::from("ca.pem")
 }
 
 impl Manifest {

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use pmr_client::{Identity, Network, PmrClient, Wallet, B256, PMR};
+use pmr_client::{ConnectOptions, Identity, Network, PmrClient, Wallet, B256, PMR};
+use pmr_primitives::Genesis;
 use rand::RngCore;
 use serde::Serialize;
 
@@ -31,13 +32,18 @@ pub async fn bench_records(
     count: usize,
     size: usize,
     hospital: &Wallet,
+    connect: &ConnectOptions,
+    genesis: Genesis,
 ) -> Result<RecordBench, HarnessError> {
     let bench = |e: &dyn std::fmt::Display| HarnessError::Bench(e.to_string());
-    let network = Network::connect(rpc).await.map_err(|e| bench(&e))?;
+    let connect = connect.as_account(hospital.clone());
+    let network = Network::connect(rpc, &connect, Some(genesis))
+        .await
+        .map_err(|e| bench(&e))?;
     let mut nodes = Vec::new();
     for url in rpc {
         nodes.push(
-            PmrClient::connect(url.clone())
+            PmrClient::connect(url.clone(), &connect)
                 .await
                 .map_err(|e| bench(&e))?,
         );

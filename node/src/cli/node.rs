@@ -42,10 +42,48 @@ pub(crate) enum NodeCommand {
         /// Override `log_level` of the config (RUST_LOG overrides both).
         #[arg(long)]
         log_level: Option<String>,
+        /// Serve the gRPC API in plaintext instead of TLS. Anyone on the network path can then
+        /// read every answer (blocks, blobs) and rewrite the keys clients seal record shares
+        /// to: only for a node whose clients run on the same machine.
+        #[arg(long)]
+        insecure: bool,
     },
+    /// The network's TLS certificates: a CA, and node certificates it signs.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// A node's own keys: print its identities, or give it a separate p2p identity.
     #[command(subcommand)]
     Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TlsCommand {
+    /// Create the network's CA: OUT/ca.pem (give it to every node and client) and OUT/ca.key
+    /// (mode 0600: keep it off the validators, with whoever signs node certificates).
+    NewCa {
+        /// Directory to write ca.pem and ca.key in.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a node's TLS certificate with the CA key: HOME/tls/node.pem and node.key (0600),
+    /// naming the host names and addresses clients reach the node by.
+    Issue {
+        /// The CA's key (`pmr tls new-ca`).
+        #[arg(long)]
+        ca_key: PathBuf,
+        /// The CA's certificate, copied to HOME/tls/ca.pem for reference.
+        #[arg(long)]
+        ca_cert: PathBuf,
+        /// The node's home directory.
+        #[arg(long)]
+        home: PathBuf,
+        /// A DNS name clients use for the node (repeatable).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// An IP address clients use for the node (repeatable).
+        #[arg(long = "ip")]
+        ips: Vec<std::net::IpAddr>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,8 +138,16 @@ impl NodeCommand {
                 chain_id,
             } => {
                 let home = Home::new(home);
+                let joining = genesis.is_some();
                 init_node(&home, &moniker, genesis.as_deref(), chain_id)?;
                 println!("initialised {}", home.root.display());
+                if joining {
+                    println!(
+                        "before starting it, have the network's CA sign its TLS certificate: \
+                         pmr tls issue --ca-key CA_KEY --ca-cert CA_CERT --home {} --host NAME",
+                        home.root.display()
+                    );
+                }
                 println!("start it with: pmr start --home {}", home.root.display());
                 Ok(())
             }
@@ -109,7 +155,37 @@ impl NodeCommand {
                 home,
                 rpc_listen,
                 log_level,
-            } => start(Home::new(home), rpc_listen, log_level).await,
+                insecure,
+            } => start(Home::new(home), rpc_listen, log_level, insecure).await,
+            NodeCommand::Tls(TlsCommand::NewCa { out }) => {
+                let (cert, key) = (out.join("ca.pem"), out.join("ca.key"));
+                crate::tls::new_ca(&cert, &key)?;
+                println!(
+                    "CA certificate {} (share it), key {} (keep it safe)",
+                    cert.display(),
+                    key.display()
+                );
+                Ok(())
+            }
+            NodeCommand::Tls(TlsCommand::Issue {
+                ca_key,
+                ca_cert,
+                home,
+                hosts,
+                ips,
+            }) => {
+                let home = Home::new(home);
+                let tls = NodeConfig::load(&home.config()).unwrap_or_default().rpc;
+                let (cert, key) = (home.resolve(&tls.tls_cert), home.resolve(&tls.tls_key));
+                crate::tls::issue(&ca_key, &hosts, &ips, &cert, &key)?;
+                std::fs::copy(&ca_cert, home.ca_cert())?;
+                println!(
+                    "certificate {} and key {} issued",
+                    cert.display(),
+                    key.display()
+                );
+                Ok(())
+            }
             NodeCommand::Keys(KeysCommand::Show { home }) => {
                 let home = Home::new(home);
                 let key = keys::load_node_key(&home.node_key())?;
@@ -146,8 +222,10 @@ async fn start(
     home: Home,
     rpc_listen: Option<SocketAddr>,
     log_level: Option<String>,
+    insecure: bool,
 ) -> Result<()> {
     let mut config = NodeConfig::load(&home.config())?;
+    config.rpc.insecure = insecure;
     if let Some(addr) = rpc_listen {
         config.rpc_listen = addr;
     }

@@ -63,6 +63,15 @@ impl Net {
         self.cluster.client(i, T).await.expect("client")
     }
 
+    /// A client of node `i` calling as `account` (the admin's is [`Net::client`]).
+    pub(crate) async fn client_as(&self, i: usize, account: &Wallet) -> PmrClient {
+        self.client(i).await; // waits until the node answers
+        let opts = self.cluster.connect_options().expect("options");
+        PmrClient::connect(self.cluster.rpc(i), &opts.as_account(account.clone()))
+            .await
+            .expect("client")
+    }
+
     /// Waits until node `i` reaches `h`, failing with its log tail.
     pub(crate) async fn wait_height(&self, i: usize, h: u64) -> u64 {
         match self.cluster.wait_height(i, h, T).await {
@@ -73,6 +82,26 @@ impl Net {
 
     pub(crate) async fn height(&self, i: usize) -> u64 {
         self.client(i).await.status().await.expect("status").height
+    }
+
+    /// What the `pmr` CLI needs to reach this testnet: its CA, its genesis, and the admin as
+    /// the calling account (a command signing with `--key` calls as that key instead).
+    pub(crate) fn cli_env(&self) -> Vec<(&'static str, String)> {
+        let path = |p: &str| self.dir.path().join(p).to_string_lossy().into_owned();
+        vec![
+            ("PMR_CA", path("ca.pem")),
+            ("PMR_GENESIS", path("genesis.json")),
+            ("PMR_ACCOUNT", path("accounts/admin.json")),
+        ]
+    }
+
+    /// The operator account of node `i` (it may pin and unpin on that node).
+    pub(crate) fn operator(&self, i: usize) -> Wallet {
+        let path = self
+            .dir
+            .path()
+            .join(format!("node{i}/keys/operator_key.json"));
+        pmr_node::keys::load_account(&path).expect("operator key")
     }
 
     /// A development account of the testnet (`admin` or `hospital`).

@@ -190,6 +190,7 @@ async fn status_blocks_receipts_stream_health_reflection_cli() {
     let rpc = net.cluster.manifest().nodes[1].rpc.clone();
     let out = Command::new(BIN)
         .args(["status", "--rpc", &rpc, "--output", "json"])
+        .envs(net.cli_env())
         .output()
         .expect("run pmr status");
     assert!(
@@ -211,6 +212,7 @@ async fn status_blocks_receipts_stream_health_reflection_cli() {
             "--output",
             "json",
         ])
+        .envs(net.cli_env())
         .output()
         .expect("run pmr block");
     assert!(

@@ -60,10 +60,14 @@ fn log_of(net: &Net, i: usize) -> String {
     std::fs::read_to_string(net.cluster.log_path(i)).unwrap_or_default()
 }
 
-/// Runs the `pmr` CLI with a bounded wait; returns (success, stdout, stderr).
-async fn pmr(args: &[&str], what: &str) -> (bool, String, String) {
+/// Runs the `pmr` CLI (as the testnet's hospital) with a bounded wait; returns (success,
+/// stdout, stderr).
+async fn pmr(net: &Net, args: &[&str], what: &str) -> (bool, String, String) {
+    let hospital = net.dir.path().join("accounts/hospital.json");
     let child = tokio::process::Command::new(BIN)
         .args(args)
+        .envs(net.cli_env())
+        .env("PMR_ACCOUNT", hospital)
         .kill_on_drop(true)
         .output();
     let out = within(120, what, child).await.expect("run pmr");
@@ -81,7 +85,7 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
     let id = net.chain_id;
     let hospital = net.account("hospital");
     let patient = Wallet::random();
-    let c0 = net.client(0).await;
+    let c0 = net.client_as(0, &hospital).await;
 
     // The hospital encrypts a 5 MiB record on its side and uploads only the ciphertext.
     let plaintext = noise(5 * 1024 * 1024, 7);
@@ -234,6 +238,7 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
     std::fs::write(&original, &data).unwrap();
     let started = std::time::Instant::now();
     let (ok, out, err) = pmr(
+        &net,
         &[
             "blob",
             "put",
@@ -278,6 +283,7 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
 
     let copy = files.path().join("copy.bin");
     let (ok, out, err) = pmr(
+        &net,
         &[
             "blob",
             "get",
@@ -303,6 +309,7 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
         "the file from node2 differs from the original"
     );
     let (ok, out, err) = pmr(
+        &net,
         &[
             "blob",
             "stat",
@@ -324,6 +331,7 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
     let other = files.path().join("other.txt");
     std::fs::write(&other, b"another record").unwrap();
     let (ok, _, err) = pmr(
+        &net,
         &[
             "blob",
             "put",
@@ -337,6 +345,7 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
     assert!(ok, "{err}");
     let wrong = files.path().join("wrong.bin");
     let (ok, _, err) = pmr(
+        &net,
         &[
             "blob",
             "get",
@@ -378,8 +387,9 @@ async fn n2_bad_cids_and_oversized_uploads_get_clear_errors() {
         }
     })
     .await;
-    let c0 = net.client(0).await;
-    let c1 = net.client(1).await;
+    let hospital = net.account("hospital");
+    let c0 = net.client_as(0, &hospital).await;
+    let c1 = net.client_as(1, &hospital).await;
 
     // A well-formed CID no node holds: NOT_FOUND naming it, within the fetch deadline.
     let ghost = pmr_blob::ids::block_cid(pmr_blob::ids::DAG_CBOR, b"no such record").to_string();
@@ -404,10 +414,11 @@ async fn n2_bad_cids_and_oversized_uploads_get_clear_errors() {
     .expect("malformed accepted");
     assert_eq!(err.code(), Some(Code::InvalidArgument), "{err}");
     assert!(err.to_string().contains("not a valid CID"), "{err}");
+    let operator = net.client_as(0, &net.operator(0)).await;
     for e in [
         c0.blob_stat("zzz").await.expect_err("stat"),
-        c0.pin("").await.expect_err("pin"),
-        c0.unpin("bafy?").await.expect_err("unpin"),
+        operator.pin("").await.expect_err("pin"),
+        operator.unpin("bafy?").await.expect_err("unpin"),
     ] {
         assert_eq!(e.code(), Some(Code::InvalidArgument), "{e}");
     }

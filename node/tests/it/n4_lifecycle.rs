@@ -20,12 +20,15 @@ const MARKER: &[u8] = b"PMR-PLAINTEXT-MARKER-7f3a";
 struct Cli {
     rpc: String,
     dir: PathBuf,
+    env: Vec<(&'static str, String)>,
 }
 
 impl Cli {
     fn run(&self, args: &[&str]) -> Output {
         Command::new(BIN)
             .args(args)
+            .envs(self.env.iter().cloned())
+            .env_remove("PMR_ACCOUNT")
             .env("PMR_PASSPHRASE", PASS)
             .env("PMR_RPC", &self.rpc)
             .env("RUST_LOG", "warn")
@@ -59,6 +62,8 @@ impl Cli {
     fn fails(&self, args: &[&str], says: &str) {
         let out = Command::new(BIN)
             .args(args)
+            .envs(self.env.iter().cloned())
+            .env_remove("PMR_ACCOUNT")
             .env("PMR_PASSPHRASE", PASS)
             .env("PMR_RPC", &self.rpc)
             .env("RUST_LOG", "warn")
@@ -137,6 +142,7 @@ async fn n4_record_lifecycle_through_the_cli() {
     let cli = Cli {
         rpc: rpcs.join(","),
         dir: work.path().to_path_buf(),
+        env: net.cli_env(),
     };
     let accounts = net.dir.path().join("accounts");
     let admin_key = accounts.join("admin.json");
@@ -241,7 +247,8 @@ async fn n4_record_lifecycle_through_the_cli() {
         "no record with token 99",
     );
 
-    // Not a hospital: refused. Not the owner: refused.
+    // Not a hospital: refused at the upload, before anything is stored or minted. Not the
+    // owner: refused.
     std::fs::write(work.path().join("x.bin"), b"x").unwrap();
     cli.fails(
         &[
@@ -256,7 +263,7 @@ async fn n4_record_lifecycle_through_the_cli() {
             "--key",
             "stranger.json",
         ],
-        "AccessControlUnauthorizedAccount",
+        "only hospitals may upload records",
     );
     cli.fails(
         &[
@@ -389,7 +396,15 @@ async fn n4_record_lifecycle_through_the_cli() {
 
     // The audit lists all of it; its proof verifies offline against the genesis, and a
     // tampered proof does not.
-    let audit = cli.ok(&["audit", "--token", &token, "--proof", "proof.json"]);
+    let audit = cli.ok(&[
+        "audit",
+        "--token",
+        &token,
+        "--proof",
+        "proof.json",
+        "--account",
+        "patient.json",
+    ]);
     let kinds: Vec<&str> = audit
         .as_array()
         .unwrap()

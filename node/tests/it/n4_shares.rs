@@ -19,7 +19,6 @@ use pmr_shares::{
     RecordKey, ReleaseChallenge, SealedShare, ShareEnvelope, X25519PublicKey, X25519Secret,
 };
 use rand::rngs::OsRng;
-use tonic::transport::Channel;
 use tonic::Code;
 
 fn now_ms() -> u64 {
@@ -62,7 +61,7 @@ fn challenge(
 
 /// Sends a release request and returns the refusal, failing if it was granted.
 async fn refused(
-    s: &mut ShareServiceClient<Channel>,
+    s: &mut ShareServiceClient<pmr_client::NodeChannel>,
     req: pb::ReleaseShareRequest,
     code: Code,
     says: &str,
@@ -81,7 +80,12 @@ async fn refused(
 }
 
 /// Waits until node `i` holds a verified share of `token` version `version`.
-async fn wait_held(s: &mut ShareServiceClient<Channel>, i: usize, token: U256, version: u32) {
+async fn wait_held(
+    s: &mut ShareServiceClient<pmr_client::NodeChannel>,
+    i: usize,
+    token: U256,
+    version: u32,
+) {
     let deadline = tokio::time::Instant::now() + T;
     loop {
         let st = s
@@ -107,7 +111,7 @@ async fn wait_held(s: &mut ShareServiceClient<Channel>, i: usize, token: U256, v
 /// Collects shares from the custodians `from` for `who` and opens them.
 #[allow(clippy::too_many_arguments)]
 async fn collect(
-    shares: &mut [ShareServiceClient<Channel>],
+    shares: &mut [ShareServiceClient<pmr_client::NodeChannel>],
     custodians: &[Custodian],
     from: &[usize],
     chain_id: u64,
@@ -153,7 +157,8 @@ async fn n4_grant_release_reconstruct_revoke() {
     let mut c = Vec::new();
     let mut shares = Vec::new();
     for i in 0..4 {
-        let client = net.client(i).await;
+        // As the hospital: it uploads; releases need no session (the challenge is signed).
+        let client = net.client_as(i, &hospital).await;
         shares.push(ShareServiceClient::new(client.channel()));
         c.push(client);
     }

@@ -24,16 +24,6 @@ fn harness(e: impl std::fmt::Display) -> HarnessError {
 }
 
 /// Reads the admin account a `pmr testnet init` wrote.
-fn admin_wallet(dir: &Path) -> Result<pmr_client::Wallet, HarnessError> {
-    let path = dir.join("accounts/admin.json");
-    let text = std::fs::read_to_string(&path).map_err(harness)?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(harness)?;
-    let secret = v["secret"]
-        .as_str()
-        .ok_or_else(|| harness(format!("{} has no secret", path.display())))?;
-    pmr_client::Wallet::from_hex(secret).map_err(harness)
-}
-
 /// Runs `scenario` with the `pmr` binary `bin` in the (empty or absent) directory `dir`.
 pub async fn run_scenario(
     scenario: &Scenario,
@@ -98,7 +88,8 @@ pub async fn run_scenario(
                 duration: scenario.duration,
                 kind: l.kind.parse().map_err(harness)?,
                 accounts: l.accounts,
-                admin: admin_wallet(dir)?,
+                admin: cluster.admin()?,
+                connect: cluster.connect_options()?,
                 drain: Duration::from_secs(30),
                 max_in_flight: 4096,
                 resubmit_after: Some(RESUBMIT_AFTER),
@@ -159,8 +150,9 @@ pub async fn run_scenario(
         sleep(Duration::from_millis(250)).await;
     }
     // The double signers' own chains, before they are stopped.
+    let opts = cluster.connect_options()?;
     for (of, rpc, _) in cluster.twins() {
-        twin_chains.push((of, twin_chain(&rpc).await));
+        twin_chains.push((of, twin_chain(&rpc, &opts).await));
     }
 
     // Heal everything and time the catch-up.
@@ -439,10 +431,10 @@ async fn record_queries(
 }
 
 /// The block hashes a double signer committed (empty if it cannot be reached).
-async fn twin_chain(rpc: &str) -> Vec<B256> {
+async fn twin_chain(rpc: &str, opts: &pmr_client::ConnectOptions) -> Vec<B256> {
     let Ok(Ok(c)) = tokio::time::timeout(
         Duration::from_secs(5),
-        pmr_client::PmrClient::connect(rpc.to_string()),
+        pmr_client::PmrClient::connect(rpc.to_string(), opts),
     )
     .await
     else {
