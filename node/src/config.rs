@@ -50,6 +50,12 @@ pub struct RpcSettings {
     /// How long a call may take to start answering.
     #[serde(with = "humantime_serde")]
     pub request_timeout: std::time::Duration,
+    /// Block streams (`StreamBlocks`) open at once on this node.
+    pub max_block_streams: usize,
+    /// Block streams open at once per account.
+    pub max_block_streams_per_account: usize,
+    /// Transactions one account may submit per second (twice as many in a burst).
+    pub submit_per_second: u32,
     /// Serve plaintext instead of TLS: set only by `pmr start --insecure`, never by the file.
     #[serde(skip)]
     pub insecure: bool,
@@ -58,6 +64,7 @@ pub struct RpcSettings {
 impl Default for RpcSettings {
     fn default() -> Self {
         let limits = pmr_rpc::ServerLimits::default();
+        let ledger = pmr_rpc::LedgerLimits::default();
         Self {
             tls_cert: PathBuf::from("tls/node.pem"),
             tls_key: PathBuf::from("tls/node.key"),
@@ -66,6 +73,9 @@ impl Default for RpcSettings {
             max_connections: limits.max_connections,
             max_streams_per_connection: limits.max_streams_per_connection,
             request_timeout: limits.request_timeout,
+            max_block_streams: ledger.max_streams,
+            max_block_streams_per_account: ledger.max_streams_per_account,
+            submit_per_second: ledger.submit_per_second,
             insecure: false,
         }
     }

@@ -19,13 +19,13 @@ use std::sync::Arc;
 use eyre::{Context, Result};
 use pmr_consensus::{ConsensusMetrics, ConsensusNode, Ledger, StartParams};
 use pmr_content::ContentNode;
-use pmr_custody::{replicate, Custody, CustodyParams, ReplicatePolicy};
+use pmr_custody::{replicate, Custody, CustodyParams, ReleaseLimits, ReplicatePolicy};
 use pmr_execution::Executor;
 use pmr_primitives::Genesis;
 use pmr_rpc::auth::Sessions;
 use pmr_rpc::{
-    AccessLayer, AuthApi, ContentApi, LedgerApi, Roles, ServerHandle, ServerLimits, ServerTls,
-    Services, ShareApi,
+    AccessLayer, AuthApi, ContentApi, LedgerApi, LedgerLimits, Roles, ServerHandle, ServerLimits,
+    ServerTls, Services, ShareApi,
 };
 use pmr_storage::Store;
 use prometheus_client::registry::Registry;
@@ -138,6 +138,7 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
         content: content.clone(),
         store: store.clone(),
         releases: node_metrics.share_releases.clone(),
+        limits: ReleaseLimits::default(),
     });
     let custody = match custody {
         Ok(c) => c,
@@ -161,7 +162,15 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
     let roles = Arc::new(Roles::new(ledger.clone(), operators));
     let sessions = Arc::new(Sessions::new(&session_secret, chain_id));
     let services = Services {
-        ledger: LedgerApi::new(ledger.clone()),
+        ledger: LedgerApi::new(
+            ledger.clone(),
+            LedgerLimits {
+                max_streams: config.rpc.max_block_streams,
+                max_streams_per_account: config.rpc.max_block_streams_per_account,
+                submit_per_second: config.rpc.submit_per_second,
+                ..LedgerLimits::default()
+            },
+        ),
         content: ContentApi::new(content.clone()),
         shares: ShareApi::new(custody),
         auth: AuthApi::new(sessions.clone(), roles.clone()),

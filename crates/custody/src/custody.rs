@@ -4,8 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use alloy_primitives::{keccak256, B256, U256};
+use std::num::NonZeroU32;
+
+use alloy_primitives::{keccak256, Address, B256, U256};
 use alloy_sol_types::SolEvent;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use pmr_blob::Cid;
 use pmr_consensus::Ledger;
 use pmr_content::ContentNode;
@@ -18,6 +21,7 @@ use pmr_shares::{
 use pmr_storage::Store;
 use prometheus_client::metrics::counter::Counter;
 use rand::rngs::OsRng;
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::error::CustodyError;
@@ -39,6 +43,25 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Bounds on releases: each costs this node a transaction and a wait for its commit.
+#[derive(Clone, Debug)]
+pub struct ReleaseLimits {
+    /// Releases one grantee may ask this node for per second (twice as many in a burst),
+    /// counted once the challenge's signature checks.
+    pub per_grantee_per_second: u32,
+    /// Releases in progress at once on this node.
+    pub max_in_flight: usize,
+}
+
+impl Default for ReleaseLimits {
+    fn default() -> Self {
+        Self {
+            per_grantee_per_second: 5,
+            max_in_flight: 64,
+        }
+    }
+}
+
 /// What [`Custody::open`] needs.
 pub struct CustodyParams {
     /// The chain id.
@@ -57,6 +80,8 @@ pub struct CustodyParams {
     pub store: Store,
     /// Counts released shares (the `pmr_share_releases` metric).
     pub releases: Counter,
+    /// Bounds on releases.
+    pub limits: ReleaseLimits,
 }
 
 /// This node as a custodian.
@@ -74,6 +99,9 @@ struct Inner {
     content: ContentNode,
     store: CustodyStore,
     releases: Counter,
+    limits: ReleaseLimits,
+    in_flight: Arc<Semaphore>,
+    per_grantee: DefaultKeyedRateLimiter<Address>,
 }
 
 /// A share on its way to a grantee, released after its log committed.
@@ -159,6 +187,14 @@ impl Custody {
                 content: p.content,
                 store: CustodyStore::new(p.store),
                 releases: p.releases,
+                in_flight: Arc::new(Semaphore::new(p.limits.max_in_flight.max(1))),
+                per_grantee: {
+                    let rate = NonZeroU32::new(p.limits.per_grantee_per_second.max(1))
+                        .unwrap_or(NonZeroU32::MIN);
+                    let burst = rate.saturating_mul(NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN));
+                    RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+                },
+                limits: p.limits,
             }),
         })
     }
@@ -268,6 +304,17 @@ impl Custody {
         signature: &[u8],
     ) -> Result<Released, CustodyError> {
         let me = self.me()?;
+        let _in_flight = self
+            .inner
+            .in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                CustodyError::Busy(format!(
+                    "this custodian has {} releases in progress, its most: retry shortly",
+                    self.inner.limits.max_in_flight
+                ))
+            })?;
         let chain_id = self.inner.chain_id;
         let ch = ReleaseChallenge::from_bytes(challenge)
             .map_err(|e| CustodyError::BadChallenge(e.to_string()))?;
@@ -293,6 +340,12 @@ impl Custody {
         .map_err(|e| CustodyError::Stale(e.to_string()))?;
         ch.verify(signature)
             .map_err(|e| CustodyError::BadSignature(e.to_string()))?;
+        if self.inner.per_grantee.check_key(&ch.grantee).is_err() {
+            return Err(CustodyError::Busy(format!(
+                "{} asks this custodian for more than {} releases a second: slow down",
+                ch.grantee, self.inner.limits.per_grantee_per_second
+            )));
+        }
 
         let ledger = &self.inner.ledger;
         let (token, grantee) = (ch.token_id, ch.grantee);

@@ -169,6 +169,9 @@ pub enum CustodyError {
         /// The version of the share.
         version: u32,
     },
+    /// RESOURCE_EXHAUSTED: too many releases at once, or this grantee asks too often.
+    #[error("{0}")]
+    Busy(String),
     /// UNAVAILABLE: the node is stopping.
     #[error("the node is shutting down")]
     ShuttingDown,

@@ -22,7 +22,9 @@ mod record;
 pub mod replicate;
 mod store;
 
-pub use custody::{Custody, CustodyParams, Released, MAX_CLOCK_SKEW, MAX_REQUEST_AGE};
+pub use custody::{
+    Custody, CustodyParams, ReleaseLimits, Released, MAX_CLOCK_SKEW, MAX_REQUEST_AGE,
+};
 pub use error::CustodyError;
 pub use operator::RELEASE_COMMIT_TIMEOUT;
 pub use record::{assess, CustodyRecord, CustodyStatus};

@@ -1,10 +1,12 @@
 //! `pmr.v1.ContentService` over the node's [`ContentNode`]: ciphertext blobs in, out, pinned.
 
 use std::io;
+use std::sync::Arc;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use futures::{Stream, StreamExt};
 use pmr_proto::v1::content_service_server::ContentService;
 use pmr_proto::v1::{
@@ -49,6 +51,8 @@ fn to_proto(s: Stat) -> BlobStat {
 struct UploadReader {
     inner: Streaming<PutBlobRequest>,
     cur: Bytes,
+    /// The upload stream's own error (an oversized message, say), answered as it is.
+    failed: Arc<Mutex<Option<Status>>>,
 }
 
 impl AsyncRead for UploadReader {
@@ -68,10 +72,9 @@ impl AsyncRead for UploadReader {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
                 Poll::Ready(Some(Err(s))) => {
-                    return Poll::Ready(Err(io::Error::other(format!(
-                        "upload stream failed: {}",
-                        s.message()
-                    ))))
+                    let e = io::Error::other(format!("upload stream failed: {}", s.message()));
+                    *self.failed.lock() = Some(s);
+                    return Poll::Ready(Err(e));
                 }
                 Poll::Ready(Some(Ok(req))) => {
                     if req.chunk.len() > MAX_UPLOAD_CHUNK {
@@ -98,11 +101,17 @@ impl ContentService for ContentApi {
         &self,
         request: Request<Streaming<PutBlobRequest>>,
     ) -> Result<Response<PutBlobResponse>, Status> {
+        let failed = Arc::new(Mutex::new(None));
         let reader = UploadReader {
             inner: request.into_inner(),
             cur: Bytes::new(),
+            failed: failed.clone(),
         };
-        let r = self.node.put_stream(reader).await.map_err(status)?;
+        let r = self
+            .node
+            .put_stream(reader)
+            .await
+            .map_err(|e| failed.lock().take().unwrap_or_else(|| status(e)))?;
         Ok(Response::new(PutBlobResponse {
             root_cid: r.root.to_string(),
             size: r.size,

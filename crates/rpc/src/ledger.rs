@@ -1,32 +1,105 @@
 //! `pmr.v1.LedgerService`.
 
+use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use parking_lot::Mutex;
 use pmr_consensus::Ledger;
+use pmr_primitives::Address;
 use pmr_primitives::{Bytes, SignedTx};
 use pmr_proto::v1 as pb;
 use pmr_proto::v1::ledger_service_server::LedgerService;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status};
 
 use crate::access::Caller;
 use crate::convert;
 use crate::status::{internal, submit_status};
 
+/// Bounds on what one caller may take of the ledger service.
+#[derive(Clone, Debug)]
+pub struct LedgerLimits {
+    /// Block streams open at once on this node.
+    pub max_streams: usize,
+    /// Block streams open at once per account.
+    pub max_streams_per_account: usize,
+    /// Blocks buffered per stream for its reader.
+    pub stream_buffer: usize,
+    /// A stream whose reader takes no block for this long is closed.
+    pub slow_reader: Duration,
+    /// Transactions an account may submit per second (and twice as many at once).
+    pub submit_per_second: u32,
+}
+
+impl Default for LedgerLimits {
+    fn default() -> Self {
+        Self {
+            max_streams: 64,
+            max_streams_per_account: 8,
+            stream_buffer: 4,
+            slow_reader: Duration::from_secs(30),
+            submit_per_second: 10_000,
+        }
+    }
+}
+
 /// The ledger service over a running node's [`Ledger`].
 #[derive(Clone)]
 pub struct LedgerApi {
     ledger: Arc<Ledger>,
+    limits: LedgerLimits,
+    streams: Arc<Semaphore>,
+    streams_of: Arc<Mutex<HashMap<Address, usize>>>,
+    submissions: Arc<DefaultKeyedRateLimiter<Address>>,
 }
 
 impl LedgerApi {
-    /// Serves `ledger`.
-    pub fn new(ledger: Arc<Ledger>) -> Self {
-        Self { ledger }
+    /// Serves `ledger` within `limits`.
+    pub fn new(ledger: Arc<Ledger>, limits: LedgerLimits) -> Self {
+        let rate = NonZeroU32::new(limits.submit_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        let burst = rate.saturating_mul(NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN));
+        Self {
+            ledger,
+            streams: Arc::new(Semaphore::new(limits.max_streams)),
+            streams_of: Arc::new(Mutex::new(HashMap::new())),
+            submissions: Arc::new(RateLimiter::keyed(
+                Quota::per_second(rate).allow_burst(burst),
+            )),
+            limits,
+        }
+    }
+
+    /// Takes one of the node's block streams for `caller`, within both caps.
+    fn open_stream(&self, caller: Option<Caller>) -> Result<StreamSlot, Status> {
+        let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "this node serves {} block streams already: close one or retry later",
+                self.limits.max_streams
+            ))
+        })?;
+        let account = caller.map(|c| c.0).unwrap_or_default();
+        let mut open = self.streams_of.lock();
+        let n = open.entry(account).or_default();
+        if *n >= self.limits.max_streams_per_account {
+            return Err(Status::resource_exhausted(format!(
+                "{account} has {} block streams open, the most one account may: close one first",
+                self.limits.max_streams_per_account
+            )));
+        }
+        *n += 1;
+        Ok(StreamSlot {
+            account,
+            open: self.streams_of.clone(),
+            _permit: permit,
+        })
     }
 
     fn block_at(&self, height: u64) -> Result<pb::BlockWithCertificate, Status> {
@@ -48,6 +121,15 @@ impl LedgerService for LedgerApi {
         &self,
         request: Request<pb::SubmitTransactionRequest>,
     ) -> Result<Response<pb::SubmitTransactionResponse>, Status> {
+        if let Some(Caller(account)) = request.extensions().get::<Caller>().copied() {
+            if self.submissions.check_key(&account).is_err() {
+                return Err(Status::resource_exhausted(format!(
+                    "{account} submits faster than the {} transactions a second this node \
+                     takes from one account: slow down",
+                    self.limits.submit_per_second
+                )));
+            }
+        }
         let raw = Bytes::from(request.into_inner().raw);
         let ledger = self.ledger.clone();
         // Signature recovery is CPU work: keep it off the async workers.
@@ -231,6 +313,7 @@ impl LedgerService for LedgerApi {
         &self,
         request: Request<pb::StreamBlocksRequest>,
     ) -> Result<Response<BlockStream>, Status> {
+        let slot = self.open_stream(request.extensions().get::<Caller>().copied())?;
         let from = request.into_inner().from_height;
         // Subscribe before reading the tip so no block falls between history and live.
         let mut live = self.ledger.subscribe();
@@ -239,22 +322,45 @@ impl LedgerService for LedgerApi {
         } else {
             from
         };
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::channel(self.limits.stream_buffer.max(1));
         let api = self.clone();
+        let slow = self.limits.slow_reader;
+        // A reader that takes nothing for `slow` loses its stream, with a status saying where
+        // to resume; only `stream_buffer` blocks wait for it meanwhile.
+        let dropped: Arc<Mutex<Option<Status>>> = Arc::new(Mutex::new(None));
+        let verdict = dropped.clone();
         tokio::spawn(async move {
+            let _slot = slot;
+            let send = |item: Result<pb::BlockWithCertificate, Status>, at: u64| {
+                let tx = tx.clone();
+                let verdict = verdict.clone();
+                async move {
+                    match tokio::time::timeout(slow, tx.send(item)).await {
+                        Ok(Ok(())) => true,
+                        Ok(Err(_)) => false,
+                        Err(_) => {
+                            *verdict.lock() = Some(Status::resource_exhausted(format!(
+                                "the stream was closed: its reader took no block for {}s; \
+                                 reconnect from height {at}",
+                                slow.as_secs()
+                            )));
+                            false
+                        }
+                    }
+                }
+            };
             loop {
                 // Catch up from the store to the current tip.
                 let tip = api.ledger.tip().height;
                 while next <= tip {
-                    let item = api.block_at(next);
-                    if tx.send(item).await.is_err() {
+                    if !send(api.block_at(next), next).await {
                         return;
                     }
                     next += 1;
                 }
                 match live.recv().await {
                     Ok(b) if b.block.header.height == next => {
-                        if tx.send(Ok(convert::block(&b))).await.is_err() {
+                        if !send(Ok(convert::block(&b)), next).await {
                             return;
                         }
                         next += 1;
@@ -265,7 +371,10 @@ impl LedgerService for LedgerApi {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let stream = ReceiverStream::new(rx).chain(futures::stream::poll_fn(move |_| {
+            std::task::Poll::Ready(dropped.lock().take().map(Err))
+        }));
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn get_transaction_receipt(
@@ -380,5 +489,24 @@ impl LedgerApi {
             )));
         }
         Ok(())
+    }
+}
+
+/// One open block stream: released (on both counts) when the stream's task ends.
+struct StreamSlot {
+    account: Address,
+    open: Arc<Mutex<HashMap<Address, usize>>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock();
+        if let Some(n) = open.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.account);
+            }
+        }
     }
 }

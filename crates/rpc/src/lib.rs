@@ -14,6 +14,6 @@ mod status;
 
 pub use access::{need, AccessLayer, AuthApi, Caller, Need, Roles};
 pub use content::{ContentApi, MAX_UPLOAD_CHUNK};
-pub use ledger::LedgerApi;
+pub use ledger::{LedgerApi, LedgerLimits};
 pub use server::{serve, RpcError, ServerHandle, ServerLimits, ServerTls, Services};
 pub use shares::ShareApi;

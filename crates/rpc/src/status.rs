@@ -94,6 +94,7 @@ pub(crate) fn custody_status(e: CustodyError) -> Status {
         | E::ShuttingDown
         | E::Fetch { .. } => Status::unavailable(msg),
         E::RecordChanged { .. } => Status::aborted(msg),
+        E::Busy(_) => Status::resource_exhausted(msg),
         E::Config(_) | E::Storage(_) | E::Internal(_) => Status::internal(msg),
     }
 }

@@ -204,6 +204,25 @@ impl Cluster {
             .ok_or(HarnessError::NoSuchNode(i))
     }
 
+    /// The process id of node `i`, while the harness runs it.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.procs.get(i)?.as_ref().map(|p| p.child.id())
+    }
+
+    /// Resident memory of node `i` in bytes (`VmRSS`), while it runs.
+    pub fn rss(&self, i: usize) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(i)?)).ok()?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    }
+
     /// Starts node `i` as a `pmr start` process logging to its `node.log`.
     pub fn start(&mut self, i: usize) -> Result<(), HarnessError> {
         let name = self.entry(i)?.name.clone();

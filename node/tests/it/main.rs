@@ -18,6 +18,7 @@ mod n4_content;
 mod n4_crash;
 mod n4_divergence;
 mod n4_faults;
+mod n4_hostile;
 mod n4_lifecycle;
 mod n4_records;
 mod n4_shares;
