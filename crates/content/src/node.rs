@@ -184,6 +184,11 @@ impl ContentNode {
         })
     }
 
+    /// The bitswap limits this node runs with (timeouts, windows, sizes).
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
     /// This node's libp2p identity.
     pub fn peer_id(&self) -> PeerId {
         self.inner.peer_id
@@ -288,7 +293,9 @@ impl ContentNode {
     /// later failures arrive as the stream's last item.
     pub async fn get_stream(&self, root: Cid) -> Result<BlobStream, ContentError> {
         let guard = self.inner.store.gc_lock().clone().read_owned().await;
-        let data = self.fetch_block(root, root).await?;
+        let data = self
+            .fetch_block(root, root, self.inner.limits.not_found_timeout)
+            .await?;
         let m = Manifest::decode(&root, &data)?;
         self.check_size(m.size)?;
         let size = m.size;
@@ -316,12 +323,24 @@ impl ContentNode {
 
     /// Fetches every missing block of the record from peers, then pins it.
     pub async fn fetch_and_pin(&self, root: Cid) -> Result<Stat, ContentError> {
+        self.fetch_and_pin_within(root, self.inner.limits.not_found_timeout)
+            .await
+    }
+
+    /// [`Self::fetch_and_pin`], giving up on the root block `patience` after every connected
+    /// peer was asked and none had it (so a CID nobody holds costs little); the rest of the
+    /// record, once its root is found, gets the usual not-found timeout.
+    pub async fn fetch_and_pin_within(
+        &self,
+        root: Cid,
+        patience: Duration,
+    ) -> Result<Stat, ContentError> {
         let _guard = self.inner.store.gc_lock().clone().read_owned().await;
         let local = self.inner.store.walk(&root, |_, _| {})?;
         let size = if local.complete {
             local.size.unwrap_or(0)
         } else {
-            let data = self.fetch_block(root, root).await?;
+            let data = self.fetch_block(root, root, patience).await?;
             let m = Manifest::decode(&root, &data)?;
             self.check_size(m.size)?;
             self.walk_fetch(root, Some(data), None).await?
@@ -418,11 +437,17 @@ impl ContentNode {
         Ok(())
     }
 
-    fn want(&self, cid: Cid, group: Cid) -> oneshot::Receiver<Result<Bytes, WantFailure>> {
+    fn want(
+        &self,
+        cid: Cid,
+        group: Cid,
+        patience: Duration,
+    ) -> oneshot::Receiver<Result<Bytes, WantFailure>> {
         let (tx, rx) = oneshot::channel();
         let msg = EngineMsg::Want {
             cid,
             group,
+            patience,
             reply: tx,
         };
         if let Err(mpsc::error::TrySendError::Full(msg)) = self.inner.engine.try_send(msg) {
@@ -434,13 +459,18 @@ impl ContentNode {
         rx
     }
 
-    async fn fetch_block(&self, cid: Cid, group: Cid) -> Result<Bytes, ContentError> {
+    async fn fetch_block(
+        &self,
+        cid: Cid,
+        group: Cid,
+        patience: Duration,
+    ) -> Result<Bytes, ContentError> {
         match self.inner.store.get(&cid) {
             Ok(Some(d)) => return Ok(d),
             Ok(None) | Err(ContentError::Blob(BlobError::CorruptBlock { .. })) => {}
             Err(e) => return Err(e),
         }
-        match self.want(cid, group).await {
+        match self.want(cid, group, patience).await {
             Ok(Ok(d)) => Ok(d),
             Ok(Err(f)) => Err(not_found(vec![cid], &f)),
             Err(_) => Err(ContentError::Shutdown),
@@ -561,7 +591,7 @@ impl ContentNode {
                         slot.requested = true;
                         if requested.insert(slot.cid, ()).is_none() {
                             let cid = slot.cid;
-                            let rx = self.want(cid, root);
+                            let rx = self.want(cid, root, self.inner.limits.not_found_timeout);
                             inflight.push(rx.map(move |r| (cid, r)));
                         }
                     }

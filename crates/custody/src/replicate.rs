@@ -3,15 +3,18 @@
 //! A committed `RecordMinted` or `RecordVersionAppended` event of the PMR contract carries a
 //! record's root CID and its share envelope's CID (binary CIDv1). The replicator follows the
 //! committed chain (the ledger's block subscription only wakes it; it reads receipts by height,
-//! so a lagging subscription loses nothing), and hands each CID to a bounded pool of background
-//! fetches (`ContentNode::fetch_and_pin`) with bounded retries. It never touches the consensus
-//! path: a slow or failing fetch only delays the next fetch.
+//! so a lagging subscription loses nothing). Each CID gets a first attempt in chain order, with
+//! little patience for a CID no peer has; one that fails moves to a retry lane with growing
+//! backoff and its own small concurrency. So a blob nobody holds (a CID that names nothing, a
+//! holder that is down) never holds up the records after it. It never touches the consensus
+//! path.
 //!
 //! Progress survives restarts: `content/replicated_height` in the `Meta` column is the height
-//! through which every named blob was settled (pinned, or given up after its retries), so a
-//! node killed mid-fetch starts those heights again.
+//! through which every named blob had its first attempt, and each blob in the retry lane is
+//! kept under `content/missing/`, so a node killed mid-fetch starts those heights again and
+//! keeps retrying the missing ones.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +27,7 @@ use pmr_execution::Receipt;
 use pmr_storage::{Column, Durability, Store};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::custody::Custody;
@@ -69,24 +73,36 @@ pub struct Wanted {
     pub tx: B256,
 }
 
-/// How the replicator retries.
+/// How the replicator schedules fetches.
 #[derive(Clone, Copy, Debug)]
 pub struct ReplicatePolicy {
-    /// Fetches running at once.
+    /// First attempts running at once, in chain order.
     pub concurrency: usize,
-    /// Attempts per blob before giving up (each bounded by the content store's not-found
-    /// timeout).
-    pub attempts: u32,
-    /// Wait before the second attempt; doubles after each failure.
+    /// Retries running at once: blobs no peer had at the first attempt.
+    pub retry_concurrency: usize,
+    /// How long a first attempt waits once every connected peer said it lacks the blob: a CID
+    /// that names nothing costs this, not the content store's full not-found timeout.
+    pub first_patience: Duration,
+    /// Wait before the first retry; doubles after each failure, up to `max_backoff`.
     pub backoff: Duration,
+    /// Longest wait between two retries of a blob.
+    pub max_backoff: Duration,
+    /// Blobs read from committed blocks ahead of their first attempts.
+    pub max_queued: usize,
+    /// Attempts after which a blob is given up (an operator can still `pmr blob pin` it).
+    pub max_attempts: u32,
 }
 
 impl Default for ReplicatePolicy {
     fn default() -> Self {
         Self {
-            concurrency: 4,
-            attempts: 4,
-            backoff: Duration::from_secs(2),
+            concurrency: 32,
+            retry_concurrency: 2,
+            first_patience: Duration::from_millis(200),
+            backoff: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(600),
+            max_queued: 4096,
+            max_attempts: 20,
         }
     }
 }
@@ -168,6 +184,58 @@ pub fn load_cursor(store: &Store) -> u64 {
     }
 }
 
+/// `Meta` key prefix of a blob whose first attempt failed: it is retried until fetched, across
+/// restarts.
+const MISSING_PREFIX: &[u8] = b"content/missing/";
+
+/// A blob waiting for a retry, as stored under [`MISSING_PREFIX`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Missing {
+    cid: String,
+    envelope: bool,
+    token_id: U256,
+    version: u32,
+    key_commitment: B256,
+    height: u64,
+    tx: B256,
+    attempts: u32,
+}
+
+impl Missing {
+    fn of(w: &Wanted, attempts: u32) -> Self {
+        Self {
+            cid: w.cid.to_string(),
+            envelope: w.kind == BlobKind::ShareEnvelope,
+            token_id: w.token_id,
+            version: w.version,
+            key_commitment: w.key_commitment,
+            height: w.height,
+            tx: w.tx,
+            attempts,
+        }
+    }
+
+    fn wanted(&self) -> Option<Wanted> {
+        Some(Wanted {
+            cid: pmr_content::parse_cid(&self.cid).ok()?,
+            kind: if self.envelope {
+                BlobKind::ShareEnvelope
+            } else {
+                BlobKind::RecordRoot
+            },
+            token_id: self.token_id,
+            version: self.version,
+            key_commitment: self.key_commitment,
+            height: self.height,
+            tx: self.tx,
+        })
+    }
+}
+
+fn missing_key(cid: &Cid) -> Vec<u8> {
+    [MISSING_PREFIX, &cid.to_bytes()].concat()
+}
+
 /// Starts the replicator. Abort the handle to stop it (running fetches stop with it).
 pub fn spawn(
     ledger: Arc<Ledger>,
@@ -176,102 +244,275 @@ pub fn spawn(
     store: Store,
     policy: ReplicatePolicy,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(ledger, content, custody, store, policy))
+    tokio::spawn(Replicator::new(ledger, content, custody, store, policy).run())
 }
 
-async fn run(
+/// What a fetch ended in.
+enum Outcome {
+    /// Fetched and pinned (and custody taken of an envelope).
+    Held,
+    /// No peer had it now: retry later.
+    Retry,
+    /// It can never be fetched (too large, malformed): logged and dropped.
+    GiveUp,
+    /// The content store is shutting down.
+    Shutdown,
+}
+
+/// A fetch in flight: its blob, whether it is a first attempt, and how many attempts it had.
+struct Job {
+    wanted: Wanted,
+    first: bool,
+    attempts: u32,
+}
+
+/// The replication task: first attempts in chain order from a bounded queue, failed blobs in a
+/// separate retry lane with growing backoff, so a blob nobody has (a CID that names nothing,
+/// a holder that is down) never holds up the records after it.
+struct Replicator {
     ledger: Arc<Ledger>,
     content: ContentNode,
     custody: Custody,
     store: Store,
     policy: ReplicatePolicy,
-) {
-    // Subscribe before reading the tip, so no commit slips between the two.
-    let mut blocks = ledger.subscribe();
-    let mut settled = load_cursor(&store);
-    let mut next = settled + 1;
-    let mut jobs: JoinSet<()> = JoinSet::new();
-    let mut job_height: HashMap<tokio::task::Id, u64> = HashMap::new();
-    let mut open: BTreeMap<u64, usize> = BTreeMap::new();
-    info!(target: TARGET, from = next, "replicating blobs named by committed blocks");
+    /// Blobs read from committed blocks, waiting for their first attempt.
+    queued: VecDeque<Wanted>,
+    /// Blobs whose first attempt is queued or running, by height (for the cursor).
+    open: BTreeMap<u64, usize>,
+    /// Blobs waiting for a retry: due time, then the blob and its attempts so far.
+    retries: BTreeMap<(Instant, u64), (Wanted, u32)>,
+    retry_seq: u64,
+    running: JoinSet<Outcome>,
+    jobs: HashMap<tokio::task::Id, Job>,
+    first_running: usize,
+}
 
-    loop {
-        let tip = ledger.tip().height;
-        while next <= tip {
-            let receipts = match ledger.executor.receipts(next) {
-                Ok(Some(r)) => r,
-                Ok(None) => {
-                    warn!(target: TARGET, height = next, "receipts of a committed height are missing; retrying at the next block");
-                    break;
-                }
-                Err(e) => {
-                    warn!(target: TARGET, height = next, error = %e, "cannot read receipts; retrying at the next block");
-                    break;
-                }
-            };
-            for w in wanted_blobs(next, &receipts) {
-                while jobs.len() >= policy.concurrency.max(1) {
-                    let res = jobs.join_next_with_id().await.map(|r| r.map(|(id, ())| id));
-                    finish(res, &mut job_height, &mut open);
-                }
-                let id = jobs
-                    .spawn(replicate_one(content.clone(), custody.clone(), w, policy))
-                    .id();
-                job_height.insert(id, next);
-                *open.entry(next).or_default() += 1;
-            }
-            next += 1;
+impl Replicator {
+    fn new(
+        ledger: Arc<Ledger>,
+        content: ContentNode,
+        custody: Custody,
+        store: Store,
+        policy: ReplicatePolicy,
+    ) -> Self {
+        Self {
+            ledger,
+            content,
+            custody,
+            store,
+            policy,
+            queued: VecDeque::new(),
+            open: BTreeMap::new(),
+            retries: BTreeMap::new(),
+            retry_seq: 0,
+            running: JoinSet::new(),
+            jobs: HashMap::new(),
+            first_running: 0,
         }
-        let through = open.keys().next().map_or(next - 1, |h| h - 1);
-        if through > settled {
-            match store.put(
-                Column::Meta,
-                CURSOR_KEY,
-                &through.to_be_bytes(),
-                Durability::Buffered,
-            ) {
-                Ok(()) => settled = through,
-                Err(e) => warn!(target: TARGET, error = %e, "cannot store the replication cursor"),
+    }
+
+    /// Blobs left waiting for a retry by an earlier run.
+    fn load_missing(&mut self) {
+        let entries = match self.store.scan_prefix(Column::Meta, MISSING_PREFIX) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(target: TARGET, error = %e, "cannot read the blobs left to retry");
+                return;
             }
-        }
-        tokio::select! {
-            r = blocks.recv() => match r {
-                Ok(_) => {}
-                Err(RecvError::Lagged(n)) => debug!(target: TARGET, skipped = n, "block notifications lagged; reading receipts by height"),
-                Err(RecvError::Closed) => return,
-            },
-            res = jobs.join_next_with_id(), if !jobs.is_empty() => {
-                finish(res.map(|r| r.map(|(id, ())| id)), &mut job_height, &mut open);
+        };
+        let now = Instant::now();
+        for (_, v) in entries {
+            match serde_json::from_slice::<Missing>(&v).ok().and_then(|m| {
+                let attempts = m.attempts;
+                m.wanted().map(|w| (w, attempts))
+            }) {
+                Some((w, attempts)) => self.schedule_retry(w, attempts, now),
+                None => {
+                    warn!(target: TARGET, "skipping a corrupt entry of the blobs left to retry")
+                }
             }
         }
     }
+
+    fn schedule_retry(&mut self, w: Wanted, attempts: u32, after: Instant) {
+        let shift = attempts.saturating_sub(1).min(16);
+        let wait = (self.policy.backoff * (1u32 << shift)).min(self.policy.max_backoff);
+        self.retry_seq += 1;
+        self.retries
+            .insert((after + wait, self.retry_seq), (w, attempts));
+    }
+
+    async fn run(mut self) {
+        // Subscribe before reading the tip, so no commit slips between the two.
+        let mut blocks = self.ledger.subscribe();
+        let mut settled = load_cursor(&self.store);
+        let mut next = settled + 1;
+        self.load_missing();
+        info!(target: TARGET, from = next, retrying = self.retries.len(), "replicating blobs named by committed blocks");
+        loop {
+            // Read committed heights while the queue has room.
+            let tip = self.ledger.tip().height;
+            while next <= tip && self.queued.len() < self.policy.max_queued {
+                let receipts = match self.ledger.executor.receipts(next) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => {
+                        warn!(target: TARGET, height = next, "receipts of a committed height are missing; retrying at the next block");
+                        break;
+                    }
+                    Err(e) => {
+                        warn!(target: TARGET, height = next, error = %e, "cannot read receipts; retrying at the next block");
+                        break;
+                    }
+                };
+                for w in wanted_blobs(next, &receipts) {
+                    *self.open.entry(next).or_default() += 1;
+                    self.queued.push_back(w);
+                }
+                next += 1;
+            }
+            self.start_jobs();
+            let through = self.open.keys().next().map_or(next - 1, |h| h - 1);
+            if through > settled {
+                match self.store.put(
+                    Column::Meta,
+                    CURSOR_KEY,
+                    &through.to_be_bytes(),
+                    Durability::Buffered,
+                ) {
+                    Ok(()) => settled = through,
+                    Err(e) => {
+                        warn!(target: TARGET, error = %e, "cannot store the replication cursor")
+                    }
+                }
+            }
+            let next_retry = self.retries.keys().next().map(|(at, _)| *at);
+            tokio::select! {
+                r = blocks.recv() => match r {
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(n)) => debug!(target: TARGET, skipped = n, "block notifications lagged; reading receipts by height"),
+                    Err(RecvError::Closed) => return,
+                },
+                res = self.running.join_next_with_id(), if !self.running.is_empty() => {
+                    if !self.finish(res) {
+                        return;
+                    }
+                }
+                _ = sleep_until(next_retry), if next_retry.is_some() => {}
+            }
+        }
+    }
+
+    /// Starts first attempts, then due retries, within their concurrencies.
+    fn start_jobs(&mut self) {
+        while self.first_running < self.policy.concurrency.max(1) {
+            let Some(w) = self.queued.pop_front() else {
+                break;
+            };
+            self.first_running += 1;
+            self.launch(w, true, 1, self.policy.first_patience);
+        }
+        let now = Instant::now();
+        while self.jobs.len() - self.first_running < self.policy.retry_concurrency.max(1) {
+            let Some((&key, _)) = self.retries.iter().next() else {
+                break;
+            };
+            if key.0 > now {
+                break;
+            }
+            let Some((w, attempts)) = self.retries.remove(&key) else {
+                break;
+            };
+            let patience = self.content.limits().not_found_timeout;
+            self.launch(w, false, attempts + 1, patience);
+        }
+    }
+
+    fn launch(&mut self, w: Wanted, first: bool, attempts: u32, patience: Duration) {
+        let (content, custody) = (self.content.clone(), self.custody.clone());
+        let job = w.clone();
+        let id = self
+            .running
+            .spawn(fetch(content, custody, job, attempts, patience))
+            .id();
+        self.jobs.insert(
+            id,
+            Job {
+                wanted: w,
+                first,
+                attempts,
+            },
+        );
+    }
+
+    /// Books a finished fetch; `false` when replication must stop.
+    fn finish(
+        &mut self,
+        res: Option<Result<(tokio::task::Id, Outcome), tokio::task::JoinError>>,
+    ) -> bool {
+        let (id, outcome) = match res {
+            Some(Ok((id, o))) => (id, o),
+            Some(Err(e)) => {
+                if e.is_panic() {
+                    warn!(target: TARGET, error = %e, "a replication fetch panicked");
+                }
+                (e.id(), Outcome::Retry)
+            }
+            None => return true,
+        };
+        let Some(job) = self.jobs.remove(&id) else {
+            return true;
+        };
+        if job.first {
+            self.first_running -= 1;
+            if let Some(n) = self.open.get_mut(&job.wanted.height) {
+                *n -= 1;
+                if *n == 0 {
+                    self.open.remove(&job.wanted.height);
+                }
+            }
+        }
+        let key = missing_key(&job.wanted.cid);
+        match outcome {
+            Outcome::Held | Outcome::GiveUp => {
+                if !job.first {
+                    let mut batch = self.store.batch();
+                    batch.delete(Column::Meta, &key);
+                    if let Err(e) = batch.commit(Durability::Buffered) {
+                        warn!(target: TARGET, error = %e, "cannot forget a blob fetched on retry");
+                    }
+                }
+            }
+            Outcome::Retry if job.attempts >= self.policy.max_attempts => {
+                warn!(target: TARGET, cid = %job.wanted.cid, token = %job.wanted.token_id, attempts = job.attempts, "giving up replicating a blob no peer had in all its attempts; `pmr blob pin` fetches it once a holder is back");
+                let mut batch = self.store.batch();
+                batch.delete(Column::Meta, &key);
+                if let Err(e) = batch.commit(Durability::Buffered) {
+                    warn!(target: TARGET, error = %e, "cannot forget a blob given up");
+                }
+            }
+            Outcome::Retry => {
+                // Remembered durably before the cursor may pass its height.
+                let entry = Missing::of(&job.wanted, job.attempts);
+                match serde_json::to_vec(&entry) {
+                    Ok(v) => {
+                        if let Err(e) = self.store.put(Column::Meta, &key, &v, Durability::Sync) {
+                            warn!(target: TARGET, error = %e, "cannot remember a blob to retry");
+                        }
+                    }
+                    Err(e) => warn!(target: TARGET, error = %e, "cannot encode a blob to retry"),
+                }
+                self.schedule_retry(job.wanted, job.attempts, Instant::now());
+            }
+            Outcome::Shutdown => return false,
+        }
+        true
+    }
 }
 
-type JobResult = Option<Result<tokio::task::Id, tokio::task::JoinError>>;
-
-/// Books a finished fetch against its height.
-fn finish(
-    res: JobResult,
-    job_height: &mut HashMap<tokio::task::Id, u64>,
-    open: &mut BTreeMap<u64, usize>,
-) {
-    let id = match res {
-        Some(Ok(id)) => id,
-        Some(Err(e)) => {
-            if e.is_panic() {
-                warn!(target: TARGET, error = %e, "a replication fetch panicked");
-            }
-            e.id()
-        }
-        None => return,
-    };
-    if let Some(h) = job_height.remove(&id) {
-        if let Some(n) = open.get_mut(&h) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&h);
-            }
-        }
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -285,39 +526,42 @@ fn retryable(e: &ContentError) -> bool {
     )
 }
 
-async fn replicate_one(content: ContentNode, custody: Custody, w: Wanted, policy: ReplicatePolicy) {
-    let attempts = policy.attempts.max(1);
-    let mut backoff = policy.backoff;
-    for attempt in 1..=attempts {
-        match content.fetch_and_pin(w.cid).await {
-            Ok(stat) => {
-                info!(
-                    target: TARGET,
-                    cid = %w.cid,
-                    kind = w.kind.as_str(),
-                    token = %w.token_id,
-                    height = w.height,
-                    size = stat.size.unwrap_or(0),
-                    attempt,
-                    "replicated: fetched and pinned"
-                );
-                if w.kind == BlobKind::ShareEnvelope && custody.is_custodian() {
-                    if let Err(e) = custody
-                        .take_custody(w.token_id, w.version, w.cid, w.key_commitment)
-                        .await
-                    {
-                        warn!(target: TARGET, token = %w.token_id, version = w.version, error = %e, "cannot take custody of a share envelope; a release will retry");
-                    }
+/// One attempt at one blob.
+async fn fetch(
+    content: ContentNode,
+    custody: Custody,
+    w: Wanted,
+    attempt: u32,
+    patience: Duration,
+) -> Outcome {
+    match content.fetch_and_pin_within(w.cid, patience).await {
+        Ok(stat) => {
+            info!(
+                target: TARGET,
+                cid = %w.cid,
+                kind = w.kind.as_str(),
+                token = %w.token_id,
+                height = w.height,
+                size = stat.size.unwrap_or(0),
+                attempt,
+                "replicated: fetched and pinned"
+            );
+            if w.kind == BlobKind::ShareEnvelope && custody.is_custodian() {
+                if let Err(e) = custody
+                    .take_custody(w.token_id, w.version, w.cid, w.key_commitment)
+                    .await
+                {
+                    warn!(target: TARGET, token = %w.token_id, version = w.version, error = %e, "cannot take custody of a share envelope; a release will retry");
                 }
-                return;
             }
-            Err(ContentError::Shutdown) => return,
-            Err(e) if retryable(&e) && attempt < attempts => {
-                debug!(target: TARGET, cid = %w.cid, attempt, error = %e, "fetch failed; retrying in {backoff:?}");
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-            }
-            Err(e) => {
+            Outcome::Held
+        }
+        Err(ContentError::Shutdown) => Outcome::Shutdown,
+        Err(e) if retryable(&e) => {
+            let level_first = attempt == 1;
+            if level_first {
+                debug!(target: TARGET, cid = %w.cid, error = %e, "no peer has it yet; it moves to the retry lane");
+            } else {
                 warn!(
                     target: TARGET,
                     cid = %w.cid,
@@ -327,11 +571,15 @@ async fn replicate_one(content: ContentNode, custody: Custody, w: Wanted, policy
                     tx = %w.tx,
                     attempts = attempt,
                     error = %e,
-                    "replication failed; once a node holding it is reachable, pin it with `pmr blob pin {}`",
+                    "still not replicated; retrying later (`pmr blob pin {}` once a holder is back)",
                     w.cid
                 );
-                return;
             }
+            Outcome::Retry
+        }
+        Err(e) => {
+            warn!(target: TARGET, cid = %w.cid, token = %w.token_id, height = w.height, error = %e, "this blob can never be replicated; giving up");
+            Outcome::GiveUp
         }
     }
 }

@@ -1,13 +1,13 @@
 //! `pmr.v1.ContentService` over the node's [`ContentNode`]: ciphertext blobs in, out, pinned.
 
 use std::io;
-use std::sync::Arc;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use futures::{Stream, StreamExt};
+use parking_lot::Mutex;
 use pmr_proto::v1::content_service_server::ContentService;
 use pmr_proto::v1::{
     BlobStat, GetBlobRequest, GetBlobResponse, PinBlobRequest, PinBlobResponse, PutBlobRequest,

@@ -14,6 +14,7 @@ mod keys;
 mod n1_access;
 mod n4;
 mod n4_api;
+mod n4_bogus_cids;
 mod n4_content;
 mod n4_crash;
 mod n4_divergence;

@@ -31,6 +31,8 @@ struct Want {
     stuck_since: Option<Instant>,
     last_retry: Instant,
     ever_asked: bool,
+    /// How long to wait once every peer was asked, before reporting the block not found.
+    patience: Duration,
 }
 
 #[derive(Default)]
@@ -128,7 +130,12 @@ impl Engine {
 
     fn handle(&mut self, msg: EngineMsg) {
         match msg {
-            EngineMsg::Want { cid, group, reply } => self.add_want(cid, group, reply),
+            EngineMsg::Want {
+                cid,
+                group,
+                patience,
+                reply,
+            } => self.add_want(cid, group, patience, reply),
             EngineMsg::Received(r) => self.on_received(r),
             EngineMsg::PeerUp(peer, tx) => {
                 self.peers.insert(peer, PeerState { tx, inflight: 0 });
@@ -174,9 +181,10 @@ impl Engine {
         }
     }
 
-    fn add_want(&mut self, cid: Cid, group: Cid, reply: WantReply) {
+    fn add_want(&mut self, cid: Cid, group: Cid, patience: Duration, reply: WantReply) {
         if let Some(w) = self.wants.get_mut(&cid) {
             w.waiters.push(reply);
+            w.patience = w.patience.max(patience);
             return;
         }
         if let Ok(Some(data)) = self.store.get(&cid) {
@@ -197,6 +205,7 @@ impl Engine {
                 stuck_since: None,
                 last_retry: now,
                 ever_asked: false,
+                patience,
             },
         );
         self.queue.push_back(cid);
@@ -397,11 +406,13 @@ impl Engine {
             self.queue.push_back(cid);
         }
         // Blocks nobody can provide.
-        let nf = self.limits.not_found_timeout;
         let failed: Vec<Cid> = self
             .wants
             .iter()
-            .filter(|(_, w)| w.stuck_since.is_some_and(|s| now.duration_since(s) >= nf))
+            .filter(|(_, w)| {
+                w.stuck_since
+                    .is_some_and(|s| now.duration_since(s) >= w.patience)
+            })
             .map(|(c, _)| *c)
             .collect();
         let peers = self.peers.len();
@@ -538,6 +549,7 @@ mod tests {
         e.handle(EngineMsg::Want {
             cid,
             group: cid,
+            patience: nf,
             reply: tx,
         });
         e.schedule();
@@ -586,6 +598,7 @@ mod tests {
         e.handle(EngineMsg::Want {
             cid,
             group: cid,
+            patience: nf,
             reply: tx,
         });
         e.schedule();

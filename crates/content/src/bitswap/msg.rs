@@ -52,6 +52,9 @@ pub(crate) enum EngineMsg {
     Want {
         cid: Cid,
         group: Cid,
+        /// How long the want may stay unanswered once every peer was asked (the longest of its
+        /// waiters' when several wait for one block).
+        patience: Duration,
         reply: WantReply,
     },
     /// A message arrived from a peer.
