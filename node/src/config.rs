@@ -56,6 +56,9 @@ pub struct RpcSettings {
     pub max_block_streams_per_account: usize,
     /// Transactions one account may submit per second (twice as many in a burst).
     pub submit_per_second: u32,
+    /// Below this many free bytes on its data's filesystem, the node refuses uploads and new
+    /// transactions (it keeps committing blocks).
+    pub min_free_disk: u64,
     /// Serve plaintext instead of TLS: set only by `pmr start --insecure`, never by the file.
     #[serde(skip)]
     pub insecure: bool,
@@ -76,6 +79,7 @@ impl Default for RpcSettings {
             max_block_streams: ledger.max_streams,
             max_block_streams_per_account: ledger.max_streams_per_account,
             submit_per_second: ledger.submit_per_second,
+            min_free_disk: 1 << 30,
             insecure: false,
         }
     }
@@ -92,14 +96,26 @@ pub struct ContentSettings {
     /// Fetch and pin every record root and share envelope that a committed block mints or
     /// appends (PMR `RecordMinted` / `RecordVersionAppended` events).
     pub replicate: bool,
+    /// Bytes one account may have uploaded that no committed record names yet.
+    pub upload_quota: u64,
+    /// How long an upload may wait for a committed record to name it before it is collected.
+    #[serde(with = "humantime_serde")]
+    pub upload_ttl: std::time::Duration,
+    /// How often expired uploads are collected.
+    #[serde(with = "humantime_serde")]
+    pub collect_every: std::time::Duration,
 }
 
 impl Default for ContentSettings {
     fn default() -> Self {
+        let uploads = pmr_custody::UploadPolicy::default();
         Self {
             listen: "/ip4/0.0.0.0/tcp/26658".parse().expect("valid multiaddr"),
             max_record_size: pmr_content::DEFAULT_MAX_RECORD_SIZE,
             replicate: true,
+            upload_quota: uploads.quota,
+            upload_ttl: uploads.ttl,
+            collect_every: uploads.collect_every,
         }
     }
 }

@@ -19,13 +19,15 @@ use std::sync::Arc;
 use eyre::{Context, Result};
 use pmr_consensus::{ConsensusMetrics, ConsensusNode, Ledger, StartParams};
 use pmr_content::ContentNode;
-use pmr_custody::{replicate, Custody, CustodyParams, ReleaseLimits, ReplicatePolicy};
+use pmr_custody::{
+    replicate, Custody, CustodyParams, ReleaseLimits, ReplicatePolicy, UploadPolicy, Uploads,
+};
 use pmr_execution::Executor;
 use pmr_primitives::Genesis;
 use pmr_rpc::auth::Sessions;
 use pmr_rpc::{
-    AccessLayer, AuthApi, ContentApi, LedgerApi, LedgerLimits, Roles, ServerHandle, ServerLimits,
-    ServerTls, Services, ShareApi,
+    AccessLayer, AuthApi, ContentApi, DiskFloor, LedgerApi, LedgerLimits, Roles, ServerHandle,
+    ServerLimits, ServerTls, Services, ShareApi,
 };
 use pmr_storage::Store;
 use prometheus_client::registry::Registry;
@@ -48,6 +50,7 @@ pub struct NodeHandle {
     metrics: Option<tokio::task::JoinHandle<()>>,
     sampler: tokio::task::JoinHandle<()>,
     replicator: Option<tokio::task::JoinHandle<()>>,
+    collector: tokio::task::JoinHandle<()>,
 }
 
 impl NodeHandle {
@@ -69,6 +72,7 @@ impl NodeHandle {
             m.abort();
         }
         self.sampler.abort();
+        self.collector.abort();
         if let Some(r) = self.replicator {
             r.abort();
             let _ = r.await;
@@ -148,15 +152,26 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
             return Err(e.into());
         }
     };
+    let uploads = Uploads::new(
+        store.clone(),
+        UploadPolicy {
+            quota: config.content.upload_quota,
+            ttl: config.content.upload_ttl,
+            collect_every: config.content.collect_every,
+        },
+    );
+    let collector = uploads.spawn_collector(content.clone());
     let replicator = config.content.replicate.then(|| {
         replicate::spawn(
             ledger.clone(),
             content.clone(),
             custody.clone(),
+            uploads.clone(),
             store,
             ReplicatePolicy::default(),
         )
     });
+    let disk = Arc::new(DiskFloor::new(home.data(), config.rpc.min_free_disk));
     let mut operators = config.rpc.operators.clone();
     operators.extend(custody.operator());
     let roles = Arc::new(Roles::new(ledger.clone(), operators));
@@ -170,8 +185,9 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
                 submit_per_second: config.rpc.submit_per_second,
                 ..LedgerLimits::default()
             },
+            disk.clone(),
         ),
-        content: ContentApi::new(content.clone()),
+        content: ContentApi::new(content.clone(), uploads, disk),
         shares: ShareApi::new(custody),
         auth: AuthApi::new(sessions.clone(), roles.clone()),
         access: AccessLayer::new(sessions, roles),
@@ -185,6 +201,7 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
     let rpc = match pmr_rpc::serve(config.rpc_listen, server_tls, limits, services).await {
         Ok(rpc) => rpc,
         Err(e) => {
+            collector.abort();
             if let Some(r) = replicator {
                 r.abort();
             }
@@ -212,6 +229,7 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
         metrics,
         sampler,
         replicator,
+        collector,
     })
 }
 

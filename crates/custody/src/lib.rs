@@ -21,6 +21,7 @@ mod operator;
 mod record;
 pub mod replicate;
 mod store;
+pub mod uploads;
 
 pub use custody::{
     Custody, CustodyParams, ReleaseLimits, Released, MAX_CLOCK_SKEW, MAX_REQUEST_AGE,
@@ -29,3 +30,4 @@ pub use error::CustodyError;
 pub use operator::RELEASE_COMMIT_TIMEOUT;
 pub use record::{assess, CustodyRecord, CustodyStatus};
 pub use replicate::ReplicatePolicy;
+pub use uploads::{UploadPolicy, Uploads};

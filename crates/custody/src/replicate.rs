@@ -31,6 +31,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::custody::Custody;
+use crate::uploads::Uploads;
 
 const TARGET: &str = "pmr::replicate";
 /// `Meta` key of the height through which every named blob is settled.
@@ -241,10 +242,11 @@ pub fn spawn(
     ledger: Arc<Ledger>,
     content: ContentNode,
     custody: Custody,
+    uploads: Uploads,
     store: Store,
     policy: ReplicatePolicy,
 ) -> JoinHandle<()> {
-    tokio::spawn(Replicator::new(ledger, content, custody, store, policy).run())
+    tokio::spawn(Replicator::new(ledger, content, custody, uploads, store, policy).run())
 }
 
 /// What a fetch ended in.
@@ -273,6 +275,7 @@ struct Replicator {
     ledger: Arc<Ledger>,
     content: ContentNode,
     custody: Custody,
+    uploads: Uploads,
     store: Store,
     policy: ReplicatePolicy,
     /// Blobs read from committed blocks, waiting for their first attempt.
@@ -292,6 +295,7 @@ impl Replicator {
         ledger: Arc<Ledger>,
         content: ContentNode,
         custody: Custody,
+        uploads: Uploads,
         store: Store,
         policy: ReplicatePolicy,
     ) -> Self {
@@ -299,6 +303,7 @@ impl Replicator {
             ledger,
             content,
             custody,
+            uploads,
             store,
             policy,
             queued: VecDeque::new(),
@@ -365,6 +370,10 @@ impl Replicator {
                     }
                 };
                 for w in wanted_blobs(next, &receipts) {
+                    // Named by a committed record: no longer an upload that may expire.
+                    if let Err(e) = self.uploads.named(&w.cid) {
+                        warn!(target: TARGET, cid = %w.cid, error = %e, "cannot mark an upload as named by a record");
+                    }
                     *self.open.entry(next).or_default() += 1;
                     self.queued.push_back(w);
                 }

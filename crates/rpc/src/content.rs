@@ -18,21 +18,31 @@ use tonic::{Request, Response, Status, Streaming};
 
 use pmr_content::{parse_cid, ContentNode, Stat};
 
-use crate::status::{blob_status, content_status as status};
+use pmr_custody::Uploads;
+
+use crate::access::Caller;
+use crate::disk::DiskFloor;
+use crate::status::{blob_status, content_status as status, custody_status};
 
 /// Largest `PutBlobRequest.chunk` accepted.
 pub const MAX_UPLOAD_CHUNK: usize = 1024 * 1024;
 
 /// The gRPC `ContentService` backed by a content node.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ContentApi {
     node: ContentNode,
+    uploads: Uploads,
+    disk: Arc<DiskFloor>,
 }
 
 impl ContentApi {
-    /// Serves `node`.
-    pub fn new(node: ContentNode) -> Self {
-        Self { node }
+    /// Serves `node`, bounding uploads by `uploads`' quotas and the `disk` floor.
+    pub fn new(node: ContentNode, uploads: Uploads, disk: Arc<DiskFloor>) -> Self {
+        Self {
+            node,
+            uploads,
+            disk,
+        }
     }
 }
 
@@ -53,6 +63,8 @@ struct UploadReader {
     cur: Bytes,
     /// The upload stream's own error (an oversized message, say), answered as it is.
     failed: Arc<Mutex<Option<Status>>>,
+    /// Checked on every chunk: an upload stops when the disk reaches its floor.
+    disk: Arc<DiskFloor>,
 }
 
 impl AsyncRead for UploadReader {
@@ -77,6 +89,11 @@ impl AsyncRead for UploadReader {
                     return Poll::Ready(Err(e));
                 }
                 Poll::Ready(Some(Ok(req))) => {
+                    if let Err(s) = self.disk.check("uploads") {
+                        let e = io::Error::other(s.message().to_string());
+                        *self.failed.lock() = Some(s);
+                        return Poll::Ready(Err(e));
+                    }
                     if req.chunk.len() > MAX_UPLOAD_CHUNK {
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::InvalidData,
@@ -101,17 +118,28 @@ impl ContentService for ContentApi {
         &self,
         request: Request<Streaming<PutBlobRequest>>,
     ) -> Result<Response<PutBlobResponse>, Status> {
+        self.disk.check("uploads")?;
+        let uploader = request.extensions().get::<Caller>().map(|c| c.0);
+        if let Some(account) = uploader {
+            self.uploads.admit(account).map_err(custody_status)?;
+        }
         let failed = Arc::new(Mutex::new(None));
         let reader = UploadReader {
             inner: request.into_inner(),
             cur: Bytes::new(),
             failed: failed.clone(),
+            disk: self.disk.clone(),
         };
         let r = self
             .node
             .put_stream(reader)
             .await
             .map_err(|e| failed.lock().take().unwrap_or_else(|| status(e)))?;
+        if let Some(account) = uploader {
+            self.uploads
+                .record(account, &r.root, r.size)
+                .map_err(custody_status)?;
+        }
         Ok(Response::new(PutBlobResponse {
             root_cid: r.root.to_string(),
             size: r.size,

@@ -22,6 +22,7 @@ use tonic::{Request, Response, Status};
 
 use crate::access::Caller;
 use crate::convert;
+use crate::disk::DiskFloor;
 use crate::status::{internal, submit_status};
 
 /// Bounds on what one caller may take of the ledger service.
@@ -55,6 +56,7 @@ impl Default for LedgerLimits {
 #[derive(Clone)]
 pub struct LedgerApi {
     ledger: Arc<Ledger>,
+    disk: Arc<DiskFloor>,
     limits: LedgerLimits,
     streams: Arc<Semaphore>,
     streams_of: Arc<Mutex<HashMap<Address, usize>>>,
@@ -62,12 +64,13 @@ pub struct LedgerApi {
 }
 
 impl LedgerApi {
-    /// Serves `ledger` within `limits`.
-    pub fn new(ledger: Arc<Ledger>, limits: LedgerLimits) -> Self {
+    /// Serves `ledger` within `limits`, refusing new transactions when `disk` is low.
+    pub fn new(ledger: Arc<Ledger>, limits: LedgerLimits, disk: Arc<DiskFloor>) -> Self {
         let rate = NonZeroU32::new(limits.submit_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst = rate.saturating_mul(NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN));
         Self {
             ledger,
+            disk,
             streams: Arc::new(Semaphore::new(limits.max_streams)),
             streams_of: Arc::new(Mutex::new(HashMap::new())),
             submissions: Arc::new(RateLimiter::keyed(
@@ -130,6 +133,7 @@ impl LedgerService for LedgerApi {
                 )));
             }
         }
+        self.disk.check("new transactions")?;
         let raw = Bytes::from(request.into_inner().raw);
         let ledger = self.ledger.clone();
         // Signature recovery is CPU work: keep it off the async workers.

@@ -7,6 +7,7 @@ mod access;
 pub mod auth;
 mod content;
 mod convert;
+mod disk;
 mod ledger;
 mod server;
 mod shares;
@@ -14,6 +15,7 @@ mod status;
 
 pub use access::{need, AccessLayer, AuthApi, Caller, Need, Roles};
 pub use content::{ContentApi, MAX_UPLOAD_CHUNK};
+pub use disk::DiskFloor;
 pub use ledger::{LedgerApi, LedgerLimits};
 pub use server::{serve, RpcError, ServerHandle, ServerLimits, ServerTls, Services};
 pub use shares::ShareApi;

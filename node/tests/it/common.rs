@@ -22,6 +22,15 @@ pub(crate) struct Net {
 /// Creates (with `pmr testnet init`) and starts a testnet of `n` validators on free ports.
 /// `tweak` edits each node's config.toml before the start.
 pub(crate) async fn start_net(n: usize, tweak: impl Fn(usize, &mut toml::Table)) -> Net {
+    start_net_prepared(n, tweak, |_| {}).await
+}
+
+/// [`start_net`], calling `prepare` with the testnet directory just before the nodes start.
+pub(crate) async fn start_net_prepared(
+    n: usize,
+    tweak: impl Fn(usize, &mut toml::Table),
+    prepare: impl FnOnce(&Path),
+) -> Net {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(BIN)
         .args([
@@ -47,6 +56,7 @@ pub(crate) async fn start_net(n: usize, tweak: impl Fn(usize, &mut toml::Table))
         tweak(i, &mut cfg);
         std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
     }
+    prepare(dir.path());
     let mut cluster = Cluster::open(dir.path(), Path::new(BIN)).expect("open testnet");
     cluster.start_args = vec!["--log-level".into(), "info,pmr=debug".into()];
     cluster.start_all().expect("start nodes");

@@ -17,6 +17,7 @@ mod n4_api;
 mod n4_bogus_cids;
 mod n4_content;
 mod n4_crash;
+mod n4_disk;
 mod n4_divergence;
 mod n4_faults;
 mod n4_hostile;
