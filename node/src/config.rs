@@ -22,6 +22,9 @@ pub struct NodeConfig {
     pub log_level: String,
     /// Log as JSON lines instead of text.
     pub log_json: bool,
+    /// File holding the passphrase of the node's custodian keystore (relative to the home; the
+    /// PMR_KEY_PASSPHRASE variable overrides it), as a service manager provides it.
+    pub key_passphrase_file: Option<PathBuf>,
     /// The `[consensus]` table: p2p and gossip addresses, peers, timeouts, mempool and block
     /// limits.
     pub consensus: ConsensusConfig,
@@ -128,6 +131,7 @@ impl Default for NodeConfig {
             metrics_listen: Some("127.0.0.1:9100".parse().expect("valid address")),
             log_level: "info".into(),
             log_json: false,
+            key_passphrase_file: None,
             consensus: ConsensusConfig::default(),
             content: ContentSettings::default(),
             rpc: RpcSettings::default(),
@@ -180,13 +184,11 @@ impl Home {
     pub fn network_key(&self) -> PathBuf {
         self.root.join("keys").join("network_key.json")
     }
-    /// The X25519 key custodian shares are sealed to.
-    pub fn custody_key(&self) -> PathBuf {
-        self.root.join("keys").join("custody_key.json")
-    }
-    /// The secp256k1 account that signs this node's own transactions (share-release logs).
-    pub fn operator_key(&self) -> PathBuf {
-        self.root.join("keys").join("operator_key.json")
+    /// The node's custodian keystore, encrypted under the node's key passphrase: its operator
+    /// account (secp256k1, signs the node's own transactions: share-release logs) and its
+    /// custody key (X25519, custodian shares are sealed to it).
+    pub fn custodian_keystore(&self) -> PathBuf {
+        self.root.join("keys").join("custodian.json")
     }
     /// The data directory: the database and the consensus state.
     pub fn data(&self) -> PathBuf {

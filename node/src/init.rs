@@ -6,14 +6,32 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use eyre::{bail, Context, Result};
 use pmr_consensus::{peer_id_of, PeerConfig, PrivateKey};
-use pmr_primitives::{GasLimits, Genesis, GenesisValidator};
+use pmr_primitives::{Address, GasLimits, Genesis, GenesisValidator};
+use pmr_shares::X25519PublicKey;
 use pmr_testnet::{testnet_ports, Manifest, NodeEntry};
 
 use crate::config::{Home, NodeConfig};
-use crate::keys::{generate_account, generate_custody_key, generate_node_key};
+use crate::keys::{generate_account, generate_custodian, generate_node_key};
 
 /// Default chain id of local networks.
 pub const DEV_CHAIN_ID: u64 = 7357;
+
+/// Where a development node keeps its key passphrase (in its home: a development chain's keys
+/// are only as safe as the machine).
+pub const DEV_PASSPHRASE_FILE: &str = "keys/passphrase";
+
+/// A development node's custodian keystore, encrypted under a random passphrase written to
+/// [`DEV_PASSPHRASE_FILE`] (mode 0600).
+fn dev_custodian(home: &Home) -> Result<(Address, X25519PublicKey)> {
+    let mut bytes = [0u8; 24];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    let passphrase = hex::encode(bytes);
+    pmr_client::secret_file::write_secret_file(
+        &home.root.join(DEV_PASSPHRASE_FILE),
+        passphrase.as_bytes(),
+    )?;
+    generate_custodian(&home.custodian_keystore(), &passphrase)
+}
 
 /// Options of `pmr testnet init`.
 #[derive(Clone, Debug)]
@@ -68,13 +86,12 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
     for i in 0..opts.validators {
         let home = Home::new(opts.dir.join(format!("node{i}")));
         let key = generate_node_key(&home.node_key())?;
-        let operator = generate_account(&home.operator_key())?;
-        let custody = generate_custody_key(&home.custody_key())?;
+        let (operator, custody) = dev_custodian(&home)?;
         validators.push(GenesisValidator {
             name: format!("node{i}"),
             consensus_key: hex::encode(key.public_key().as_bytes()),
             custody_key: Some(hex::encode(custody.as_bytes())),
-            operator: Some(operator.address()),
+            operator: Some(operator),
             voting_power: 1,
         });
         node_keys.push(key);
@@ -114,6 +131,7 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
         local_certificate(&home, &name, &ca_cert, &ca_key)?;
         let mut cfg = opts.template.clone();
         cfg.moniker = name.clone();
+        cfg.key_passphrase_file = Some(PathBuf::from(DEV_PASSPHRASE_FILE));
         cfg.rpc_listen = format!("127.0.0.1:{}", p.rpc).parse()?;
         cfg.metrics_listen = Some(format!("127.0.0.1:{}", p.metrics).parse()?);
         cfg.consensus.p2p_listen = format!("/ip4/127.0.0.1/tcp/{}", p.p2p).parse()?;
@@ -180,8 +198,27 @@ pub fn init_node(home: &Home, moniker: &str, genesis: Option<&Path>, chain_id: u
         );
     }
     let key = generate_node_key(&home.node_key())?;
-    let operator = generate_account(&home.operator_key())?;
-    let custody = generate_custody_key(&home.custody_key())?;
+    let (operator, custody, passphrase_file) = match genesis {
+        // A real network's operator gives the passphrase (the service manager provides it
+        // at every start).
+        Some(_) => {
+            let passphrase = std::env::var("PMR_KEY_PASSPHRASE").map_err(|_| {
+                eyre::eyre!(
+                    "set PMR_KEY_PASSPHRASE to the passphrase that encrypts this node's operator \
+                     and custody keys (keys/custodian.json); give it again at every start, \
+                     from the environment or a file the service manager provides \
+                     (key_passphrase_file in config.toml)"
+                )
+            })?;
+            let (operator, custody) =
+                crate::keys::generate_custodian(&home.custodian_keystore(), &passphrase)?;
+            (operator, custody, None)
+        }
+        None => {
+            let (operator, custody) = dev_custodian(home)?;
+            (operator, custody, Some(PathBuf::from(DEV_PASSPHRASE_FILE)))
+        }
+    };
     match genesis {
         Some(path) => {
             let g = Genesis::load(path)?;
@@ -196,7 +233,7 @@ pub fn init_node(home: &Home, moniker: &str, genesis: Option<&Path>, chain_id: u
                     name: moniker.into(),
                     consensus_key: hex::encode(key.public_key().as_bytes()),
                     custody_key: Some(hex::encode(custody.as_bytes())),
-                    operator: Some(operator.address()),
+                    operator: Some(operator),
                     voting_power: 1,
                 }],
                 admin: admin.address(),
@@ -213,6 +250,7 @@ pub fn init_node(home: &Home, moniker: &str, genesis: Option<&Path>, chain_id: u
     }
     let cfg = NodeConfig {
         moniker: moniker.into(),
+        key_passphrase_file: passphrase_file,
         ..NodeConfig::default()
     };
     cfg.save(&home.config())?;

@@ -1,14 +1,16 @@
-//! The node's key files (JSON, mode 0600, refused when others can read them): its ed25519
-//! node key, an optional separate network key, its X25519 custody key, and its operator
-//! account (a `pmr_client::dev_account` file).
+//! The node's key files (mode 0600, refused when others can read them): its ed25519 node key,
+//! an optional separate network key, and its custodian keystore (operator account and X25519
+//! custody key), encrypted at rest under the node's key passphrase.
 
 use std::path::Path;
 
 use eyre::{bail, Context, Result};
 use pmr_client::dev_account::{generate_dev_account, load_dev_account};
 use pmr_client::secret_file::{read_secret_file, write_secret_file};
+use pmr_client::Identity;
 use pmr_consensus::PrivateKey;
 use pmr_contract::Wallet;
+use pmr_primitives::Address;
 use pmr_shares::{X25519PublicKey, X25519Secret};
 use serde::{Deserialize, Serialize};
 
@@ -82,18 +84,32 @@ pub fn network_identity(home: &Home, node_key: &PrivateKey) -> Result<libp2p::id
     }
 }
 
-/// Creates a new random X25519 custody key file (the key custodian shares are sealed to);
-/// returns its public key.
-pub fn generate_custody_key(path: &Path) -> Result<X25519PublicKey> {
-    let secret = X25519Secret::random_from_rng(rand::rngs::OsRng);
-    let public = X25519PublicKey::from(&secret);
-    write_key32(path, "x25519", &secret.to_bytes(), public.as_bytes())?;
-    Ok(public)
+/// The passphrase of the node's custodian keystore: the PMR_KEY_PASSPHRASE variable, else the
+/// file the config names (mode 0600), else none.
+pub fn key_passphrase(home: &Home, file: Option<&Path>) -> Result<Option<String>> {
+    if let Ok(p) = std::env::var("PMR_KEY_PASSPHRASE") {
+        return Ok(Some(p));
+    }
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let bytes = read_secret_file(&home.resolve(file))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| eyre::eyre!("{} is not text", file.display()))?;
+    Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
 }
 
-/// Loads an X25519 custody key file.
-pub fn load_custody_key(path: &Path) -> Result<X25519Secret> {
-    Ok(X25519Secret::from(read_key32(path, "x25519")?))
+/// Creates the node's custodian keystore (operator account + custody key), encrypted under
+/// `passphrase`; returns the operator address and the custody public key.
+pub fn generate_custodian(path: &Path, passphrase: &str) -> Result<(Address, X25519PublicKey)> {
+    let id = Identity::generate();
+    id.save(path, passphrase)?;
+    Ok((id.address(), id.x25519_public()))
+}
+
+/// The operator address and custody public key of a custodian keystore (no passphrase).
+pub fn custodian_public(path: &Path) -> Result<(Address, X25519PublicKey)> {
+    Ok(Identity::peek_public(path)?)
 }
 
 /// Creates a secp256k1 account key file (plaintext: local testnets only).
@@ -106,18 +122,25 @@ pub fn load_account(path: &Path) -> Result<Wallet> {
     Ok(load_dev_account(path)?)
 }
 
-/// The custody key and operator account of the node in `home`, each when its file exists
-/// (`pmr-custody` decides whether the node is a custodian and refuses a mismatch).
-pub fn load_custodian_keys(home: &Home) -> Result<(Option<X25519Secret>, Option<Wallet>)> {
-    let custody = home
-        .custody_key()
-        .exists()
-        .then(|| load_custody_key(&home.custody_key()))
-        .transpose()?;
-    let operator = home
-        .operator_key()
-        .exists()
-        .then(|| load_account(&home.operator_key()))
-        .transpose()?;
-    Ok((custody, operator))
+/// The custody key and operator account of the node in `home`, from its custodian keystore
+/// when it has one (`pmr-custody` decides whether the node is a custodian and refuses a
+/// mismatch). The keystore needs its passphrase; a node without one cannot start.
+pub fn load_custodian_keys(
+    home: &Home,
+    passphrase_file: Option<&Path>,
+) -> Result<(Option<X25519Secret>, Option<Wallet>)> {
+    let path = home.custodian_keystore();
+    if !path.exists() {
+        return Ok((None, None));
+    }
+    read_secret_file(&path)?;
+    let passphrase = key_passphrase(home, passphrase_file)?.ok_or_else(|| {
+        eyre::eyre!(
+            "{} is encrypted: give its passphrase in PMR_KEY_PASSPHRASE or in the file \
+             `key_passphrase_file` of config.toml names",
+            path.display()
+        )
+    })?;
+    let id = Identity::load(&path, &passphrase)?;
+    Ok((Some(id.x25519().clone()), Some(id.wallet().clone())))
 }

@@ -87,7 +87,8 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
     let genesis = Genesis::load(&home.genesis())?;
     let node_key = keys::load_node_key(&home.node_key())?;
     let network = keys::network_identity(home, &node_key)?;
-    let (custody_key, operator) = keys::load_custodian_keys(home)?;
+    let (custody_key, operator) =
+        keys::load_custodian_keys(home, config.key_passphrase_file.as_deref())?;
     let server_tls = server_tls(home, &config)?;
     let session_secret = node_key.inner().to_bytes();
     std::fs::create_dir_all(home.data())

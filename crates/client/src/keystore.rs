@@ -195,6 +195,19 @@ impl Identity {
         Ok(read_file(path)?.address)
     }
 
+    /// The address and the X25519 public key in a keystore file, without the passphrase.
+    pub fn peek_public(path: &Path) -> Result<(Address, X25519PublicKey), KeystoreError> {
+        let file = read_file(path)?;
+        let public: [u8; 32] = hex::decode(&file.x25519_public)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| KeystoreError::Format {
+                path: path.display().to_string(),
+                reason: "the X25519 public key is not 32 bytes of hex".into(),
+            })?;
+        Ok((file.address, X25519PublicKey::from(public)))
+    }
+
     /// Opens a keystore with its passphrase.
     pub fn load(path: &Path, passphrase: &str) -> Result<Self, KeystoreError> {
         let file = read_file(path)?;

@@ -192,17 +192,14 @@ impl NodeCommand {
                 let network = keys::network_identity(&home, &key)?;
                 let public = key.public_key();
                 let address = pmr_primitives::ValidatorAddress::from_public_key(public.as_bytes());
+                let custodian = keys::custodian_public(&home.custodian_keystore()).ok();
                 out.show(&NodeKeys {
                     validator_address: address.0.to_string(),
                     consensus_key: hex::encode(public.as_bytes()),
                     peer_id: network.public().to_peer_id().to_string(),
                     separate_network_key: home.network_key().exists(),
-                    custody_key: keys::load_custody_key(&home.custody_key())
-                        .ok()
-                        .map(|k| hex::encode(pmr_shares::X25519PublicKey::from(&k).as_bytes())),
-                    operator: keys::load_account(&home.operator_key())
-                        .ok()
-                        .map(|w| w.address().to_string()),
+                    custody_key: custodian.as_ref().map(|(_, k)| hex::encode(k.as_bytes())),
+                    operator: custodian.as_ref().map(|(a, _)| a.to_string()),
                 })
             }
             NodeCommand::Keys(KeysCommand::NewNetworkKey { home }) => {

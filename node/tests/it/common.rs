@@ -107,11 +107,16 @@ impl Net {
 
     /// The operator account of node `i` (it may pin and unpin on that node).
     pub(crate) fn operator(&self, i: usize) -> Wallet {
-        let path = self
-            .dir
-            .path()
-            .join(format!("node{i}/keys/operator_key.json"));
-        pmr_node::keys::load_account(&path).expect("operator key")
+        self.custodian(i).wallet().clone()
+    }
+
+    /// The custodian keystore of node `i` (its operator account and custody key), opened
+    /// with the passphrase file the testnet wrote beside it.
+    pub(crate) fn custodian(&self, i: usize) -> pmr_client::Identity {
+        let keys = self.dir.path().join(format!("node{i}/keys"));
+        let passphrase = std::fs::read_to_string(keys.join("passphrase")).expect("passphrase");
+        pmr_client::Identity::load(&keys.join("custodian.json"), passphrase.trim_end())
+            .expect("custodian keystore")
     }
 
     /// A development account of the testnet (`admin` or `hospital`).

@@ -497,10 +497,7 @@ async fn n4_record_lifecycle_through_the_cli() {
         ShareEnvelope::decode(&c1.get_blob_bytes(&env_cid.to_string()).await.unwrap()).unwrap();
     let pooled: Vec<_> = (0..4)
         .map(|i| {
-            let secret = pmr_node::keys::load_custody_key(
-                &net.cluster.home(i).join("keys/custody_key.json"),
-            )
-            .unwrap();
+            let secret = net.custodian(i).x25519().clone();
             open_custodian_share(&env, i as u16 + 1, &secret).expect("custodian opens its slot")
         })
         .collect();
