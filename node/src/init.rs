@@ -119,6 +119,7 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
                 p2p: format!("/ip4/127.0.0.1/tcp/{}", ports[i].p2p).parse()?,
                 gossip: format!("/ip4/127.0.0.1/tcp/{}", ports[i].gossip).parse()?,
                 content: Some(format!("/ip4/127.0.0.1/tcp/{}", ports[i].content).parse()?),
+                validator: None,
             })
         })
         .collect::<Result<_>>()?;

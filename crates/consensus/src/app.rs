@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
-use malachitebft_app_channel::app::streaming::StreamId;
+use malachitebft_app_channel::app::streaming::{StreamId, StreamMessage};
 use malachitebft_app_channel::app::types::core::{
     CommitCertificate, ExtendedCommitCertificate, LinearTimeouts, Round, ValidatorSet as _,
     Validity, VoteExtensions,
@@ -30,10 +30,20 @@ use crate::context::{Address, BlockHash, Height, PmrContext, ProposalPart, Valid
 use crate::error::ConsensusError;
 use crate::ledger::{CommittedBlock, Ledger};
 use crate::signing::{proposal_parts_sign_bytes, PmrSigner};
-use crate::streaming::{stream_messages, AssembledProposal, PartStreams};
+use crate::streaming::{
+    parse_stream_id, stream_id, stream_messages, AssembledProposal, PartStreams,
+};
 
 /// Proposals for future heights held until their height starts.
 const MAX_FUTURE_PROPOSALS: usize = 32;
+
+/// Heights beyond the current one whose proposal parts are buffered (a node a little behind
+/// still collects the next proposals; one further behind catches up by value sync).
+const PART_HEIGHT_WINDOW: u64 = 4;
+
+/// At most one warning per this interval about refused proposal parts (a flood must not
+/// become a flood of log lines); the metric counts every one.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A proposal this node executed, waiting for a decision.
 struct Candidate {
@@ -54,6 +64,10 @@ pub(crate) struct App {
     height: u64,
     round: Round,
     streams: PartStreams,
+    /// The validator each p2p identity speaks for: the one derived from its consensus key, or
+    /// the one a configured peer names.
+    proposer_peers: HashMap<PeerId, Address>,
+    last_refusal_log: Option<Instant>,
     candidates: HashMap<B256, Candidate>,
     future: BTreeMap<u64, Vec<AssembledProposal>>,
     last_commit_at: Instant,
@@ -70,18 +84,12 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn stream_id(height: u64, round: Round) -> StreamId {
-    let mut b = Vec::with_capacity(12);
-    b.extend_from_slice(&height.to_be_bytes());
-    b.extend_from_slice(&round.as_u32().unwrap_or(0).to_be_bytes());
-    StreamId::new(b.into())
-}
-
 impl App {
     pub(crate) fn new(
         ledger: Arc<Ledger>,
         signer: Option<Arc<PmrSigner>>,
         cfg: ConsensusConfig,
+        proposer_peers: HashMap<PeerId, Address>,
     ) -> Self {
         let chain_id = ledger.genesis.chain_id;
         Self {
@@ -89,6 +97,8 @@ impl App {
             validators: ledger.validators.clone(),
             timeouts: cfg.timeouts.to_linear(),
             streams: PartStreams::new(cfg.max_block_bytes + 1024 * 1024),
+            proposer_peers,
+            last_refusal_log: None,
             ledger,
             signer,
             cfg,
@@ -146,6 +156,13 @@ impl App {
                 self.round = round;
                 self.ledger.metrics.round.set(round.as_i64());
                 self.admit_future_proposals(height.0);
+                let current = height.0;
+                self.streams
+                    .retain(|id| parse_stream_id(id).is_some_and(|(h, _)| h >= current));
+                self.ledger
+                    .metrics
+                    .proposal_stream_bytes
+                    .set(self.streams.charged() as i64);
                 let values = self
                     .ledger
                     .chain
@@ -174,14 +191,7 @@ impl App {
                 reply,
             } => {
                 let publisher: PeerId = published_by.unwrap_or(from);
-                let value = match self.streams.insert(publisher, part) {
-                    Ok(Some(assembled)) => self.on_assembled(assembled),
-                    Ok(None) => None,
-                    Err(e) => {
-                        warn!(target: "pmr::consensus", peer = %from, error = %e, "dropped proposal stream");
-                        None
-                    }
-                };
+                let value = self.on_part(publisher, part);
                 let _ = reply.send(value);
             }
             AppMsg::Decided {
@@ -475,6 +485,70 @@ impl App {
     }
 
     // ---- validating ---------------------------------------------------------------------
+
+    /// A proposal part, buffered only when its publisher is the proposer of the height and
+    /// round its stream names and that height is current or just ahead.
+    fn on_part(
+        &mut self,
+        publisher: PeerId,
+        part: StreamMessage<ProposalPart>,
+    ) -> Option<ProposedValue<PmrContext>> {
+        let named = match self.admit_part(publisher, &part.stream_id) {
+            Ok(named) => named,
+            Err(reason) => {
+                self.ledger.metrics.proposal_parts_refused.inc();
+                let quiet = self
+                    .last_refusal_log
+                    .is_some_and(|t| t.elapsed() < REFUSAL_LOG_EVERY);
+                if !quiet {
+                    self.last_refusal_log = Some(Instant::now());
+                    warn!(target: "pmr::consensus", peer = %publisher, reason, "refused proposal parts (counted in pmr_proposal_parts_refused; logged at most every 10 s)");
+                }
+                return None;
+            }
+        };
+        let result = self.streams.insert(publisher, part);
+        self.ledger
+            .metrics
+            .proposal_stream_bytes
+            .set(self.streams.charged() as i64);
+        match result {
+            Ok(Some(p)) if (p.height.0, p.round) == named => self.on_assembled(p),
+            Ok(Some(p)) => {
+                self.ledger.metrics.proposal_streams_dropped.inc();
+                warn!(target: "pmr::consensus", peer = %publisher, height = %p.height, round = %p.round, "proposal stream's Init names another height or round than its stream");
+                None
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.ledger.metrics.proposal_streams_dropped.inc();
+                warn!(target: "pmr::consensus", peer = %publisher, error = %e, "dropped proposal stream");
+                None
+            }
+        }
+    }
+
+    /// The height and round a part's stream names, if its publisher may send it.
+    fn admit_part(&self, publisher: PeerId, id: &StreamId) -> Result<(u64, Round), &'static str> {
+        let (height, round) = parse_stream_id(id).ok_or("stream id names no height and round")?;
+        if height < self.height {
+            return Err("for a decided height");
+        }
+        if height > self.height + PART_HEIGHT_WINDOW {
+            return Err("for a height too far ahead");
+        }
+        let speaks_for = self
+            .proposer_peers
+            .get(&publisher)
+            .ok_or("from a peer that is not a validator")?;
+        let proposer = self
+            .ctx_proposer(Height(height), round)
+            .ok_or("for no round")?;
+        if proposer.address != *speaks_for {
+            return Err("from a validator that is not the proposer of that round");
+        }
+        Ok((height, round))
+    }
 
     fn on_assembled(&mut self, p: AssembledProposal) -> Option<ProposedValue<PmrContext>> {
         if p.height.0 < self.height {

@@ -24,6 +24,11 @@ pub struct PeerConfig {
     /// still connect to this node's content network, but is never dialled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<Multiaddr>,
+    /// For a validator whose p2p identity is a separate network key: the hex of its consensus
+    /// public key. Proposal parts are accepted only from the proposer's p2p identity, which
+    /// is otherwise the one derived from its consensus key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validator: Option<String>,
 }
 
 /// Tendermint round timeouts.

@@ -1,6 +1,6 @@
 //! Starting a node's consensus: the malachite engine, the application loop, transaction gossip.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use malachitebft_app_channel::app::config::{
 };
 use malachitebft_app_channel::app::types::codec::Codec;
 use malachitebft_app_channel::app::types::Keypair;
+use malachitebft_app_channel::app::types::PeerId as MalachitePeerId;
 use malachitebft_app_channel::{
     ConsensusContext, EngineBuilder, EngineHandle, NetworkContext, NetworkIdentity, RequestContext,
     Signer, SyncContext, WalContext,
@@ -26,7 +27,7 @@ use tracing::{error, info, Instrument};
 use crate::app::App;
 use crate::chain::ChainStore;
 use crate::codec::PmrCodec;
-use crate::config::ConsensusConfig;
+use crate::config::{ConsensusConfig, PeerConfig};
 use crate::context::{Address, PmrContext, Validator, ValidatorSet};
 use crate::error::ConsensusError;
 use crate::gossip::{self, GossipConfig};
@@ -46,6 +47,37 @@ pub fn peer_id_of(public_key: &[u8; 32]) -> Result<PeerId, ConsensusError> {
     let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(public_key)
         .map_err(|e| ConsensusError::Genesis(format!("bad ed25519 key: {e}")))?;
     Ok(libp2p::identity::PublicKey::from(pk).to_peer_id())
+}
+
+/// The validator each p2p identity may propose for: every validator's key-derived identity,
+/// and a configured peer that names the validator it speaks for.
+fn proposer_peers(
+    validators: &ValidatorSet,
+    peers: &[(PeerId, PeerConfig)],
+) -> Result<HashMap<MalachitePeerId, Address>, ConsensusError> {
+    let convert = |id: PeerId| {
+        MalachitePeerId::from_bytes(&id.to_bytes())
+            .map_err(|e| ConsensusError::Engine(format!("peer id {id}: {e}")))
+    };
+    let mut map = HashMap::new();
+    for v in validators.validators() {
+        map.insert(convert(peer_id_of(v.public_key.as_bytes())?)?, v.address);
+    }
+    for (id, p) in peers {
+        let Some(key) = &p.validator else { continue };
+        let v = validators
+            .validators()
+            .iter()
+            .find(|v| hex::encode(v.public_key.as_bytes()) == key.trim_start_matches("0x"))
+            .ok_or_else(|| {
+                ConsensusError::Engine(format!(
+                    "peer `{}` speaks for validator {key}, which is not in the validator set",
+                    p.name
+                ))
+            })?;
+        map.insert(convert(*id)?, v.address);
+    }
+    Ok(map)
 }
 
 /// The validator set of a genesis.
@@ -108,11 +140,99 @@ impl ConsensusNode {
     }
 }
 
+/// The engine's settings for a node with these peers (shared with [`crate::flood`], which
+/// must speak the same protocol).
+pub(crate) fn engine_config(
+    moniker: &str,
+    config: &ConsensusConfig,
+    peers: &[(PeerId, PeerConfig)],
+) -> EngineConfig {
+    EngineConfig {
+        moniker: moniker.to_string(),
+        consensus: EngineConsensusConfig {
+            enabled: true,
+            p2p: P2pConfig {
+                listen_addr: config.p2p_listen.clone(),
+                persistent_peers: peers
+                    .iter()
+                    .map(|(id, p)| with_peer_id(&p.p2p, *id))
+                    .collect(),
+                persistent_peers_only: true,
+                pubsub_max_size: ByteSize::mib(8),
+                rpc_max_size: ByteSize::mib(64),
+                discovery: malachitebft_app_channel::app::config::DiscoveryConfig {
+                    enabled: false,
+                    max_connections_per_ip: config.max_connections_per_ip,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            value_payload: ValuePayload::ProposalAndParts,
+            ..Default::default()
+        },
+        sync: ValueSyncConfig {
+            enabled: config.sync_enabled,
+            max_response_size: ByteSize::mib(64),
+            // Blocks per request (the engine trims a response to `max_response_size`). The
+            // default of 5, with 5 requests in flight, let a node that lost its disk sync only
+            // ~25 blocks per round of requests (about 8 blocks/s on the test machine).
+            batch_size: 50,
+            ..Default::default()
+        },
+    }
+}
+
+/// The p2p identity the engine announces: a validator's carries a proof, signed with its
+/// consensus key, that this peer id speaks for it.
+pub(crate) async fn network_identity(
+    moniker: &str,
+    keypair: Keypair,
+    validator: Option<&PmrSigner>,
+) -> Result<NetworkIdentity, ConsensusError> {
+    let Some(signer) = validator else {
+        return Ok(NetworkIdentity::new(moniker.to_string(), keypair, None));
+    };
+    let public_key = signer.public_key();
+    let proof = signer
+        .sign_validator_proof(
+            public_key.as_bytes().to_vec(),
+            keypair.public().to_peer_id().to_bytes(),
+        )
+        .await
+        .map_err(|e| ConsensusError::Engine(format!("validator proof: {e:?}")))?;
+    let proof_bytes = PmrCodec
+        .encode(&proof)
+        .map_err(|e| ConsensusError::Engine(e.to_string()))?;
+    Ok(NetworkIdentity::new_validator(
+        moniker.to_string(),
+        keypair,
+        Address::from_public_key(&public_key).to_string(),
+        proof_bytes,
+    ))
+}
+
+/// The peers of `config` other than this node itself, with their parsed ids.
+pub(crate) fn parse_peers(
+    config: &ConsensusConfig,
+    me: PeerId,
+) -> Result<Vec<(PeerId, PeerConfig)>, ConsensusError> {
+    let mut peers = Vec::new();
+    for p in &config.peers {
+        let id = PeerId::from_str(&p.peer_id).map_err(|e| {
+            ConsensusError::Engine(format!("peer `{}` has an invalid peer_id: {e}", p.name))
+        })?;
+        if id != me {
+            peers.push((id, p.clone()));
+        }
+    }
+    Ok(peers)
+}
+
 #[derive(Clone)]
-struct EngineConfig {
+pub(crate) struct EngineConfig {
     moniker: String,
-    consensus: EngineConsensusConfig,
-    sync: ValueSyncConfig,
+    pub(crate) consensus: EngineConsensusConfig,
+    pub(crate) sync: ValueSyncConfig,
 }
 
 impl NodeConfig for EngineConfig {
@@ -183,53 +303,13 @@ pub async fn start(params: StartParams) -> Result<ConsensusNode, ConsensusError>
     let keypair = network_key;
     let my_peer_id = keypair.public().to_peer_id();
 
-    let mut peers = Vec::new();
-    for p in &config.peers {
-        let id = PeerId::from_str(&p.peer_id).map_err(|e| {
-            ConsensusError::Engine(format!("peer `{}` has an invalid peer_id: {e}", p.name))
-        })?;
-        if id != my_peer_id {
-            peers.push((id, p.clone()));
-        }
-    }
+    let peers = parse_peers(&config, my_peer_id)?;
     let mut allowed: HashSet<PeerId> = peers.iter().map(|(id, _)| *id).collect();
     for v in validators.validators() {
         allowed.insert(peer_id_of(v.public_key.as_bytes())?);
     }
 
-    let engine_cfg = EngineConfig {
-        moniker: moniker.clone(),
-        consensus: EngineConsensusConfig {
-            enabled: true,
-            p2p: P2pConfig {
-                listen_addr: config.p2p_listen.clone(),
-                persistent_peers: peers
-                    .iter()
-                    .map(|(id, p)| with_peer_id(&p.p2p, *id))
-                    .collect(),
-                persistent_peers_only: true,
-                pubsub_max_size: ByteSize::mib(8),
-                rpc_max_size: ByteSize::mib(64),
-                discovery: malachitebft_app_channel::app::config::DiscoveryConfig {
-                    enabled: false,
-                    max_connections_per_ip: config.max_connections_per_ip,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            value_payload: ValuePayload::ProposalAndParts,
-            ..Default::default()
-        },
-        sync: ValueSyncConfig {
-            enabled: config.sync_enabled,
-            max_response_size: ByteSize::mib(64),
-            // Blocks per request (the engine trims a response to `max_response_size`). The
-            // default of 5, with 5 requests in flight, let a node that lost its disk sync only
-            // ~25 blocks per round of requests (about 8 blocks/s on the test machine).
-            batch_size: 50,
-            ..Default::default()
-        },
-    };
+    let engine_cfg = engine_config(&moniker, &config, &peers);
 
     let chain = ChainStore::open(store, genesis.hash())?;
     let mempool = Arc::new(Mempool::new(config.mempool));
@@ -252,23 +332,8 @@ pub async fn start(params: StartParams) -> Result<ConsensusNode, ConsensusError>
 
     let signer = Arc::new(PmrSigner::new(node_key.clone(), chain_id));
     let span = tracing::error_span!("node", moniker = %moniker);
-    let identity = if is_validator {
-        let proof = signer
-            .sign_validator_proof(public_key.as_bytes().to_vec(), my_peer_id.to_bytes())
-            .await
-            .map_err(|e| ConsensusError::Engine(format!("validator proof: {e:?}")))?;
-        let proof_bytes = PmrCodec
-            .encode(&proof)
-            .map_err(|e| ConsensusError::Engine(e.to_string()))?;
-        NetworkIdentity::new_validator(
-            moniker.clone(),
-            keypair.clone(),
-            my_address.to_string(),
-            proof_bytes,
-        )
-    } else {
-        NetworkIdentity::new(moniker.clone(), keypair.clone(), None)
-    };
+    let identity =
+        network_identity(&moniker, keypair.clone(), is_validator.then_some(&*signer)).await?;
     let verifier = PmrVerifier { chain_id };
     let consensus_ctx = if is_validator {
         ConsensusContext::new_validator(
@@ -315,7 +380,13 @@ pub async fn start(params: StartParams) -> Result<ConsensusNode, ConsensusError>
     let _ = ledger.gossip.set(tx_gossip);
 
     info!(target: "pmr::consensus", %moniker, validator = is_validator, address = %my_address, peer_id = %my_peer_id, "consensus starting");
-    let app = App::new(ledger.clone(), is_validator.then_some(signer), config);
+    let proposer_peers = proposer_peers(&validators, &peers)?;
+    let app = App::new(
+        ledger.clone(),
+        is_validator.then_some(signer),
+        config,
+        proposer_peers,
+    );
     let app = tokio::spawn(
         async move {
             let result = app.run(&mut channels).await;

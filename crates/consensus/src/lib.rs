@@ -6,6 +6,7 @@
 //! - [`chain`]: the committed chain in RocksDB; [`codec`]: wire and WAL encoding;
 //!   [`streaming`]: proposal parts; [`gossip`]: transaction gossip between members.
 //! - [`ledger::Ledger`]: what the rest of the node (gRPC) uses.
+//! - [`flood`]: a hostile member for fault scenarios (floods proposal parts).
 //!
 //! The consensus algorithm itself is malachite's; nothing here re-implements it.
 
@@ -17,6 +18,7 @@ pub mod context;
 pub mod engine;
 mod error;
 pub mod evidence;
+pub mod flood;
 pub mod gossip;
 pub mod ledger;
 pub mod mempool;

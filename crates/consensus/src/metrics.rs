@@ -28,6 +28,14 @@ pub struct ConsensusMetrics {
     pub commit_latency: Histogram,
     /// Seconds from a block's proposal (built or received) to its commit.
     pub block_latency: Histogram,
+    /// Proposal parts refused unbuffered: from a peer that is not the proposer of the height
+    /// and round they name, or for a height outside the window (`pmr_proposal_parts_refused`).
+    pub proposal_parts_refused: Counter,
+    /// Proposal streams dropped for exceeding a limit or being malformed
+    /// (`pmr_proposal_streams_dropped`).
+    pub proposal_streams_dropped: Counter,
+    /// Bytes charged to proposal streams in progress (`pmr_proposal_stream_bytes`).
+    pub proposal_stream_bytes: Gauge,
 }
 
 impl Default for ConsensusMetrics {
@@ -45,6 +53,9 @@ impl Default for ConsensusMetrics {
             mempool_size: Gauge::default(),
             commit_latency: Histogram::new(buckets),
             block_latency: Histogram::new(buckets),
+            proposal_parts_refused: Counter::default(),
+            proposal_streams_dropped: Counter::default(),
+            proposal_stream_bytes: Gauge::default(),
         }
     }
 }
@@ -88,6 +99,21 @@ impl ConsensusMetrics {
             "pmr_block_latency_seconds",
             "From proposal to commit of a block",
             self.block_latency.clone(),
+        );
+        registry.register(
+            "pmr_proposal_parts_refused",
+            "Proposal parts refused unbuffered: not from the round's proposer, or out of window",
+            self.proposal_parts_refused.clone(),
+        );
+        registry.register(
+            "pmr_proposal_streams_dropped",
+            "Proposal streams dropped as too large or malformed",
+            self.proposal_streams_dropped.clone(),
+        );
+        registry.register(
+            "pmr_proposal_stream_bytes",
+            "Bytes held by proposal streams in progress",
+            self.proposal_stream_bytes.clone(),
         );
     }
 }

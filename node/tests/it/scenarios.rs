@@ -1,8 +1,8 @@
 //! The CI set of testnet scenarios (`testnet/scenarios/ci/*.toml`): real `pmr` processes,
 //! load, faults, and the invariants each report names (no fork, no loss, same state, progress
 //! while at most f nodes are faulty, recovery; plus, where the faults call for them, no commit
-//! without a quorum during a partition, recorded equivocation of a double signer, and sane
-//! block timestamps under clock skew).
+//! without a quorum during a partition, recorded equivocation of a double signer, sane
+//! block timestamps under clock skew, and bounded memory under a flood of proposal parts).
 
 use std::path::Path;
 
@@ -95,6 +95,16 @@ async fn n4_torn_logs() {
         "n4-torn-logs",
         include_str!("../../../testnet/scenarios/ci/n4-torn-logs.toml"),
         &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4_flood() {
+    run(
+        "n4-flood",
+        include_str!("../../../testnet/scenarios/ci/n4-flood.toml"),
+        &["flood-contained"],
     )
     .await;
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::flood::Flooder;
 use super::spec::{parse_offset, Action, Fault};
 use crate::cluster::{Cluster, HarnessError};
 use crate::links::Links;
@@ -51,6 +52,12 @@ pub(crate) struct FaultState {
     pub twinned: BTreeSet<usize>,
     /// Proxies between the nodes, when the scenario partitions them.
     pub links: Option<Links>,
+    /// The flooder standing in for a node, while it runs.
+    pub flooder: Option<Flooder>,
+    /// The network's height at the last sample (where a flooder aims).
+    pub tip: u64,
+    /// What the flooder published, once stopped.
+    pub flood_report: Option<pmr_consensus::flood::FloodReport>,
 }
 
 impl FaultState {
@@ -61,6 +68,14 @@ impl FaultState {
         all.extend(&self.skewed);
         all.extend(&self.twinned);
         all.len()
+    }
+
+    /// Notes the network's height (a flooder aims above it).
+    pub(super) fn observe_tip(&mut self, height: u64) {
+        self.tip = self.tip.max(height);
+        if let Some(f) = &self.flooder {
+            f.set_tip(height);
+        }
     }
 
     /// Applies one fault to node(s) of `cluster`.
@@ -160,6 +175,13 @@ impl FaultState {
                 tracing::info!(target: "pmr::scenario", node = i, %rpc, "double signer started");
                 self.twinned.insert(i);
             }
+            Action::Flood => {
+                if cluster.is_running(i) {
+                    cluster.kill(i)?;
+                }
+                self.down.insert(i);
+                self.flooder = Some(Flooder::start(i, &cluster.home(i), self.tip)?);
+            }
             Action::Partition | Action::Heal => unreachable!("handled in apply"),
         }
         Ok(())
@@ -203,8 +225,14 @@ impl FaultState {
     }
 
     /// Ends every fault still in place: links healed, frozen nodes resumed, stopped ones
-    /// restarted, skewed clocks set right, double signers killed.
+    /// restarted, skewed clocks set right, double signers killed, a flooder stopped (its node
+    /// restarted).
     pub(super) async fn heal_all(&mut self, cluster: &mut Cluster) -> Result<(), HarnessError> {
+        if let Some(f) = self.flooder.take() {
+            self.flood_report = Some(f.stop().await?);
+            // The flooder's listener closes as its network actor stops.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         self.heal_links();
         cluster.kill_twins();
         self.twinned.clear();

@@ -19,7 +19,7 @@
 //! [[fault]]
 //! at = "5s"
 //! action = "kill"    # kill | stop | pause | resume | start | wipe | truncate
-//! nodes = [1]        #   | partition | heal | skew | twin
+//! nodes = [1]        #   | partition | heal | skew | twin | flood
 //! ```
 //!
 //! `wipe` is disk loss: SIGKILL, delete the node's data directory, restart it (it rejoins by
@@ -28,6 +28,8 @@
 //! its peers through a proxy the harness controls); `heal` restores every link. `skew` restarts
 //! the nodes with their clock shifted by `by` (e.g. `"+30s"`, through libfaketime; `"0s"` sets
 //! it right). `twin` starts a second process with a validator's keys (a double signer).
+//! `flood` kills a validator and puts in its place, under its p2p identity, a member that
+//! publishes proposal parts nobody asked for (8 MiB/s over 48 streams, until the end).
 //! At the end every fault still in place is healed, and the runner
 //! waits for all of them to reach the height the network had then (the recovery time). Then it
 //! checks, and names in its report:
@@ -46,9 +48,12 @@
 //!   neither side no node did, otherwise the cut-off nodes did not;
 //! - `evidence`: every double-signing validator's equivocation was recorded by another node;
 //! - `clock`: block timestamps only grow, and none ran ahead of the harness's clock by more
-//!   than the allowed drift.
+//!   than the allowed drift;
+//! - `flood-contained`: the flooder published, every honest node counted parts it refused,
+//!   and none grew its resident memory by more than a bound while it ran.
 
 mod faults;
+mod flood;
 mod invariants;
 mod run;
 mod spec;

@@ -10,6 +10,7 @@ use futures::StreamExt;
 use tokio::time::{sleep, Instant};
 
 use super::faults::FaultState;
+use super::flood::{contained, scrape, FloodWatch};
 use super::invariants::{
     clock_sane, evidence_recorded, halted, observed_heights, stalled_stretches, ChainEntry,
     Invariant, Sample, ScenarioReport,
@@ -113,6 +114,7 @@ pub async fn run_scenario(
         v
     };
     let mut twin_chains: Vec<(usize, Vec<B256>)> = Vec::new();
+    let mut watch = FloodWatch::default();
     while start.elapsed() < scenario.duration {
         while next < faults.len() && faults[next].at <= start.elapsed() {
             let f = &faults[next];
@@ -121,6 +123,23 @@ pub async fn run_scenario(
             next += 1;
         }
         let status = clients[observer].status().await.ok();
+        if let Some(s) = &status {
+            state.observe_tip(s.height);
+        }
+        if let Some(f) = &state.flooder {
+            let honest: Vec<usize> = (0..n).filter(|i| *i != f.node).collect();
+            let gauges = futures::future::join_all(honest.iter().map(|&i| {
+                scrape(
+                    &cluster.manifest().nodes[i].metrics,
+                    "pmr_proposal_stream_bytes",
+                )
+            }))
+            .await;
+            for (&i, g) in honest.iter().zip(gauges) {
+                watch.record(i, cluster.rss(i));
+                watch.record_buffered(i, g);
+            }
+        }
         // During a partition every node's height is watched (with a short deadline each: a
         // cut-off node still answers its own gRPC).
         let all = if !state.cut_off.is_empty() {
@@ -154,6 +173,25 @@ pub async fn run_scenario(
     for (of, rpc, _) in cluster.twins() {
         twin_chains.push((of, twin_chain(&rpc, &opts).await));
     }
+
+    // What the flood did to the honest nodes, read before their flooder is stopped.
+    let flood_judged = match &state.flooder {
+        Some(f) => {
+            let honest: Vec<usize> = (0..n).filter(|i| *i != f.node).collect();
+            let mut refused = Vec::new();
+            for &i in &honest {
+                refused.push(
+                    scrape(
+                        &cluster.manifest().nodes[i].metrics,
+                        "pmr_proposal_parts_refused_total",
+                    )
+                    .await,
+                );
+            }
+            Some((honest, refused))
+        }
+        None => None,
+    };
 
     // Heal everything and time the catch-up.
     state.heal_all(&mut cluster).await?;
@@ -329,6 +367,10 @@ pub async fn run_scenario(
     }
     if scenario.has(Action::Skew) {
         invariants.push(clock_sane(&samples, &chains[observer]));
+    }
+    if scenario.has(Action::Flood) {
+        let (honest, refused) = flood_judged.unwrap_or_default();
+        invariants.push(contained(state.flood_report, &honest, &refused, &watch, n));
     }
     cluster.kill_all();
     Ok(ScenarioReport {

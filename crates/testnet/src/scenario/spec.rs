@@ -83,6 +83,9 @@ pub enum Action {
     Skew,
     /// Start a second process with the node's validator key.
     Twin,
+    /// Replace the node's process by a flooder with its p2p identity that publishes proposal
+    /// parts nobody asked for; it runs until the end of the run.
+    Flood,
 }
 
 /// One fault of a scenario: an action on some nodes at a time from the start.
@@ -181,6 +184,13 @@ impl Scenario {
         if twins.iter().collect::<BTreeSet<_>>().len() != twins.len() {
             return Err("a node can have one twin".into());
         }
+        let flooders = self.nodes_of(Action::Flood);
+        if flooders.len() > 1 {
+            return Err("one flood per scenario: the flooder runs until the end".into());
+        }
+        if !flooders.is_empty() && self.faults.iter().any(|f| f.action != Action::Flood) {
+            return Err("a flood runs alone: the other invariants are judged without it".into());
+        }
         if !twins.is_empty() && self.has(Action::Partition) {
             return Err(
                 "twin and partition faults cannot be combined: the twin's links have no proxy"
@@ -231,6 +241,9 @@ impl Scenario {
         }
         if self.has(Action::Skew) {
             names.push("clock");
+        }
+        if self.has(Action::Flood) {
+            names.push("flood-contained");
         }
         names
     }
@@ -310,6 +323,14 @@ mod tests {
         assert!(parse("[[fault]]\nat = \"1s\"\naction = \"kill\"\n").is_err());
         let twin = parse("[[fault]]\nat = \"1s\"\naction = \"twin\"\nnodes = [3]\n").unwrap();
         assert_eq!(twin.invariant_names().last(), Some(&"evidence"));
+        let flood = parse("[[fault]]\nat = \"1s\"\naction = \"flood\"\nnodes = [3]\n").unwrap();
+        assert_eq!(flood.invariant_names().last(), Some(&"flood-contained"));
+        assert!(parse("[[fault]]\nat = \"1s\"\naction = \"flood\"\nnodes = [2, 3]\n").is_err());
+        assert!(parse(
+            "[[fault]]\nat = \"1s\"\naction = \"flood\"\nnodes = [3]\n\
+             [[fault]]\nat = \"2s\"\naction = \"kill\"\nnodes = [2]\n"
+        )
+        .is_err());
         let split = parse("[[fault]]\nat = \"1s\"\naction = \"partition\"\nnodes = [3]\n").unwrap();
         assert!(
             split.invariant_names().contains(&"halted"),
