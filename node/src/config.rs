@@ -65,6 +65,9 @@ pub struct RpcSettings {
     /// Serve plaintext instead of TLS: set only by `pmr start --insecure`, never by the file.
     #[serde(skip)]
     pub insecure: bool,
+    /// Check no caller (benchmarks only): set only by `pmr start --insecure --no-auth`.
+    #[serde(skip)]
+    pub no_auth: bool,
 }
 
 impl Default for RpcSettings {
@@ -84,6 +87,7 @@ impl Default for RpcSettings {
             submit_per_second: ledger.submit_per_second,
             min_free_disk: 1 << 30,
             insecure: false,
+            no_auth: false,
         }
     }
 }

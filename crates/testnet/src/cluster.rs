@@ -529,8 +529,13 @@ impl Cluster {
     /// A client of node `i` (as the admin account), retrying until it accepts connections or
     /// `timeout` passes.
     pub async fn client(&self, i: usize, timeout: Duration) -> Result<PmrClient, HarnessError> {
-        let url = self.rpc(i).to_string();
-        let opts = self.connect_options()?;
+        let mut url = self.rpc(i).to_string();
+        let mut opts = self.connect_options()?;
+        // Nodes started with `--insecure` serve plaintext.
+        if self.start_args.iter().any(|a| a == "--insecure") {
+            url = url.replacen("https://", "http://", 1);
+            opts.insecure = true;
+        }
         let deadline = Instant::now() + timeout;
         let mut last = String::new();
         while Instant::now() < deadline {

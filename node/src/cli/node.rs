@@ -47,6 +47,11 @@ pub(crate) enum NodeCommand {
         /// to: only for a node whose clients run on the same machine.
         #[arg(long)]
         insecure: bool,
+        /// For benchmarks that price the trust boundary only: with --insecure, check no
+        /// caller's session or role (every method open to anyone who reaches the port). Never
+        /// on a node that holds real records.
+        #[arg(long, requires = "insecure")]
+        no_auth: bool,
     },
     /// The network's TLS certificates: a CA, and node certificates it signs.
     #[command(subcommand)]
@@ -156,7 +161,8 @@ impl NodeCommand {
                 rpc_listen,
                 log_level,
                 insecure,
-            } => start(Home::new(home), rpc_listen, log_level, insecure).await,
+                no_auth,
+            } => start(Home::new(home), rpc_listen, log_level, insecure, no_auth).await,
             NodeCommand::Tls(TlsCommand::NewCa { out }) => {
                 let (cert, key) = (out.join("ca.pem"), out.join("ca.key"));
                 crate::tls::new_ca(&cert, &key)?;
@@ -220,9 +226,11 @@ async fn start(
     rpc_listen: Option<SocketAddr>,
     log_level: Option<String>,
     insecure: bool,
+    no_auth: bool,
 ) -> Result<()> {
     let mut config = NodeConfig::load(&home.config())?;
     config.rpc.insecure = insecure;
+    config.rpc.no_auth = no_auth;
     if let Some(addr) = rpc_listen {
         config.rpc_listen = addr;
     }

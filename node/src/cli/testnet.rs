@@ -32,6 +32,11 @@ pub(crate) enum TestnetCommand {
         /// First port (node i uses base+10i: p2p, +1 gossip, +2 gRPC, +3 metrics, +4 content).
         #[arg(long, default_value_t = 26600)]
         base_port: u16,
+        /// For benchmarks that price the trust boundary only: start every node with
+        /// `--insecure --no-auth` (plaintext gRPC, no caller checked). Clients then connect to
+        /// http:// URLs with --insecure. Never for records that matter.
+        #[arg(long)]
+        insecure_no_auth: bool,
     },
 }
 
@@ -103,11 +108,11 @@ impl TestnetCommand {
                     manifest.nodes.len(),
                     home.display()
                 );
-                print_endpoints(&manifest);
+                print_endpoints(&manifest, false);
                 println!("start it with: pmr testnet up --home {}", home.display());
                 Ok(())
             }
-            TestnetCommand::Testnet(Testnet::Up { home }) => up(&home).await,
+            TestnetCommand::Testnet(Testnet::Up { home }) => up(&home, false).await,
             TestnetCommand::Testnet(Testnet::Run { manifests, keep }) => {
                 run_scenarios(&manifests, keep.as_deref(), out).await
             }
@@ -116,6 +121,7 @@ impl TestnetCommand {
                 validators,
                 fresh,
                 base_port,
+                insecure_no_auth,
             } => {
                 if fresh && home.exists() {
                     std::fs::remove_dir_all(&home)
@@ -139,23 +145,34 @@ impl TestnetCommand {
                         home.display()
                     );
                 }
-                up(&home).await
+                up(&home, insecure_no_auth).await
             }
         }
     }
 }
 
-fn print_endpoints(m: &Manifest) {
+fn print_endpoints(m: &Manifest, plaintext: bool) {
     println!("{:<8} {:<28} {:<36}", "node", "gRPC", "metrics");
     for n in &m.nodes {
-        println!("{:<8} {:<28} {:<36}", n.name, n.rpc, n.metrics);
+        let rpc = if plaintext {
+            n.rpc.replacen("https://", "http://", 1)
+        } else {
+            n.rpc.clone()
+        };
+        println!("{:<8} {:<28} {:<36}", n.name, rpc, n.metrics);
     }
 }
 
-async fn up(dir: &Path) -> Result<()> {
+/// Runs the testnet in `dir` until Ctrl-C; `insecure_no_auth` starts its nodes with
+/// `--insecure --no-auth` (benchmarks only).
+async fn up(dir: &Path, insecure_no_auth: bool) -> Result<()> {
     super::init_node_tracing("warn", false);
     let bin = std::env::current_exe().wrap_err("cannot find the pmr binary")?;
     let mut cluster = Cluster::open(dir, &bin)?;
+    if insecure_no_auth {
+        cluster.start_args = vec!["--insecure".into(), "--no-auth".into()];
+        eprintln!("WARNING: plaintext gRPC and no caller checked (--insecure-no-auth): for benchmarks only");
+    }
     cluster.start_all()?;
     for i in 0..cluster.len() {
         cluster
@@ -172,7 +189,7 @@ async fn up(dir: &Path) -> Result<()> {
         "testnet running ({} nodes, logs in <home>/nodeN/node.log):",
         cluster.len()
     );
-    print_endpoints(cluster.manifest());
+    print_endpoints(cluster.manifest(), insecure_no_auth);
     println!("accounts: {}", dir.join("accounts").display());
     println!("try: pmr status --rpc {}", cluster.rpc(0));
     println!("Ctrl-C stops every node.");

@@ -11,6 +11,7 @@ mod common;
 mod config;
 mod init;
 mod keys;
+mod mitm;
 mod n1_access;
 mod n4;
 mod n4_api;

@@ -3,7 +3,8 @@
 //! doctor opens it byte-identical; the patient revokes and the doctor is refused; the hospital
 //! makes a new version; the audit lists all of it and its proof verifies offline; node 0 is
 //! killed and the record still opens. Wrong callers fail clearly, custodians colluding without
-//! the patient cannot rebuild the key, and no node's disk holds any plaintext.
+//! the patient cannot rebuild the key, and no node's disk holds any plaintext. A man in the
+//! middle with a certificate of the network's CA cannot make the CLI seal shares to his keys.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -215,6 +216,48 @@ async fn n4_record_lifecycle_through_the_cli() {
     // The hospital creates a 1 MiB record.
     let v0 = record_bytes(1);
     std::fs::write(work.path().join("scan-v0.bin"), &v0).unwrap();
+
+    // First through a man in the middle holding a certificate of the network's CA, who answers
+    // every custodian's custody key with one of its own: the CLI checks the keys against the
+    // genesis it holds, names the mismatch, and seals and mints nothing.
+    let genesis = pmr_primitives::Genesis::load(&net.dir.path().join("genesis.json")).unwrap();
+    let swaps: Vec<([u8; 32], [u8; 32])> = genesis
+        .custodians()
+        .iter()
+        .map(|c| (c.custody_key, [0x66; 32]))
+        .collect();
+    assert_eq!(swaps.len(), 4);
+    let mitm = crate::mitm::Mitm::start(
+        &net.dir.path().join("ca.key"),
+        &net.dir.path().join("ca.pem"),
+        &rpcs[0],
+        swaps,
+    )
+    .await;
+    let through_mitm = Cli {
+        rpc: mitm.url.clone(),
+        dir: work.path().to_path_buf(),
+        env: net.cli_env(),
+    };
+    through_mitm.fails(
+        &[
+            "record",
+            "create",
+            "--patient",
+            &patient,
+            "--type",
+            "11",
+            "--file",
+            "scan-v0.bin",
+            "--key",
+            hospital_key,
+        ],
+        "custodian mismatch",
+    );
+    assert!(mitm.rewrites() > 0, "the proxy swapped no custody key");
+    let minted = view(&net.client(0).await, PMR::totalMintedCall {}).await;
+    assert_eq!(minted, alloy_primitives::U256::ZERO, "nothing is minted");
+    drop(mitm);
     let created = cli.ok(&[
         "record",
         "create",
