@@ -47,22 +47,11 @@ fn node_key(home: &Path) -> Result<PrivateKey, HarnessError> {
     let file: KeyFile =
         serde_json::from_str(&text).map_err(|e| harness(format!("{}: {e}", path.display())))?;
     let secret: [u8; 32] = (file.r#type == "ed25519")
-        .then(|| hex_decode(&file.secret))
+        .then(|| alloy_primitives::hex::decode(&file.secret).ok())
         .flatten()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| harness(format!("{} is not an ed25519 key file", path.display())))?;
     Ok(PrivateKey::from(secret))
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.strip_prefix("0x").unwrap_or(s);
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// The `[consensus]` table of the node's `config.toml`.
@@ -268,10 +257,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hex_and_key_files_parse() {
-        assert_eq!(hex_decode("0x0aff"), Some(vec![0x0a, 0xff]));
-        assert_eq!(hex_decode("abc"), None);
-        assert_eq!(hex_decode("zz"), None);
+    fn key_files_parse() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("keys")).unwrap();
         let path = dir.path().join("keys").join("node_key.json");
