@@ -4,6 +4,8 @@ pragma solidity 0.8.37;
 import {ERC721} from "@openzeppelin/contracts/token/ERC721/ERC721.sol";
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 
 /// @title PMR: patient medical records as non-transferable ERC-721 tokens.
 /// @notice Each record is a token owned by its patient (ERC-5192: permanently locked). The
@@ -92,6 +94,14 @@ contract PMR is ERC721, AccessControl {
     mapping(uint256 tokenId => mapping(address grantee => Grant)) private _grants;
     /// Records minted so far; token ids are 1 to `_lastTokenId`.
     uint256 private _lastTokenId;
+    /// Each account's signature (EIP-191) over `encryptionKeyDigest` of its current key: what
+    /// lets a client check the key it seals shares to without trusting the node that told it.
+    mapping(address account => bytes) private _keySignatures;
+    /// Accounts the admin removed from the permission list: no registration permits them again.
+    mapping(address account => bool) private _removed;
+
+    /// Domain of the message an account signs to publish its encryption key.
+    bytes32 private constant KEY_DOMAIN = keccak256("PMR encryption key v1");
 
     // ----- storage regions -----
 
@@ -163,6 +173,8 @@ contract PMR is ERC721, AccessControl {
     error PatientAlreadyRegistered(address patient);
     error ZeroPseudonymCommitment();
     error ZeroEncryptionKey();
+    error BadKeySignature(address account);
+    error AccountRemoved(address account);
     error ZeroKeyCommitment();
     /// A CID codec that is not one varint byte (0x80 or more).
     error UnsupportedCodec(uint8 codec);
@@ -203,6 +215,7 @@ contract PMR is ERC721, AccessControl {
     /// Adds `account` to, or removes it from, the permission list.
     function setPermitted(address account, bool permitted) external onlyRole(DEFAULT_ADMIN_ROLE) {
         if (account == address(0)) revert ZeroAddress();
+        _removed[account] = !permitted;
         _setPermitted(account, permitted);
     }
 
@@ -264,18 +277,25 @@ contract PMR is ERC721, AccessControl {
 
     // ----- patients and keys -----
 
-    /// Registers a patient by address, pseudonym commitment and X25519 public key; permits it.
-    function registerPatient(address patient, bytes32 pseudonymCommitment, bytes32 encryptionKey)
-        external
-        onlyRole(HOSPITAL_ROLE)
-    {
+    /// Registers a patient by address, pseudonym commitment and X25519 public key, with the
+    /// patient's own signature over all three (`encryptionKeyDigest`); permits it. A hospital
+    /// cannot register an account that did not sign, nor one the admin removed.
+    function registerPatient(
+        address patient,
+        bytes32 pseudonymCommitment,
+        bytes32 encryptionKey,
+        bytes calldata signature
+    ) external onlyRole(HOSPITAL_ROLE) {
         if (patient == address(0)) revert ZeroAddress();
         if (pseudonymCommitment == bytes32(0)) revert ZeroPseudonymCommitment();
         if (encryptionKey == bytes32(0)) revert ZeroEncryptionKey();
         if (_pseudonymCommitments[patient] != bytes32(0)) revert PatientAlreadyRegistered(patient);
+        if (_removed[patient]) revert AccountRemoved(patient);
+        _checkKeySignature(patient, encryptionKey, pseudonymCommitment, signature);
         _pseudonymCommitments[patient] = pseudonymCommitment;
         _account(patient).patient = true;
         _encryptionKeys[patient] = encryptionKey;
+        _keySignatures[patient] = signature;
         _setPermitted(patient, true);
         emit PatientRegistered(patient, _msgSender(), pseudonymCommitment, encryptionKey);
         emit EncryptionKeySet(patient, encryptionKey);
@@ -289,16 +309,57 @@ contract PMR is ERC721, AccessControl {
         return _pseudonymCommitments[patient];
     }
 
-    /// Sets the caller's X25519 public key (grantees register theirs before being granted).
-    function setEncryptionKey(bytes32 encryptionKey) external {
-        if (!_permitted[_msgSender()]) revert NotPermitted(_msgSender());
+    /// Sets the caller's X25519 public key (grantees register theirs before being granted),
+    /// with the caller's signature over `encryptionKeyDigest(caller, key, its pseudonym
+    /// commitment or zero)`, kept for clients to check.
+    function setEncryptionKey(bytes32 encryptionKey, bytes calldata signature) external {
+        address account = _msgSender();
+        if (!_permitted[account]) revert NotPermitted(account);
         if (encryptionKey == bytes32(0)) revert ZeroEncryptionKey();
-        _encryptionKeys[_msgSender()] = encryptionKey;
-        emit EncryptionKeySet(_msgSender(), encryptionKey);
+        _checkKeySignature(account, encryptionKey, _pseudonymCommitments[account], signature);
+        _encryptionKeys[account] = encryptionKey;
+        _keySignatures[account] = signature;
+        emit EncryptionKeySet(account, encryptionKey);
     }
 
     function encryptionKeyOf(address account) external view returns (bytes32) {
         return _encryptionKeys[account];
+    }
+
+    /// An account's encryption key, its pseudonym commitment (zero if not a patient) and its
+    /// signature over both (EIP-191 over `encryptionKeyDigest`): a client recovers the signer
+    /// and seals only to a key its owner signed, whatever node answered.
+    function encryptionKeyAttestation(address account)
+        external
+        view
+        returns (bytes32 encryptionKey, bytes32 pseudonymCommitment, bytes memory signature)
+    {
+        return (_encryptionKeys[account], _pseudonymCommitments[account], _keySignatures[account]);
+    }
+
+    /// What `account` signs (as an EIP-191 message of these 32 bytes) to publish
+    /// `encryptionKey`, with its pseudonym commitment when it is or becomes a patient.
+    function encryptionKeyDigest(address account, bytes32 encryptionKey, bytes32 pseudonymCommitment)
+        public
+        view
+        returns (bytes32)
+    {
+        return keccak256(
+            abi.encode(KEY_DOMAIN, block.chainid, address(this), account, encryptionKey, pseudonymCommitment)
+        );
+    }
+
+    function _checkKeySignature(
+        address account,
+        bytes32 encryptionKey,
+        bytes32 pseudonymCommitment,
+        bytes calldata signature
+    ) private view {
+        bytes32 digest = MessageHashUtils.toEthSignedMessageHash(
+            encryptionKeyDigest(account, encryptionKey, pseudonymCommitment)
+        );
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
+        if (err != ECDSA.RecoverError.NoError || signer != account) revert BadKeySignature(account);
     }
 
     // ----- records -----

@@ -46,6 +46,10 @@ pub(crate) enum IdentityCommand {
         /// ABHA number (14 digits, dashes allowed) or ABHA address (name@abdm).
         #[arg(long)]
         national_id: Option<String>,
+        /// The network's genesis (its chain id is in the registration signature printed with
+        /// --national-id).
+        #[arg(long, env = "PMR_GENESIS", default_value = ".pmr-dev/genesis.json")]
+        genesis: PathBuf,
     },
     /// Publish this identity's encryption key on-chain (grantees must, before a grant).
     RegisterKey {
@@ -92,8 +96,9 @@ pub(crate) enum AdminCommand {
 
 #[derive(Subcommand)]
 pub(crate) enum PatientCommand {
-    /// A hospital registers a patient: address, pseudonym commitment and encryption key, as
-    /// the patient's `pmr identity show --national-id` prints them.
+    /// A hospital registers a patient: address, pseudonym commitment, encryption key and the
+    /// patient's signature over them, as the patient's `pmr identity show --national-id`
+    /// prints them (a hospital cannot register an account that did not sign).
     Register {
         /// The patient's account.
         #[arg(long)]
@@ -104,6 +109,9 @@ pub(crate) enum PatientCommand {
         /// The patient's X25519 encryption key.
         #[arg(long)]
         encryption_key: B256,
+        /// The patient's registration signature (hex).
+        #[arg(long)]
+        signature: alloy_primitives::Bytes,
         #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
@@ -160,6 +168,9 @@ struct IdentityView {
     address: Address,
     encryption_key: B256,
     pseudonym_commitment: Option<B256>,
+    /// The patient's signature over address, encryption key and commitment, for the hospital
+    /// that registers it.
+    registration_signature: Option<alloy_primitives::Bytes>,
 }
 
 impl fmt::Display for IdentityView {
@@ -168,6 +179,9 @@ impl fmt::Display for IdentityView {
         write!(f, "encryption key  {}", self.encryption_key)?;
         if let Some(c) = self.pseudonym_commitment {
             write!(f, "\ncommitment      {c}")?;
+        }
+        if let Some(s) = &self.registration_signature {
+            write!(f, "\nsignature       {s}")?;
         }
         Ok(())
     }
@@ -190,34 +204,65 @@ impl IdentityCommands {
                 );
                 Ok(())
             }
-            IdentityCommands::Identity(IdentityCommand::Show { key, national_id }) => {
+            IdentityCommands::Identity(IdentityCommand::Show {
+                key,
+                national_id,
+                genesis,
+            }) => {
                 let id = key.identity()?;
-                let pseudonym_commitment = match national_id {
+                let (pseudonym_commitment, registration_signature) = match national_id {
                     Some(raw) => {
                         let nid = pmr_privacy::NationalId::parse(&raw)
                             .wrap_err("not a valid national health ID")?;
-                        let c =
-                            pmr_privacy::PseudonymCommitment::compute(&id.pseudonym_secret(), &nid);
-                        Some(B256::from(c.to_bytes()))
+                        let c = B256::from(
+                            pmr_privacy::PseudonymCommitment::compute(&id.pseudonym_secret(), &nid)
+                                .to_bytes(),
+                        );
+                        let chain_id = pmr_primitives::Genesis::load(&genesis)
+                            .wrap_err_with(|| {
+                                format!(
+                                    "the registration signature names the network: cannot read \
+                                     its genesis {} (--genesis FILE or PMR_GENESIS)",
+                                    genesis.display()
+                                )
+                            })?
+                            .chain_id;
+                        let sig = pmr_contract::sign_encryption_key(
+                            id.wallet(),
+                            chain_id,
+                            id.encryption_key(),
+                            c,
+                        )?;
+                        (Some(c), Some(sig))
                     }
-                    None => None,
+                    None => (None, None),
                 };
                 out.show(&IdentityView {
                     address: id.address(),
                     encryption_key: id.encryption_key(),
                     pseudonym_commitment,
+                    registration_signature,
                 })
             }
             IdentityCommands::Identity(IdentityCommand::RegisterKey { key, net }) => {
                 let id = key.identity()?;
+                let network = net.connect(Some(id.wallet())).await?;
+                // A patient's key is signed with its pseudonym commitment.
+                let commitment = network
+                    .view_agreed(PMR::pseudonymCommitmentOfCall {
+                        patient: id.address(),
+                    })
+                    .await?;
                 let call = PMR::setEncryptionKeyCall {
                     encryptionKey: id.encryption_key(),
+                    signature: pmr_contract::sign_encryption_key(
+                        id.wallet(),
+                        network.chain_id(),
+                        id.encryption_key(),
+                        commitment,
+                    )?,
                 };
-                let done = net
-                    .connect(Some(id.wallet()))
-                    .await?
-                    .send(id.wallet(), call)
-                    .await?;
+                let done = network.send(id.wallet(), call).await?;
                 out.show(&TxDone::new("encryption key registered", &done))
             }
             IdentityCommands::Admin(AdminCommand::RegisterHospital { account, key, net }) => {
@@ -249,6 +294,7 @@ impl IdentityCommands {
                 patient,
                 commitment,
                 encryption_key,
+                signature,
                 key,
                 net,
             }) => {
@@ -256,6 +302,7 @@ impl IdentityCommands {
                     patient,
                     pseudonymCommitment: commitment,
                     encryptionKey: encryption_key,
+                    signature,
                 };
                 send_as(&key, &net, out, "patient registered", call).await
             }

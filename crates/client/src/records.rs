@@ -274,6 +274,33 @@ impl Network {
         agreed.ok_or_else(|| RecordError::NoNode("no node answered".into()))
     }
 
+    /// `account`'s encryption key (zero if it has none), checked against the signature with
+    /// which `account` published it: every node must report the same, and the signature must
+    /// be `account`'s own, so that neither a lying node nor anyone on the path to every node
+    /// can make a share be sealed to a key of theirs.
+    pub async fn signed_encryption_key(&self, account: Address) -> Result<B256, RecordError> {
+        let a = self
+            .view_agreed(PMR::encryptionKeyAttestationCall { account })
+            .await?;
+        if a.encryptionKey.is_zero() {
+            return Ok(B256::ZERO);
+        }
+        if !pmr_contract::verify_encryption_key(
+            self.chain_id,
+            account,
+            a.encryptionKey,
+            a.pseudonymCommitment,
+            &a.signature,
+        ) {
+            return Err(RecordError::Refused(format!(
+                "encryption key mismatch: the key {} reported for {account} is not signed by \
+                 {account}; refusing to seal a share to a key its owner did not publish",
+                a.encryptionKey
+            )));
+        }
+        Ok(a.encryptionKey)
+    }
+
     /// Signs `call` from `from`, submits it and waits for its commit; a revert is an error.
     pub async fn send<C: SolCall>(&self, from: &Wallet, call: C) -> Result<Committed, RecordError> {
         let c = self.primary();
@@ -372,9 +399,7 @@ impl Network {
         patient: Address,
         plaintext: &[u8],
     ) -> Result<(String, String, B256, u64), RecordError> {
-        let patient_key = self
-            .view_agreed(PMR::encryptionKeyOfCall { account: patient })
-            .await?;
+        let patient_key = self.signed_encryption_key(patient).await?;
         if patient_key.is_zero() {
             return Err(RecordError::Refused(format!(
                 "{patient} is not a registered patient (no encryption key on-chain): register the patient first"
@@ -543,9 +568,7 @@ impl Network {
                 patient.address()
             )));
         }
-        let grantee_key = self
-            .view_agreed(PMR::encryptionKeyOfCall { account: grantee })
-            .await?;
+        let grantee_key = self.signed_encryption_key(grantee).await?;
         if grantee_key.is_zero() {
             return Err(RecordError::Refused(format!(
                 "{grantee} has no encryption key on-chain: it must register one first (`pmr identity register-key`)"

@@ -47,6 +47,15 @@ fn explain(err: &PMRErrors) -> Option<String> {
         ),
         E::PatientNotRegistered(e) => format!("{} is not a registered patient", e.patient),
         E::PatientAlreadyRegistered(e) => format!("{} is already a registered patient", e.patient),
+        E::BadKeySignature(e) => format!(
+            "the encryption key is not signed by {}: an account publishes its own key, with its \
+             own signature (`pmr identity show` prints it for a patient's registration)",
+            e.account
+        ),
+        E::AccountRemoved(e) => format!(
+            "{} was removed from the permission list by the admin: only the admin can permit it again",
+            e.account
+        ),
         E::GranteeHasNoEncryptionKey(e) => format!(
             "{} has no encryption key on-chain: it must register one first \
              (`pmr identity register-key`)",

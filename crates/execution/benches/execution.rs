@@ -126,7 +126,7 @@ fn bare_revm_mints(c: &mut Criterion) {
             h,
             0,
             TxKind::Call(pmr),
-            register_patient_call().abi_encode(),
+            register_patient_call_at(pmr).abi_encode(),
         ))
         .expect("register");
     assert!(r.is_success());

@@ -3,7 +3,7 @@
 mod common;
 
 use alloy_primitives::{aliases::U256, Address, Bytes, FixedBytes, B256};
-use common::{event, keys, Chain};
+use common::{event, key_call, keys, register_call, Chain};
 use pmr_contract::PMR;
 use pmr_execution::TxRejection;
 
@@ -21,11 +21,7 @@ fn setup_record(chain: &mut Chain) -> U256 {
     let k = keys();
     chain.ok(
         &k.hospital,
-        PMR::registerPatientCall {
-            patient: k.patient.address(),
-            pseudonymCommitment: B256::repeat_byte(0x11),
-            encryptionKey: B256::repeat_byte(0x22),
-        },
+        register_call(&k.patient, B256::repeat_byte(0x11), B256::repeat_byte(0x22)),
     );
     mint(chain, 1)
 }
@@ -166,11 +162,7 @@ fn mint_emits_locked_and_record_minted_and_sets_token_uri() {
     let k = keys();
     chain.ok(
         &k.hospital,
-        PMR::registerPatientCall {
-            patient: k.patient.address(),
-            pseudonymCommitment: B256::repeat_byte(0x11),
-            encryptionKey: B256::repeat_byte(0x22),
-        },
+        register_call(&k.patient, B256::repeat_byte(0x11), B256::repeat_byte(0x22)),
     );
     let r = chain.ok(
         &k.hospital,
@@ -232,11 +224,7 @@ fn roles_gate_every_privileged_function() {
     );
     chain.reverts(
         &k.doctor,
-        PMR::registerPatientCall {
-            patient: doctor,
-            pseudonymCommitment: B256::repeat_byte(1),
-            encryptionKey: B256::repeat_byte(1),
-        },
+        register_call(&k.doctor, B256::repeat_byte(1), B256::repeat_byte(1)),
         "AccessControlUnauthorizedAccount",
     );
     chain.reverts(
@@ -287,19 +275,11 @@ fn roles_gate_every_privileged_function() {
     }));
     chain.ok(
         &k.hospital2,
-        PMR::registerPatientCall {
-            patient: k.patient.address(),
-            pseudonymCommitment: B256::repeat_byte(5),
-            encryptionKey: B256::repeat_byte(6),
-        },
+        register_call(&k.patient, B256::repeat_byte(5), B256::repeat_byte(6)),
     );
     chain.reverts(
         &k.hospital,
-        PMR::registerPatientCall {
-            patient: k.patient.address(),
-            pseudonymCommitment: B256::repeat_byte(5),
-            encryptionKey: B256::repeat_byte(6),
-        },
+        register_call(&k.patient, B256::repeat_byte(5), B256::repeat_byte(6)),
         "PatientAlreadyRegistered",
     );
     let r = chain.ok(&k.admin, PMR::addCustodianCall { custodian: doctor });
@@ -342,20 +322,12 @@ fn minting_requires_a_registered_patient_and_valid_fields() {
     );
     chain.reverts(
         &k.hospital,
-        PMR::registerPatientCall {
-            patient,
-            pseudonymCommitment: B256::ZERO,
-            encryptionKey: B256::repeat_byte(1),
-        },
+        register_call(&k.patient, B256::ZERO, B256::repeat_byte(1)),
         "ZeroPseudonymCommitment",
     );
     chain.ok(
         &k.hospital,
-        PMR::registerPatientCall {
-            patient,
-            pseudonymCommitment: B256::repeat_byte(1),
-            encryptionKey: B256::repeat_byte(2),
-        },
+        register_call(&k.patient, B256::repeat_byte(1), B256::repeat_byte(2)),
     );
     assert!(chain.view(PMR::isPatientCall { account: patient }));
     assert_eq!(
@@ -462,9 +434,7 @@ fn grants_expire_and_revoke_and_gate_share_release() {
     // executor refuses senders off the permission list (tests/executor.rs), so the contract's
     // own check is exercised with a simulated call from the outsider.
     let outsider = k.outsider.address();
-    let set_key = PMR::setEncryptionKeyCall {
-        encryptionKey: B256::repeat_byte(1),
-    };
+    let set_key = key_call(&k.outsider, B256::repeat_byte(1));
     assert_eq!(
         chain.exec.check_tx(&common::sign(&k.outsider, 0, &set_key)),
         Err(TxRejection::NotPermitted(outsider))
@@ -480,12 +450,7 @@ fn grants_expire_and_revoke_and_gate_share_release() {
         chain.view(PMR::encryptionKeyOfCall { account: outsider }),
         B256::ZERO
     );
-    let r = chain.ok(
-        &k.doctor,
-        PMR::setEncryptionKeyCall {
-            encryptionKey: B256::repeat_byte(0x33),
-        },
-    );
+    let r = chain.ok(&k.doctor, key_call(&k.doctor, B256::repeat_byte(0x33)));
     assert!(event::<PMR::EncryptionKeySet>(&r).is_some());
     // Only the owner grants; expiry must be in the future; the share must be present.
     chain.reverts(&k.hospital, grant(future), "NotRecordOwner");
@@ -571,12 +536,7 @@ fn grants_expire_and_revoke_and_gate_share_release() {
 
     // Time passes beyond the expiry: access ends, releases are refused.
     chain.time_offset_ms += 60_000;
-    chain.ok(
-        &k.doctor,
-        PMR::setEncryptionKeyCall {
-            encryptionKey: B256::repeat_byte(0x34),
-        },
-    );
+    chain.ok(&k.doctor, key_call(&k.doctor, B256::repeat_byte(0x34)));
     assert!(!chain.view(PMR::hasAccessCall {
         tokenId: id,
         grantee: doctor
@@ -744,11 +704,7 @@ fn owners_and_balances_follow_the_records_minted() {
     // A second patient, two records; the first patient's third.
     chain.ok(
         &k.hospital,
-        PMR::registerPatientCall {
-            patient: k.doctor.address(),
-            pseudonymCommitment: B256::repeat_byte(0x33),
-            encryptionKey: B256::repeat_byte(0x44),
-        },
+        register_call(&k.doctor, B256::repeat_byte(0x33), B256::repeat_byte(0x44)),
     );
     let mut ids = vec![];
     for (tag, to) in [
@@ -843,4 +799,109 @@ fn owners_and_balances_follow_the_records_minted() {
             grantee: patient
         }));
     }
+}
+
+/// An account's encryption key is published with its own signature, kept on-chain for clients
+/// to check: a hospital cannot set or replace anyone's key, a signature of another account or
+/// for other values is refused, and an account the admin removed cannot be registered back.
+#[test]
+fn encryption_keys_are_published_by_their_owners_only() {
+    let mut chain = Chain::new();
+    let k = keys();
+    let doctor = k.doctor.address();
+    chain.ok(&k.doctor, key_call(&k.doctor, B256::repeat_byte(0x33)));
+
+    // A hospital registers the doctor as a "patient" with a key of its own choosing, signed
+    // by the hospital: refused, and the doctor's key is unchanged.
+    let forged = register_call(&k.hospital, B256::repeat_byte(1), B256::repeat_byte(0x66));
+    let mut as_doctor = forged.clone();
+    as_doctor.patient = doctor;
+    chain.reverts(&k.hospital, as_doctor, "BadKeySignature");
+    // Nor with the doctor's own signature replayed from its key publication.
+    let mut replayed = key_call(&k.doctor, B256::repeat_byte(0x33));
+    let replay = PMR::registerPatientCall {
+        patient: doctor,
+        pseudonymCommitment: B256::repeat_byte(1),
+        encryptionKey: B256::repeat_byte(0x33),
+        signature: std::mem::take(&mut replayed.signature),
+    };
+    chain.reverts(&k.hospital, replay, "BadKeySignature");
+    assert_eq!(
+        chain.view(PMR::encryptionKeyOfCall { account: doctor }),
+        B256::repeat_byte(0x33)
+    );
+    assert!(!chain.view(PMR::isPatientCall { account: doctor }));
+
+    // The doctor's attestation verifies for the doctor and nobody else; a key set with a
+    // signature over another key is refused.
+    let a = chain.view(PMR::encryptionKeyAttestationCall { account: doctor });
+    assert!(pmr_contract::keys::verify_encryption_key(
+        common::CHAIN_ID,
+        doctor,
+        a.encryptionKey,
+        a.pseudonymCommitment,
+        &a.signature
+    ));
+    assert!(!pmr_contract::keys::verify_encryption_key(
+        common::CHAIN_ID,
+        doctor,
+        B256::repeat_byte(0x66),
+        a.pseudonymCommitment,
+        &a.signature
+    ));
+    let mut other = key_call(&k.doctor, B256::repeat_byte(0x34));
+    other.encryptionKey = B256::repeat_byte(0x35);
+    chain.reverts(&k.doctor, other, "BadKeySignature");
+    chain.reverts(
+        &k.doctor,
+        PMR::setEncryptionKeyCall {
+            encryptionKey: B256::repeat_byte(0x35),
+            signature: Bytes::from(vec![0u8; 65]),
+        },
+        "BadKeySignature",
+    );
+
+    // The patient's own signed registration is accepted and its attestation verifies.
+    chain.ok(
+        &k.hospital,
+        register_call(&k.patient, B256::repeat_byte(0x11), B256::repeat_byte(0x22)),
+    );
+    let p = chain.view(PMR::encryptionKeyAttestationCall {
+        account: k.patient.address(),
+    });
+    assert_eq!(p.pseudonymCommitment, B256::repeat_byte(0x11));
+    assert!(pmr_contract::keys::verify_encryption_key(
+        common::CHAIN_ID,
+        k.patient.address(),
+        p.encryptionKey,
+        p.pseudonymCommitment,
+        &p.signature
+    ));
+
+    // The admin removes the doctor; a hospital cannot permit it again by registering it, even
+    // with the doctor's valid signature; the admin can.
+    chain.ok(
+        &k.admin,
+        PMR::setPermittedCall {
+            account: doctor,
+            permitted: false,
+        },
+    );
+    chain.reverts(
+        &k.hospital,
+        register_call(&k.doctor, B256::repeat_byte(0x12), B256::repeat_byte(0x33)),
+        "AccountRemoved",
+    );
+    assert!(!chain.view(PMR::isPermittedCall { account: doctor }));
+    chain.ok(
+        &k.admin,
+        PMR::setPermittedCall {
+            account: doctor,
+            permitted: true,
+        },
+    );
+    chain.ok(
+        &k.hospital,
+        register_call(&k.doctor, B256::repeat_byte(0x12), B256::repeat_byte(0x33)),
+    );
 }

@@ -12,15 +12,18 @@ use pmr_execution::{
 use pmr_primitives::GasLimits;
 use pmr_storage::Store;
 
+/// The hospital registers the test patient (`keys().patient`, whose address is `patient`).
 fn register(nonce: u64, patient: Address) -> pmr_primitives::SignedTx {
+    let k = keys();
+    assert_eq!(
+        patient,
+        k.patient.address(),
+        "the test patient signs its registration"
+    );
     sign(
-        &keys().hospital,
+        &k.hospital,
         nonce,
-        &PMR::registerPatientCall {
-            patient,
-            pseudonymCommitment: B256::repeat_byte(1),
-            encryptionKey: B256::repeat_byte(2),
-        },
+        &register_call(&k.patient, B256::repeat_byte(1), B256::repeat_byte(2)),
     )
 }
 
@@ -148,24 +151,12 @@ fn unpermitted_sender_is_rejected_with_a_reason() {
     let chain = Chain::new();
     let k = keys();
     let outsider = k.outsider.address();
-    let tx = sign(
-        &k.outsider,
-        0,
-        &PMR::setEncryptionKeyCall {
-            encryptionKey: B256::repeat_byte(1),
-        },
-    );
+    let tx = sign(&k.outsider, 0, &key_call(&k.outsider, B256::repeat_byte(1)));
     let err = chain.exec.check_tx(&tx).unwrap_err();
     assert_eq!(err, TxRejection::NotPermitted(outsider));
     assert!(err.to_string().contains("setPermitted"), "{err}");
     assert!(!err.is_retryable());
-    let ok = sign(
-        &k.doctor,
-        0,
-        &PMR::setEncryptionKeyCall {
-            encryptionKey: B256::repeat_byte(1),
-        },
-    );
+    let ok = sign(&k.doctor, 0, &key_call(&k.doctor, B256::repeat_byte(1)));
     chain.exec.check_tx(&ok).unwrap();
     let built = chain
         .exec
@@ -204,13 +195,7 @@ fn permission_changes_apply_to_later_transactions_in_the_same_block() {
             permitted: true,
         },
     );
-    let by_outsider = sign(
-        &k.outsider,
-        0,
-        &PMR::setEncryptionKeyCall {
-            encryptionKey: B256::repeat_byte(1),
-        },
-    );
+    let by_outsider = sign(&k.outsider, 0, &key_call(&k.outsider, B256::repeat_byte(1)));
     let built = chain
         .exec
         .build_block(
@@ -234,9 +219,7 @@ fn permission_changes_apply_to_later_transactions_in_the_same_block() {
 fn nonce_rules() {
     let mut chain = Chain::new();
     let k = keys();
-    let key_call = |b| PMR::setEncryptionKeyCall {
-        encryptionKey: B256::repeat_byte(b),
-    };
+    let key_call = |b| key_call(&k.doctor, B256::repeat_byte(b));
     let t0 = sign(&k.doctor, 0, &key_call(1));
     let t1 = sign(&k.doctor, 1, &key_call(2));
     let t2 = sign(&k.doctor, 2, &key_call(3));
@@ -306,10 +289,7 @@ fn gas_limits_per_transaction_and_per_block() {
     };
     let chain = Chain::with_genesis(genesis_with(gas));
     let k = keys();
-    let input = PMR::setEncryptionKeyCall {
-        encryptionKey: B256::repeat_byte(1),
-    }
-    .abi_encode();
+    let input = key_call(&k.doctor, B256::repeat_byte(1)).abi_encode();
     let too_high = sign_to(&k.doctor, 0, PMR_ADDRESS, input.clone(), 200_001);
     assert_eq!(
         chain.exec.check_tx(&too_high),
@@ -510,9 +490,7 @@ fn only_the_committed_execution_of_a_height_counts() {
             &[sign(
                 &k.doctor,
                 0,
-                &PMR::setEncryptionKeyCall {
-                    encryptionKey: B256::repeat_byte(1),
-                },
+                &key_call(&k.doctor, B256::repeat_byte(1)),
             )],
         )
         .unwrap();
@@ -523,9 +501,7 @@ fn only_the_committed_execution_of_a_height_counts() {
             &[sign(
                 &k.doctor,
                 0,
-                &PMR::setEncryptionKeyCall {
-                    encryptionKey: B256::repeat_byte(2),
-                },
+                &key_call(&k.doctor, B256::repeat_byte(2)),
             )],
         )
         .unwrap();
@@ -558,13 +534,7 @@ fn two_executors_fed_the_same_blocks_agree() {
         vec![],
         vec![
             sign(&k.hospital, 2, &mint_call(patient, 2)),
-            sign(
-                &k.doctor,
-                0,
-                &PMR::setEncryptionKeyCall {
-                    encryptionKey: B256::repeat_byte(5),
-                },
-            ),
+            sign(&k.doctor, 0, &key_call(&k.doctor, B256::repeat_byte(5))),
             sign(&k.hospital, 3, &mint_call(k.outsider.address(), 3)), // reverts
         ],
         vec![sign(
@@ -717,13 +687,7 @@ fn one_shared_block_and_one_block_per_transaction_agree() {
         // Reverts (not a patient): its writes are rolled back, its nonce and gas are not.
         sign(&k.hospital, 3, &mint_call(k.outsider.address(), 3)),
         sign(&k.hospital, 4, &mint_call(patient, 4)),
-        sign(
-            &k.doctor,
-            0,
-            &PMR::setEncryptionKeyCall {
-                encryptionKey: B256::repeat_byte(5),
-            },
-        ),
+        sign(&k.doctor, 0, &key_call(&k.doctor, B256::repeat_byte(5))),
         grant(0, 1),
         sign(
             &k.patient,

@@ -8,7 +8,7 @@ mod common;
 use alloy_primitives::{keccak256, Address, TxKind, B256, U256};
 use alloy_sol_types::{SolCall, SolConstructor};
 use common::bare::{self, tx};
-use common::{genesis, keys};
+use common::{genesis, keys, register_call_at};
 use pmr_contract::PMR;
 use pmr_execution::constructor_args;
 use revm::inspector::CountInspector;
@@ -40,11 +40,12 @@ fn a_mint_computes_no_storage_key_and_writes_each_slot_once() {
     let pmr = deployed.created_address().unwrap();
     let k = keys();
     let h = k.hospital.address();
-    let register = PMR::registerPatientCall {
-        patient: k.patient.address(),
-        pseudonymCommitment: B256::repeat_byte(0x11),
-        encryptionKey: B256::repeat_byte(0x22),
-    };
+    let register = register_call_at(
+        pmr,
+        &k.patient,
+        B256::repeat_byte(0x11),
+        B256::repeat_byte(0x22),
+    );
     assert!(evm
         .transact_commit(tx(h, 0, TxKind::Call(pmr), register.abi_encode()))
         .unwrap()

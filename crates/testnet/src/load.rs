@@ -365,13 +365,16 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
         admin_nonce += 1;
         setup.push(c0.submit(raw).await.map_err(load_err)?);
     }
-    let patient = Wallet::random().address();
+    let patient_wallet = Wallet::random();
+    let patient = patient_wallet.address();
     if spec.kind == LoadKind::Mint {
-        let data = PMR::registerPatientCall {
-            patient,
-            pseudonymCommitment: B256::repeat_byte(0x11),
-            encryptionKey: B256::repeat_byte(0x22),
-        }
+        let data = pmr_contract::register_patient_call(
+            &patient_wallet,
+            chain_id,
+            B256::repeat_byte(0x11),
+            B256::repeat_byte(0x22),
+        )
+        .map_err(|e| HarnessError::Load(e.to_string()))?
         .abi_encode();
         // Wait for the first hospital before it registers the patient.
         wait_all(&c0, &setup[..1], Duration::from_secs(60)).await?;

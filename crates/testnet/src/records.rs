@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use pmr_client::{ConnectOptions, Identity, Network, PmrClient, Wallet, B256, PMR};
+use pmr_client::{ConnectOptions, Identity, Network, PmrClient, Wallet, B256};
 use pmr_primitives::Genesis;
 use rand::RngCore;
 use serde::Serialize;
@@ -54,11 +54,13 @@ pub async fn bench_records(
     network
         .send(
             hospital,
-            PMR::registerPatientCall {
-                patient: patient.address(),
-                pseudonymCommitment: B256::from(commitment),
-                encryptionKey: patient.encryption_key(),
-            },
+            pmr_contract::register_patient_call(
+                patient.wallet(),
+                network.chain_id(),
+                B256::from(commitment),
+                patient.encryption_key(),
+            )
+            .unwrap(),
         )
         .await
         .map_err(|e| bench(&e))?;

@@ -1,7 +1,8 @@
 //! A man in the middle who holds a certificate of the network's CA (a stolen node certificate,
 //! or a compromised node's own): it terminates TLS, forwards every byte to a real node, and in
 //! the node's answers replaces each given 32-byte value by one of its choosing. What it cannot
-//! do is make a client trust what the client checks against its own genesis.
+//! do is make a client trust what the client checks against its own genesis or an account's
+//! own signature.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;

@@ -34,11 +34,13 @@ async fn n4_bogus_cids_do_not_hold_up_a_real_record() {
         &c0,
         id,
         &hospital,
-        PMR::registerPatientCall {
-            patient: patient.address(),
-            pseudonymCommitment: B256::repeat_byte(1),
-            encryptionKey: B256::repeat_byte(2),
-        },
+        pmr_contract::register_patient_call(
+            &patient,
+            id,
+            B256::repeat_byte(1),
+            B256::repeat_byte(2),
+        )
+        .unwrap(),
     )
     .await;
     let mint = |root: PMR::Cid, envelope: PMR::Cid| PMR::mintRecordCall {

@@ -127,11 +127,13 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
 
     // Node 2 is down while the record is minted; it must replicate it after its restart.
     net.cluster.kill(2).expect("SIGKILL node2");
-    let reg = PMR::registerPatientCall {
-        patient: patient.address(),
-        pseudonymCommitment: B256::repeat_byte(0x11),
-        encryptionKey: B256::repeat_byte(0x22),
-    };
+    let reg = pmr_contract::register_patient_call(
+        &patient,
+        id,
+        B256::repeat_byte(0x11),
+        B256::repeat_byte(0x22),
+    )
+    .unwrap();
     ok(&c0, id, &hospital, reg).await;
     // A mint whose CID codec is not one varint byte is refused by the contract (the
     // transaction is included, reverted, and mints nothing); replication goes on with the next

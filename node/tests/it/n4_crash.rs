@@ -24,11 +24,13 @@ async fn sigkill_during_execution_leaves_state_equal() {
             id,
             0,
             PMR_ADDRESS,
-            PMR::registerPatientCall {
-                patient: patient.address(),
-                pseudonymCommitment: B256::repeat_byte(1),
-                encryptionKey: B256::repeat_byte(2),
-            }
+            pmr_contract::register_patient_call(
+                &patient,
+                id,
+                B256::repeat_byte(1),
+                B256::repeat_byte(2),
+            )
+            .unwrap()
             .abi_encode()
             .into(),
             500_000,

@@ -97,11 +97,13 @@ async fn n4_uploads_are_bounded_by_quota_expiry_and_a_free_space_floor() {
         &h1,
         id,
         &hospital,
-        PMR::registerPatientCall {
-            patient: patient.address(),
-            pseudonymCommitment: B256::repeat_byte(1),
-            encryptionKey: B256::repeat_byte(2),
-        },
+        pmr_contract::register_patient_call(
+            &patient,
+            id,
+            B256::repeat_byte(1),
+            B256::repeat_byte(2),
+        )
+        .unwrap(),
     )
     .await;
     let cid =

@@ -68,11 +68,13 @@ async fn n4_floods_of_streams_releases_and_oversized_messages_are_bounded() {
         &admin,
         id,
         &hospital,
-        PMR::registerPatientCall {
-            patient: patient.address(),
-            pseudonymCommitment: alloy_primitives::B256::repeat_byte(1),
-            encryptionKey: patient.encryption_key(),
-        },
+        pmr_contract::register_patient_call(
+            patient.wallet(),
+            id,
+            alloy_primitives::B256::repeat_byte(1),
+            patient.encryption_key(),
+        )
+        .unwrap(),
     )
     .await;
     ok(
@@ -89,9 +91,8 @@ async fn n4_floods_of_streams_releases_and_oversized_messages_are_bounded() {
         &admin,
         id,
         doctor.wallet(),
-        PMR::setEncryptionKeyCall {
-            encryptionKey: doctor.encryption_key(),
-        },
+        pmr_contract::set_encryption_key_call(doctor.wallet(), id, doctor.encryption_key())
+            .unwrap(),
     )
     .await;
     let urls: Vec<String> = (0..4).map(|i| net.cluster.rpc(i).to_string()).collect();

@@ -189,6 +189,10 @@ async fn n4_record_lifecycle_through_the_cli() {
     );
     let commitment = shown["pseudonym_commitment"].as_str().unwrap().to_string();
     let encryption_key = shown["encryption_key"].as_str().unwrap().to_string();
+    let signature = shown["registration_signature"]
+        .as_str()
+        .unwrap()
+        .to_string();
     cli.fails(
         &[
             "identity",
@@ -209,6 +213,8 @@ async fn n4_record_lifecycle_through_the_cli() {
         &commitment,
         "--encryption-key",
         &encryption_key,
+        "--signature",
+        &signature,
         "--key",
         hospital_key,
     ]);
@@ -218,46 +224,55 @@ async fn n4_record_lifecycle_through_the_cli() {
     std::fs::write(work.path().join("scan-v0.bin"), &v0).unwrap();
 
     // First through a man in the middle holding a certificate of the network's CA, who answers
-    // every custodian's custody key with one of its own: the CLI checks the keys against the
-    // genesis it holds, names the mismatch, and seals and mints nothing.
+    // the patient's encryption key, then every custodian's custody key, with one of its own:
+    // the CLI checks the patient's key against the patient's own signature and the custody
+    // keys against the genesis it holds, names the mismatch, and seals and mints nothing.
     let genesis = pmr_primitives::Genesis::load(&net.dir.path().join("genesis.json")).unwrap();
-    let swaps: Vec<([u8; 32], [u8; 32])> = genesis
+    let patient_key: [u8; 32] = hex::decode(encryption_key.trim_start_matches("0x"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let custody_swaps: Vec<([u8; 32], [u8; 32])> = genesis
         .custodians()
         .iter()
         .map(|c| (c.custody_key, [0x66; 32]))
         .collect();
-    assert_eq!(swaps.len(), 4);
-    let mitm = crate::mitm::Mitm::start(
-        &net.dir.path().join("ca.key"),
-        &net.dir.path().join("ca.pem"),
-        &rpcs[0],
-        swaps,
-    )
-    .await;
-    let through_mitm = Cli {
-        rpc: mitm.url.clone(),
-        dir: work.path().to_path_buf(),
-        env: net.cli_env(),
-    };
-    through_mitm.fails(
-        &[
-            "record",
-            "create",
-            "--patient",
-            &patient,
-            "--type",
-            "11",
-            "--file",
-            "scan-v0.bin",
-            "--key",
-            hospital_key,
-        ],
-        "custodian mismatch",
-    );
-    assert!(mitm.rewrites() > 0, "the proxy swapped no custody key");
+    assert_eq!(custody_swaps.len(), 4);
+    for (swaps, says) in [
+        (vec![(patient_key, [0x77; 32])], "encryption key mismatch"),
+        (custody_swaps, "custodian mismatch"),
+    ] {
+        let mitm = crate::mitm::Mitm::start(
+            &net.dir.path().join("ca.key"),
+            &net.dir.path().join("ca.pem"),
+            &rpcs[0],
+            swaps,
+        )
+        .await;
+        let through_mitm = Cli {
+            rpc: mitm.url.clone(),
+            dir: work.path().to_path_buf(),
+            env: net.cli_env(),
+        };
+        through_mitm.fails(
+            &[
+                "record",
+                "create",
+                "--patient",
+                &patient,
+                "--type",
+                "11",
+                "--file",
+                "scan-v0.bin",
+                "--key",
+                hospital_key,
+            ],
+            says,
+        );
+        assert!(mitm.rewrites() > 0, "the proxy swapped nothing ({says})");
+    }
     let minted = view(&net.client(0).await, PMR::totalMintedCall {}).await;
     assert_eq!(minted, alloy_primitives::U256::ZERO, "nothing is minted");
-    drop(mitm);
     let created = cli.ok(&[
         "record",
         "create",

@@ -37,11 +37,13 @@ async fn n4_mint_grant_revoke_identical_everywhere() {
             &c[1],
             id,
             &hospital,
-            PMR::registerPatientCall {
-                patient: patient.address(),
-                pseudonymCommitment: B256::repeat_byte(0x11),
-                encryptionKey: B256::repeat_byte(0x22),
-            },
+            pmr_contract::register_patient_call(
+                &patient,
+                id,
+                B256::repeat_byte(0x11),
+                B256::repeat_byte(0x22),
+            )
+            .unwrap(),
         )
         .await
         .hash,
@@ -64,9 +66,7 @@ async fn n4_mint_grant_revoke_identical_everywhere() {
             &c[3],
             id,
             &doctor,
-            PMR::setEncryptionKeyCall {
-                encryptionKey: B256::repeat_byte(0x33),
-            },
+            pmr_contract::set_encryption_key_call(&doctor, id, B256::repeat_byte(0x33)).unwrap(),
         )
         .await
         .hash,

@@ -196,11 +196,13 @@ async fn n4_grant_release_reconstruct_revoke() {
         &c[0],
         id,
         &hospital,
-        PMR::registerPatientCall {
-            patient: patient.address(),
-            pseudonymCommitment: B256::repeat_byte(0x11),
-            encryptionKey: B256::from(X25519PublicKey::from(&patient_x).to_bytes()),
-        },
+        pmr_contract::register_patient_call(
+            &patient,
+            id,
+            B256::repeat_byte(0x11),
+            B256::from(X25519PublicKey::from(&patient_x).to_bytes()),
+        )
+        .unwrap(),
     )
     .await;
     for (w, x) in [(&doctor, &doctor_x), (&stranger, &stranger_x)] {
@@ -218,9 +220,12 @@ async fn n4_grant_release_reconstruct_revoke() {
             &c[2],
             id,
             w,
-            PMR::setEncryptionKeyCall {
-                encryptionKey: B256::from(X25519PublicKey::from(x).to_bytes()),
-            },
+            pmr_contract::set_encryption_key_call(
+                w,
+                id,
+                B256::from(X25519PublicKey::from(x).to_bytes()),
+            )
+            .unwrap(),
         )
         .await;
     }

@@ -20,6 +20,58 @@ pub(crate) const GENESIS_TIME_MS: u64 = 1_700_000_000_000;
 pub(crate) const BLOCK_MS: u64 = 1_000;
 pub(crate) const GAS: u64 = 1_000_000;
 
+/// A `registerPatient` call for `patient`, with its own signature over its key and commitment
+/// (for the contract at `contract`).
+pub(crate) fn register_call_at(
+    contract: Address,
+    patient: &PrivateKeySigner,
+    commitment: B256,
+    key: B256,
+) -> pmr_contract::PMR::registerPatientCall {
+    pmr_contract::PMR::registerPatientCall {
+        patient: patient.address(),
+        pseudonymCommitment: commitment,
+        encryptionKey: key,
+        signature: pmr_contract::keys::sign_encryption_key_with(
+            patient,
+            patient.address(),
+            contract,
+            CHAIN_ID,
+            key,
+            commitment,
+        )
+        .expect("sign"),
+    }
+}
+
+/// [`register_call_at`] the PMR contract's address.
+pub(crate) fn register_call(
+    patient: &PrivateKeySigner,
+    commitment: B256,
+    key: B256,
+) -> pmr_contract::PMR::registerPatientCall {
+    register_call_at(PMR_ADDRESS, patient, commitment, key)
+}
+
+/// A `setEncryptionKey` call with `signer`'s own signature (not a patient: no commitment).
+pub(crate) fn key_call(
+    signer: &PrivateKeySigner,
+    key: B256,
+) -> pmr_contract::PMR::setEncryptionKeyCall {
+    pmr_contract::PMR::setEncryptionKeyCall {
+        encryptionKey: key,
+        signature: pmr_contract::keys::sign_encryption_key_with(
+            signer,
+            signer.address(),
+            PMR_ADDRESS,
+            CHAIN_ID,
+            key,
+            B256::ZERO,
+        )
+        .expect("sign"),
+    }
+}
+
 pub(crate) fn key(byte: u8) -> PrivateKeySigner {
     PrivateKeySigner::from_bytes(&B256::repeat_byte(byte)).expect("valid key")
 }
