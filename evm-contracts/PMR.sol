@@ -256,6 +256,8 @@ contract PMR is ERC721, AccessControl {
             if (role == HOSPITAL_ROLE) {
                 _account(account).hospital = true;
             }
+            // Granting a role is the admin permitting the account again.
+            _removed[account] = false;
             _setPermitted(account, true);
         }
         return granted;

@@ -84,6 +84,13 @@ impl NodeHandle {
 
 /// Starts the node whose files are in `home`, with `config`.
 pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
+    if config.rpc.no_auth && !(config.rpc.insecure && config.rpc_listen.ip().is_loopback()) {
+        eyre::bail!(
+            "--no-auth (no caller checked) is for benchmarks on this machine only: it needs \
+             --insecure and a loopback rpc_listen, not {}",
+            config.rpc_listen
+        );
+    }
     let genesis = Genesis::load(&home.genesis())?;
     let node_key = keys::load_node_key(&home.node_key())?;
     let network = keys::network_identity(home, &node_key)?;

@@ -227,6 +227,15 @@ impl Network {
                                     g.chain_id
                                 )));
                             }
+                            // Signatures name the chain: its id is the genesis's, never a
+                            // node's word.
+                            if s.chain_id != g.chain_id {
+                                return Err(RecordError::Refused(format!(
+                                    "{url} reports chain id {} but the genesis is of chain {}: \
+                                     refusing to talk to it",
+                                    s.chain_id, g.chain_id
+                                )));
+                            }
                         }
                         chain_id.get_or_insert(s.chain_id);
                         nodes.push(c);

@@ -4,7 +4,7 @@
 //! proposals are executed before this node votes for them; a decided block is committed with
 //! its state changes, receipts and commit certificate in one atomic, fsynced write.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,6 +41,11 @@ const MAX_FUTURE_PROPOSALS: usize = 32;
 /// still collects the next proposals; one further behind catches up by value sync).
 const PART_HEIGHT_WINDOW: u64 = 4;
 
+/// Rounds beyond the current one (of the current height; beyond round 0 of a later height)
+/// whose proposal parts are buffered. A node that falls further behind in rounds moves on with
+/// the votes and gets the value of the round it reaches from that round's proposer.
+const PART_ROUND_WINDOW: i64 = 2;
+
 /// At most one warning per this interval about refused proposal parts (a flood must not
 /// become a flood of log lines); the metric counts every one.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -68,6 +73,10 @@ pub(crate) struct App {
     /// the one a configured peer names.
     proposer_peers: HashMap<PeerId, Address>,
     last_refusal_log: Option<Instant>,
+    /// The (height, round) of every proposal received whole, from this height on: a proposer
+    /// sends one proposal per round, so another stream for it is refused before it costs an
+    /// execution.
+    completed: HashSet<(u64, Round)>,
     candidates: HashMap<B256, Candidate>,
     future: BTreeMap<u64, Vec<AssembledProposal>>,
     last_commit_at: Instant,
@@ -99,6 +108,7 @@ impl App {
             streams: PartStreams::new(cfg.max_block_bytes + 1024 * 1024),
             proposer_peers,
             last_refusal_log: None,
+            completed: HashSet::new(),
             ledger,
             signer,
             cfg,
@@ -159,6 +169,7 @@ impl App {
                 let current = height.0;
                 self.streams
                     .retain(|id| parse_stream_id(id).is_some_and(|(h, _)| h >= current));
+                self.completed.retain(|(h, _)| *h >= current);
                 self.ledger
                     .metrics
                     .proposal_stream_bytes
@@ -513,7 +524,10 @@ impl App {
             .proposal_stream_bytes
             .set(self.streams.charged() as i64);
         match result {
-            Ok(Some(p)) if (p.height.0, p.round) == named => self.on_assembled(p),
+            Ok(Some(p)) if (p.height.0, p.round) == named => {
+                self.completed.insert(named);
+                self.on_assembled(p)
+            }
             Ok(Some(p)) => {
                 self.ledger.metrics.proposal_streams_dropped.inc();
                 warn!(target: "pmr::consensus", peer = %publisher, height = %p.height, round = %p.round, "proposal stream's Init names another height or round than its stream");
@@ -531,22 +545,15 @@ impl App {
     /// The height and round a part's stream names, if its publisher may send it.
     fn admit_part(&self, publisher: PeerId, id: &StreamId) -> Result<(u64, Round), &'static str> {
         let (height, round) = parse_stream_id(id).ok_or("stream id names no height and round")?;
-        if height < self.height {
-            return Err("for a decided height");
-        }
-        if height > self.height + PART_HEIGHT_WINDOW {
-            return Err("for a height too far ahead");
-        }
-        let speaks_for = self
-            .proposer_peers
-            .get(&publisher)
-            .ok_or("from a peer that is not a validator")?;
-        let proposer = self
-            .ctx_proposer(Height(height), round)
-            .ok_or("for no round")?;
-        if proposer.address != *speaks_for {
-            return Err("from a validator that is not the proposer of that round");
-        }
+        let speaks_for = self.proposer_peers.get(&publisher).copied();
+        let proposer = self.ctx_proposer(Height(height), round).map(|p| p.address);
+        admit(
+            (height, round),
+            (self.height, self.round),
+            &self.completed,
+            speaks_for,
+            proposer,
+        )?;
         Ok((height, round))
     }
 
@@ -556,8 +563,10 @@ impl App {
         }
         if p.height.0 > self.height {
             let held: usize = self.future.values().map(Vec::len).sum();
-            if held < MAX_FUTURE_PROPOSALS {
-                self.future.entry(p.height.0).or_default().push(p);
+            let waiting = self.future.entry(p.height.0).or_default();
+            // One per round: its proposer sends one.
+            if held < MAX_FUTURE_PROPOSALS && !waiting.iter().any(|w| w.round == p.round) {
+                waiting.push(p);
             }
             return None;
         }
@@ -861,4 +870,94 @@ fn roots_match(h: &Header, executed: &ExecutedBlock) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Whether parts for `(height, round)` may be buffered by a node at `(at_height, at_round)`
+/// that has received the proposals of `completed` whole, when they come from a peer speaking
+/// for `speaks_for` and the round's proposer is `proposer`.
+fn admit<A: PartialEq>(
+    (height, round): (u64, Round),
+    (at_height, at_round): (u64, Round),
+    completed: &HashSet<(u64, Round)>,
+    speaks_for: Option<A>,
+    proposer: Option<A>,
+) -> Result<(), &'static str> {
+    if height < at_height {
+        return Err("for a decided height");
+    }
+    if height > at_height + PART_HEIGHT_WINDOW {
+        return Err("for a height too far ahead");
+    }
+    let from_round = if height == at_height {
+        at_round.as_i64().max(0)
+    } else {
+        0
+    };
+    if round.as_i64() > from_round + PART_ROUND_WINDOW {
+        return Err("for a round too far ahead");
+    }
+    if completed.contains(&(height, round)) {
+        return Err("for a round whose proposal was already received");
+    }
+    let speaks_for = speaks_for.ok_or("from a peer that is not a validator")?;
+    let proposer = proposer.ok_or("for no round")?;
+    if proposer != speaks_for {
+        return Err("from a validator that is not the proposer of that round");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod admission_tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_admitted_only_from_the_proposer_within_the_windows_once() {
+        let (v, w) = (1u8, 2u8);
+        let mut done = HashSet::new();
+        let r = Round::new;
+        let at = (10, r(1));
+        assert_eq!(admit((10, r(1)), at, &done, Some(v), Some(v)), Ok(()));
+        assert_eq!(
+            admit((10, r(3)), at, &done, Some(v), Some(v)),
+            Ok(()),
+            "two rounds ahead"
+        );
+        assert!(
+            admit((10, r(4)), at, &done, Some(v), Some(v)).is_err(),
+            "three rounds ahead"
+        );
+        assert!(
+            admit((9, r(0)), at, &done, Some(v), Some(v)).is_err(),
+            "decided"
+        );
+        assert_eq!(admit((14, r(2)), at, &done, Some(v), Some(v)), Ok(()));
+        assert!(
+            admit((14, r(3)), at, &done, Some(v), Some(v)).is_err(),
+            "later height, round 3"
+        );
+        assert!(
+            admit((15, r(0)), at, &done, Some(v), Some(v)).is_err(),
+            "five heights ahead"
+        );
+        assert!(
+            admit((10, r(1)), at, &done, Some(w), Some(v)).is_err(),
+            "not the proposer"
+        );
+        assert!(
+            admit((10, r(1)), at, &done, None::<u8>, Some(v)).is_err(),
+            "not a validator"
+        );
+        assert_eq!(
+            admit((10, r(0)), (10, Round::Nil), &done, Some(v), Some(v)),
+            Ok(()),
+            "before the first round starts"
+        );
+        done.insert((10, r(1)));
+        assert_eq!(
+            admit((10, r(1)), at, &done, Some(v), Some(v)),
+            Err("for a round whose proposal was already received")
+        );
+        assert_eq!(admit((10, r(2)), at, &done, Some(v), Some(v)), Ok(()));
+    }
 }

@@ -51,17 +51,15 @@ pub async fn bench_records(
     let patient = Identity::generate();
     let mut commitment = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut commitment);
+    let registration = pmr_contract::register_patient_call(
+        patient.wallet(),
+        network.chain_id(),
+        B256::from(commitment),
+        patient.encryption_key(),
+    )
+    .map_err(|e| bench(&e))?;
     network
-        .send(
-            hospital,
-            pmr_contract::register_patient_call(
-                patient.wallet(),
-                network.chain_id(),
-                B256::from(commitment),
-                patient.encryption_key(),
-            )
-            .unwrap(),
-        )
+        .send(hospital, registration)
         .await
         .map_err(|e| bench(&e))?;
     let (mut create, mut open) = (Vec::new(), Vec::new());
