@@ -342,12 +342,12 @@ pub(super) const RESUME_GRACE: Duration = Duration::from_secs(15);
 
 /// Stretches (start, end) of at least `window` with at most `f` nodes down (and at least
 /// [`RESUME_GRACE`] after any moment with more than `f` down) in which the observed height did
-/// not grow.
+/// not grow, and how many such stretches were judged at all (none judged proves nothing).
 pub(super) fn stalled_stretches(
     samples: &[(Duration, u64, usize)],
     f: usize,
     window: Duration,
-) -> Vec<(Duration, Duration)> {
+) -> (Vec<(Duration, Duration)>, usize) {
     let mut eligible = Vec::with_capacity(samples.len());
     let mut last_outage: Option<Duration> = None;
     for &(t, _, down) in samples {
@@ -357,6 +357,7 @@ pub(super) fn stalled_stretches(
         eligible.push(down <= f && last_outage.is_none_or(|o| t >= o + RESUME_GRACE));
     }
     let mut out = Vec::new();
+    let mut judged = 0;
     let mut i = 0;
     while i < samples.len() {
         if !eligible[i] {
@@ -368,12 +369,15 @@ pub(super) fn stalled_stretches(
         while j + 1 < samples.len() && eligible[j + 1] && samples[j + 1].0 - samples[i].0 < window {
             j += 1;
         }
-        if j + 1 < samples.len() && eligible[j + 1] && samples[j + 1].1 <= samples[i].1 {
-            out.push((samples[i].0, samples[j + 1].0));
+        if j + 1 < samples.len() && eligible[j + 1] {
+            judged += 1;
+            if samples[j + 1].1 <= samples[i].1 {
+                out.push((samples[i].0, samples[j + 1].0));
+            }
         }
         i += 4;
     }
-    out
+    (out, judged)
 }
 
 #[cfg(test)]
@@ -385,18 +389,31 @@ mod tests {
         let s = |t: u64, h: u64, d: usize| (Duration::from_millis(t), h, d);
         // Growing: no stall.
         let grow: Vec<_> = (0..40).map(|k| s(k * 250, k, 0)).collect();
-        assert!(stalled_stretches(&grow, 1, Duration::from_secs(6)).is_empty());
-        // Flat with 2 of 4 down: allowed.
+        let (stalls, judged) = stalled_stretches(&grow, 1, Duration::from_secs(6));
+        assert!(stalls.is_empty());
+        assert_eq!(
+            judged, 4,
+            "windows starting at 0, 1, 2 and 3 s end within the 9.75 s"
+        );
+        // Flat with 2 of 4 down: allowed, and nothing judged.
         let halted: Vec<_> = (0..40).map(|k| s(k * 250, 5, 2)).collect();
-        assert!(stalled_stretches(&halted, 1, Duration::from_secs(6)).is_empty());
+        assert_eq!(
+            stalled_stretches(&halted, 1, Duration::from_secs(6)),
+            (vec![], 0)
+        );
+        // Too short a run to judge a 6 s window.
+        let short: Vec<_> = (0..20).map(|k| s(k * 250, k, 0)).collect();
+        assert_eq!(stalled_stretches(&short, 1, Duration::from_secs(6)).1, 0);
         // Flat with 1 down: a stall.
         let flat: Vec<_> = (0..40).map(|k| s(k * 250, 5, 1)).collect();
-        assert!(!stalled_stretches(&flat, 1, Duration::from_secs(6)).is_empty());
+        assert!(!stalled_stretches(&flat, 1, Duration::from_secs(6))
+            .0
+            .is_empty());
         // After 2 of 4 were down the chain gets RESUME_GRACE before a flat stretch counts.
         let after: Vec<_> = (0..160)
             .map(|k| s(k * 250, 5, if k < 20 { 2 } else { 0 }))
             .collect();
-        let stalls = stalled_stretches(&after, 1, Duration::from_secs(6));
+        let (stalls, _) = stalled_stretches(&after, 1, Duration::from_secs(6));
         assert!(!stalls.is_empty());
         assert!(stalls
             .iter()

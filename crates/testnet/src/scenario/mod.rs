@@ -38,9 +38,10 @@
 //! - `same-state`: every node reports the same state root at every common height, and gives
 //!   the same answers to record queries (owners, versions, access) at the last one;
 //! - `progress`: the chain grew in every stretch of at least 6 s (20 s with a double signer)
-//!   with at most f nodes down
-//!   (starting 15 s after any moment with more than f down);
-//! - `recovered`: every node caught up within `recovery_timeout`.
+//!   with at most f nodes down (starting 15 s after any moment with more than f down), and at
+//!   least one such stretch was judged;
+//! - `recovered`: every node reached a height committed after the heal within
+//!   `recovery_timeout` (a halted chain must resume).
 //!
 //! and, when the scenario has such faults:
 //! - `halted`: during a partition, no side without more than 2/3 of the validators committed
