@@ -158,9 +158,10 @@ pub(super) async fn scrape(url: &str, metric: &str) -> Option<f64> {
 /// stay in memory.
 pub(super) const MAX_RSS_GROWTH: u64 = 192 * 1024 * 1024;
 
-/// Most bytes of proposal streams an honest node may hold while the flooder runs, per
-/// validator: each publisher's quota is twice a block's bytes (8 MiB by default).
-pub(super) const MAX_BUFFERED_PER_VALIDATOR: f64 = 2.0 * 8.0 * 1024.0 * 1024.0;
+/// Most bytes of proposal streams an honest node may hold while the flooder runs: the one
+/// publisher's quota (twice a block's 8 MiB plus 1 MiB of slack) and one honest block in
+/// progress. Far below what buffering every stream reaches.
+pub(super) const MAX_BUFFERED: f64 = 3.0 * 9.0 * 1024.0 * 1024.0;
 
 /// What the honest nodes hold while a flooder runs: resident memory (the first and the largest
 /// reading) and the largest `pmr_proposal_stream_bytes` each reported.
@@ -191,14 +192,13 @@ impl FloodWatch {
 }
 
 /// The `flood-contained` invariant: the flooder published; every honest node (`honest`) was
-/// measured and counted refused parts; none held more than [`MAX_BUFFERED_PER_VALIDATOR`] per
-/// validator in streams or grew past [`MAX_RSS_GROWTH`].
+/// measured and counted refused parts; none held more than [`MAX_BUFFERED`] in
+/// streams or grew past [`MAX_RSS_GROWTH`].
 pub(super) fn contained(
     report: Option<FloodReport>,
     honest: &[usize],
     refused: &[Option<f64>],
     watch: &FloodWatch,
-    validators: usize,
 ) -> super::invariants::Invariant {
     let report = report.unwrap_or_default();
     let refusing = refused
@@ -214,7 +214,7 @@ pub(super) fn contained(
         .iter()
         .filter_map(|i| watch.buffered.get(i).map(|b| (*i, *b)))
         .collect();
-    let max_buffered = MAX_BUFFERED_PER_VALIDATOR * validators as f64;
+    let max_buffered = MAX_BUFFERED;
     let most_buffered = buffered.iter().map(|b| b.1).fold(0.0, f64::max);
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     super::invariants::Invariant {
@@ -289,40 +289,30 @@ mod tests {
         w.record_buffered(0, Some(1e6));
         w.record_buffered(1, Some(2e6));
         let refused = [Some(3.0), Some(1.0)];
-        let ok = contained(report, &[0, 1], &refused, &w, 4);
+        let ok = contained(report, &[0, 1], &refused, &w);
         assert!(ok.passed, "{}", ok.detail);
+        assert!(!contained(None, &[0, 1], &refused, &w).passed, "no flood");
         assert!(
-            !contained(None, &[0, 1], &refused, &w, 4).passed,
-            "no flood"
-        );
-        assert!(
-            !contained(report, &[0, 1], &[Some(3.0), Some(0.0)], &w, 4).passed,
+            !contained(report, &[0, 1], &[Some(3.0), Some(0.0)], &w).passed,
             "node 1 refused nothing"
         );
         assert!(
-            !contained(
-                report,
-                &[0, 1, 2],
-                &[Some(3.0), Some(1.0), Some(1.0)],
-                &w,
-                4
-            )
-            .passed,
+            !contained(report, &[0, 1, 2], &[Some(3.0), Some(1.0), Some(1.0)], &w).passed,
             "node 2 unmeasured"
         );
-        assert!(!contained(report, &[], &[], &w, 4).passed, "nothing judged");
+        assert!(!contained(report, &[], &[], &w).passed, "nothing judged");
         let mut over = FloodWatch {
             rss: w.rss.clone(),
             buffered: w.buffered.clone(),
         };
-        over.record_buffered(1, Some(MAX_BUFFERED_PER_VALIDATOR * 4.0 + 1.0));
+        over.record_buffered(1, Some(MAX_BUFFERED + 1.0));
         assert!(
-            !contained(report, &[0, 1], &refused, &over, 4).passed,
+            !contained(report, &[0, 1], &refused, &over).passed,
             "too much buffered"
         );
         w.record(1, Some((100 << 20) + MAX_RSS_GROWTH + 1));
         assert!(
-            !contained(report, &[0, 1], &refused, &w, 4).passed,
+            !contained(report, &[0, 1], &refused, &w).passed,
             "too much memory"
         );
     }

@@ -375,7 +375,7 @@ pub async fn run_scenario(
     }
     if scenario.has(Action::Flood) {
         let (honest, refused) = flood_judged.unwrap_or_default();
-        invariants.push(contained(state.flood_report, &honest, &refused, &watch, n));
+        invariants.push(contained(state.flood_report, &honest, &refused, &watch));
     }
     cluster.kill_all();
     Ok(ScenarioReport {
