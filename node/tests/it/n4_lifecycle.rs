@@ -238,6 +238,18 @@ async fn n4_record_lifecycle_through_the_cli() {
         .map(|c| (c.custody_key, [0x66; 32]))
         .collect();
     assert_eq!(custody_swaps.len(), 4);
+    let create_v0 = [
+        "record",
+        "create",
+        "--patient",
+        &patient,
+        "--type",
+        "11",
+        "--file",
+        "scan-v0.bin",
+        "--key",
+        hospital_key,
+    ];
     for (swaps, says) in [
         (vec![(patient_key, [0x77; 32])], "encryption key mismatch"),
         (custody_swaps, "custodian mismatch"),
@@ -254,37 +266,12 @@ async fn n4_record_lifecycle_through_the_cli() {
             dir: work.path().to_path_buf(),
             env: net.cli_env(),
         };
-        through_mitm.fails(
-            &[
-                "record",
-                "create",
-                "--patient",
-                &patient,
-                "--type",
-                "11",
-                "--file",
-                "scan-v0.bin",
-                "--key",
-                hospital_key,
-            ],
-            says,
-        );
+        through_mitm.fails(&create_v0, says);
         assert!(mitm.rewrites() > 0, "the proxy swapped nothing ({says})");
     }
     let minted = view(&net.client(0).await, PMR::totalMintedCall {}).await;
     assert_eq!(minted, alloy_primitives::U256::ZERO, "nothing is minted");
-    let created = cli.ok(&[
-        "record",
-        "create",
-        "--patient",
-        &patient,
-        "--type",
-        "11",
-        "--file",
-        "scan-v0.bin",
-        "--key",
-        hospital_key,
-    ]);
+    let created = cli.ok(&create_v0);
     let token = created["token_id"].as_str().unwrap().to_string();
     let listed = cli.ok(&["record", "list", "--key", "patient.json"]);
     assert_eq!(listed.as_array().unwrap().len(), 1);
