@@ -48,19 +48,19 @@ async fn n4_mint_grant_revoke_identical_everywhere() {
         .await
         .hash,
     );
-    hashes.push(
-        ok(
-            &c[2],
-            id,
-            &admin,
-            PMR::setPermittedCall {
-                account: doctor.address(),
-                permitted: true,
-            },
-        )
-        .await
-        .hash,
-    );
+    let permitted = ok(
+        &c[2],
+        id,
+        &admin,
+        PMR::setPermittedCall {
+            account: doctor.address(),
+            permitted: true,
+        },
+    )
+    .await;
+    hashes.push(permitted.hash);
+    // A node admits the doctor's own transaction only once it has the block permitting them.
+    net.wait_height(3, permitted.height).await;
     hashes.push(
         ok(
             &c[3],
@@ -98,25 +98,22 @@ async fn n4_mint_grant_revoke_identical_everywhere() {
 
     // The patient grants the doctor access to the first record, then revokes it.
     let tip = c[0].status().await.unwrap().latest_timestamp_ms / 1000;
-    hashes.push(
-        ok(
-            &c[1],
-            id,
-            &patient,
-            PMR::grantAccessCall {
-                tokenId: tokens[0],
-                grantee: doctor.address(),
-                expiry: tip + 3600,
-                sealedPatientShare: Bytes::from_static(b"sealed share bytes"),
-            },
-        )
-        .await
-        .hash,
-    );
-    for client in &c {
-        // Read from every node at the same committed height.
-        let h = c[1].status().await.unwrap().height;
-        net.cluster.wait_height(0, h, T).await.unwrap();
+    let granted = ok(
+        &c[1],
+        id,
+        &patient,
+        PMR::grantAccessCall {
+            tokenId: tokens[0],
+            grantee: doctor.address(),
+            expiry: tip + 3600,
+            sealedPatientShare: Bytes::from_static(b"sealed share bytes"),
+        },
+    )
+    .await;
+    hashes.push(granted.hash);
+    for (i, client) in c.iter().enumerate() {
+        // Read from every node once it has the grant's block.
+        net.wait_height(i, granted.height).await;
         assert!(
             view(
                 client,
@@ -138,6 +135,8 @@ async fn n4_mint_grant_revoke_identical_everywhere() {
             .await
         );
     }
+    // Each next transaction of the patient goes to another node, which has seen the last one
+    // (the loop above waited for it), or it would hand out a nonce already used.
     let revoke = ok(
         &c[2],
         id,
@@ -175,6 +174,7 @@ async fn n4_mint_grant_revoke_identical_everywhere() {
     .await;
     assert!(!not_owner.success);
     assert_eq!(&not_owner.output[..4], PMR::NotRecordOwner::SELECTOR);
+    net.wait_height(3, revoke.height).await;
     let transfer = send(
         &c[3],
         id,

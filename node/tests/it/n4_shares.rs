@@ -206,7 +206,7 @@ async fn n4_grant_release_reconstruct_revoke() {
     )
     .await;
     for (w, x) in [(&doctor, &doctor_x), (&stranger, &stranger_x)] {
-        ok(
+        let permitted = ok(
             &c[1],
             id,
             &admin,
@@ -216,6 +216,8 @@ async fn n4_grant_release_reconstruct_revoke() {
             },
         )
         .await;
+        // Node 2 admits the account's own transaction only once it has that block too.
+        net.wait_height(2, permitted.height).await;
         ok(
             &c[2],
             id,
