@@ -8,18 +8,22 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 
 /// @title PMR: patient medical records as non-transferable ERC-721 tokens.
-/// @notice Each record is a token owned by its patient (ERC-5192: permanently locked). The
-/// record itself lives encrypted in content-addressed storage; on-chain are only its CIDs, the
-/// commitment to its key, a record type code, and sealed key shares (ciphertext). Patients are
-/// pseudonymous: the ledger holds a commitment to their pseudonym, never a name or free text.
+/// @notice Each record is a token owned by a one-time address of its patient (ERC-5192:
+/// permanently locked), derived for that record from the patient's stealth meta-address as
+/// ERC-5564 (secp256k1, view tags) derives them: nothing on-chain links two records to each
+/// other or to the patient, and only the patient's viewing key finds them. The record itself
+/// lives encrypted in content-addressed storage; on-chain are only its CIDs, the commitment to
+/// its key, its record type sealed under the stealth shared secret, the ERC-5564 announcement
+/// (ephemeral key and view tag), and sealed key shares (ciphertext). Patients are registered
+/// under a commitment to their pseudonym, never a name or free text.
 /// @dev The node's executor reads `_permitted` directly from storage to admit transactions (its
 /// slot comes from the storage layout in the compiled artifact); keep it a plain mapping.
 ///
 /// Minting is the hot path of a PMR network (thousands per block), so its storage is laid out
 /// for it: every keccak and storage access of a mint costs execution time on every validator.
 /// A mint computes no storage key (no keccak): it reads the hospital's account word (HOSPITAL
-/// flag, mirrored from AccessControl), updates the patient's (PATIENT flag and token count) and
-/// writes the record (owner inline), all found by addition (see "storage regions").
+/// flag, mirrored from AccessControl), updates the one-time owner's (token count) and writes the
+/// record (owner and announcement inline), all found by addition (see "storage regions").
 /// OpenZeppelin's ERC-721 owner and balance mappings are therefore not used: `_ownerOf` and
 /// `balanceOf` are overridden to read the record and the account word (the extension points
 /// OpenZeppelin v5 documents for this), and `_update`, through which every transfer, burn and
@@ -49,26 +53,42 @@ contract PMR is ERC721, AccessControl {
 
     /// Per-account facts the mint path needs, in one word: whether the account holds
     /// HOSPITAL_ROLE (kept equal to AccessControl's membership by `_grantRole`/`_revokeRole`),
-    /// whether it is a registered patient, and how many records it owns (ERC-721 `balanceOf`).
+    /// whether it is a registered patient, and how many records it owns (ERC-721 `balanceOf`;
+    /// one for a one-time owner).
     struct Account {
         bool hospital;
         bool patient;
         uint64 balance;
     }
 
-    /// A record with its owner and its first version (as minted) inline: a mint writes five
-    /// fresh slots, the first packing owner, type, version count and the two codecs. Records
-    /// never move, so the owner is the patient it was minted to.
+    /// A record with its one-time owner, its ERC-5564 announcement and its first version (as
+    /// minted) inline: a mint writes six fresh slots, the first packing owner, version count, the
+    /// two codecs, view tag, ephemeral key prefix and sealed type. Records never move.
     struct Record {
-        address patient;
-        uint32 recordType;
+        address owner;
         uint32 versionCount;
         uint8 rootCodec;
         uint8 envelopeCodec;
+        uint8 viewTag;
+        uint8 ephemeralPrefix;
+        uint32 sealedType;
         address hospital;
         bytes32 rootDigest;
         bytes32 envelopeDigest;
         bytes32 keyCommitment;
+        bytes32 ephemeralX;
+    }
+
+    /// A one-time owner as ERC-5564 announces it: the owner's address, the ephemeral public key
+    /// `R` (compressed: prefix 2 or 3 and x), the view tag (first byte of the hashed shared
+    /// secret) and the record type sealed under that secret (a 32-bit one-time pad only the
+    /// minting hospital and the viewing-key holder can remove).
+    struct OneTimeOwner {
+        address owner;
+        bytes32 ephemeralX;
+        uint8 ephemeralPrefix;
+        uint8 viewTag;
+        uint32 sealedType;
     }
 
     struct Version {
@@ -99,9 +119,14 @@ contract PMR is ERC721, AccessControl {
     mapping(address account => bytes) private _keySignatures;
     /// Accounts the admin removed from the permission list: no registration permits them again.
     mapping(address account => bool) private _removed;
+    /// Each patient's ERC-5564 stealth meta-address: spending and viewing public keys, 33 bytes
+    /// each (compressed), as the patient signed them at registration.
+    mapping(address patient => bytes) private _metaAddresses;
 
-    /// Domain of the message an account signs to publish its encryption key.
-    bytes32 private constant KEY_DOMAIN = keccak256("PMR encryption key v1");
+    /// Domain of the message an account signs to publish its keys.
+    bytes32 private constant KEY_DOMAIN = keccak256("PMR encryption key v2");
+    /// Length of a stealth meta-address.
+    uint256 private constant META_ADDRESS_BYTES = 66;
 
     // ----- storage regions -----
 
@@ -117,7 +142,7 @@ contract PMR is ERC721, AccessControl {
     /// in a 2^160-slot region with probability 2^-96 each.
     uint256 private constant RECORDS = 0xb69ce4d59410c5226730066eee5782963abf74a50971baec92360e1fd79c5d00;
     uint256 private constant ACCOUNTS = 0x27a708f33bce5065fb29ce91012a4ec247ffe559b4168e250ab0bed7b2f03d00;
-    uint256 private constant RECORD_WORDS = 5;
+    uint256 private constant RECORD_WORDS = 6;
 
     /// The record of token `tokenId`. Only for a token that exists (1 to `_lastTokenId`):
     /// callers check with `_requireOwned` or `_ownerOf` first, or mint it.
@@ -139,14 +164,22 @@ contract PMR is ERC721, AccessControl {
     event HospitalRegistered(address indexed hospital, address indexed by);
     event CustodianAdded(address indexed custodian, address indexed by);
     event PatientRegistered(
-        address indexed patient, address indexed hospital, bytes32 pseudonymCommitment, bytes32 encryptionKey
-    );
-    event EncryptionKeySet(address indexed account, bytes32 encryptionKey);
-    event RecordMinted(
-        uint256 indexed tokenId,
         address indexed patient,
         address indexed hospital,
-        uint32 recordType,
+        bytes32 pseudonymCommitment,
+        bytes32 encryptionKey,
+        bytes stealthMetaAddress
+    );
+    event EncryptionKeySet(address indexed account, bytes32 encryptionKey);
+    /// A record minted to a one-time owner, with its ERC-5564 announcement. Nothing here names
+    /// the patient, the minting hospital or the record type.
+    event RecordMinted(
+        uint256 indexed tokenId,
+        address indexed owner,
+        bytes32 ephemeralX,
+        uint8 ephemeralPrefix,
+        uint8 viewTag,
+        uint32 sealedType,
         Cid root,
         Cid envelope,
         bytes32 keyCommitment
@@ -169,11 +202,15 @@ contract PMR is ERC721, AccessControl {
     error NotPermitted(address account);
     error RecordNotTransferable(uint256 tokenId);
     error ApprovalsDisabled();
-    error PatientNotRegistered(address patient);
     error PatientAlreadyRegistered(address patient);
     error ZeroPseudonymCommitment();
     error ZeroEncryptionKey();
     error BadKeySignature(address account);
+    /// A stealth meta-address that is not two compressed secp256k1 keys (66 bytes, each
+    /// starting 0x02 or 0x03).
+    error BadStealthMetaAddress();
+    /// An ephemeral key whose prefix is not 0x02 or 0x03.
+    error BadEphemeralKey(uint8 prefix);
     error AccountRemoved(address account);
     error ZeroKeyCommitment();
     /// A CID codec that is not one varint byte (0x80 or more).
@@ -279,13 +316,15 @@ contract PMR is ERC721, AccessControl {
 
     // ----- patients and keys -----
 
-    /// Registers a patient by address, pseudonym commitment and X25519 public key, with the
-    /// patient's own signature over all three (`encryptionKeyDigest`); permits it. A hospital
-    /// cannot register an account that did not sign, nor one the admin removed.
+    /// Registers a patient by address, pseudonym commitment, X25519 public key and stealth
+    /// meta-address, with the patient's own signature over all four (`encryptionKeyDigest`);
+    /// permits it. A hospital cannot register an account that did not sign, nor one the admin
+    /// removed, nor set anyone's keys.
     function registerPatient(
         address patient,
         bytes32 pseudonymCommitment,
         bytes32 encryptionKey,
+        bytes calldata stealthMetaAddress,
         bytes calldata signature
     ) external onlyRole(HOSPITAL_ROLE) {
         if (patient == address(0)) revert ZeroAddress();
@@ -293,14 +332,35 @@ contract PMR is ERC721, AccessControl {
         if (encryptionKey == bytes32(0)) revert ZeroEncryptionKey();
         if (_pseudonymCommitments[patient] != bytes32(0)) revert PatientAlreadyRegistered(patient);
         if (_removed[patient]) revert AccountRemoved(patient);
-        _checkKeySignature(patient, encryptionKey, pseudonymCommitment, signature);
+        _checkMetaAddress(stealthMetaAddress);
+        _checkKeySignature(patient, encryptionKey, pseudonymCommitment, keccak256(stealthMetaAddress), signature);
         _pseudonymCommitments[patient] = pseudonymCommitment;
+        _metaAddresses[patient] = stealthMetaAddress;
         _account(patient).patient = true;
         _encryptionKeys[patient] = encryptionKey;
         _keySignatures[patient] = signature;
         _setPermitted(patient, true);
-        emit PatientRegistered(patient, _msgSender(), pseudonymCommitment, encryptionKey);
+        emit PatientRegistered(patient, _msgSender(), pseudonymCommitment, encryptionKey, stealthMetaAddress);
         emit EncryptionKeySet(patient, encryptionKey);
+    }
+
+    function _checkMetaAddress(bytes calldata meta) private pure {
+        if (
+            meta.length != META_ADDRESS_BYTES || (meta[0] != 0x02 && meta[0] != 0x03)
+                || (meta[33] != 0x02 && meta[33] != 0x03)
+        ) revert BadStealthMetaAddress();
+    }
+
+    /// A patient's stealth meta-address (empty for an account that is not a patient): what a
+    /// hospital derives each record's one-time owner from.
+    function stealthMetaAddressOf(address patient) external view returns (bytes memory) {
+        return _metaAddresses[patient];
+    }
+
+    /// `keccak256` of an account's meta-address, zero when it has none.
+    function _metaAddressHash(address account) private view returns (bytes32) {
+        bytes storage meta = _metaAddresses[account];
+        return meta.length == 0 ? bytes32(0) : keccak256(meta);
     }
 
     function isPatient(address account) public view returns (bool) {
@@ -313,12 +373,14 @@ contract PMR is ERC721, AccessControl {
 
     /// Sets the caller's X25519 public key (grantees register theirs before being granted),
     /// with the caller's signature over `encryptionKeyDigest(caller, key, its pseudonym
-    /// commitment or zero)`, kept for clients to check.
+    /// commitment or zero, its meta-address hash or zero)`, kept for clients to check.
     function setEncryptionKey(bytes32 encryptionKey, bytes calldata signature) external {
         address account = _msgSender();
         if (!_permitted[account]) revert NotPermitted(account);
         if (encryptionKey == bytes32(0)) revert ZeroEncryptionKey();
-        _checkKeySignature(account, encryptionKey, _pseudonymCommitments[account], signature);
+        _checkKeySignature(
+            account, encryptionKey, _pseudonymCommitments[account], _metaAddressHash(account), signature
+        );
         _encryptionKeys[account] = encryptionKey;
         _keySignatures[account] = signature;
         emit EncryptionKeySet(account, encryptionKey);
@@ -328,26 +390,41 @@ contract PMR is ERC721, AccessControl {
         return _encryptionKeys[account];
     }
 
-    /// An account's encryption key, its pseudonym commitment (zero if not a patient) and its
-    /// signature over both (EIP-191 over `encryptionKeyDigest`): a client recovers the signer
-    /// and seals only to a key its owner signed, whatever node answered.
+    /// An account's encryption key, its pseudonym commitment (zero if not a patient), its
+    /// stealth meta-address (empty if not a patient) and its signature over all three (EIP-191
+    /// over `encryptionKeyDigest`): a client recovers the signer and seals only to keys their
+    /// owner signed, whatever node answered.
     function encryptionKeyAttestation(address account)
         external
         view
-        returns (bytes32 encryptionKey, bytes32 pseudonymCommitment, bytes memory signature)
+        returns (
+            bytes32 encryptionKey,
+            bytes32 pseudonymCommitment,
+            bytes memory stealthMetaAddress,
+            bytes memory signature
+        )
     {
-        return (_encryptionKeys[account], _pseudonymCommitments[account], _keySignatures[account]);
+        return (
+            _encryptionKeys[account],
+            _pseudonymCommitments[account],
+            _metaAddresses[account],
+            _keySignatures[account]
+        );
     }
 
     /// What `account` signs (as an EIP-191 message of these 32 bytes) to publish
-    /// `encryptionKey`, with its pseudonym commitment when it is or becomes a patient.
-    function encryptionKeyDigest(address account, bytes32 encryptionKey, bytes32 pseudonymCommitment)
-        public
-        view
-        returns (bytes32)
-    {
+    /// `encryptionKey`, with its pseudonym commitment and the hash of its stealth meta-address
+    /// when it is or becomes a patient (zero otherwise).
+    function encryptionKeyDigest(
+        address account,
+        bytes32 encryptionKey,
+        bytes32 pseudonymCommitment,
+        bytes32 metaAddressHash
+    ) public view returns (bytes32) {
         return keccak256(
-            abi.encode(KEY_DOMAIN, block.chainid, address(this), account, encryptionKey, pseudonymCommitment)
+            abi.encode(
+                KEY_DOMAIN, block.chainid, address(this), account, encryptionKey, pseudonymCommitment, metaAddressHash
+            )
         );
     }
 
@@ -355,10 +432,11 @@ contract PMR is ERC721, AccessControl {
         address account,
         bytes32 encryptionKey,
         bytes32 pseudonymCommitment,
+        bytes32 metaAddressHash,
         bytes calldata signature
     ) private view {
         bytes32 digest = MessageHashUtils.toEthSignedMessageHash(
-            encryptionKeyDigest(account, encryptionKey, pseudonymCommitment)
+            encryptionKeyDigest(account, encryptionKey, pseudonymCommitment, metaAddressHash)
         );
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
         if (err != ECDSA.RecoverError.NoError || signer != account) revert BadKeySignature(account);
@@ -366,24 +444,30 @@ contract PMR is ERC721, AccessControl {
 
     // ----- records -----
 
-    /// Mints a record token to a registered patient. Hospitals only.
-    function mintRecord(address patient, Cid calldata root, Cid calldata envelope, bytes32 keyCommitment, uint32 recordType)
+    /// Mints a record token to a one-time owner the hospital derived from the patient's
+    /// stealth meta-address (`stealthMetaAddressOf`), announcing it. Hospitals only. The
+    /// contract cannot tell whose one-time address `to.owner` is, and does not ask: that is the
+    /// point.
+    function mintRecord(OneTimeOwner calldata to, Cid calldata root, Cid calldata envelope, bytes32 keyCommitment)
         external
         returns (uint256 tokenId)
     {
         address hospital = _msgSender();
         if (!_isHospital(hospital)) revert AccessControlUnauthorizedAccount(hospital, HOSPITAL_ROLE);
-        Account storage account = _account(patient);
-        if (!account.patient) revert PatientNotRegistered(patient);
+        address owner = to.owner;
+        if (owner == address(0)) revert ZeroAddress();
+        if (to.ephemeralPrefix != 2 && to.ephemeralPrefix != 3) revert BadEphemeralKey(to.ephemeralPrefix);
         _checkVersion(root, envelope, keyCommitment);
         unchecked {
-            account.balance += 1;
+            _account(owner).balance += 1;
         }
         tokenId = ++_lastTokenId;
-        _storeNewRecord(_record(tokenId), patient, recordType, root, envelope, hospital, keyCommitment);
-        emit Transfer(address(0), patient, tokenId);
+        _storeNewRecord(_record(tokenId), to, root, envelope, hospital, keyCommitment);
+        emit Transfer(address(0), owner, tokenId);
         emit Locked(tokenId);
-        emit RecordMinted(tokenId, patient, hospital, recordType, root, envelope, keyCommitment);
+        emit RecordMinted(
+            tokenId, owner, to.ephemeralX, to.ephemeralPrefix, to.viewTag, to.sealedType, root, envelope, keyCommitment
+        );
     }
 
     /// Appends a new version (re-keyed contents) of a record; by its minting hospital or patient.
@@ -409,25 +493,26 @@ contract PMR is ERC721, AccessControl {
         emit RecordVersionAppended(tokenId, version, sender, root, envelope, keyCommitment);
     }
 
-    /// Writes a fresh record: its five words whole, one SSTORE each. Assigning the struct field
-    /// by field would read and re-write the packed first two words once per field, for slots
-    /// known to be empty. The first word is packed exactly as Solidity lays out `Record` (first
-    /// member in the lowest-order bytes): patient (160 bits), recordType (32), versionCount
-    /// (32, here 1), rootCodec (8), envelopeCodec (8); the tests read every field back through
-    /// the struct.
+    /// Writes a fresh record: its six words whole, one SSTORE each. Assigning the struct field
+    /// by field would read and re-write the packed first word once per field, for slots known
+    /// to be empty. The first word is packed exactly as Solidity lays out `Record` (first
+    /// member in the lowest-order bytes): owner (160 bits), versionCount (32, here 1),
+    /// rootCodec (8), envelopeCodec (8), viewTag (8), ephemeralPrefix (8), sealedType (32); the
+    /// tests read every field back through the struct.
     function _storeNewRecord(
         Record storage r,
-        address patient,
-        uint32 recordType,
+        OneTimeOwner calldata to,
         Cid calldata root,
         Cid calldata envelope,
         address hospital,
         bytes32 keyCommitment
     ) private {
-        uint256 head = uint256(uint160(patient)) | (uint256(recordType) << 160) | (uint256(1) << 192)
-            | (uint256(root.codec) << 224) | (uint256(envelope.codec) << 232);
+        uint256 head = uint256(uint160(to.owner)) | (uint256(1) << 160) | (uint256(root.codec) << 192)
+            | (uint256(envelope.codec) << 200) | (uint256(to.viewTag) << 208)
+            | (uint256(to.ephemeralPrefix) << 216) | (uint256(to.sealedType) << 224);
         bytes32 rootDigest = root.digest;
         bytes32 envelopeDigest = envelope.digest;
+        bytes32 ephemeralX = to.ephemeralX;
         assembly ("memory-safe") {
             let slot := r.slot
             sstore(slot, head)
@@ -435,6 +520,7 @@ contract PMR is ERC721, AccessControl {
             sstore(add(slot, 2), rootDigest)
             sstore(add(slot, 3), envelopeDigest)
             sstore(add(slot, 4), keyCommitment)
+            sstore(add(slot, 5), ephemeralX)
         }
     }
 
@@ -464,15 +550,35 @@ contract PMR is ERC721, AccessControl {
         return abi.encodePacked(bytes1(0x01), bytes1(codec), bytes2(0x1e20), digest);
     }
 
-    /// Minting hospital, record type and number of versions of a record.
-    function recordOf(uint256 tokenId)
-        external
-        view
-        returns (address patient, address hospital, uint32 recordType, uint32 versions)
-    {
-        patient = _requireOwned(tokenId);
+    /// One-time owner, minting hospital and number of versions of a record.
+    function recordOf(uint256 tokenId) external view returns (address owner, address hospital, uint32 versions) {
+        owner = _requireOwned(tokenId);
         Record storage r = _record(tokenId);
-        return (patient, r.hospital, r.recordType, r.versionCount);
+        return (owner, r.hospital, r.versionCount);
+    }
+
+    /// Largest `count` `announcements` answers at once.
+    uint256 public constant MAX_ANNOUNCEMENTS = 1024;
+
+    /// The announcements of tokens `from` to `from + count - 1` (those minted so far, at most
+    /// `MAX_ANNOUNCEMENTS`): what a patient's viewing key scans for its records.
+    function announcements(uint256 from, uint256 count) external view returns (OneTimeOwner[] memory out) {
+        if (from == 0) from = 1;
+        uint256 last = _lastTokenId;
+        if (count > MAX_ANNOUNCEMENTS) count = MAX_ANNOUNCEMENTS;
+        uint256 n = from > last ? 0 : last - from + 1;
+        if (n > count) n = count;
+        out = new OneTimeOwner[](n);
+        for (uint256 i = 0; i < n; i++) {
+            Record storage r = _record(from + i);
+            out[i] = OneTimeOwner({
+                owner: r.owner,
+                ephemeralX: r.ephemeralX,
+                ephemeralPrefix: r.ephemeralPrefix,
+                viewTag: r.viewTag,
+                sealedType: r.sealedType
+            });
+        }
     }
 
     function versionCount(uint256 tokenId) external view returns (uint32) {
@@ -594,16 +700,17 @@ contract PMR is ERC721, AccessControl {
 
     // ----- ownership and non-transferability (ERC-5192) -----
 
-    /// ERC-5192: every record is locked to its patient.
+    /// ERC-5192: every record is locked to its one-time owner.
     function locked(uint256 tokenId) external view returns (bool) {
         _requireOwned(tokenId);
         return true;
     }
 
-    /// A record's owner is the patient it was minted to (zero for a token that does not exist).
+    /// A record's owner is the one-time address it was minted to (zero for a token that does not
+    /// exist).
     function _ownerOf(uint256 tokenId) internal view override returns (address) {
         if (tokenId == 0 || tokenId > _lastTokenId) return address(0);
-        return _record(tokenId).patient;
+        return _record(tokenId).owner;
     }
 
     function balanceOf(address owner) public view override returns (uint256) {

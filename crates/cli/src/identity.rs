@@ -96,9 +96,10 @@ pub(crate) enum AdminCommand {
 
 #[derive(Subcommand)]
 pub(crate) enum PatientCommand {
-    /// A hospital registers a patient: address, pseudonym commitment, encryption key and the
-    /// patient's signature over them, as the patient's `pmr identity show --national-id`
-    /// prints them (a hospital cannot register an account that did not sign).
+    /// A hospital registers a patient: address, pseudonym commitment, encryption key, stealth
+    /// meta-address and the patient's signature over them, as the patient's `pmr identity
+    /// show --national-id` prints them (a hospital cannot register an account that did not
+    /// sign, nor set anyone's keys).
     Register {
         /// The patient's account.
         #[arg(long)]
@@ -109,6 +110,10 @@ pub(crate) enum PatientCommand {
         /// The patient's X25519 encryption key.
         #[arg(long)]
         encryption_key: B256,
+        /// The patient's stealth meta-address (`st:eth:0x` and 132 hex digits), from which each
+        /// of its records gets a one-time owner.
+        #[arg(long, value_parser = parse_meta_address)]
+        meta_address: alloy_primitives::Bytes,
         /// The patient's registration signature (hex).
         #[arg(long)]
         signature: alloy_primitives::Bytes,
@@ -167,16 +172,27 @@ async fn send_as(
 struct IdentityView {
     address: Address,
     encryption_key: B256,
+    /// The ERC-5564 meta-address records are minted under (one-time owners derive from it).
+    stealth_meta_address: String,
     pseudonym_commitment: Option<B256>,
-    /// The patient's signature over address, encryption key and commitment, for the hospital
-    /// that registers it.
+    /// The patient's signature over address, encryption key, commitment and meta-address, for
+    /// the hospital that registers it.
     registration_signature: Option<alloy_primitives::Bytes>,
+}
+
+/// `st:eth:0x…` (or bare hex) as the 66 bytes of a stealth meta-address.
+fn parse_meta_address(s: &str) -> Result<alloy_primitives::Bytes, String> {
+    let hex = s.strip_prefix("st:eth:").unwrap_or(s);
+    let bytes = alloy_primitives::hex::decode(hex).map_err(|e| format!("not hex: {e}"))?;
+    pmr_privacy::StealthMetaAddress::from_bytes(&bytes).map_err(|e| e.to_string())?;
+    Ok(bytes.into())
 }
 
 impl fmt::Display for IdentityView {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "address         {}", self.address)?;
-        write!(f, "encryption key  {}", self.encryption_key)?;
+        writeln!(f, "encryption key  {}", self.encryption_key)?;
+        write!(f, "meta-address    {}", self.stealth_meta_address)?;
         if let Some(c) = self.pseudonym_commitment {
             write!(f, "\ncommitment      {c}")?;
         }
@@ -210,6 +226,10 @@ impl IdentityCommands {
                 genesis,
             }) => {
                 let id = key.identity()?;
+                let meta = id
+                    .stealth_keys()
+                    .map_err(|e| eyre::eyre!("{e}"))?
+                    .meta_address();
                 let (pseudonym_commitment, registration_signature) = match national_id {
                     Some(raw) => {
                         let nid = pmr_privacy::NationalId::parse(&raw)
@@ -231,7 +251,10 @@ impl IdentityCommands {
                             id.wallet(),
                             chain_id,
                             id.encryption_key(),
-                            c,
+                            pmr_contract::PatientKeys {
+                                pseudonym_commitment: c,
+                                meta_address: &meta.to_bytes(),
+                            },
                         )?;
                         (Some(c), Some(sig))
                     }
@@ -240,6 +263,7 @@ impl IdentityCommands {
                 out.show(&IdentityView {
                     address: id.address(),
                     encryption_key: id.encryption_key(),
+                    stealth_meta_address: meta.to_text(),
                     pseudonym_commitment,
                     registration_signature,
                 })
@@ -247,9 +271,14 @@ impl IdentityCommands {
             IdentityCommands::Identity(IdentityCommand::RegisterKey { key, net }) => {
                 let id = key.identity()?;
                 let network = net.connect(Some(id.wallet())).await?;
-                // A patient's key is signed with its pseudonym commitment.
+                // A patient's key is signed with its pseudonym commitment and meta-address.
                 let commitment = network
                     .view_agreed(PMR::pseudonymCommitmentOfCall {
+                        patient: id.address(),
+                    })
+                    .await?;
+                let meta = network
+                    .view_agreed(PMR::stealthMetaAddressOfCall {
                         patient: id.address(),
                     })
                     .await?;
@@ -259,7 +288,10 @@ impl IdentityCommands {
                         id.wallet(),
                         network.chain_id(),
                         id.encryption_key(),
-                        commitment,
+                        pmr_contract::PatientKeys {
+                            pseudonym_commitment: commitment,
+                            meta_address: &meta,
+                        },
                     )?,
                 };
                 let done = network.send(id.wallet(), call).await?;
@@ -294,6 +326,7 @@ impl IdentityCommands {
                 patient,
                 commitment,
                 encryption_key,
+                meta_address,
                 signature,
                 key,
                 net,
@@ -302,6 +335,7 @@ impl IdentityCommands {
                     patient,
                     pseudonymCommitment: commitment,
                     encryptionKey: encryption_key,
+                    stealthMetaAddress: meta_address,
                     signature,
                 };
                 send_as(&key, &net, out, "patient registered", call).await

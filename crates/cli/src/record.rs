@@ -6,12 +6,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::{Address, U256};
 use clap::Subcommand;
-use eyre::{bail, eyre, Context, Result};
+use eyre::{eyre, Context, Result};
+use pmr_client::scan_cache::{self, ScanState};
 use pmr_client::secret_file::write_secret_file;
 use pmr_client::{RecordSummary, RecordVersion};
 use serde::Serialize;
 
-use crate::args::{load_signer, KeyArgs, NetArgs};
+use crate::args::{KeyArgs, NetArgs};
 use crate::identity::TxDone;
 use crate::Output;
 
@@ -44,11 +45,17 @@ pub(crate) enum RecordCommand {
         #[command(flatten)]
         net: NetArgs,
     },
-    /// A new version of a record under a fresh key (grants made before it do not cover it).
+    /// A new version of a record under a fresh key (grants made before it do not cover it): by
+    /// its minting hospital (naming the patient, whose share it seals) or by the patient (its
+    /// identity keystore; signed with the record's one-time key).
     Update {
         /// The record's token.
         #[arg(long)]
         token: U256,
+        /// The patient (when the minting hospital updates; the chain does not say whose record
+        /// it is).
+        #[arg(long)]
+        patient: Option<Address>,
         /// The new version's contents.
         #[arg(long)]
         file: PathBuf,
@@ -57,14 +64,15 @@ pub(crate) enum RecordCommand {
         #[command(flatten)]
         net: NetArgs,
     },
-    /// The record tokens an account owns (default: the --key's account).
+    /// The patient's records. Each record is owned by a one-time address nobody else can link
+    /// to the patient; the patient's viewing key finds them among the announcements minted
+    /// since its last scan (remembered, sealed, in KEY.scan next to the key file).
     List {
-        /// The owner's account.
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Scan every announcement again, from the first token.
         #[arg(long)]
-        owner: Option<Address>,
-        /// A keystore or account file whose account is the owner.
-        #[arg(long)]
-        key: Option<PathBuf>,
+        rescan: bool,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -131,6 +139,13 @@ fn parse_expiry(s: &str) -> Result<u64> {
     Ok(now + d.as_secs().max(1))
 }
 
+/// Where `pmr record list` keeps its sealed scan state for the key file `key`.
+fn scan_cache_path(key: &Path) -> PathBuf {
+    let mut name = key.as_os_str().to_owned();
+    name.push(".scan");
+    PathBuf::from(name)
+}
+
 fn read_input(file: &Path) -> Result<Vec<u8>> {
     std::fs::read(file).wrap_err_with(|| format!("cannot read {}", file.display()))
 }
@@ -174,15 +189,15 @@ struct Listed {
 impl fmt::Display for Listed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.records.is_empty() {
-            return write!(f, "{} owns no records", self.owner);
+            return write!(f, "{} has no records", self.owner);
         }
         let lines: Vec<String> = self
             .records
             .iter()
             .map(|r| {
                 format!(
-                    "token {}  type {}  versions {}  hospital {}",
-                    r.token_id, r.record_type, r.versions, r.hospital
+                    "token {}  type {}  versions {}  hospital {}  one-time owner {}",
+                    r.token_id, r.record_type, r.versions, r.hospital, r.owner
                 )
             })
             .collect();
@@ -248,33 +263,66 @@ impl RecordCommand {
             }
             RecordCommand::Update {
                 token,
+                patient,
                 file,
                 key,
                 net,
             } => {
-                let by = key.wallet()?;
                 let data = read_input(&file)?;
-                let v = net
-                    .connect(Some(&by))
-                    .await?
-                    .update_record(&by, token, &data)
-                    .await?;
+                let v = match patient {
+                    Some(patient) => {
+                        let by = key.wallet()?;
+                        net.connect(Some(&by))
+                            .await?
+                            .update_record(&by, token, patient, &data)
+                            .await?
+                    }
+                    None => {
+                        let id = key.identity().wrap_err(
+                            "without --patient, update signs as the record's patient: give \
+                             the patient's identity keystore (a hospital names the patient)",
+                        )?;
+                        net.connect(Some(id.wallet()))
+                            .await?
+                            .update_own_record(&id, token, &data)
+                            .await?
+                    }
+                };
                 out.show(&Made { v, created: false })
             }
-            RecordCommand::List { owner, key, net } => {
-                let signer = key
-                    .as_deref()
-                    .map(|k| load_signer(k, None))
-                    .transpose()?
-                    .map(|s| s.wallet().clone());
-                let owner = match (owner, &signer) {
-                    (Some(o), _) => o,
-                    (None, Some(w)) => w.address(),
-                    (None, None) => bail!("give --owner ADDRESS or --key FILE"),
+            RecordCommand::List { key, rescan, net } => {
+                let id = key.identity()?;
+                let stealth = id.stealth_keys().map_err(|e| eyre!("{e}"))?;
+                let view = stealth.viewing_key();
+                let network = net.connect(Some(id.wallet())).await?;
+                let genesis = network.primary().status().await?.genesis_hash;
+                let cache = scan_cache_path(&key.key);
+                let before = match rescan {
+                    true => ScanState::default(),
+                    false => scan_cache::load(&cache, view, &genesis).unwrap_or_default(),
                 };
-                let network = net.connect(signer.as_ref()).await?;
-                let records = network.records_of(owner).await?;
-                out.show(&Listed { records, owner })
+                let scanned = network.scan_records(view, before.last_token).await?;
+                let mut found = before.found;
+                found.extend(scanned.found.iter().copied());
+                let state = ScanState {
+                    height: scanned.height,
+                    last_token: scanned.last_token,
+                    found,
+                };
+                scan_cache::save(&cache, view, &genesis, &state)
+                    .wrap_err_with(|| format!("cannot write the scan cache {}", cache.display()))?;
+                eprintln!(
+                    "scanned {} new announcements (tokens {}..={}) at height {}",
+                    scanned.judged,
+                    before.last_token + 1,
+                    scanned.last_token,
+                    scanned.height
+                );
+                let records = network.summaries(&state.found).await?;
+                out.show(&Listed {
+                    records,
+                    owner: id.address(),
+                })
             }
             RecordCommand::Open {
                 token,

@@ -125,6 +125,21 @@ impl Identity {
         B256::from(self.x25519_public().to_bytes())
     }
 
+    /// The patient's ERC-5564 spending and viewing keys, derived from the account secret (a
+    /// key file holds nothing more).
+    pub fn stealth_keys(&self) -> Result<pmr_privacy::StealthKeys, pmr_privacy::StealthError> {
+        pmr_privacy::StealthKeys::derive(&self.wallet.secret())
+    }
+
+    /// This identity acting as a one-time owner: `wallet` signs, the X25519 secret is this
+    /// identity's (the patient's shares stay sealed to it).
+    pub fn acting_as(&self, wallet: Wallet) -> Identity {
+        Identity {
+            wallet,
+            x25519: self.x25519.clone(),
+        }
+    }
+
     /// A secret for pseudonym commitments derived from this identity (only its holder can
     /// compute or open the commitment).
     pub fn pseudonym_secret(&self) -> pmr_privacy::PatientSecret {

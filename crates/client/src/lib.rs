@@ -18,6 +18,7 @@ pub mod dev_account;
 pub mod files;
 pub mod keystore;
 pub mod records;
+pub mod scan_cache;
 pub mod secret_file;
 mod session;
 
@@ -27,5 +28,5 @@ pub use client::{ClientError, PmrClient, Status as NodeStatus};
 pub use keystore::{Identity, KeystoreError};
 pub use pmr_contract::{Wallet, WalletError, PMR, PMR_ADDRESS};
 pub use pmr_proto::v1 as proto;
-pub use records::{AuditEvent, Network, RecordError, RecordSummary, RecordVersion};
+pub use records::{AuditEvent, Network, RecordError, RecordSummary, RecordVersion, Scanned};
 pub use session::{ConnectOptions, NodeChannel};

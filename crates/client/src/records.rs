@@ -3,8 +3,10 @@
 //! - Hospital: [`Network::create_record`] (generate a record key, encrypt, upload the
 //!   ciphertext, split the key to the patient and the custodians, upload the envelope, mint) and
 //!   [`Network::update_record`] (the same with a fresh key, appended as a new version).
-//! - Patient: [`Network::records_of`], [`Network::grant`] (opens the essential share and
-//!   re-seals it to the grantee's on-chain key), [`Network::revoke`].
+//! - Patient: [`Network::scan_records`] (finds its records among the announcements with its
+//!   viewing key), [`Network::grant`] (opens the essential share and re-seals it to the
+//!   grantee's on-chain key), [`Network::revoke`]; each signed with the record's one-time key
+//!   ([`Network::owner_identity`]).
 //! - Grantee (or the owner): [`Network::open_record`] (collects `t` custodian shares with
 //!   signed challenges, reconstructs the key, checks it against the on-chain commitment, fetches
 //!   and decrypts).
@@ -56,10 +58,13 @@ pub enum RecordError {
     /// The reconstructed key does not decrypt the stored ciphertext.
     #[error("the record does not decrypt with the reconstructed key: {0}")]
     Decrypt(String),
-    /// A precondition was not met (unregistered key, not the owner, no grant, too few custodian
-    /// shares); the message says what to do.
+    /// A precondition was not met (unregistered key, no grant, too few custodian shares); the
+    /// message says what to do.
     #[error("{0}")]
     Refused(String),
+    /// The record is not the patient's: its one-time owner does not derive from this key.
+    #[error("{0}")]
+    NotOwner(String),
     /// Nodes returned data that does not decode, disagree with each other, or do not match the
     /// on-chain commitments.
     #[error("malformed data from the ledger: {0}")]
@@ -105,15 +110,31 @@ pub struct RecordVersion {
 pub struct RecordSummary {
     /// The record token.
     pub token_id: U256,
-    /// The patient who owns the token.
+    /// The one-time address that owns the token.
     pub owner: Address,
     /// The hospital that minted it.
     pub hospital: Address,
-    /// The record type given at mint.
+    /// The record type given at mint (opened with the viewing key).
     pub record_type: u32,
     /// How many versions it has.
     pub versions: u32,
 }
+
+/// What one pass of [`Network::scan_records`] found.
+#[derive(Clone, Debug)]
+pub struct Scanned {
+    /// The height the announcements were read at.
+    pub height: u64,
+    /// The last token that existed at that height (the next scan starts after it).
+    pub last_token: u64,
+    /// How many announcements were judged.
+    pub judged: u64,
+    /// The tokens found to be the patient's, with their record types.
+    pub found: Vec<(u64, u32)>,
+}
+
+/// How many announcements one `announcements` call asks for (the contract's maximum).
+const ANNOUNCEMENT_BATCH: u64 = 1024;
 
 /// One event of a record's history.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -165,6 +186,22 @@ fn cid_text(cid: &PMR::Cid) -> Result<String, RecordError> {
 async fn call_on<C: SolCall>(c: &PmrClient, call: &C) -> Result<C::Return, RecordError> {
     let out = c
         .call(None, PMR_ADDRESS, call.abi_encode().into(), None)
+        .await?;
+    if !out.success {
+        return Err(RecordError::Reverted(describe_revert(&out.output)));
+    }
+    C::abi_decode_returns(&out.output)
+        .map_err(|e| RecordError::Malformed(format!("cannot decode a PMR answer: {e}")))
+}
+
+/// [`call_on`] at `height`.
+async fn call_at<C: SolCall>(
+    c: &PmrClient,
+    call: &C,
+    height: u64,
+) -> Result<C::Return, RecordError> {
+    let out = c
+        .call(None, PMR_ADDRESS, call.abi_encode().into(), Some(height))
         .await?;
     if !out.success {
         return Err(RecordError::Reverted(describe_revert(&out.output)));
@@ -288,26 +325,37 @@ impl Network {
     /// be `account`'s own, so that neither a lying node nor anyone on the path to every node
     /// can make a share be sealed to a key of theirs.
     pub async fn signed_encryption_key(&self, account: Address) -> Result<B256, RecordError> {
+        Ok(self.signed_keys(account).await?.0)
+    }
+
+    /// `account`'s encryption key and stealth meta-address (empty when it is not a patient),
+    /// checked as [`Self::signed_encryption_key`] checks the key.
+    pub async fn signed_keys(&self, account: Address) -> Result<(B256, Vec<u8>), RecordError> {
         let a = self
             .view_agreed(PMR::encryptionKeyAttestationCall { account })
             .await?;
         if a.encryptionKey.is_zero() {
-            return Ok(B256::ZERO);
+            return Ok((B256::ZERO, Vec::new()));
         }
+        let fields = pmr_contract::PatientKeys {
+            pseudonym_commitment: a.pseudonymCommitment,
+            meta_address: &a.stealthMetaAddress,
+        };
         if !pmr_contract::verify_encryption_key(
             self.chain_id,
             account,
             a.encryptionKey,
-            a.pseudonymCommitment,
+            fields,
             &a.signature,
         ) {
             return Err(RecordError::Refused(format!(
-                "encryption key mismatch: the key {} reported for {account} is not signed by \
-                 {account}; refusing to seal a share to a key its owner did not publish",
+                "encryption key mismatch: the keys {} reported for {account} are not signed by \
+                 {account}; refusing to seal a share to, or mint to, keys their owner did not \
+                 publish",
                 a.encryptionKey
             )));
         }
-        Ok(a.encryptionKey)
+        Ok((a.encryptionKey, a.stealthMetaAddress.to_vec()))
     }
 
     /// Signs `call` from `from`, submits it and waits for its commit; a revert is an error.
@@ -405,15 +453,9 @@ impl Network {
     /// Encrypts `plaintext` under a fresh key, uploads it and the key's share envelope.
     async fn prepare(
         &self,
-        patient: Address,
+        patient_key: B256,
         plaintext: &[u8],
     ) -> Result<(String, String, B256, u64), RecordError> {
-        let patient_key = self.signed_encryption_key(patient).await?;
-        if patient_key.is_zero() {
-            return Err(RecordError::Refused(format!(
-                "{patient} is not a registered patient (no encryption key on-chain): register the patient first"
-            )));
-        }
         let infos = self.custodians().await?;
         let key = RecordKey::generate(&mut rand::rngs::OsRng);
         let ciphertext = encrypt_to_vec(&DataKey::from_bytes(*key.dek()), plaintext);
@@ -437,7 +479,27 @@ impl Network {
         ))
     }
 
-    /// A hospital creates a record for `patient`: one token, version 0.
+    /// `patient`'s encryption key and stealth meta-address, as it signed them; refused when it
+    /// is not a registered patient.
+    async fn patient_keys(
+        &self,
+        patient: Address,
+    ) -> Result<(B256, pmr_privacy::StealthMetaAddress), RecordError> {
+        let (key, meta) = self.signed_keys(patient).await?;
+        if key.is_zero() || meta.is_empty() {
+            return Err(RecordError::Refused(format!(
+                "{patient} is not a registered patient (no signed encryption key and stealth \
+                 meta-address on-chain): register the patient first"
+            )));
+        }
+        let meta = pmr_privacy::StealthMetaAddress::from_bytes(&meta)
+            .map_err(|e| RecordError::Malformed(format!("{patient}'s meta-address: {e}")))?;
+        Ok((key, meta))
+    }
+
+    /// A hospital creates a record for `patient`: one token, version 0, owned by a one-time
+    /// address derived from the patient's meta-address (nothing on-chain names the patient or
+    /// the type).
     pub async fn create_record(
         &self,
         hospital: &Wallet,
@@ -445,16 +507,17 @@ impl Network {
         record_type: u32,
         plaintext: &[u8],
     ) -> Result<RecordVersion, RecordError> {
-        let (root, envelope, commitment, size) = self.prepare(patient, plaintext).await?;
+        let (patient_key, meta) = self.patient_keys(patient).await?;
+        let (root, envelope, commitment, size) = self.prepare(patient_key, plaintext).await?;
+        let a = pmr_privacy::stealth::generate(&meta, record_type, &mut rand::rngs::OsRng);
         let done = self
             .send(
                 hospital,
                 PMR::mintRecordCall {
-                    patient,
+                    to: pmr_contract::stealth::one_time_owner(&a),
                     root: contract_cid(&root)?,
                     envelope: contract_cid(&envelope)?,
                     keyCommitment: commitment,
-                    recordType: record_type,
                 },
             )
             .await?;
@@ -470,15 +533,41 @@ impl Network {
         })
     }
 
-    /// The minting hospital (or the owner) appends a new version under a fresh key.
+    /// The minting hospital appends a new version under a fresh key, its patient share sealed
+    /// to `patient` (the chain does not say whose record it is; the hospital that minted it
+    /// knows).
     pub async fn update_record(
         &self,
         by: &Wallet,
         token: U256,
+        patient: Address,
         plaintext: &[u8],
     ) -> Result<RecordVersion, RecordError> {
-        let owner = self.view(PMR::ownerOfCall { tokenId: token }).await?;
-        let (root, envelope, commitment, size) = self.prepare(owner, plaintext).await?;
+        let (patient_key, _) = self.patient_keys(patient).await?;
+        self.append(by, token, patient_key, plaintext).await
+    }
+
+    /// The patient appends a new version of its own record, signed with the record's one-time
+    /// key.
+    pub async fn update_own_record(
+        &self,
+        patient: &Identity,
+        token: U256,
+        plaintext: &[u8],
+    ) -> Result<RecordVersion, RecordError> {
+        let owner = self.owner_identity(patient, token).await?;
+        self.append(owner.wallet(), token, patient.encryption_key(), plaintext)
+            .await
+    }
+
+    async fn append(
+        &self,
+        by: &Wallet,
+        token: U256,
+        patient_key: B256,
+        plaintext: &[u8],
+    ) -> Result<RecordVersion, RecordError> {
+        let (root, envelope, commitment, size) = self.prepare(patient_key, plaintext).await?;
         let done = self
             .send(
                 by,
@@ -507,25 +596,108 @@ impl Network {
         })
     }
 
-    /// Every record token `owner` holds.
-    pub async fn records_of(&self, owner: Address) -> Result<Vec<RecordSummary>, RecordError> {
-        let total: U256 = self.view(PMR::totalMintedCall {}).await?;
-        let mut out = Vec::new();
-        let mut id = U256::from(1);
-        while id <= total {
-            let r = self.view(PMR::recordOfCall { tokenId: id }).await?;
-            if r.patient == owner {
-                out.push(RecordSummary {
-                    token_id: id,
-                    owner,
-                    hospital: r.hospital,
-                    record_type: r.recordType,
-                    versions: r.versions,
-                });
+    /// Scans the announcements of tokens after `after` (up to the last one at the primary
+    /// node's latest height) with `key`: the tokens that are the patient's and their types.
+    /// Nothing is sent that depends on the key: the node learns only which range was read.
+    pub async fn scan_records(
+        &self,
+        key: &pmr_privacy::ViewingKey,
+        after: u64,
+    ) -> Result<Scanned, RecordError> {
+        let c = self.primary();
+        let height = c.status().await?.height;
+        let total = call_at(c, &PMR::totalMintedCall {}, height).await?;
+        let last = u64::try_from(total)
+            .map_err(|_| RecordError::Malformed(format!("totalMinted {total}")))?;
+        let mut scanned = Scanned {
+            height,
+            last_token: last.max(after),
+            judged: 0,
+            found: Vec::new(),
+        };
+        let mut next = after + 1;
+        while next <= last {
+            let count = ANNOUNCEMENT_BATCH.min(last - next + 1);
+            let call = PMR::announcementsCall {
+                from: U256::from(next),
+                count: U256::from(count),
+            };
+            let batch = call_at(c, &call, height).await?;
+            if batch.len() as u64 != count {
+                return Err(RecordError::Malformed(format!(
+                    "asked for {count} announcements from token {next}, got {}",
+                    batch.len()
+                )));
             }
-            id += U256::from(1);
+            for (i, o) in batch.iter().enumerate() {
+                if let Some(f) = key.scan(&pmr_contract::stealth::announcement(o)) {
+                    scanned.found.push((next + i as u64, f.record_type));
+                }
+            }
+            scanned.judged += count;
+            next += count;
+        }
+        Ok(scanned)
+    }
+
+    /// The summaries of `tokens` (with the types the scan opened).
+    pub async fn summaries(
+        &self,
+        tokens: &[(u64, u32)],
+    ) -> Result<Vec<RecordSummary>, RecordError> {
+        let mut out = Vec::with_capacity(tokens.len());
+        for &(id, record_type) in tokens {
+            let token_id = U256::from(id);
+            let r = self.view(PMR::recordOfCall { tokenId: token_id }).await?;
+            out.push(RecordSummary {
+                token_id,
+                owner: r.owner,
+                hospital: r.hospital,
+                record_type,
+                versions: r.versions,
+            });
         }
         Ok(out)
+    }
+
+    /// The announcement of `token`.
+    async fn announcement_of(&self, token: U256) -> Result<pmr_privacy::Announcement, RecordError> {
+        let one = self
+            .view(PMR::announcementsCall {
+                from: token,
+                count: U256::from(1),
+            })
+            .await?;
+        match one.first() {
+            Some(o) if token > U256::ZERO => Ok(pmr_contract::stealth::announcement(o)),
+            _ => Err(RecordError::Refused(format!(
+                "no record with token {token}"
+            ))),
+        }
+    }
+
+    /// `patient` acting as the one-time owner of `token`: the record's key derived from the
+    /// patient's spending key. Refused when the record is not the patient's.
+    pub async fn owner_identity(
+        &self,
+        patient: &Identity,
+        token: U256,
+    ) -> Result<Identity, RecordError> {
+        let a = self.announcement_of(token).await?;
+        let keys = patient
+            .stealth_keys()
+            .map_err(|e| RecordError::Refused(e.to_string()))?;
+        let secret = keys.one_time_secret(&a).map_err(|_| {
+            RecordError::NotOwner(format!(
+                "token {token} is not {}'s record (its one-time owner {} is not derived from \
+                 this key's meta-address): only the patient can do this",
+                patient.address(),
+                a.owner
+            ))
+        })?;
+        let wallet = Wallet::from_bytes(&B256::from(*secret))
+            .map_err(|e| RecordError::Refused(format!("one-time key: {e}")))?;
+        Ok(patient.acting_as(wallet))
     }
 
     /// Fetches a blob from the first node that can serve it.
@@ -570,13 +742,7 @@ impl Network {
         grantee: Address,
         expiry: u64,
     ) -> Result<Committed, RecordError> {
-        let owner = self.view(PMR::ownerOfCall { tokenId: token }).await?;
-        if owner != patient.address() {
-            return Err(RecordError::Refused(format!(
-                "{} does not own token {token} (its owner is {owner}): only the patient can grant access",
-                patient.address()
-            )));
-        }
+        let patient = &self.owner_identity(patient, token).await?;
         let grantee_key = self.signed_encryption_key(grantee).await?;
         if grantee_key.is_zero() {
             return Err(RecordError::Refused(format!(
@@ -632,8 +798,9 @@ impl Network {
         token: U256,
         grantee: Address,
     ) -> Result<Committed, RecordError> {
+        let owner = self.owner_identity(patient, token).await?;
         self.send(
-            patient.wallet(),
+            owner.wallet(),
             PMR::revokeAccessCall {
                 tokenId: token,
                 grantee,
@@ -645,9 +812,15 @@ impl Network {
     /// A grantee (or the owner) opens the record: the version its grant names (the latest for
     /// the owner).
     pub async fn open_record(&self, who: &Identity, token: U256) -> Result<Opened, RecordError> {
-        let owner = self.view(PMR::ownerOfCall { tokenId: token }).await?;
+        // The patient opens its own record as its one-time owner; anyone else as a grantee.
+        let as_owner = match self.owner_identity(who, token).await {
+            Ok(owner) => Some(owner),
+            Err(RecordError::NotOwner(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let who = as_owner.as_ref().unwrap_or(who);
         let me = who.address();
-        let (version, essential_sealed) = if me == owner {
+        let (version, essential_sealed) = if as_owner.is_some() {
             (
                 self.view(PMR::versionCountCall { tokenId: token }).await? - 1,
                 None,
@@ -679,7 +852,14 @@ impl Network {
                 open_granted_patient_share(&SealedShare::from_bytes(&s)?, who.x25519(), &context)?
             }
         };
-        let (shares, used) = self.collect_shares(who, token, &env, &context).await?;
+        // The owner's shares come sealed to the key it names; a grantee's to its published one.
+        let reply_key = match as_owner {
+            Some(_) => who.encryption_key(),
+            None => B256::ZERO,
+        };
+        let (shares, used) = self
+            .collect_shares(who, token, &env, &context, reply_key)
+            .await?;
         let key = reconstruct_record_key(&env, &essential, &shares)?;
         let ciphertext = self.fetch(&root).await?;
         let plaintext = decrypt_to_vec(&DataKey::from_bytes(*key.dek()), &ciphertext)
@@ -699,6 +879,7 @@ impl Network {
         token: U256,
         env: &ShareEnvelope,
         context: &GrantContext,
+        reply_key: B256,
     ) -> Result<(Vec<CustodianShare>, Vec<u16>), RecordError> {
         let need = env.threshold();
         let mut refusals = Vec::new();
@@ -733,7 +914,8 @@ impl Network {
                     who.address(),
                     now_ms(),
                     &mut rand::rngs::OsRng,
-                );
+                )
+                .with_reply_key(reply_key);
                 let signature = who
                     .wallet()
                     .sign_message(ch.signing_hash().as_slice())

@@ -1,5 +1,8 @@
 //! Bindings of the PMR contract, generated from the committed ABI, and its fixed address.
 
+// `RecordMinted` has nine fields, and its generated constructor as many arguments.
+#![allow(clippy::too_many_arguments)]
+
 use alloy_primitives::{address, Address};
 
 alloy_sol_types::sol!(

@@ -33,7 +33,7 @@ fn explain(err: &PMRErrors) -> Option<String> {
         ),
         E::NotPermitted(e) => format!("{} is not on the network's permission list", e.account),
         E::NotRecordOwner(e) => format!(
-            "{} does not own token {}: only the patient can do this",
+            "{} does not own token {}: only the record's owner (the patient, signing with its one-time key) can do this",
             e.caller, e.tokenId
         ),
         E::NotRecordEditor(e) => format!(
@@ -45,7 +45,13 @@ fn explain(err: &PMRErrors) -> Option<String> {
             "{} has no live grant on token {} (never granted, revoked or expired)",
             e.grantee, e.tokenId
         ),
-        E::PatientNotRegistered(e) => format!("{} is not a registered patient", e.patient),
+        E::BadStealthMetaAddress(_) => "the stealth meta-address is not two compressed \
+             secp256k1 keys (66 bytes, each starting 0x02 or 0x03)"
+            .into(),
+        E::BadEphemeralKey(e) => format!(
+            "the announcement's ephemeral key prefix {:#04x} is not 0x02 or 0x03",
+            e.prefix
+        ),
         E::PatientAlreadyRegistered(e) => format!("{} is already a registered patient", e.patient),
         E::BadKeySignature(e) => format!(
             "the encryption key is not signed by {}: an account publishes its own key, with its \
@@ -125,10 +131,9 @@ pub fn describe_event(topics: &[B256], data: &[u8]) -> Option<(&'static str, Str
         Some((
             "minted",
             format!(
-                "version 0 for patient {} by hospital {}, type {}, root {}",
-                e.patient,
-                e.hospital,
-                e.recordType,
+                "version 0 to one-time owner {} (view tag {:#04x}), root {}",
+                e.owner,
+                e.viewTag,
                 cid_text(&e.root)
             ),
         ))

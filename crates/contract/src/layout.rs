@@ -4,6 +4,7 @@
 use std::sync::OnceLock;
 
 use alloy_primitives::{keccak256, Address, U256};
+use alloy_sol_types::SolCall;
 
 use crate::{ContractError, PMR};
 
@@ -20,6 +21,22 @@ pub fn creation_code() -> &'static [u8] {
 pub struct ContractLayout {
     /// Slot of `mapping(address => bool) _permitted`.
     pub permitted_slot: U256,
+    /// The first slot of the records region (`RECORDS`, ERC-7201 `pmr.storage.records`).
+    pub records_base: U256,
+}
+
+/// Words of one record in the records region (`RECORD_WORDS`).
+pub const RECORD_WORDS: u64 = 6;
+
+/// Token ids admission looks up as a record owner's (a record exists only below this; larger
+/// ids are refused without reading state).
+const MAX_ADMITTED_TOKEN: u64 = 1 << 62;
+
+/// Where ERC-7201 places namespace `id`: `keccak256(abi.encode(uint256(keccak256(id)) - 1))`
+/// with its low byte cleared.
+pub fn erc7201(id: &str) -> U256 {
+    let inner = U256::from_be_bytes(keccak256(id).0) - U256::from(1);
+    U256::from_be_bytes(keccak256(inner.to_be_bytes::<32>()).0) & !U256::from(0xff)
 }
 
 impl ContractLayout {
@@ -36,6 +53,37 @@ impl ContractLayout {
     pub fn permitted_key(&self, account: Address) -> U256 {
         mapping_key(account, self.permitted_slot)
     }
+
+    /// The storage key of token `token`'s first record word, whose low 160 bits are its
+    /// one-time owner.
+    pub fn record_owner_key(&self, token: u64) -> U256 {
+        self.records_base + U256::from(token) * U256::from(RECORD_WORDS)
+    }
+}
+
+/// The record a PMR call is about when only the record's owner may make it (`grantAccess`,
+/// `revokeAccess`, `appendVersion`): admission lets a one-time owner, which is on no permission
+/// list, send exactly these about its own record. `None` for any other call.
+pub fn owner_call_token(input: &[u8]) -> Option<u64> {
+    let selector: [u8; 4] = input.get(..4)?.try_into().ok()?;
+    if ![
+        crate::PMR::grantAccessCall::SELECTOR,
+        crate::PMR::revokeAccessCall::SELECTOR,
+        crate::PMR::appendVersionCall::SELECTOR,
+    ]
+    .contains(&selector)
+    {
+        return None;
+    }
+    let token = U256::from_be_slice(input.get(4..36)?);
+    let token = u64::try_from(token).ok()?;
+    (1..MAX_ADMITTED_TOKEN).contains(&token).then_some(token)
+}
+
+/// Whether the record word `head` (see [`ContractLayout::record_owner_key`]) names `account` as
+/// its owner.
+pub fn owns_record(head: U256, account: Address) -> bool {
+    account != Address::ZERO && head.to_be_bytes::<32>()[12..] == account.0 .0[..]
 }
 
 /// `keccak256(abi.encode(key, slot))`: where Solidity keeps `mapping[key]`.
@@ -74,5 +122,62 @@ fn parse_layout() -> Result<ContractLayout, String> {
         .slot
         .parse::<U256>()
         .map_err(|e| format!("bad slot `{}` for `_permitted`: {e}", entry.slot))?;
-    Ok(ContractLayout { permitted_slot })
+    Ok(ContractLayout {
+        permitted_slot,
+        records_base: erc7201("pmr.storage.records"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::B256;
+
+    #[test]
+    fn only_owner_calls_about_a_real_token_id_are_looked_up() {
+        let grant = crate::PMR::grantAccessCall {
+            tokenId: U256::from(7),
+            grantee: Address::repeat_byte(1),
+            expiry: 1,
+            sealedPatientShare: Default::default(),
+        }
+        .abi_encode();
+        assert_eq!(owner_call_token(&grant), Some(7));
+        let revoke = crate::PMR::revokeAccessCall {
+            tokenId: U256::from(9),
+            grantee: Address::repeat_byte(1),
+        }
+        .abi_encode();
+        assert_eq!(owner_call_token(&revoke), Some(9));
+        let mint_to_self = crate::PMR::setPermittedCall {
+            account: Address::repeat_byte(1),
+            permitted: true,
+        }
+        .abi_encode();
+        assert_eq!(owner_call_token(&mint_to_self), None);
+        assert_eq!(owner_call_token(&grant[..20]), None);
+        let mut huge = revoke.clone();
+        huge[4] = 1;
+        assert_eq!(owner_call_token(&huge), None, "a token id past 2^62");
+        let mut zero = revoke;
+        zero[4..36].fill(0);
+        assert_eq!(owner_call_token(&zero), None);
+    }
+
+    #[test]
+    fn the_owner_is_the_low_160_bits_of_the_record_head() {
+        let owner = Address::repeat_byte(0xab);
+        let mut word = [0u8; 32];
+        word[..12].fill(0x77);
+        word[12..].copy_from_slice(owner.as_slice());
+        let head = U256::from_be_bytes(B256::from(word).0);
+        assert!(owns_record(head, owner));
+        assert!(!owns_record(head, Address::repeat_byte(0xac)));
+        assert!(!owns_record(U256::ZERO, Address::ZERO));
+        let layout = ContractLayout::get().unwrap();
+        assert_eq!(
+            layout.record_owner_key(2) - layout.record_owner_key(1),
+            U256::from(RECORD_WORDS)
+        );
+    }
 }

@@ -8,6 +8,7 @@
 //! - [`cid`]: the contract's form of a CID (codec + BLAKE3 digest) and the CIDs events name.
 //! - [`describe`]: reverts and events in words a user can act on.
 //! - [`keys`]: the signature with which an account publishes its encryption key.
+//! - [`stealth`]: ERC-5564 announcements as the contract takes and returns them.
 //! - [`Wallet`]: an Ethereum (secp256k1) account that signs calls to it.
 
 mod bindings;
@@ -16,6 +17,7 @@ pub mod describe;
 mod error;
 pub mod keys;
 pub mod layout;
+pub mod stealth;
 mod wallet;
 
 pub use bindings::{PMR, PMR_ADDRESS};
@@ -23,8 +25,11 @@ pub use cid::event_cid;
 pub use describe::{describe_event, describe_revert, describe_token_event};
 pub use error::ContractError;
 pub use keys::{
-    encryption_key_digest, register_patient_call, set_encryption_key_call, sign_encryption_key,
-    verify_encryption_key,
+    encryption_key_digest, register_patient_call, register_patient_call_with,
+    set_encryption_key_call, sign_encryption_key, verify_encryption_key, PatientKeys,
 };
-pub use layout::{creation_code, mapping_key, ContractLayout, PMR_ARTIFACT_JSON};
+pub use layout::{
+    creation_code, erc7201, mapping_key, owner_call_token, owns_record, ContractLayout,
+    PMR_ARTIFACT_JSON, RECORD_WORDS,
+};
 pub use wallet::{Wallet, WalletError};

@@ -353,7 +353,7 @@ impl Custody {
         let record = view(ledger, height, PMR::recordOfCall { tokenId: token })
             .await?
             .map_err(|_| CustodyError::UnknownToken { token, height })?;
-        let version = if grantee == record.patient {
+        let version = if grantee == record.owner {
             record.versions - 1
         } else {
             let g = view(
@@ -383,16 +383,37 @@ impl Custody {
             }
             g.version
         };
-        let encryption_key = view(
-            ledger,
-            height,
-            PMR::encryptionKeyOfCall { account: grantee },
-        )
-        .await?
-        .map_err(CustodyError::internal)?;
-        if encryption_key.is_zero() {
-            return Err(CustodyError::NoEncryptionKey(grantee));
-        }
+        // A one-time owner has no key on-chain (none links it to its patient): it names the key
+        // in the challenge it signed. A grantee's share goes to the key it published.
+        let encryption_key = if grantee == record.owner {
+            if ch.reply_key.is_zero() {
+                return Err(CustodyError::BadChallenge(
+                    "the record's owner names in the challenge (its reply key) the X25519 key \
+                     its share is sealed to"
+                        .into(),
+                ));
+            }
+            ch.reply_key
+        } else {
+            if !ch.reply_key.is_zero() {
+                return Err(CustodyError::BadChallenge(
+                    "a grantee's share is sealed to the encryption key it published: leave the \
+                     challenge's reply key zero"
+                        .into(),
+                ));
+            }
+            let key = view(
+                ledger,
+                height,
+                PMR::encryptionKeyOfCall { account: grantee },
+            )
+            .await?
+            .map_err(CustodyError::internal)?;
+            if key.is_zero() {
+                return Err(CustodyError::NoEncryptionKey(grantee));
+            }
+            key
+        };
         let v = view(
             ledger,
             height,

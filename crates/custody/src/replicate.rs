@@ -607,9 +607,11 @@ mod tests {
     fn minted(root: PMR::Cid, envelope: PMR::Cid) -> Log {
         let e = PMR::RecordMinted {
             tokenId: U256::from(7),
-            patient: Address::repeat_byte(1),
-            hospital: Address::repeat_byte(2),
-            recordType: 3,
+            owner: Address::repeat_byte(1),
+            ephemeralX: B256::repeat_byte(2),
+            ephemeralPrefix: 2,
+            viewTag: 3,
+            sealedType: 4,
             root,
             envelope,
             keyCommitment: B256::repeat_byte(9),

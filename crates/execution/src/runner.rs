@@ -17,7 +17,7 @@ use crate::changeset::ChangeSet;
 use crate::receipt::{Log, Receipt};
 use crate::state_db::PageWrite;
 use crate::{BlockEnv, ExecutionError, TxRejection};
-use pmr_contract::{ContractLayout, PMR_ADDRESS};
+use pmr_contract::{owner_call_token, owns_record, ContractLayout, PMR_ADDRESS};
 
 /// The fork PMR executes under, fixed for the life of the chain.
 pub const SPEC: SpecId = SpecId::PRAGUE;
@@ -79,6 +79,16 @@ pub fn intrinsic_gas(tx: &SignedTx) -> u64 {
 }
 
 /// Checks that need no state: contract creation, value, gas limits, intrinsic gas.
+/// The storage key of the record whose owner `tx` must be to be admitted without being on the
+/// permission list: `Some` for an owner-only call to the PMR contract (see
+/// [`owner_call_token`]).
+pub(crate) fn owner_call(tx: &SignedTx, layout: &ContractLayout) -> Option<U256> {
+    if tx.to() != Some(PMR_ADDRESS) {
+        return None;
+    }
+    owner_call_token(tx.input()).map(|token| layout.record_owner_key(token))
+}
+
 pub(crate) fn static_checks(tx: &SignedTx, gas: &GasLimits) -> Result<(), TxRejection> {
     shape_checks(tx, gas)?;
     let intrinsic = intrinsic_gas(tx);
@@ -202,7 +212,13 @@ impl BlockRunner {
             .entry(sender)
             .or_insert_with(|| layout.permitted_key(sender));
         if self.storage_now(PMR_ADDRESS, key)?.is_zero() {
-            return Ok(Err(TxRejection::NotPermitted(sender)));
+            let owns = match owner_call(tx, &layout) {
+                Some(record) => owns_record(self.storage_now(PMR_ADDRESS, record)?, sender),
+                None => false,
+            };
+            if !owns {
+                return Ok(Err(TxRejection::NotPermitted(sender)));
+            }
         }
         let expected = self.nonce_now(sender)?;
         if tx.nonce() < expected {

@@ -3,8 +3,11 @@
 mod common;
 
 use alloy_primitives::{aliases::U256, Address, Bytes, FixedBytes, B256};
-use common::{event, key_call, keys, register_call, Chain};
-use pmr_contract::PMR;
+use alloy_sol_types::SolCall;
+use common::{
+    event, key_call, keys, meta_address, one_time, register_call, wallet, Chain, OneTime,
+};
+use pmr_contract::{PatientKeys, PMR};
 use pmr_execution::TxRejection;
 
 /// A CIDv1 (blake3 0x1e, 32-byte digest) as the contract takes it; raw codec (0x55) below 100
@@ -16,8 +19,9 @@ fn cid(tag: u8) -> PMR::Cid {
     }
 }
 
-/// Registers the patient and mints one record; returns the token id.
-fn setup_record(chain: &mut Chain) -> U256 {
+/// Registers the patient and mints one record to one of its one-time owners; returns the token
+/// id and the owner.
+fn setup_record(chain: &mut Chain) -> (U256, OneTime) {
     let k = keys();
     chain.ok(
         &k.hospital,
@@ -26,19 +30,43 @@ fn setup_record(chain: &mut Chain) -> U256 {
     mint(chain, 1)
 }
 
-fn mint(chain: &mut Chain, tag: u8) -> U256 {
+/// The hospital mints record `tag` (type 7) to a fresh one-time owner of the patient; returns
+/// the token id and the owner.
+fn mint(chain: &mut Chain, tag: u8) -> (U256, OneTime) {
     let k = keys();
-    let r = chain.ok(
-        &k.hospital,
-        PMR::mintRecordCall {
-            patient: k.patient.address(),
-            root: cid(tag),
-            envelope: cid(tag + 100),
-            keyCommitment: B256::repeat_byte(tag),
-            recordType: 7,
-        },
+    let owner = one_time(&k.patient, 7);
+    let r = chain.ok(&k.hospital, mint_call(&owner.to, tag));
+    (U256::from_be_slice(&r.output), owner)
+}
+
+/// A mint of record `tag` to `to`.
+fn mint_call(to: &PMR::OneTimeOwner, tag: u8) -> PMR::mintRecordCall {
+    PMR::mintRecordCall {
+        to: to.clone(),
+        root: cid(tag),
+        envelope: cid(tag + 100),
+        keyCommitment: B256::repeat_byte(tag),
+    }
+}
+
+/// `call` from a record's one-time owner `owner`, which is on no permission list: the node
+/// refuses it (an owner is admitted only for grants, revocations and versions of its own
+/// record), and the contract, simulated, refuses it too with `reason`.
+fn refused_from_owner<C: SolCall>(chain: &Chain, owner: &OneTime, call: C, reason: &str) {
+    let tx = common::sign(&owner.key, chain.nonce(&owner.key), &call);
+    assert_eq!(
+        chain.exec.check_tx(&tx),
+        Err(TxRejection::NotPermitted(owner.address()))
     );
-    U256::from_be_slice(&r.output)
+    let out = chain.try_call_from(owner.address(), call);
+    assert!(!out.success, "expected a revert with {reason}");
+    let why = out.revert_reason.expect("a reverted call has a reason");
+    assert!(why.contains(reason), "expected {reason}, got {why}");
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Base32 (RFC 4648, lowercase, no padding): an independent reference for `tokenURI`.
@@ -71,54 +99,69 @@ fn base32(data: &[u8]) -> String {
 fn records_cannot_be_transferred_or_approved() {
     let mut chain = Chain::new();
     let k = keys();
-    let id = setup_record(&mut chain);
-    let (patient, other) = (k.patient.address(), k.doctor.address());
-    chain.reverts(
-        &k.patient,
+    let (id, owner) = setup_record(&mut chain);
+    let (holder, other) = (owner.address(), k.doctor.address());
+    refused_from_owner(
+        &chain,
+        &owner,
         PMR::transferFromCall {
-            from: patient,
+            from: holder,
             to: other,
             tokenId: id,
         },
         "RecordNotTransferable",
     );
-    chain.reverts(
-        &k.patient,
+    refused_from_owner(
+        &chain,
+        &owner,
         PMR::safeTransferFrom_0Call {
-            from: patient,
+            from: holder,
             to: other,
             tokenId: id,
         },
         "RecordNotTransferable",
     );
-    chain.reverts(
-        &k.patient,
+    refused_from_owner(
+        &chain,
+        &owner,
         PMR::safeTransferFrom_1Call {
-            from: patient,
+            from: holder,
             to: other,
             tokenId: id,
             data: Bytes::new(),
         },
         "RecordNotTransferable",
     );
-    chain.reverts(
-        &k.patient,
+    refused_from_owner(
+        &chain,
+        &owner,
         PMR::approveCall { _0: other, _1: id },
         "ApprovalsDisabled",
     );
-    chain.reverts(
-        &k.patient,
+    refused_from_owner(
+        &chain,
+        &owner,
         PMR::setApprovalForAllCall {
             _0: other,
             _1: true,
         },
         "ApprovalsDisabled",
     );
+    // The patient's own account (permitted, but not the owner) cannot move it either.
+    chain.reverts(
+        &k.patient,
+        PMR::transferFromCall {
+            from: holder,
+            to: k.patient.address(),
+            tokenId: id,
+        },
+        "RecordNotTransferable",
+    );
     // Not even the admin or the minting hospital can move it.
     chain.reverts(
         &k.hospital,
         PMR::transferFromCall {
-            from: patient,
+            from: holder,
             to: other,
             tokenId: id,
         },
@@ -128,14 +171,14 @@ fn records_cannot_be_transferred_or_approved() {
     let out = chain.try_call_from(
         Address::ZERO,
         PMR::transferFromCall {
-            from: patient,
+            from: holder,
             to: other,
             tokenId: id,
         },
     );
     assert!(!out.success);
     assert!(out.revert_reason.unwrap().contains("RecordNotTransferable"));
-    assert_eq!(chain.view(PMR::ownerOfCall { tokenId: id }), patient);
+    assert_eq!(chain.view(PMR::ownerOfCall { tokenId: id }), holder);
     assert!(chain.view(PMR::lockedCall { tokenId: id }));
     assert!(chain.view(PMR::supportsInterfaceCall {
         interfaceId: FixedBytes([0xb4, 0x5a, 0x3c, 0x0e])
@@ -164,14 +207,14 @@ fn mint_emits_locked_and_record_minted_and_sets_token_uri() {
         &k.hospital,
         register_call(&k.patient, B256::repeat_byte(0x11), B256::repeat_byte(0x22)),
     );
+    let to = one_time(&k.patient, 42);
     let r = chain.ok(
         &k.hospital,
         PMR::mintRecordCall {
-            patient: k.patient.address(),
+            to: to.to.clone(),
             root: cid(1),
             envelope: cid(2),
             keyCommitment: B256::repeat_byte(3),
-            recordType: 42,
         },
     );
     let id = U256::from(1);
@@ -179,12 +222,60 @@ fn mint_emits_locked_and_record_minted_and_sets_token_uri() {
     let locked = event::<PMR::Locked>(&r);
     assert_eq!(locked.expect("Locked event").tokenId, id);
     let minted = event::<PMR::RecordMinted>(&r).expect("RecordMinted event");
-    assert_eq!(minted.patient, k.patient.address());
-    assert_eq!(minted.hospital, k.hospital.address());
-    assert_eq!(minted.recordType, 42);
+    assert_eq!(minted.tokenId, id);
+    assert_eq!(minted.owner, to.address());
+    assert_eq!(
+        (
+            minted.ephemeralX,
+            minted.ephemeralPrefix,
+            minted.viewTag,
+            minted.sealedType
+        ),
+        (
+            to.to.ephemeralX,
+            to.to.ephemeralPrefix,
+            to.to.viewTag,
+            to.to.sealedType
+        )
+    );
     assert_eq!(minted.root, cid(1));
     assert_eq!(minted.envelope, cid(2));
     assert_eq!(minted.keyCommitment, B256::repeat_byte(3));
+    // Nothing the mint logs names the patient or the minting hospital.
+    for log in &r.logs {
+        for who in [k.patient.address(), k.hospital.address()] {
+            assert!(
+                !log.topics
+                    .iter()
+                    .any(|t| contains(t.as_slice(), who.as_slice())),
+                "{who} in a topic of {log:?}"
+            );
+            assert!(
+                !contains(&log.data, who.as_slice()),
+                "{who} in the data of {log:?}"
+            );
+        }
+    }
+    // The announcement is enough for the patient to derive the owner's key, and it reads back
+    // as minted.
+    let announced = PMR::OneTimeOwner {
+        owner: minted.owner,
+        ephemeralX: minted.ephemeralX,
+        ephemeralPrefix: minted.ephemeralPrefix,
+        viewTag: minted.viewTag,
+        sealedType: minted.sealedType,
+    };
+    let derived = pmr_contract::stealth::one_time_wallet(&wallet(&k.patient), &announced)
+        .expect("the patient's record");
+    assert_eq!(derived.address(), to.address());
+    assert!(pmr_contract::stealth::one_time_wallet(&wallet(&k.doctor), &announced).is_err());
+    assert_eq!(
+        chain.view(PMR::announcementsCall {
+            from: id,
+            count: U256::from(10),
+        }),
+        vec![announced]
+    );
     let uri = chain.view(PMR::tokenURICall { tokenId: id });
     assert_eq!(uri, format!("ipfs://b{}", base32(&cid_bytes(1))));
     assert!(
@@ -193,9 +284,10 @@ fn mint_emits_locked_and_record_minted_and_sets_token_uri() {
     );
     let rec = chain.view(PMR::recordOfCall { tokenId: id });
     assert_eq!(
-        (rec.patient, rec.hospital, rec.recordType, rec.versions),
-        (k.patient.address(), k.hospital.address(), 42, 1)
+        (rec.owner, rec.hospital, rec.versions),
+        (to.address(), k.hospital.address(), 1)
     );
+    assert_eq!(chain.view(PMR::ownerOfCall { tokenId: id }), to.address());
 }
 
 #[test]
@@ -229,13 +321,7 @@ fn roles_gate_every_privileged_function() {
     );
     chain.reverts(
         &k.doctor,
-        PMR::mintRecordCall {
-            patient: doctor,
-            root: cid(1),
-            envelope: cid(2),
-            keyCommitment: B256::repeat_byte(1),
-            recordType: 1,
-        },
+        mint_call(&one_time(&k.doctor, 1).to, 1),
         "AccessControlUnauthorizedAccount",
     );
     chain.reverts(
@@ -305,35 +391,36 @@ fn roles_gate_every_privileged_function() {
 }
 
 #[test]
-fn minting_requires_a_registered_patient_and_valid_fields() {
+fn minting_requires_valid_fields() {
     let mut chain = Chain::new();
     let k = keys();
     let patient = k.patient.address();
+    let to = one_time(&k.patient, 1).to;
+    // The owner must be an address, the ephemeral key a compressed point's prefix and x.
     chain.reverts(
         &k.hospital,
-        PMR::mintRecordCall {
-            patient,
-            root: cid(1),
-            envelope: cid(2),
-            keyCommitment: B256::repeat_byte(1),
-            recordType: 1,
-        },
-        "PatientNotRegistered",
+        mint_call(
+            &PMR::OneTimeOwner {
+                owner: Address::ZERO,
+                ..to.clone()
+            },
+            1,
+        ),
+        "ZeroAddress",
     );
-    chain.reverts(
-        &k.hospital,
-        register_call(&k.patient, B256::ZERO, B256::repeat_byte(1)),
-        "ZeroPseudonymCommitment",
-    );
-    chain.ok(
-        &k.hospital,
-        register_call(&k.patient, B256::repeat_byte(1), B256::repeat_byte(2)),
-    );
-    assert!(chain.view(PMR::isPatientCall { account: patient }));
-    assert_eq!(
-        chain.view(PMR::encryptionKeyOfCall { account: patient }),
-        B256::repeat_byte(2)
-    );
+    for prefix in [0u8, 4] {
+        chain.reverts(
+            &k.hospital,
+            mint_call(
+                &PMR::OneTimeOwner {
+                    ephemeralPrefix: prefix,
+                    ..to.clone()
+                },
+                1,
+            ),
+            "BadEphemeralKey",
+        );
+    }
     // A codec must be one varint byte (below 0x80), as root and as envelope: the contract
     // stores a CID as codec and digest and rebuilds its 36 bytes from them.
     for codec in [0x80u8, 0xff] {
@@ -345,11 +432,10 @@ fn minting_requires_a_registered_patient_and_valid_fields() {
             chain.reverts(
                 &k.hospital,
                 PMR::mintRecordCall {
-                    patient,
+                    to: to.clone(),
                     root,
                     envelope,
                     keyCommitment: B256::repeat_byte(1),
-                    recordType: 1,
                 },
                 "UnsupportedCodec",
             );
@@ -358,22 +444,73 @@ fn minting_requires_a_registered_patient_and_valid_fields() {
     chain.reverts(
         &k.hospital,
         PMR::mintRecordCall {
-            patient,
+            to: to.clone(),
             root: cid(1),
             envelope: cid(2),
             keyCommitment: B256::ZERO,
-            recordType: 1,
         },
         "ZeroKeyCommitment",
     );
     assert_eq!(chain.view(PMR::totalMintedCall {}), U256::ZERO);
+    // The one-time owner names no patient, so nothing about one is checked: a record can be
+    // minted to a patient that is not registered (yet).
+    chain.ok(&k.hospital, mint_call(&to, 1));
+    assert_eq!(chain.view(PMR::totalMintedCall {}), U256::from(1));
+    assert!(!chain.view(PMR::isPatientCall { account: patient }));
+
+    // Registration: a pseudonym commitment, and a stealth meta-address of two compressed keys,
+    // signed by the patient with the rest.
+    chain.reverts(
+        &k.hospital,
+        register_call(&k.patient, B256::ZERO, B256::repeat_byte(1)),
+        "ZeroPseudonymCommitment",
+    );
+    let meta = meta_address(&k.patient);
+    let mut bad_spending = meta;
+    bad_spending[0] = 0x04;
+    let mut bad_viewing = meta;
+    bad_viewing[33] = 0x04;
+    let mut too_long = meta.to_vec();
+    too_long.push(0x02);
+    let bad_metas: [&[u8]; 5] = [&meta[..65], &bad_spending, &bad_viewing, &too_long, &[]];
+    for bad in bad_metas {
+        // Signed by the patient over this very meta-address: refused for its form alone.
+        let call = pmr_contract::register_patient_call_with(
+            &wallet(&k.patient),
+            common::CHAIN_ID,
+            B256::repeat_byte(1),
+            B256::repeat_byte(2),
+            bad,
+        )
+        .expect("sign");
+        chain.reverts(&k.hospital, call, "BadStealthMetaAddress");
+    }
+    // A valid meta-address other than the one the patient signed: refused, so no node or
+    // hospital can have records minted to owners of its own choosing.
+    let mut swapped = register_call(&k.patient, B256::repeat_byte(1), B256::repeat_byte(2));
+    swapped.stealthMetaAddress = Bytes::copy_from_slice(&meta_address(&k.doctor));
+    chain.reverts(&k.hospital, swapped, "BadKeySignature");
+    assert!(!chain.view(PMR::isPatientCall { account: patient }));
+    chain.ok(
+        &k.hospital,
+        register_call(&k.patient, B256::repeat_byte(1), B256::repeat_byte(2)),
+    );
+    assert!(chain.view(PMR::isPatientCall { account: patient }));
+    assert_eq!(
+        chain.view(PMR::encryptionKeyOfCall { account: patient }),
+        B256::repeat_byte(2)
+    );
+    assert_eq!(
+        chain.view(PMR::stealthMetaAddressOfCall { patient }),
+        Bytes::copy_from_slice(&meta)
+    );
 }
 
 #[test]
 fn versions_are_appended_by_the_minting_hospital_or_the_patient_and_kept() {
     let mut chain = Chain::new();
     let k = keys();
-    let id = setup_record(&mut chain);
+    let (id, owner) = setup_record(&mut chain);
     let append = |tag: u8| PMR::appendVersionCall {
         tokenId: id,
         root: cid(tag),
@@ -383,7 +520,10 @@ fn versions_are_appended_by_the_minting_hospital_or_the_patient_and_kept() {
     let r = chain.ok(&k.hospital, append(2));
     assert_eq!(U256::from_be_slice(&r.output), U256::from(1));
     assert!(event::<PMR::RecordVersionAppended>(&r).is_some());
-    chain.ok(&k.patient, append(3));
+    // The record's owner appends with its one-time key (admitted though on no permission
+    // list); the patient's own account is not the owner.
+    chain.ok(&owner.key, append(3));
+    chain.reverts(&k.patient, append(4), "NotRecordEditor");
     chain.reverts(&k.doctor, append(4), "NotRecordEditor");
     chain.ok(
         &k.admin,
@@ -418,7 +558,7 @@ fn versions_are_appended_by_the_minting_hospital_or_the_patient_and_kept() {
 fn grants_expire_and_revoke_and_gate_share_release() {
     let mut chain = Chain::new();
     let k = keys();
-    let id = setup_record(&mut chain);
+    let (id, owner) = setup_record(&mut chain);
     let doctor = k.doctor.address();
     let share: Bytes = vec![0xab; 80].into();
     let grant = |expiry: u64| PMR::grantAccessCall {
@@ -429,7 +569,7 @@ fn grants_expire_and_revoke_and_gate_share_release() {
     };
     let future = chain.next_block_time() + 3600;
     // The grantee must have registered an encryption key.
-    chain.reverts(&k.patient, grant(future), "GranteeHasNoEncryptionKey");
+    chain.reverts(&owner.key, grant(future), "GranteeHasNoEncryptionKey");
     // An unpermitted account cannot set a key. Its transaction never reaches the contract: the
     // executor refuses senders off the permission list (tests/executor.rs), so the contract's
     // own check is exercised with a simulated call from the outsider.
@@ -454,10 +594,11 @@ fn grants_expire_and_revoke_and_gate_share_release() {
     assert!(event::<PMR::EncryptionKeySet>(&r).is_some());
     // Only the owner grants; expiry must be in the future; the share must be present.
     chain.reverts(&k.hospital, grant(future), "NotRecordOwner");
+    chain.reverts(&k.patient, grant(future), "NotRecordOwner");
     let now = chain.next_block_time();
-    chain.reverts(&k.patient, grant(now), "ExpiryNotInFuture");
+    chain.reverts(&owner.key, grant(now), "ExpiryNotInFuture");
     chain.reverts(
-        &k.patient,
+        &owner.key,
         PMR::grantAccessCall {
             tokenId: id,
             grantee: doctor,
@@ -482,7 +623,7 @@ fn grants_expire_and_revoke_and_gate_share_release() {
     );
 
     let expiry = chain.next_block_time() + 10;
-    let r = chain.ok(&k.patient, grant(expiry));
+    let r = chain.ok(&owner.key, grant(expiry));
     let granted = event::<PMR::AccessGranted>(&r).expect("AccessGranted");
     assert_eq!(
         (granted.expiry, granted.sealedShare.clone()),
@@ -500,8 +641,13 @@ fn grants_expire_and_revoke_and_gate_share_release() {
         (g.expiry, g.revoked, g.version, g.sealedShare),
         (expiry, false, 0, share.clone())
     );
-    // The owner always has access; others do not.
+    // The owner always has access; others do not, the patient's own account included (it acts
+    // on the record only through the one-time key).
     assert!(chain.view(PMR::hasAccessCall {
+        tokenId: id,
+        grantee: owner.address()
+    }));
+    assert!(!chain.view(PMR::hasAccessCall {
         tokenId: id,
         grantee: k.patient.address()
     }));
@@ -552,7 +698,7 @@ fn grants_expire_and_revoke_and_gate_share_release() {
     );
 
     // A new grant, then revocation (owner only).
-    chain.ok(&k.patient, grant(chain.next_block_time() + 3600));
+    chain.ok(&owner.key, grant(chain.next_block_time() + 3600));
     assert!(chain.view(PMR::hasAccessCall {
         tokenId: id,
         grantee: doctor
@@ -566,7 +712,7 @@ fn grants_expire_and_revoke_and_gate_share_release() {
         "NotRecordOwner",
     );
     chain.reverts(
-        &k.patient,
+        &owner.key,
         PMR::revokeAccessCall {
             tokenId: id,
             grantee: k.outsider.address(),
@@ -574,7 +720,7 @@ fn grants_expire_and_revoke_and_gate_share_release() {
         "NoGrant",
     );
     let r = chain.ok(
-        &k.patient,
+        &owner.key,
         PMR::revokeAccessCall {
             tokenId: id,
             grantee: doctor,
@@ -602,14 +748,23 @@ fn grants_expire_and_revoke_and_gate_share_release() {
         },
         "NoLiveGrant",
     );
-    // The patient can always have shares released to itself.
+    // The owner can always have shares released to itself; the patient's own account cannot.
     chain.ok(
+        &k.custodian,
+        PMR::logShareReleaseCall {
+            tokenId: id,
+            grantee: owner.address(),
+            challengeHash: B256::ZERO,
+        },
+    );
+    chain.reverts(
         &k.custodian,
         PMR::logShareReleaseCall {
             tokenId: id,
             grantee: k.patient.address(),
             challengeHash: B256::ZERO,
         },
+        "NoLiveGrant",
     );
 }
 
@@ -619,20 +774,11 @@ fn the_mint_path_follows_hospital_role_grants_and_revocations() {
     // AccessControl's role mapping; every way the role changes must move the flag with it.
     let mut chain = Chain::new();
     let k = keys();
-    let id = setup_record(&mut chain);
+    let (id, owner) = setup_record(&mut chain);
     let hospital_role = chain.view(PMR::HOSPITAL_ROLECall {});
     let h = k.hospital.address();
     let mint_by = |chain: &mut Chain, signer, tag: u8| {
-        chain.send(
-            signer,
-            PMR::mintRecordCall {
-                patient: k.patient.address(),
-                root: cid(tag),
-                envelope: cid(tag + 100),
-                keyCommitment: B256::repeat_byte(tag),
-                recordType: 1,
-            },
-        )
+        chain.send(signer, mint_call(&one_time(&k.patient, 1).to, tag))
     };
     chain.ok(
         &k.admin,
@@ -651,17 +797,15 @@ fn the_mint_path_follows_hospital_role_grants_and_revocations() {
         .revert_reason()
         .unwrap()
         .contains("AccessControlUnauthorizedAccount"));
-    // Nor may a former hospital append to the records it minted; the patient still may.
-    chain.reverts(
-        &k.hospital,
-        PMR::appendVersionCall {
-            tokenId: id,
-            root: cid(2),
-            envelope: cid(102),
-            keyCommitment: B256::repeat_byte(2),
-        },
-        "NotRecordEditor",
-    );
+    // Nor may a former hospital append to the records it minted; the record's owner still may.
+    let append = |tag: u8| PMR::appendVersionCall {
+        tokenId: id,
+        root: cid(tag),
+        envelope: cid(tag + 100),
+        keyCommitment: B256::repeat_byte(tag),
+    };
+    chain.reverts(&k.hospital, append(2), "NotRecordEditor");
+    chain.ok(&owner.key, append(2));
     // AccessControl's own grantRole (not registerHospital) restores it.
     chain.ok(
         &k.admin,
@@ -695,56 +839,35 @@ fn the_mint_path_follows_hospital_role_grants_and_revocations() {
 fn owners_and_balances_follow_the_records_minted() {
     let mut chain = Chain::new();
     let k = keys();
-    let first = setup_record(&mut chain);
+    let (first, first_owner) = setup_record(&mut chain);
     let patient = k.patient.address();
-    assert_eq!(
-        chain.view(PMR::balanceOfCall { owner: patient }),
-        U256::from(1)
-    );
-    // A second patient, two records; the first patient's third.
+    // The record is its one-time owner's: the patient's own account holds nothing.
+    let balance = |chain: &Chain, owner| chain.view(PMR::balanceOfCall { owner });
+    assert_eq!(balance(&chain, first_owner.address()), U256::from(1));
+    assert_eq!(balance(&chain, patient), U256::ZERO);
+    // A second patient, two records; the first patient's second. Each goes to an owner of its
+    // own.
     chain.ok(
         &k.hospital,
         register_call(&k.doctor, B256::repeat_byte(0x33), B256::repeat_byte(0x44)),
     );
     let mut ids = vec![];
-    for (tag, to) in [
-        (2u8, k.doctor.address()),
-        (3, k.doctor.address()),
-        (4, patient),
-    ] {
-        let r = chain.ok(
-            &k.hospital,
-            PMR::mintRecordCall {
-                patient: to,
-                root: cid(tag),
-                envelope: cid(tag + 100),
-                keyCommitment: B256::repeat_byte(tag),
-                recordType: u32::from(tag),
-            },
-        );
+    for (tag, of) in [(2u8, &k.doctor), (3, &k.doctor), (4, &k.patient)] {
+        let to = one_time(of, u32::from(tag));
+        let r = chain.ok(&k.hospital, mint_call(&to.to, tag));
         let transfer = event::<PMR::Transfer>(&r).expect("Transfer event");
         assert_eq!(
             (transfer.from, transfer.to, transfer.tokenId),
-            (Address::ZERO, to, U256::from_be_slice(&r.output))
+            (Address::ZERO, to.address(), U256::from_be_slice(&r.output))
         );
         ids.push((U256::from_be_slice(&r.output), to, tag));
     }
-    assert_eq!(
-        chain.view(PMR::balanceOfCall { owner: patient }),
-        U256::from(2)
-    );
-    assert_eq!(
-        chain.view(PMR::balanceOfCall {
-            owner: k.doctor.address()
-        }),
-        U256::from(2)
-    );
-    assert_eq!(
-        chain.view(PMR::balanceOfCall {
-            owner: k.outsider.address()
-        }),
-        U256::ZERO
-    );
+    for (_, to, _) in &ids {
+        assert_eq!(balance(&chain, to.address()), U256::from(1));
+    }
+    for account in [patient, k.doctor.address(), k.outsider.address()] {
+        assert_eq!(balance(&chain, account), U256::ZERO, "{account}");
+    }
     assert!(chain
         .try_view(PMR::balanceOfCall {
             owner: Address::ZERO
@@ -753,13 +876,15 @@ fn owners_and_balances_follow_the_records_minted() {
         .unwrap()
         .contains("ERC721InvalidOwner"));
     // Every field of every record reads back as minted: the packed first word is laid out as
-    // Solidity lays out the struct.
-    for (id, owner, tag) in ids {
-        assert_eq!(chain.view(PMR::ownerOfCall { tokenId: id }), owner);
+    // Solidity lays out the struct (`recordOf` and `announcements` read it through the struct;
+    // random view tags, prefixes and sealed types catch a field out of place).
+    for (id, to, tag) in &ids {
+        let id = *id;
+        assert_eq!(chain.view(PMR::ownerOfCall { tokenId: id }), to.address());
         let rec = chain.view(PMR::recordOfCall { tokenId: id });
         assert_eq!(
-            (rec.patient, rec.hospital, rec.recordType, rec.versions),
-            (owner, k.hospital.address(), u32::from(tag), 1)
+            (rec.owner, rec.hospital, rec.versions),
+            (to.address(), k.hospital.address(), 1)
         );
         let v = chain.view(PMR::recordVersionCall {
             tokenId: id,
@@ -767,10 +892,36 @@ fn owners_and_balances_follow_the_records_minted() {
         });
         assert_eq!(
             (v.root, v.envelope, v.keyCommitment),
-            (cid(tag), cid(tag + 100), B256::repeat_byte(tag))
+            (cid(*tag), cid(*tag + 100), B256::repeat_byte(*tag))
+        );
+        assert_eq!(
+            chain.view(PMR::announcementsCall {
+                from: id,
+                count: U256::from(1),
+            }),
+            vec![to.to.clone()]
         );
     }
-    assert_eq!(chain.view(PMR::ownerOfCall { tokenId: first }), patient);
+    // All announcements in token order, from token 1 (`from` 0 reads from 1).
+    let mut all = vec![first_owner.to.clone()];
+    all.extend(ids.iter().map(|(_, to, _)| to.to.clone()));
+    assert_eq!(
+        chain.view(PMR::announcementsCall {
+            from: U256::ZERO,
+            count: U256::from(100),
+        }),
+        all
+    );
+    assert!(chain
+        .view(PMR::announcementsCall {
+            from: U256::from(5),
+            count: U256::from(100),
+        })
+        .is_empty());
+    assert_eq!(
+        chain.view(PMR::ownerOfCall { tokenId: first }),
+        first_owner.address()
+    );
     // Records are found by arithmetic on the token id, so ids that were never minted, however
     // large (where that arithmetic would wrap), must read as nonexistent and never as a slot
     // elsewhere in the contract.
@@ -778,7 +929,7 @@ fn owners_and_balances_follow_the_records_minted() {
         U256::ZERO,
         U256::from(5),
         U256::from(1) << 64,
-        U256::MAX / U256::from(5),
+        U256::MAX / U256::from(pmr_contract::RECORD_WORDS),
         U256::MAX,
     ] {
         for reason in [
@@ -823,6 +974,7 @@ fn encryption_keys_are_published_by_their_owners_only() {
         patient: doctor,
         pseudonymCommitment: B256::repeat_byte(1),
         encryptionKey: B256::repeat_byte(0x33),
+        stealthMetaAddress: Bytes::copy_from_slice(&meta_address(&k.doctor)),
         signature: std::mem::take(&mut replayed.signature),
     };
     chain.reverts(&k.hospital, replay, "BadKeySignature");
@@ -835,18 +987,28 @@ fn encryption_keys_are_published_by_their_owners_only() {
     // The doctor's attestation verifies for the doctor and nobody else; a key set with a
     // signature over another key is refused.
     let a = chain.view(PMR::encryptionKeyAttestationCall { account: doctor });
+    assert_eq!(
+        (a.pseudonymCommitment, a.stealthMetaAddress.len()),
+        (B256::ZERO, 0),
+        "not a patient"
+    );
+    let doctor_keys = PatientKeys {
+        pseudonym_commitment: a.pseudonymCommitment,
+        meta_address: &a.stealthMetaAddress,
+    };
+    assert_eq!(doctor_keys, PatientKeys::default());
     assert!(pmr_contract::keys::verify_encryption_key(
         common::CHAIN_ID,
         doctor,
         a.encryptionKey,
-        a.pseudonymCommitment,
+        doctor_keys,
         &a.signature
     ));
     assert!(!pmr_contract::keys::verify_encryption_key(
         common::CHAIN_ID,
         doctor,
         B256::repeat_byte(0x66),
-        a.pseudonymCommitment,
+        doctor_keys,
         &a.signature
     ));
     let mut other = key_call(&k.doctor, B256::repeat_byte(0x34));
@@ -870,13 +1032,46 @@ fn encryption_keys_are_published_by_their_owners_only() {
         account: k.patient.address(),
     });
     assert_eq!(p.pseudonymCommitment, B256::repeat_byte(0x11));
+    let meta = meta_address(&k.patient);
+    assert_eq!(p.stealthMetaAddress, Bytes::copy_from_slice(&meta));
+    let patient_keys = PatientKeys {
+        pseudonym_commitment: p.pseudonymCommitment,
+        meta_address: &p.stealthMetaAddress,
+    };
     assert!(pmr_contract::keys::verify_encryption_key(
         common::CHAIN_ID,
         k.patient.address(),
         p.encryptionKey,
-        p.pseudonymCommitment,
+        patient_keys,
         &p.signature
     ));
+    // It covers the meta-address: with another one it does not verify.
+    let other_meta = meta_address(&k.doctor);
+    assert!(!pmr_contract::keys::verify_encryption_key(
+        common::CHAIN_ID,
+        k.patient.address(),
+        p.encryptionKey,
+        PatientKeys {
+            meta_address: &other_meta,
+            ..patient_keys
+        },
+        &p.signature
+    ));
+    // The contract's digest is the one signed.
+    assert_eq!(
+        chain.view(PMR::encryptionKeyDigestCall {
+            account: k.patient.address(),
+            encryptionKey: p.encryptionKey,
+            pseudonymCommitment: p.pseudonymCommitment,
+            metaAddressHash: patient_keys.meta_address_hash(),
+        }),
+        pmr_contract::encryption_key_digest(
+            common::CHAIN_ID,
+            k.patient.address(),
+            p.encryptionKey,
+            patient_keys
+        )
+    );
 
     // The admin removes the doctor; a hospital cannot permit it again by registering it, even
     // with the doctor's valid signature; the admin can.

@@ -35,14 +35,26 @@ fn cid(tag: u8) -> PMR::Cid {
     }
 }
 
-fn mint_call(patient: Address, tag: u8) -> PMR::mintRecordCall {
+/// A mint of record `tag` to `to`.
+fn mint_call(to: &PMR::OneTimeOwner, tag: u8) -> PMR::mintRecordCall {
     PMR::mintRecordCall {
-        patient,
+        to: to.clone(),
         root: cid(tag),
         envelope: cid(tag.wrapping_add(1)),
         keyCommitment: B256::repeat_byte(tag.max(1)),
-        recordType: 1,
     }
+}
+
+/// A mint of record `tag` to a fresh one-time owner of the test patient.
+fn mint(tag: u8) -> PMR::mintRecordCall {
+    mint_call(&one_time(&keys().patient, 1).to, tag)
+}
+
+/// A mint the contract refuses (`BadEphemeralKey`: no compressed point has prefix 4).
+fn bad_mint(tag: u8) -> PMR::mintRecordCall {
+    let mut call = mint(tag);
+    call.to.ephemeralPrefix = 4;
+    call
 }
 
 #[test]
@@ -94,8 +106,8 @@ fn mint_produces_receipts_with_logs_and_provable_receipts() {
     let patient = k.patient.address();
     let txs = vec![
         register(0, patient),
-        sign(&k.hospital, 1, &mint_call(patient, 7)),
-        sign(&k.hospital, 2, &mint_call(patient, 8)),
+        sign(&k.hospital, 1, &mint(7)),
+        sign(&k.hospital, 2, &mint(8)),
     ];
     let executed = chain.block(&txs);
     assert_eq!(executed.height, 1);
@@ -181,6 +193,131 @@ fn unpermitted_sender_is_rejected_with_a_reason() {
         }
         other => panic!("expected InvalidBlock, got {other:?}"),
     }
+}
+
+/// A record's one-time owner is on no permission list: the node admits from it exactly the calls
+/// only a record's owner may make (grants, revocations, versions), about its own record, in the
+/// mempool and in blocks alike, and nothing else.
+#[test]
+fn one_time_owners_are_admitted_only_for_their_own_record() {
+    let mut chain = Chain::new();
+    let k = keys();
+    let doctor = k.doctor.address();
+    let (a, b) = (one_time(&k.patient, 1), one_time(&k.patient, 2));
+    let setup = chain.block(&[
+        register(0, k.patient.address()),
+        sign(&k.hospital, 1, &mint_call(&a.to, 1)),
+        sign(&k.hospital, 2, &mint_call(&b.to, 2)),
+        // The grantee needs an encryption key.
+        sign(&k.doctor, 0, &key_call(&k.doctor, B256::repeat_byte(5))),
+    ]);
+    assert!(setup.receipts.iter().all(|r| r.success));
+    let (token_a, token_b) = (U256::from(1), U256::from(2));
+    assert!(!chain.exec.is_permitted(a.address()).unwrap());
+    let grant = |token: U256| PMR::grantAccessCall {
+        tokenId: token,
+        grantee: doctor,
+        expiry: u64::MAX / 2,
+        sealedPatientShare: Bytes::from(vec![1u8; 64]),
+    };
+    let refused: Result<(), TxRejection> = Err(TxRejection::NotPermitted(a.address()));
+
+    // Its own record: a grant, a revocation and a version are admitted.
+    let own_grant = sign(&a.key, 0, &grant(token_a));
+    chain.exec.check_tx(&own_grant).unwrap();
+    let revoke = PMR::revokeAccessCall {
+        tokenId: token_a,
+        grantee: doctor,
+    };
+    chain.exec.check_tx(&sign(&a.key, 0, &revoke)).unwrap();
+    let append = PMR::appendVersionCall {
+        tokenId: token_a,
+        root: cid(3),
+        envelope: cid(4),
+        keyCommitment: B256::repeat_byte(3),
+    };
+    chain.exec.check_tx(&sign(&a.key, 0, &append)).unwrap();
+    // Another record of the same patient is not its own.
+    assert_eq!(
+        chain.exec.check_tx(&sign(&a.key, 0, &grant(token_b))),
+        refused
+    );
+    // Nor is a record that does not exist.
+    assert_eq!(
+        chain.exec.check_tx(&sign(&a.key, 0, &grant(U256::from(3)))),
+        refused
+    );
+    // Any other call is refused, whatever the contract would make of it.
+    let permit_itself = PMR::setPermittedCall {
+        account: a.address(),
+        permitted: true,
+    };
+    assert_eq!(
+        chain.exec.check_tx(&sign(&a.key, 0, &permit_itself)),
+        refused
+    );
+    let set_key = key_call(&a.key, B256::repeat_byte(6));
+    assert_eq!(chain.exec.check_tx(&sign(&a.key, 0, &set_key)), refused);
+    assert_eq!(
+        chain.exec.check_tx(&sign(&a.key, 0, &mint_call(&a.to, 9))),
+        refused
+    );
+    // The grant's calldata sent anywhere but the PMR contract is refused too.
+    let elsewhere = sign_to(
+        &a.key,
+        0,
+        Address::repeat_byte(0x99),
+        grant(token_a).abi_encode(),
+        GAS,
+    );
+    assert_eq!(chain.exec.check_tx(&elsewhere), refused);
+    // An unpermitted account that owns nothing is refused the same grant.
+    let outsider = k.outsider.address();
+    assert_eq!(
+        chain.exec.check_tx(&sign(&k.outsider, 0, &grant(token_a))),
+        Err(TxRejection::NotPermitted(outsider))
+    );
+
+    // A proposer leaves out the grant on the other record and includes the owner's own.
+    let on_b = sign(&a.key, 0, &grant(token_b));
+    let built = chain
+        .exec
+        .build_block(&chain.next_env(), vec![on_b.clone(), own_grant.clone()])
+        .unwrap();
+    assert_eq!(built.included, vec![own_grant.clone()]);
+    assert_eq!(
+        built.rejected,
+        vec![(on_b.hash(), TxRejection::NotPermitted(a.address()))]
+    );
+    // A validator refuses a block holding it.
+    assert!(matches!(
+        chain
+            .exec
+            .execute_block(&chain.next_env(), std::slice::from_ref(&on_b)),
+        Err(ExecutionError::InvalidBlock {
+            index: 0,
+            reason: TxRejection::NotPermitted(_),
+            ..
+        })
+    ));
+    let executed = chain.block(&[own_grant]);
+    assert!(executed.receipts[0].success);
+    let access = |token: U256| PMR::hasAccessCall {
+        tokenId: token,
+        grantee: doctor,
+    };
+    assert!(chain.view(access(token_a)));
+    assert!(!chain.view(access(token_b)));
+    assert!(!chain.exec.is_permitted(a.address()).unwrap());
+
+    // A record minted earlier in the same block counts: its owner's grant follows the mint.
+    let c = one_time(&k.patient, 3);
+    let executed = chain.block(&[
+        sign(&k.hospital, 3, &mint_call(&c.to, 3)),
+        sign(&c.key, 0, &grant(U256::from(3))),
+    ]);
+    assert!(executed.receipts.iter().all(|r| r.success));
+    assert!(chain.view(access(U256::from(3))));
 }
 
 #[test]
@@ -383,18 +520,18 @@ fn reverted_and_out_of_gas_transactions_are_included_with_failed_receipts() {
     let mut chain = Chain::new();
     let k = keys();
     chain.block(&[register(0, k.patient.address())]);
-    let unregistered = sign(&k.hospital, 1, &mint_call(k.outsider.address(), 1));
+    let refused = sign(&k.hospital, 1, &bad_mint(1));
     // A valid mint with enough gas to start (the intrinsic gas, which for this calldata is
     // the EIP-7623 floor, leaving a few thousand for execution) but far too little to store a
     // record (fresh slots cost 22,100 each).
-    let input = mint_call(k.patient.address(), 1).abi_encode();
+    let input = mint(1).abi_encode();
     let intrinsic = intrinsic_gas(&sign_to(&k.hospital, 2, PMR_ADDRESS, input.clone(), GAS));
     let limit = intrinsic + 1_000;
     let starving = sign_to(&k.hospital, 2, PMR_ADDRESS, input, limit);
-    let executed = chain.block(&[unregistered, starving]);
+    let executed = chain.block(&[refused, starving]);
     let (a, b) = (&executed.receipts[0], &executed.receipts[1]);
     assert!(!a.success && !b.success);
-    assert!(a.revert_reason().unwrap().contains("PatientNotRegistered"));
+    assert!(a.revert_reason().unwrap().contains("BadEphemeralKey"));
     assert_eq!(
         b.gas_used,
         limit,
@@ -435,16 +572,13 @@ fn committed_state_survives_reopen_and_uncommitted_batches_leave_nothing() {
         let b1 = exec
             .execute_block(
                 &env(1),
-                &[
-                    register(0, patient),
-                    sign(&k.hospital, 1, &mint_call(patient, 1)),
-                ],
+                &[register(0, patient), sign(&k.hospital, 1, &mint(1))],
             )
             .unwrap();
         commit(&store, &exec, &b1);
         // Height 2 executed and staged, but its batch is dropped (a crash before commit).
         let b2 = exec
-            .execute_block(&env(2), &[sign(&k.hospital, 2, &mint_call(patient, 2))])
+            .execute_block(&env(2), &[sign(&k.hospital, 2, &mint(2))])
             .unwrap();
         let mut batch = store.batch();
         exec.write_to_batch(&b2, &mut batch);
@@ -473,7 +607,7 @@ fn committed_state_survives_reopen_and_uncommitted_batches_leave_nothing() {
     );
     // Height 2 executes again after the restart and commits.
     let b2 = exec
-        .execute_block(&env(2), &[sign(&k.hospital, 2, &mint_call(patient, 2))])
+        .execute_block(&env(2), &[sign(&k.hospital, 2, &mint(2))])
         .unwrap();
     commit(&store, &exec, &b2);
     assert_eq!(exec.head(), (2, b2.state_root));
@@ -526,19 +660,20 @@ fn two_executors_fed_the_same_blocks_agree() {
     let x = Chain::new();
     let y = Chain::new();
     assert_eq!(x.exec.genesis_state_root(), y.exec.genesis_state_root());
+    let first = one_time(&k.patient, 1);
     let blocks: Vec<Vec<_>> = vec![
         vec![
             register(0, patient),
-            sign(&k.hospital, 1, &mint_call(patient, 1)),
+            sign(&k.hospital, 1, &mint_call(&first.to, 1)),
         ],
         vec![],
         vec![
-            sign(&k.hospital, 2, &mint_call(patient, 2)),
+            sign(&k.hospital, 2, &mint(2)),
             sign(&k.doctor, 0, &key_call(&k.doctor, B256::repeat_byte(5))),
-            sign(&k.hospital, 3, &mint_call(k.outsider.address(), 3)), // reverts
+            sign(&k.hospital, 3, &bad_mint(3)), // reverts
         ],
         vec![sign(
-            &k.patient,
+            &first.key,
             0,
             &PMR::grantAccessCall {
                 tokenId: U256::from(1),
@@ -567,6 +702,11 @@ fn two_executors_fed_the_same_blocks_agree() {
     let roots: std::collections::HashSet<_> =
         (0..=4).map(|h| x.exec.state_root_at(h).unwrap()).collect();
     assert_eq!(roots.len(), 5);
+    // The one-time owner's grant was admitted and applied.
+    assert!(x.view(PMR::hasAccessCall {
+        tokenId: U256::from(1),
+        grantee: k.doctor.address(),
+    }));
 }
 
 #[test]
@@ -574,13 +714,10 @@ fn historical_calls_and_accounts() {
     let mut chain = Chain::new();
     let k = keys();
     let patient = k.patient.address();
+    chain.block(&[register(0, patient), sign(&k.hospital, 1, &mint(1))]);
     chain.block(&[
-        register(0, patient),
-        sign(&k.hospital, 1, &mint_call(patient, 1)),
-    ]);
-    chain.block(&[
-        sign(&k.hospital, 2, &mint_call(patient, 2)),
-        sign(&k.hospital, 3, &mint_call(patient, 3)),
+        sign(&k.hospital, 2, &mint(2)),
+        sign(&k.hospital, 3, &mint(3)),
     ]);
     let total_at = |h: Option<u64>| {
         let out = chain
@@ -636,7 +773,7 @@ fn historical_calls_and_accounts() {
             None,
             k.hospital.address(),
             PMR_ADDRESS,
-            mint_call(patient, 9).abi_encode().into(),
+            mint(9).abi_encode().into(),
         )
         .unwrap();
     assert!(
@@ -664,40 +801,44 @@ fn one_shared_block_and_one_block_per_transaction_agree() {
     let k = keys();
     let patient = k.patient.address();
     let doctor = k.doctor.address();
-    let grant = |nonce: u64, token: u8| {
+    // The owners of tokens 1 and 2 (the mints of tags 1 and 4; those of 2 and 3 fail).
+    let (first, second) = (one_time(&k.patient, 1), one_time(&k.patient, 4));
+    let grant = |owner: &OneTime, nonce: u64, token: u8| {
         let call = PMR::grantAccessCall {
             tokenId: U256::from(token),
             grantee: doctor,
             expiry: u64::MAX / 2,
             sealedPatientShare: Bytes::from(vec![token; 64]),
         };
-        sign(&k.patient, nonce, &call)
+        sign(&owner.key, nonce, &call)
     };
     let txs = vec![
         register(0, patient),
-        sign(&k.hospital, 1, &mint_call(patient, 1)),
-        // Runs out of gas after writing the token counter, owner and balance: rolled back.
+        sign(&k.hospital, 1, &mint_call(&first.to, 1)),
+        // Runs out of gas after writing the owner's balance, the token counter and the first
+        // record word: rolled back.
         sign_to(
             &k.hospital,
             2,
             PMR_ADDRESS,
-            mint_call(patient, 2).abi_encode(),
+            mint(2).abi_encode(),
             OOG_MINT_GAS,
         ),
-        // Reverts (not a patient): its writes are rolled back, its nonce and gas are not.
-        sign(&k.hospital, 3, &mint_call(k.outsider.address(), 3)),
-        sign(&k.hospital, 4, &mint_call(patient, 4)),
+        // Reverts (no valid ephemeral key): its writes are rolled back, its nonce and gas are
+        // not.
+        sign(&k.hospital, 3, &bad_mint(3)),
+        sign(&k.hospital, 4, &mint_call(&second.to, 4)),
         sign(&k.doctor, 0, &key_call(&k.doctor, B256::repeat_byte(5))),
-        grant(0, 1),
+        grant(&first, 0, 1),
         sign(
-            &k.patient,
+            &first.key,
             1,
             &PMR::revokeAccessCall {
                 tokenId: U256::from(1),
                 grantee: doctor,
             },
         ),
-        grant(2, 2),
+        grant(&second, 0, 2),
     ];
     let mut shared = Chain::new();
     let mut alone = Chain::new();
@@ -720,9 +861,17 @@ fn one_shared_block_and_one_block_per_transaction_agree() {
     }
     for chain in [&shared, &alone] {
         assert!(chain.view(PMR::isPatientCall { account: patient }));
+        for owner in [&first, &second] {
+            assert_eq!(
+                chain.view(PMR::balanceOfCall {
+                    owner: owner.address()
+                }),
+                U256::from(1)
+            );
+        }
         assert_eq!(
             chain.view(PMR::balanceOfCall { owner: patient }),
-            U256::from(2)
+            U256::ZERO
         );
         assert_eq!(chain.view(PMR::totalMintedCall {}), U256::from(2));
         let access = |token: u64| PMR::hasAccessCall {
@@ -732,9 +881,10 @@ fn one_shared_block_and_one_block_per_transaction_agree() {
         assert!(!chain.view(access(1)), "revoked in the block");
         assert!(chain.view(access(2)));
         assert_eq!(chain.nonce(&k.hospital), 5);
-        assert_eq!(chain.nonce(&k.patient), 3);
+        assert_eq!(chain.nonce(&first.key), 2);
+        assert_eq!(chain.nonce(&second.key), 1);
     }
-    // What the block wrote is committed: the patient registered in it can be minted to next.
-    let next = shared.block(&[sign(&k.hospital, 5, &mint_call(patient, 5))]);
-    assert!(next.receipts[0].success);
+    // What the block wrote is committed: the next block's mint and grants build on it.
+    let next = shared.block(&[sign(&k.hospital, 5, &mint(5)), grant(&first, 2, 1)]);
+    assert!(next.receipts.iter().all(|r| r.success));
 }

@@ -5,28 +5,47 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+
 use alloy_primitives::{keccak256, Address, TxKind, B256, U256};
 use alloy_sol_types::{SolCall, SolConstructor};
 use common::bare::{self, tx};
-use common::{genesis, keys, register_call_at};
+use common::{genesis, keys, one_time};
 use pmr_contract::PMR;
 use pmr_execution::constructor_args;
 use revm::inspector::CountInspector;
-use revm::{ExecuteCommitEvm, InspectCommitEvm, MainBuilder};
+use revm::{ExecuteCommitEvm, InspectEvm, MainBuilder};
 
-fn mint(n: u8) -> Vec<u8> {
+/// A mint of record `n` (below 16) to `to`: raw-codec CIDs with digests `[(n << 4) | 1; 32]`
+/// (root) and `[(n << 4) | 2; 32]` (envelope), never zero.
+fn mint(to: &PMR::OneTimeOwner, n: u8) -> PMR::mintRecordCall {
     let cid = |tag: u8| PMR::Cid {
         codec: 0x55,
-        digest: B256::repeat_byte(n ^ tag),
+        digest: B256::repeat_byte((n << 4) | tag),
     };
     PMR::mintRecordCall {
-        patient: keys().patient.address(),
+        to: to.clone(),
         root: cid(1),
         envelope: cid(2),
         keyCommitment: B256::repeat_byte(7),
-        recordType: 3,
     }
-    .abi_encode()
+}
+
+/// The slot of the contract's `_lastTokenId`, from the artifact's storage layout.
+fn last_token_id_slot() -> U256 {
+    let artifact: serde_json::Value =
+        serde_json::from_str(pmr_contract::PMR_ARTIFACT_JSON).expect("artifact");
+    let entry = artifact["storageLayout"]
+        .as_array()
+        .expect("storage layout")
+        .iter()
+        .find(|e| e["label"] == "_lastTokenId")
+        .expect("_lastTokenId in the layout");
+    entry["slot"]
+        .as_str()
+        .expect("slot")
+        .parse()
+        .expect("a slot number")
 }
 
 #[test]
@@ -40,44 +59,95 @@ fn a_mint_computes_no_storage_key_and_writes_each_slot_once() {
     let pmr = deployed.created_address().unwrap();
     let k = keys();
     let h = k.hospital.address();
-    let register = register_call_at(
-        pmr,
-        &k.patient,
-        B256::repeat_byte(0x11),
-        B256::repeat_byte(0x22),
-    );
+    // The second mint on the chain, as almost all are: the token counter is no longer fresh.
+    // The owner's account word always is (a one-time owner holds one record), and nothing of
+    // the patient is read or written: a mint does not name it.
+    let first = one_time(&k.patient, 3);
     assert!(evm
-        .transact_commit(tx(h, 0, TxKind::Call(pmr), register.abi_encode()))
-        .unwrap()
-        .is_success());
-    // The second mint of a patient, as most are: its balance word is no longer fresh.
-    assert!(evm
-        .transact_commit(tx(h, 1, TxKind::Call(pmr), mint(1)))
+        .transact_commit(tx(h, 0, TxKind::Call(pmr), mint(&first.to, 1).abi_encode()))
         .unwrap()
         .is_success());
     evm.inspector.clear();
-    let r = evm
-        .inspect_tx_commit(tx(h, 2, TxKind::Call(pmr), mint(2)))
+    let to = one_time(&k.patient, 3).to;
+    let out = evm
+        .inspect_tx(tx(h, 1, TxKind::Call(pmr), mint(&to, 2).abi_encode()))
         .unwrap();
-    assert!(r.is_success());
+    assert!(out.result.is_success());
     let c = &evm.inspector;
     let count = |op: u8| c.get_count(op);
     // No storage key is computed: records and account words are found by addition.
     assert_eq!(count(0x20), 0, "KECCAK256");
-    // The token id counter, the hospital's account word, the patient's; nothing of the fresh
+    // The token id counter, the hospital's account word, the owner's; nothing of the fresh
     // record.
     assert_eq!(count(0x54), 3, "SLOAD");
-    // The counter, the patient's word (its balance), the record's five words: each once.
-    assert_eq!(count(0x55), 7, "SSTORE");
-    // Transfer (4 topics), Locked (1), RecordMinted (4).
-    assert_eq!((count(0xa1), count(0xa4)), (1, 2), "LOG1, LOG4");
+    // The counter, the owner's word (its balance), the record's six words: each once.
+    assert_eq!(count(0x55), 8, "SSTORE");
+    // Transfer (4 topics), Locked (1), RecordMinted (3).
+    assert_eq!(
+        (count(0xa1), count(0xa3), count(0xa4)),
+        (1, 1, 1),
+        "LOG1, LOG3, LOG4"
+    );
     assert!(
-        c.total_opcodes() <= 500,
-        "{} opcodes per mint (476 when this test was written)",
+        c.total_opcodes() <= 560,
+        "{} opcodes per mint (549 with the one-time owner's announcement; 476 before)",
         c.total_opcodes()
     );
-    // Calldata stays static: selector and seven words.
-    assert_eq!(mint(3).len(), 4 + 7 * 32);
+    // Calldata stays static: selector and ten words (the owner's five, two per CID, the key
+    // commitment).
+    assert_eq!(mint(&to, 3).abi_encode().len(), 4 + 10 * 32);
+
+    // Exactly those slots change: token 2's six record words, the owner's account word and
+    // the counter.
+    let records = erc7201("pmr.storage.records");
+    let accounts = erc7201("pmr.storage.accounts");
+    let words = U256::from(pmr_contract::RECORD_WORDS);
+    let record = records + U256::from(2) * words;
+    let owner_word = accounts + U256::from_be_slice(to.owner.as_slice());
+    let storage = &out.state.get(&pmr).expect("the contract's state").storage;
+    let changed: BTreeSet<U256> = storage
+        .iter()
+        .filter(|(_, slot)| slot.is_changed())
+        .map(|(key, _)| *key)
+        .collect();
+    let mut expected: BTreeSet<U256> = (0..6u64).map(|i| record + U256::from(i)).collect();
+    expected.insert(owner_word);
+    expected.insert(last_token_id_slot());
+    assert_eq!(changed, expected);
+    let value = |key: U256| storage[&key].present_value;
+    // The head word packs owner | versionCount << 160 | rootCodec << 192 | envelopeCodec << 200
+    // | viewTag << 208 | ephemeralPrefix << 216 | sealedType << 224.
+    let head = U256::from_be_slice(to.owner.as_slice())
+        | (U256::from(1) << 160)
+        | (U256::from(0x55) << 192)
+        | (U256::from(0x55) << 200)
+        | (U256::from(to.viewTag) << 208)
+        | (U256::from(to.ephemeralPrefix) << 216)
+        | (U256::from(to.sealedType) << 224);
+    assert_eq!(value(record), head);
+    assert_eq!(
+        value(record + U256::from(1)),
+        U256::from_be_slice(h.as_slice())
+    );
+    for (i, word) in [
+        B256::repeat_byte(0x21),
+        B256::repeat_byte(0x22),
+        B256::repeat_byte(7),
+        to.ephemeralX,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(
+            value(record + U256::from(i + 2)),
+            U256::from_be_bytes(word.0),
+            "record word {}",
+            i + 2
+        );
+    }
+    // The owner's account word: a balance of one (the uint64 after the two flags).
+    assert_eq!(value(owner_word), U256::from(1) << 16);
+    assert_eq!(value(last_token_id_slot()), U256::from(2));
 }
 
 /// keccak256(abi.encode(uint256(keccak256(id)) - 1)) & ~0xff, as ERC-7201 places a namespace.
@@ -101,8 +171,21 @@ fn the_contracts_storage_regions_are_where_its_comments_say() {
     let accounts = constant("ACCOUNTS");
     assert_eq!(records, erc7201("pmr.storage.records"));
     assert_eq!(accounts, erc7201("pmr.storage.accounts"));
-    // Neither region wraps around: an address added to ACCOUNTS, or five words per token id
-    // below 2^64 added to RECORDS, stays below 2^256.
+    assert!(source.contains(&format!(
+        "uint256 private constant RECORD_WORDS = {};",
+        pmr_contract::RECORD_WORDS
+    )));
+    // The node's admission finds a record's owner where the contract puts it.
+    let layout = pmr_contract::ContractLayout::get().expect("layout");
+    assert_eq!(layout.records_base, records);
+    assert_eq!(
+        layout.record_owner_key(3),
+        records + U256::from(3 * pmr_contract::RECORD_WORDS)
+    );
+    // Neither region wraps around: an address added to ACCOUNTS, or RECORD_WORDS words per
+    // token id below 2^64 added to RECORDS, stays below 2^256.
     assert!(accounts.checked_add(U256::from(1) << 160).is_some());
-    assert!(records.checked_add(U256::from(5) << 64).is_some());
+    assert!(records
+        .checked_add(U256::from(pmr_contract::RECORD_WORDS) << 64)
+        .is_some());
 }

@@ -17,11 +17,18 @@
 //! [`deidentify`]`(&serde_json::Value, &DeidConfig) -> Result<Deidentified, DeidError>` applies
 //! HIPAA Safe Harbor to a FHIR R4 resource or Bundle and reports every change by JSON Pointer;
 //! see the [`deid`] module for the element-by-element rules.
+//!
+//! # One-time record owners
+//! [`stealth`]: ERC-5564 stealth addresses on secp256k1. A patient publishes a
+//! [`StealthMetaAddress`] ([`StealthKeys::derive`] from the account secret); a hospital mints
+//! each record to a fresh one-time owner ([`stealth::generate`]); the patient finds its records
+//! with the [`ViewingKey`] and signs for each with [`StealthKeys::one_time_secret`].
 
 pub mod deid;
 mod error;
 mod national_id;
 mod pseudonym;
+pub mod stealth;
 
 pub use deid::{
     deidentify, pseudonymous_id, Action, Category, DeidChange, DeidConfig, DeidReport,
@@ -33,3 +40,4 @@ pub use national_id::{
     ABHA_ADDRESS_MIN_LEN, ABHA_NUMBER_DIGITS,
 };
 pub use pseudonym::{LinkOpening, PatientSecret, PseudonymCommitment};
+pub use stealth::{Announcement, StealthError, StealthKeys, StealthMetaAddress, ViewingKey};

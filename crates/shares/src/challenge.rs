@@ -15,9 +15,9 @@ use crate::ShareError;
 /// Domain prefix hashed in front of the challenge bytes.
 pub const CHALLENGE_DOMAIN: &[u8] = b"PMR share release challenge";
 /// Encoding version of [`ReleaseChallenge::to_bytes`].
-pub const CHALLENGE_VERSION: u8 = 1;
+pub const CHALLENGE_VERSION: u8 = 2;
 /// Length of [`ReleaseChallenge::to_bytes`].
-pub const CHALLENGE_LEN: usize = 1 + 8 + 20 + 32 + 20 + 32 + 8;
+pub const CHALLENGE_LEN: usize = 1 + 8 + 20 + 32 + 20 + 32 + 8 + 32;
 
 /// What a grantee signs to obtain custodian `custodian`'s share of token `token_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,6 +34,10 @@ pub struct ReleaseChallenge {
     pub nonce: B256,
     /// When the challenge was made, milliseconds since the Unix epoch.
     pub issued_at_ms: u64,
+    /// The X25519 public key the share is to be sealed to, for a record's one-time owner
+    /// (which has no encryption key on-chain: nothing links it to its patient's); zero for a
+    /// grantee, whose share is sealed to its published key.
+    pub reply_key: B256,
 }
 
 impl ReleaseChallenge {
@@ -55,11 +59,20 @@ impl ReleaseChallenge {
             grantee,
             nonce: B256::from(nonce),
             issued_at_ms,
+            reply_key: B256::ZERO,
+        }
+    }
+
+    /// This challenge asking for the share sealed to `key` (a one-time owner's request).
+    pub fn with_reply_key(self, key: B256) -> Self {
+        Self {
+            reply_key: key,
+            ..self
         }
     }
 
     /// Canonical bytes: `version (1) ‖ chain_id (8 BE) ‖ custodian (20) ‖ token_id (32 BE) ‖
-    /// grantee (20) ‖ nonce (32) ‖ issued_at_ms (8 BE)`.
+    /// grantee (20) ‖ nonce (32) ‖ issued_at_ms (8 BE) ‖ reply_key (32)`.
     pub fn to_bytes(&self) -> [u8; CHALLENGE_LEN] {
         let mut out = [0u8; CHALLENGE_LEN];
         out[0] = CHALLENGE_VERSION;
@@ -68,7 +81,8 @@ impl ReleaseChallenge {
         out[29..61].copy_from_slice(&self.token_id.to_be_bytes::<32>());
         out[61..81].copy_from_slice(self.grantee.as_slice());
         out[81..113].copy_from_slice(self.nonce.as_slice());
-        out[113..].copy_from_slice(&self.issued_at_ms.to_be_bytes());
+        out[113..121].copy_from_slice(&self.issued_at_ms.to_be_bytes());
+        out[121..].copy_from_slice(self.reply_key.as_slice());
         out
     }
 
@@ -98,6 +112,7 @@ impl ReleaseChallenge {
             grantee: Address::from_slice(&b[61..81]),
             nonce: B256::from_slice(&b[81..113]),
             issued_at_ms: u64_at(113),
+            reply_key: B256::from_slice(&b[121..153]),
         })
     }
 

@@ -14,6 +14,7 @@ fn challenge(grantee: Address) -> ReleaseChallenge {
         grantee,
         nonce: B256::repeat_byte(0x5a),
         issued_at_ms: 1_700_000_000_000,
+        reply_key: B256::repeat_byte(0x33),
     }
 }
 
@@ -22,7 +23,8 @@ fn bytes_round_trip_and_layout() {
     let c = challenge(Address::repeat_byte(0x22));
     let b = c.to_bytes();
     assert_eq!(b.len(), CHALLENGE_LEN);
-    assert_eq!(b[0], 1);
+    assert_eq!(b[0], 2);
+    assert_eq!(&b[121..153], &[0x33; 32]);
     assert_eq!(&b[1..9], &31337u64.to_be_bytes());
     assert_eq!(&b[9..29], &[0x11; 20]);
     assert_eq!(b[60], 77);
@@ -32,11 +34,11 @@ fn bytes_round_trip_and_layout() {
         ReleaseChallenge::from_bytes(&b[..120]),
         Err(ShareError::BadChallenge(_))
     ));
-    let mut v2 = b;
-    v2[0] = 2;
+    let mut v3 = b;
+    v3[0] = 3;
     assert!(matches!(
-        ReleaseChallenge::from_bytes(&v2),
-        Err(ShareError::BadChallenge(m)) if m.contains("unknown version 2")
+        ReleaseChallenge::from_bytes(&v3),
+        Err(ShareError::BadChallenge(m)) if m.contains("unknown version 3")
     ));
 }
 
@@ -105,6 +107,8 @@ fn wrong_signer_or_tampered_challenge_is_refused() {
             issued_at_ms: c.issued_at_ms + 1,
             ..c
         },
+        // Another key to seal the share to: a man in the middle cannot redirect it.
+        c.with_reply_key(B256::repeat_byte(0x34)),
     ] {
         assert!(matches!(
             tampered.verify(&sig),

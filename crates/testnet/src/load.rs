@@ -366,7 +366,9 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
         setup.push(c0.submit(raw).await.map_err(load_err)?);
     }
     let patient_wallet = Wallet::random();
-    let patient = patient_wallet.address();
+    let patient_meta = pmr_privacy::StealthKeys::derive(&patient_wallet.secret())
+        .map_err(|e| HarnessError::Load(e.to_string()))?
+        .meta_address();
     if spec.kind == LoadKind::Mint {
         let data = pmr_contract::register_patient_call(
             &patient_wallet,
@@ -379,7 +381,7 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
         // Wait for the first hospital before it registers the patient.
         wait_all(&c0, &setup[..1], Duration::from_secs(60)).await?;
         let raw = wallets[0]
-            .sign_call(chain_id, 0, PMR_ADDRESS, data.into(), 300_000)
+            .sign_call(chain_id, 0, PMR_ADDRESS, data.into(), 1_000_000)
             .map_err(|e| HarnessError::Load(e.to_string()))?;
         setup.push(c0.submit(raw).await.map_err(load_err)?);
     }
@@ -406,11 +408,11 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
             LoadKind::Mint => (
                 PMR_ADDRESS,
                 PMR::mintRecordCall {
-                    patient,
+                    // A one-time owner per record, as hospitals mint them.
+                    to: pmr_contract::stealth::mint_to(&patient_meta, 1),
                     root: fake_cid(k, 1),
                     envelope: fake_cid(k, 2),
                     keyCommitment: alloy_primitives::keccak256(k.to_be_bytes()),
-                    recordType: 1,
                 }
                 .abi_encode()
                 .into(),

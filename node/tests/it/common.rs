@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use alloy_primitives::{Address, Bytes, B256};
+use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_sol_types::SolCall;
-use pmr_client::{PmrClient, Wallet, PMR_ADDRESS};
+use pmr_client::{PmrClient, Wallet, PMR, PMR_ADDRESS};
 use pmr_testnet::Cluster;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_pmr");
@@ -88,6 +88,33 @@ impl Net {
             Ok(h) => h,
             Err(e) => panic!("{e}\n--- node{i} log ---\n{}", self.cluster.log_tail(i, 40)),
         }
+    }
+
+    /// The admin permits `who` (a doctor), which publishes its encryption key: an account a
+    /// patient can grant. Both through node `c`.
+    pub(crate) async fn add_grantee(&self, c: &PmrClient, who: &pmr_client::Identity) {
+        ok(
+            c,
+            self.chain_id,
+            &self.account("admin"),
+            PMR::setPermittedCall {
+                account: who.address(),
+                permitted: true,
+            },
+        )
+        .await;
+        ok(
+            c,
+            self.chain_id,
+            who.wallet(),
+            pmr_contract::set_encryption_key_call(
+                who.wallet(),
+                self.chain_id,
+                who.encryption_key(),
+            )
+            .unwrap(),
+        )
+        .await;
     }
 
     pub(crate) async fn height(&self, i: usize) -> u64 {
@@ -224,6 +251,23 @@ pub(crate) async fn ok(c: &PmrClient, chain_id: u64, from: &Wallet, call: impl S
         hex::encode(&s.output)
     );
     s
+}
+
+/// The record type `patient`'s viewing key finds in the announcement of `token`, as node `c`
+/// returns it; `None` when the record is not the patient's.
+pub(crate) async fn scan_token(c: &PmrClient, patient: &Wallet, token: U256) -> Option<u32> {
+    let one = view(
+        c,
+        PMR::announcementsCall {
+            from: token,
+            count: U256::from(1),
+        },
+    )
+    .await;
+    let keys = pmr_privacy::StealthKeys::derive(&patient.secret()).expect("stealth keys");
+    keys.viewing_key()
+        .scan(&pmr_contract::stealth::announcement(&one[0]))
+        .map(|f| f.record_type)
 }
 
 /// GETs a node's Prometheus `/metrics` (plain HTTP/1.1 on loopback) and returns the body.

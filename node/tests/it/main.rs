@@ -23,6 +23,7 @@ mod n4_divergence;
 mod n4_faults;
 mod n4_hostile;
 mod n4_lifecycle;
+mod n4_privacy;
 mod n4_records;
 mod n4_shares;
 mod scenarios;

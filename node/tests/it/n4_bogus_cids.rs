@@ -44,11 +44,10 @@ async fn n4_bogus_cids_do_not_hold_up_a_real_record() {
     )
     .await;
     let mint = |root: PMR::Cid, envelope: PMR::Cid| PMR::mintRecordCall {
-        patient: patient.address(),
+        to: pmr_contract::stealth::mint_to_account(&patient, 1).unwrap(),
         root,
         envelope,
         keyCommitment: B256::repeat_byte(3),
-        recordType: 1,
     };
     let bogus = ok(&c0, id, &hospital, mint(random_cid(0x71), random_cid(0x55))).await;
     let token = U256::from_be_slice(&bogus.output);

@@ -139,7 +139,7 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
     // transaction is included, reverted, and mints nothing); replication goes on with the next
     // record.
     let bad = PMR::mintRecordCall {
-        patient: patient.address(),
+        to: pmr_contract::stealth::mint_to_account(&patient, 1).unwrap(),
         root: PMR::Cid {
             codec: 0x80,
             digest: B256::repeat_byte(3),
@@ -149,7 +149,6 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
             digest: B256::repeat_byte(4),
         },
         keyCommitment: B256::repeat_byte(1),
-        recordType: 1,
     };
     let refused = send(&c0, id, &hospital, bad).await;
     assert!(!refused.success, "a mint of bad CIDs was accepted");
@@ -160,7 +159,7 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
         hex::encode(&refused.output)
     );
     let mint = PMR::mintRecordCall {
-        patient: patient.address(),
+        to: pmr_contract::stealth::mint_to_account(&patient, 7).unwrap(),
         root: PMR::Cid::from_cid_bytes(&parse_cid(&record.root_cid).expect("root cid").to_bytes())
             .expect("a blake3 CIDv1"),
         envelope: PMR::Cid::from_cid_bytes(
@@ -170,7 +169,6 @@ async fn n4_blob_replicated_on_mint_and_served_after_uploader_is_killed() {
         )
         .expect("a blake3 CIDv1"),
         keyCommitment: B256::repeat_byte(2),
-        recordType: 7,
     };
     let minted_at = ok(&c0, id, &hospital, mint).await.height;
     let committed = std::time::Instant::now();

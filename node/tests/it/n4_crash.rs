@@ -52,11 +52,10 @@ async fn sigkill_during_execution_leaves_state_equal() {
                         digest: alloy_primitives::keccak256(nonce.to_be_bytes()),
                     };
                     let call = PMR::mintRecordCall {
-                        patient: patient.address(),
+                        to: pmr_contract::stealth::mint_to_account(&patient, 3).unwrap(),
                         root: root.clone(),
                         envelope: root,
                         keyCommitment: alloy_primitives::keccak256(nonce.to_le_bytes()),
-                        recordType: 3,
                     };
                     let raw = hospital
                         .sign_call(id, nonce, PMR_ADDRESS, call.abi_encode().into(), 1_000_000)

@@ -113,11 +113,10 @@ async fn n4_uploads_are_bounded_by_quota_expiry_and_a_free_space_floor() {
         id,
         &hospital,
         PMR::mintRecordCall {
-            patient: patient.address(),
+            to: pmr_contract::stealth::mint_to_account(&patient, 1).unwrap(),
             root: cid(&named),
             envelope: cid(&named),
             keyCommitment: B256::repeat_byte(3),
-            recordType: 1,
         },
     )
     .await;

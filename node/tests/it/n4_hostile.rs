@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::future::join_all;
 use pmr_client::proto as pb;
 use pmr_client::proto::share_service_client::ShareServiceClient;
-use pmr_client::{ConnectOptions, Identity, Network, PmrClient, Wallet, PMR};
+use pmr_client::{ConnectOptions, Identity, Network, PmrClient};
 use pmr_primitives::Genesis;
 use pmr_shares::ReleaseChallenge;
 use rand::rngs::OsRng;
@@ -31,8 +31,9 @@ fn release_request(
     chain_id: u64,
     custodian: alloy_primitives::Address,
     token: alloy_primitives::U256,
-    who: &Wallet,
+    who: &Identity,
 ) -> pb::ReleaseShareRequest {
+    // `who` is the record's one-time owner: it names the key its share is sealed to.
     let ch = ReleaseChallenge::new(
         chain_id,
         custodian,
@@ -40,10 +41,12 @@ fn release_request(
         who.address(),
         now_ms(),
         &mut OsRng,
-    );
+    )
+    .with_reply_key(who.encryption_key());
     pb::ReleaseShareRequest {
         challenge: ch.to_bytes().to_vec(),
         signature: who
+            .wallet()
             .sign_message(ch.signing_hash().as_slice())
             .unwrap()
             .to_vec(),
@@ -77,24 +80,7 @@ async fn n4_floods_of_streams_releases_and_oversized_messages_are_bounded() {
         .unwrap(),
     )
     .await;
-    ok(
-        &admin,
-        id,
-        &net.account("admin"),
-        PMR::setPermittedCall {
-            account: doctor.address(),
-            permitted: true,
-        },
-    )
-    .await;
-    ok(
-        &admin,
-        id,
-        doctor.wallet(),
-        pmr_contract::set_encryption_key_call(doctor.wallet(), id, doctor.encryption_key())
-            .unwrap(),
-    )
-    .await;
+    net.add_grantee(&admin, &doctor).await;
     let urls: Vec<String> = (0..4).map(|i| net.cluster.rpc(i).to_string()).collect();
     let as_hospital = Network::connect(
         &urls,
@@ -120,6 +106,13 @@ async fn n4_floods_of_streams_releases_and_oversized_messages_are_bounded() {
         .grant(&patient, v.token_id, doctor.address(), far)
         .await
         .unwrap();
+    // The record's owner, which custodians release the latest version to, is its one-time
+    // address: the patient asks as it.
+    let owner = as_patient
+        .owner_identity(&patient, v.token_id)
+        .await
+        .unwrap();
+    assert_ne!(owner.address(), patient.address());
     // Node 1 (custodian 2) has taken custody once the owner can read through it.
     let custodian = genesis.custodians()[1].address;
     let shares = ShareServiceClient::new(
@@ -138,7 +131,7 @@ async fn n4_floods_of_streams_releases_and_oversized_messages_are_bounded() {
     loop {
         let r = shares
             .clone()
-            .release_share(release_request(id, custodian, v.token_id, patient.wallet()))
+            .release_share(release_request(id, custodian, v.token_id, &owner))
             .await;
         if r.is_ok() {
             break;
@@ -177,7 +170,7 @@ async fn n4_floods_of_streams_releases_and_oversized_messages_are_bounded() {
     // 5,000 concurrent releases from the patient: a few proceed, the rest are refused at once
     // without costing the custodian a transaction.
     let requests: Vec<_> = (0..5000)
-        .map(|_| release_request(id, custodian, v.token_id, patient.wallet()))
+        .map(|_| release_request(id, custodian, v.token_id, &owner))
         .collect();
     let outcomes = join_all(requests.into_iter().map(|req| {
         let mut s = shares.clone();

@@ -1,10 +1,11 @@
 //! The record lifecycle end to end on a 4-validator testnet, through the `pmr` CLI only: a
-//! hospital creates a 1 MiB record for a registered patient; the patient grants a doctor; the
-//! doctor opens it byte-identical; the patient revokes and the doctor is refused; the hospital
-//! makes a new version; the audit lists all of it and its proof verifies offline; node 0 is
-//! killed and the record still opens. Wrong callers fail clearly, custodians colluding without
-//! the patient cannot rebuild the key, and no node's disk holds any plaintext. A man in the
-//! middle with a certificate of the network's CA cannot make the CLI seal shares to his keys.
+//! hospital creates a 1 MiB record for a registered patient (owned by a one-time address that
+//! only the patient's viewing key finds); the patient grants a doctor; the doctor opens it
+//! byte-identical; the patient revokes and the doctor is refused; the hospital makes a new
+//! version; the audit lists all of it and its proof verifies offline; node 0 is killed and the
+//! record still opens. Wrong callers fail clearly, custodians colluding without the patient
+//! cannot rebuild the key, and no node's disk holds any plaintext. A man in the middle with a
+//! certificate of the network's CA cannot make the CLI seal shares to his keys.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -40,22 +41,28 @@ impl Cli {
 
     /// Runs a command that must succeed; returns its JSON output.
     fn ok(&self, args: &[&str]) -> Value {
+        self.ok_said(args).0
+    }
+
+    /// [`Cli::ok`], also returning what the command wrote to stderr.
+    fn ok_said(&self, args: &[&str]) -> (Value, String) {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--output", "json"]);
         let out = self.run(&all);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(
             out.status.success(),
-            "pmr {} failed:\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
+            "pmr {} failed:\n{err}",
+            args.join(" ")
         );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
                 "pmr {}: output is not JSON ({e}): {}",
                 args.join(" "),
                 String::from_utf8_lossy(&out.stdout)
             )
-        })
+        });
+        (json, err)
     }
 
     /// Runs a command that must fail saying `says`, on one line, with RUST_BACKTRACE=1 set (as
@@ -174,7 +181,7 @@ async fn n4_record_lifecycle_through_the_cli() {
     }
 
     // The patient computes the pseudonym commitment of their ABHA number; the hospital
-    // registers them with it.
+    // registers them with it and their stealth meta-address.
     let shown = cli.ok(&[
         "identity",
         "show",
@@ -193,6 +200,8 @@ async fn n4_record_lifecycle_through_the_cli() {
         .as_str()
         .unwrap()
         .to_string();
+    let meta_address = shown["stealth_meta_address"].as_str().unwrap().to_string();
+    assert!(meta_address.starts_with("st:eth:0x"), "{meta_address}");
     cli.fails(
         &[
             "identity",
@@ -213,6 +222,8 @@ async fn n4_record_lifecycle_through_the_cli() {
         &commitment,
         "--encryption-key",
         &encryption_key,
+        "--meta-address",
+        &meta_address,
         "--signature",
         &signature,
         "--key",
@@ -273,9 +284,77 @@ async fn n4_record_lifecycle_through_the_cli() {
     assert_eq!(minted, alloy_primitives::U256::ZERO, "nothing is minted");
     let created = cli.ok(&create_v0);
     let token = created["token_id"].as_str().unwrap().to_string();
-    let listed = cli.ok(&["record", "list", "--key", "patient.json"]);
+
+    // The patient's viewing key finds the record among the announcements; its owner is a
+    // one-time address, not the patient's, and is the token's owner on-chain.
+    let list = ["record", "list", "--key", "patient.json"];
+    let (listed, said) = cli.ok_said(&list);
+    assert!(said.contains("scanned 1 new announcements"), "{said}");
     assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["token_id"], created["token_id"]);
     assert_eq!(listed[0]["versions"], 1);
+    assert_eq!(listed[0]["record_type"], 11);
+    let hospital = net.account("hospital").address();
+    let address = |v: &Value| {
+        v.as_str()
+            .unwrap()
+            .parse::<alloy_primitives::Address>()
+            .unwrap()
+    };
+    assert_eq!(address(&listed[0]["hospital"]), hospital);
+    let one_time = address(&listed[0]["owner"]);
+    assert_ne!(
+        one_time,
+        patient.parse::<alloy_primitives::Address>().unwrap()
+    );
+    let on_chain = view(
+        &net.client(0).await,
+        PMR::ownerOfCall {
+            tokenId: token.parse().unwrap(),
+        },
+    )
+    .await;
+    assert_eq!(on_chain, one_time);
+    // Nobody else's viewing key finds it.
+    let theirs = cli.ok(&["record", "list", "--key", "doctor.json"]);
+    assert_eq!(theirs.as_array().unwrap().len(), 0);
+
+    // A second record for the same patient, under another one-time owner: the next list scans
+    // only the announcement minted since the last one, and finds both.
+    std::fs::write(
+        work.path().join("note.bin"),
+        b"a second record: a short note",
+    )
+    .unwrap();
+    let second = cli.ok(&[
+        "record",
+        "create",
+        "--patient",
+        &patient,
+        "--type",
+        "12",
+        "--file",
+        "note.bin",
+        "--key",
+        hospital_key,
+    ]);
+    let (listed, said) = cli.ok_said(&list);
+    assert!(said.contains("scanned 1 new announcements"), "{said}");
+    let listed = listed.as_array().unwrap().clone();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["token_id"], created["token_id"]);
+    assert_eq!(listed[1]["token_id"], second["token_id"]);
+    assert_eq!(listed[1]["record_type"], 12);
+    assert_ne!(address(&listed[1]["owner"]), one_time);
+    // Nothing new: nothing scanned, the cache still knows both; a rescan reads them all again.
+    let (again, said) = cli.ok_said(&list);
+    assert!(said.contains("scanned 0 new announcements"), "{said}");
+    assert_eq!(again.as_array().unwrap().len(), 2);
+    let mut rescan = list.to_vec();
+    rescan.push("--rescan");
+    let (again, said) = cli.ok_said(&rescan);
+    assert!(said.contains("scanned 2 new announcements"), "{said}");
+    assert_eq!(again.as_array().unwrap().len(), 2);
 
     // An unknown token is named, not shown as the contract's raw error.
     cli.fails(
@@ -321,7 +400,7 @@ async fn n4_record_lifecycle_through_the_cli() {
             "--key",
             "stranger.json",
         ],
-        "does not own token",
+        "only the patient can do this",
     );
 
     // The patient grants the doctor; the doctor opens the record byte-identical.
@@ -426,11 +505,28 @@ async fn n4_record_lifecycle_through_the_cli() {
     // A new version, under a fresh key.
     let v1 = record_bytes(2);
     std::fs::write(work.path().join("scan-v1.bin"), &v1).unwrap();
+    // The chain does not say whose record it is: the hospital names the patient (whose key
+    // seals the new essential share).
+    cli.fails(
+        &[
+            "record",
+            "update",
+            "--token",
+            &token,
+            "--file",
+            "scan-v1.bin",
+            "--key",
+            hospital_key,
+        ],
+        "without --patient",
+    );
     let updated = cli.ok(&[
         "record",
         "update",
         "--token",
         &token,
+        "--patient",
+        &patient,
         "--file",
         "scan-v1.bin",
         "--key",

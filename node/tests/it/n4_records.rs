@@ -1,6 +1,6 @@
-//! The PMR contract on a 4-validator testnet: a hospital mints record tokens, a patient grants
-//! and revokes access; every node returns identical receipts and state; a record token cannot
-//! be transferred.
+//! The PMR contract on a 4-validator testnet: a hospital mints record tokens to one-time owners
+//! of a patient, the patient grants and revokes access as the one-time owner; every node
+//! returns identical receipts and state; a record token cannot be transferred.
 
 use crate::common::*;
 use alloy_primitives::{Address, Bytes, B256, U256};
@@ -72,36 +72,51 @@ async fn n4_mint_grant_revoke_identical_everywhere() {
         .hash,
     );
     let mut tokens = Vec::new();
+    let mut owners = Vec::new();
+    let mut minted = 0;
     for tag in 1..=2u8 {
+        // Each record gets its own one-time owner, derived from the patient's meta-address.
+        let to = pmr_contract::stealth::mint_to_account(&patient, 7).unwrap();
         let s = ok(
             &c[0],
             id,
             &hospital,
             PMR::mintRecordCall {
-                patient: patient.address(),
+                to: to.clone(),
                 root: cid(tag),
                 envelope: cid(tag + 100),
                 keyCommitment: B256::repeat_byte(tag),
-                recordType: 7,
             },
         )
         .await;
         tokens.push(U256::from_be_slice(&s.output));
+        owners.push(pmr_contract::stealth::one_time_wallet(&patient, &to).unwrap());
         hashes.push(s.hash);
+        minted = s.height;
     }
-    assert_eq!(
-        view(&c[2], PMR::ownerOfCall { tokenId: tokens[0] }).await,
-        patient.address()
-    );
+    // The owner of a record is its one-time address, not the patient's; only the patient's
+    // viewing key tells it is the patient's.
+    net.wait_height(2, minted).await;
+    assert_ne!(owners[0].address(), owners[1].address());
+    for (token, owner) in tokens.iter().zip(&owners) {
+        let holder = view(&c[2], PMR::ownerOfCall { tokenId: *token }).await;
+        assert_eq!(holder, owner.address());
+        assert_ne!(holder, patient.address());
+        assert_eq!(scan_token(&c[2], &patient, *token).await, Some(7));
+        assert_eq!(scan_token(&c[2], &doctor, *token).await, None);
+    }
     let uri = view(&c[3], PMR::tokenURICall { tokenId: tokens[1] }).await;
     assert!(uri.starts_with("ipfs://b"), "{uri}");
 
-    // The patient grants the doctor access to the first record, then revokes it.
+    // The patient grants the doctor access to the first record, then revokes it, signing as its
+    // one-time owner (not on the permission list: a node admits it for its own token, once it
+    // has the mint's block).
     let tip = c[0].status().await.unwrap().latest_timestamp_ms / 1000;
+    net.wait_height(1, minted).await;
     let granted = ok(
         &c[1],
         id,
-        &patient,
+        &owners[0],
         PMR::grantAccessCall {
             tokenId: tokens[0],
             grantee: doctor.address(),
@@ -135,12 +150,12 @@ async fn n4_mint_grant_revoke_identical_everywhere() {
             .await
         );
     }
-    // Each next transaction of the patient goes to another node, which has seen the last one
+    // Each next transaction of the owner goes to another node, which has seen the last one
     // (the loop above waited for it), or it would hand out a nonce already used.
     let revoke = ok(
         &c[2],
         id,
-        &patient,
+        &owners[0],
         PMR::revokeAccessCall {
             tokenId: tokens[0],
             grantee: doctor.address(),
@@ -175,12 +190,33 @@ async fn n4_mint_grant_revoke_identical_everywhere() {
     assert!(!not_owner.success);
     assert_eq!(&not_owner.output[..4], PMR::NotRecordOwner::SELECTOR);
     net.wait_height(3, revoke.height).await;
+    // A one-time owner may send only grants, revocations and versions of its own token: a node
+    // refuses anything else from it at submission.
+    let own_transfer = owners[0]
+        .sign_call(
+            id,
+            c[3].nonce(owners[0].address()).await.unwrap(),
+            PMR_ADDRESS,
+            PMR::transferFromCall {
+                from: owners[0].address(),
+                to: doctor.address(),
+                tokenId: tokens[0],
+            }
+            .abi_encode()
+            .into(),
+            1_000_000,
+        )
+        .unwrap();
+    let refused = c[3].submit(own_transfer).await.unwrap_err();
+    assert!(refused.to_string().contains("permission list"), "{refused}");
+    // So the transfer is attempted by the patient's own (permitted) account: the contract
+    // refuses any transfer, whoever asks.
     let transfer = send(
         &c[3],
         id,
         &patient,
         PMR::transferFromCall {
-            from: patient.address(),
+            from: owners[0].address(),
             to: doctor.address(),
             tokenId: tokens[0],
         },
@@ -191,7 +227,7 @@ async fn n4_mint_grant_revoke_identical_everywhere() {
     hashes.push(transfer.hash);
     assert_eq!(
         view(&c[0], PMR::ownerOfCall { tokenId: tokens[0] }).await,
-        patient.address()
+        owners[0].address()
     );
 
     // Every node: identical receipts (same bytes, same proof root) and identical state roots.

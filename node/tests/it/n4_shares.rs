@@ -1,8 +1,9 @@
 //! Essential secret sharing on a 4-validator testnet (4 custodians): a hospital splits a record
-//! key 3-of-4 plus the patient's essential share and mints the record; every custodian takes
-//! custody; the patient grants a doctor; the doctor collects 3 shares over gRPC and
-//! reconstructs the key that decrypts the record; every release is on-chain; after the revoke
-//! the custodians refuse. Bad requests get precise statuses.
+//! key 3-of-4 plus the patient's essential share and mints the record to a one-time owner of
+//! the patient; every custodian takes custody; the patient grants a doctor (signing as the
+//! one-time owner); the doctor collects 3 shares over gRPC and reconstructs the key that
+//! decrypts the record; every release is on-chain; after the revoke the custodians refuse. Bad
+//! requests get precise statuses.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,13 +35,26 @@ struct Custodian {
     public_key: X25519PublicKey,
 }
 
-/// Signs a release challenge from `who` for `token`, addressed to `custodian`.
+/// Signs a release challenge from `who` (a grantee) for `token`, addressed to `custodian`.
 fn challenge(
     chain_id: u64,
     custodian: Address,
     token: U256,
     who: &Wallet,
     issued_at_ms: u64,
+) -> pb::ReleaseShareRequest {
+    challenge_to(chain_id, custodian, token, who, issued_at_ms, B256::ZERO)
+}
+
+/// [`challenge`] asking for the share sealed to `reply_key` (what a one-time owner sends: it
+/// has no key on-chain).
+fn challenge_to(
+    chain_id: u64,
+    custodian: Address,
+    token: U256,
+    who: &Wallet,
+    issued_at_ms: u64,
+    reply_key: B256,
 ) -> pb::ReleaseShareRequest {
     let ch = ReleaseChallenge::new(
         chain_id,
@@ -49,7 +63,8 @@ fn challenge(
         who.address(),
         issued_at_ms,
         &mut OsRng,
-    );
+    )
+    .with_reply_key(reply_key);
     pb::ReleaseShareRequest {
         challenge: ch.to_bytes().to_vec(),
         signature: who
@@ -119,11 +134,19 @@ async fn collect(
     who: &Wallet,
     secret: &X25519Secret,
     context: &GrantContext,
+    reply_key: B256,
 ) -> (Vec<CustodianShare>, Vec<B256>) {
     let mut out = Vec::new();
     let mut txs = Vec::new();
     for &i in from {
-        let req = challenge(chain_id, custodians[i].address, token, who, now_ms());
+        let req = challenge_to(
+            chain_id,
+            custodians[i].address,
+            token,
+            who,
+            now_ms(),
+            reply_key,
+        );
         let resp = shares[i]
             .release_share(req)
             .await
@@ -262,21 +285,28 @@ async fn n4_grant_release_reconstruct_revoke() {
         .put_blob_bytes(envelope.encode())
         .await
         .expect("put envelope");
+    let one_time = pmr_contract::stealth::mint_to_account(&patient, 11).unwrap();
     let minted = ok(
         &c[0],
         id,
         &hospital,
         PMR::mintRecordCall {
-            patient: patient.address(),
+            to: one_time.clone(),
             root: PMR::Cid::from_cid_bytes(&parse_cid(&root.root_cid).unwrap().to_bytes()).unwrap(),
             envelope: PMR::Cid::from_cid_bytes(&parse_cid(&env_put.root_cid).unwrap().to_bytes())
                 .unwrap(),
             keyCommitment: B256::from(key.commitment().to_bytes()),
-            recordType: 11,
         },
     )
     .await;
     let token = U256::from_be_slice(&minted.output);
+    // The record's owner is a one-time address only the patient's keys derive: it signs the
+    // grants, revocations and the owner's releases.
+    let owner = pmr_contract::stealth::one_time_wallet(&patient, &one_time).unwrap();
+    let holder = view(&c[0], PMR::ownerOfCall { tokenId: token }).await;
+    assert_eq!(holder, owner.address());
+    assert_ne!(holder, patient.address());
+    assert_eq!(scan_token(&c[0], &patient, token).await, Some(11));
 
     // Every custodian fetched the envelope, opened and verified its share.
     for (i, s) in shares.iter_mut().enumerate() {
@@ -309,7 +339,7 @@ async fn n4_grant_release_reconstruct_revoke() {
     ok(
         &c[1],
         id,
-        &patient,
+        &owner,
         PMR::grantAccessCall {
             tokenId: token,
             grantee: doctor.address(),
@@ -390,6 +420,7 @@ async fn n4_grant_release_reconstruct_revoke() {
         &doctor,
         &doctor_x,
         &doctor_ctx,
+        B256::ZERO,
     )
     .await;
     let grant = view(
@@ -460,7 +491,8 @@ async fn n4_grant_release_reconstruct_revoke() {
     assert_eq!(released, 2);
 
     // A new version (fresh key) does not widen the doctor's grant: custodians still release
-    // version 0 to the doctor, and the latest version to the owner.
+    // version 0 to the doctor, and the latest version to the owner (the one-time address; the
+    // patient's own account is not the owner).
     let key_v1 = RecordKey::generate(&mut OsRng);
     let env_v1 = split_record_key(
         &key_v1,
@@ -498,13 +530,36 @@ async fn n4_grant_release_reconstruct_revoke() {
         .into_inner();
     assert_eq!(for_doctor.version, 0);
     assert_eq!(for_doctor.key_commitment, key.commitment().to_bytes());
+    // The one-time owner must name the key to seal to; a grantee may not.
+    refused(
+        &mut shares[2],
+        challenge(id, to2, token, &owner, now_ms()),
+        Code::InvalidArgument,
+        "reply key",
+    )
+    .await;
+    refused(
+        &mut shares[2],
+        challenge_to(id, to2, token, &doctor, now_ms(), B256::repeat_byte(5)),
+        Code::InvalidArgument,
+        "reply key",
+    )
+    .await;
+    let patient_key = B256::from(X25519PublicKey::from(&patient_x).to_bytes());
     let for_owner = shares[2]
-        .release_share(challenge(id, to2, token, &patient, now_ms()))
+        .release_share(challenge_to(id, to2, token, &owner, now_ms(), patient_key))
         .await
         .expect("owner release")
         .into_inner();
     assert_eq!(for_owner.version, 1);
     assert_eq!(for_owner.key_commitment, key_v1.commitment().to_bytes());
+    refused(
+        &mut shares[2],
+        challenge(id, to2, token, &patient, now_ms()),
+        Code::PermissionDenied,
+        "no grant",
+    )
+    .await;
 
     // The contract is the last gate: node 3 loses its CUSTODIAN role; its own checks pass, its
     // release log reverts, and no share leaves it.
@@ -531,7 +586,7 @@ async fn n4_grant_release_reconstruct_revoke() {
     ok(
         &c[3],
         id,
-        &patient,
+        &owner,
         PMR::revokeAccessCall {
             tokenId: token,
             grantee: doctor.address(),
@@ -567,7 +622,7 @@ async fn n4_grant_release_reconstruct_revoke() {
     ok(
         &c[0],
         id,
-        &patient,
+        &owner,
         PMR::grantAccessCall {
             tokenId: token,
             grantee: stranger.address(),
@@ -602,21 +657,28 @@ async fn n4_grant_release_reconstruct_revoke() {
         .put_blob_bytes(env2.encode())
         .await
         .expect("put envelope");
+    let one_time2 = pmr_contract::stealth::mint_to_account(&patient, 12).unwrap();
     let minted = ok(
         &c[0],
         id,
         &hospital,
         PMR::mintRecordCall {
-            patient: patient.address(),
+            to: one_time2.clone(),
             root: PMR::Cid::from_cid_bytes(&parse_cid(&root.root_cid).unwrap().to_bytes()).unwrap(),
             envelope: PMR::Cid::from_cid_bytes(&parse_cid(&env2_put.root_cid).unwrap().to_bytes())
                 .unwrap(),
             keyCommitment: B256::from(key2.commitment().to_bytes()),
-            recordType: 12,
         },
     )
     .await;
     let token2 = U256::from_be_slice(&minted.output);
+    // Another record, another one-time owner.
+    let owner2 = pmr_contract::stealth::one_time_wallet(&patient, &one_time2).unwrap();
+    assert_ne!(owner2.address(), owner.address());
+    assert_eq!(
+        view(&c[0], PMR::ownerOfCall { tokenId: token2 }).await,
+        owner2.address()
+    );
     // The owner reads their own record: two custodians (nodes 1, 2) and the essential share.
     for i in [1, 2] {
         wait_held(&mut shares[i], i, token2, 0).await;
@@ -624,7 +686,7 @@ async fn n4_grant_release_reconstruct_revoke() {
     let owner_ctx = GrantContext {
         chain_id: id,
         token_id: token2,
-        grantee: patient.address(),
+        grantee: owner2.address(),
         key_commitment: env2.key_commitment(),
     };
     let (got2, _) = collect(
@@ -633,9 +695,10 @@ async fn n4_grant_release_reconstruct_revoke() {
         &[1, 2],
         id,
         token2,
-        &patient,
+        &owner2,
         &patient_x,
         &owner_ctx,
+        B256::from(X25519PublicKey::from(&patient_x).to_bytes()),
     )
     .await;
     let own = open_patient_share(&env2, &patient_x).unwrap();

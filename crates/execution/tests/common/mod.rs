@@ -10,7 +10,7 @@ use alloy_primitives::{Address, Bytes, TxKind, B256};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{SolCall, SolEvent};
-use pmr_contract::PMR_ADDRESS;
+use pmr_contract::{PatientKeys, PMR, PMR_ADDRESS};
 use pmr_execution::{BlockEnv, CallOutcome, ExecutedBlock, Executor, Receipt};
 use pmr_primitives::{GasLimits, Genesis, GenesisValidator, SignedTx, TxLimits, ValidatorAddress};
 use pmr_storage::{Durability, Store};
@@ -20,25 +20,72 @@ pub(crate) const GENESIS_TIME_MS: u64 = 1_700_000_000_000;
 pub(crate) const BLOCK_MS: u64 = 1_000;
 pub(crate) const GAS: u64 = 1_000_000;
 
-/// A `registerPatient` call for `patient`, with its own signature over its key and commitment
-/// (for the contract at `contract`).
+/// `signer` as a [`pmr_contract::Wallet`], which the stealth helpers take.
+pub(crate) fn wallet(signer: &PrivateKeySigner) -> pmr_contract::Wallet {
+    pmr_contract::Wallet::from_bytes(&signer.to_bytes()).expect("valid key")
+}
+
+/// The 66-byte stealth meta-address `patient`'s key derives, as its registration publishes it.
+pub(crate) fn meta_address(patient: &PrivateKeySigner) -> [u8; 66] {
+    pmr_contract::stealth::meta_address_of(&wallet(patient))
+        .expect("meta-address")
+        .to_bytes()
+}
+
+/// A record's one-time owner (what `mintRecord` takes) with the key that signs as it.
+pub(crate) struct OneTime {
+    /// The owner and its ERC-5564 announcement.
+    pub to: PMR::OneTimeOwner,
+    /// The one-time owner's key: what signs the record's grants, revocations and versions.
+    pub key: PrivateKeySigner,
+}
+
+impl OneTime {
+    /// The one-time owner's address (the token's `ownerOf`).
+    pub(crate) fn address(&self) -> Address {
+        self.to.owner
+    }
+}
+
+/// A fresh one-time owner of a record of `record_type` for `patient`, and its key as the
+/// patient derives it.
+pub(crate) fn one_time(patient: &PrivateKeySigner, record_type: u32) -> OneTime {
+    let patient = wallet(patient);
+    let to = pmr_contract::stealth::mint_to_account(&patient, record_type).expect("one-time owner");
+    let owner = pmr_contract::stealth::one_time_wallet(&patient, &to).expect("the patient's");
+    let key = PrivateKeySigner::from_bytes(&owner.secret()).expect("valid key");
+    assert_eq!(
+        key.address(),
+        to.owner,
+        "the one-time key signs as the owner"
+    );
+    OneTime { to, key }
+}
+
+/// A `registerPatient` call for `patient`, with its own signature over its key, commitment and
+/// stealth meta-address (for the contract at `contract`).
 pub(crate) fn register_call_at(
     contract: Address,
     patient: &PrivateKeySigner,
     commitment: B256,
     key: B256,
-) -> pmr_contract::PMR::registerPatientCall {
-    pmr_contract::PMR::registerPatientCall {
+) -> PMR::registerPatientCall {
+    let meta = meta_address(patient);
+    PMR::registerPatientCall {
         patient: patient.address(),
         pseudonymCommitment: commitment,
         encryptionKey: key,
+        stealthMetaAddress: Bytes::copy_from_slice(&meta),
         signature: pmr_contract::keys::sign_encryption_key_with(
             patient,
             patient.address(),
             contract,
             CHAIN_ID,
             key,
-            commitment,
+            PatientKeys {
+                pseudonym_commitment: commitment,
+                meta_address: &meta,
+            },
         )
         .expect("sign"),
     }
@@ -49,16 +96,13 @@ pub(crate) fn register_call(
     patient: &PrivateKeySigner,
     commitment: B256,
     key: B256,
-) -> pmr_contract::PMR::registerPatientCall {
+) -> PMR::registerPatientCall {
     register_call_at(PMR_ADDRESS, patient, commitment, key)
 }
 
-/// A `setEncryptionKey` call with `signer`'s own signature (not a patient: no commitment).
-pub(crate) fn key_call(
-    signer: &PrivateKeySigner,
-    key: B256,
-) -> pmr_contract::PMR::setEncryptionKeyCall {
-    pmr_contract::PMR::setEncryptionKeyCall {
+/// A `setEncryptionKey` call with `signer`'s own signature (not a patient: no patient fields).
+pub(crate) fn key_call(signer: &PrivateKeySigner, key: B256) -> PMR::setEncryptionKeyCall {
+    PMR::setEncryptionKeyCall {
         encryptionKey: key,
         signature: pmr_contract::keys::sign_encryption_key_with(
             signer,
@@ -66,7 +110,7 @@ pub(crate) fn key_call(
             PMR_ADDRESS,
             CHAIN_ID,
             key,
-            B256::ZERO,
+            PatientKeys::default(),
         )
         .expect("sign"),
     }
