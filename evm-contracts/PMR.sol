@@ -211,6 +211,8 @@ contract PMR is ERC721, AccessControl {
     error BadStealthMetaAddress();
     /// An ephemeral key whose prefix is not 0x02 or 0x03.
     error BadEphemeralKey(uint8 prefix);
+    /// A mint to an owner that is a hospital, a patient or already owns a record.
+    error OwnerNotFresh(address owner);
     error AccountRemoved(address account);
     error ZeroKeyCommitment();
     /// A CID codec that is not one varint byte (0x80 or more).
@@ -458,9 +460,12 @@ contract PMR is ERC721, AccessControl {
         if (owner == address(0)) revert ZeroAddress();
         if (to.ephemeralPrefix != 2 && to.ephemeralPrefix != 3) revert BadEphemeralKey(to.ephemeralPrefix);
         _checkVersion(root, envelope, keyCommitment);
-        unchecked {
-            _account(owner).balance += 1;
-        }
+        // A one-time owner is fresh: not a hospital, not a patient, owning nothing yet. Reusing
+        // one would link two records in public, and would let an account already on (or taken
+        // off) the permission list act through the owner's admission.
+        Account storage account = _account(owner);
+        if (account.hospital || account.patient || account.balance != 0) revert OwnerNotFresh(owner);
+        account.balance = 1;
         tokenId = ++_lastTokenId;
         _storeNewRecord(_record(tokenId), to, root, envelope, hospital, keyCommitment);
         emit Transfer(address(0), owner, tokenId);
@@ -557,26 +562,38 @@ contract PMR is ERC721, AccessControl {
         return (owner, r.hospital, r.versionCount);
     }
 
-    /// Largest `count` `announcements` answers at once.
-    uint256 public constant MAX_ANNOUNCEMENTS = 1024;
+    /// A record as a scan reads it: its announcement, minting hospital and version count.
+    struct Announced {
+        OneTimeOwner to;
+        address hospital;
+        uint32 versions;
+    }
 
-    /// The announcements of tokens `from` to `from + count - 1` (those minted so far, at most
-    /// `MAX_ANNOUNCEMENTS`): what a patient's viewing key scans for its records.
-    function announcements(uint256 from, uint256 count) external view returns (OneTimeOwner[] memory out) {
-        if (from == 0) from = 1;
+    /// Largest `count` `announcements` answers at once.
+    uint256 public constant MAX_ANNOUNCEMENTS = 512;
+
+    /// The records of tokens `from` to `from + count - 1` (those minted so far, at most
+    /// `MAX_ANNOUNCEMENTS`; token 0 does not exist, so `from` 0 answers nothing): what a
+    /// patient's viewing key scans for its records, with what a listing shows of them, so that
+    /// listing asks the node about no token in particular.
+    function announcements(uint256 from, uint256 count) external view returns (Announced[] memory out) {
         uint256 last = _lastTokenId;
         if (count > MAX_ANNOUNCEMENTS) count = MAX_ANNOUNCEMENTS;
-        uint256 n = from > last ? 0 : last - from + 1;
+        uint256 n = from == 0 || from > last ? 0 : last - from + 1;
         if (n > count) n = count;
-        out = new OneTimeOwner[](n);
+        out = new Announced[](n);
         for (uint256 i = 0; i < n; i++) {
             Record storage r = _record(from + i);
-            out[i] = OneTimeOwner({
-                owner: r.owner,
-                ephemeralX: r.ephemeralX,
-                ephemeralPrefix: r.ephemeralPrefix,
-                viewTag: r.viewTag,
-                sealedType: r.sealedType
+            out[i] = Announced({
+                to: OneTimeOwner({
+                    owner: r.owner,
+                    ephemeralX: r.ephemeralX,
+                    ephemeralPrefix: r.ephemeralPrefix,
+                    viewTag: r.viewTag,
+                    sealedType: r.sealedType
+                }),
+                hospital: r.hospital,
+                versions: r.versionCount
             });
         }
     }

@@ -45,17 +45,16 @@ pub(crate) enum RecordCommand {
         #[command(flatten)]
         net: NetArgs,
     },
-    /// A new version of a record under a fresh key (grants made before it do not cover it): by
-    /// its minting hospital (naming the patient, whose share it seals) or by the patient (its
-    /// identity keystore; signed with the record's one-time key).
+    /// The minting hospital makes a new version of a record under a fresh key (grants made
+    /// before it do not cover it), its essential share sealed to the patient.
     Update {
         /// The record's token.
         #[arg(long)]
         token: U256,
-        /// The patient (when the minting hospital updates; the chain does not say whose record
-        /// it is).
+        /// The record's patient: the chain does not say whose record it is (its owner is a
+        /// one-time address); the hospital that minted it knows.
         #[arg(long)]
-        patient: Option<Address>,
+        patient: Address,
         /// The new version's contents.
         #[arg(long)]
         file: PathBuf,
@@ -66,7 +65,9 @@ pub(crate) enum RecordCommand {
     },
     /// The patient's records. Each record is owned by a one-time address nobody else can link
     /// to the patient; the patient's viewing key finds them among the announcements minted
-    /// since its last scan (remembered, sealed, in KEY.scan next to the key file).
+    /// since its last scan (remembered, sealed, in KEY.scan next to the key file). A record's
+    /// hospital and version count are as the scan that found it read them (--rescan reads
+    /// every announcement again): the node is never asked about one record in particular.
     List {
         #[command(flatten)]
         key: KeyArgs,
@@ -269,25 +270,12 @@ impl RecordCommand {
                 net,
             } => {
                 let data = read_input(&file)?;
-                let v = match patient {
-                    Some(patient) => {
-                        let by = key.wallet()?;
-                        net.connect(Some(&by))
-                            .await?
-                            .update_record(&by, token, patient, &data)
-                            .await?
-                    }
-                    None => {
-                        let id = key.identity().wrap_err(
-                            "without --patient, update signs as the record's patient: give \
-                             the patient's identity keystore (a hospital names the patient)",
-                        )?;
-                        net.connect(Some(id.wallet()))
-                            .await?
-                            .update_own_record(&id, token, &data)
-                            .await?
-                    }
-                };
+                let by = key.wallet()?;
+                let v = net
+                    .connect(Some(&by))
+                    .await?
+                    .update_record(&by, token, patient, &data)
+                    .await?;
                 out.show(&Made { v, created: false })
             }
             RecordCommand::List { key, rescan, net } => {
@@ -303,7 +291,7 @@ impl RecordCommand {
                 };
                 let scanned = network.scan_records(view, before.last_token).await?;
                 let mut found = before.found;
-                found.extend(scanned.found.iter().copied());
+                found.extend(scanned.found);
                 let state = ScanState {
                     height: scanned.height,
                     last_token: scanned.last_token,
@@ -318,9 +306,8 @@ impl RecordCommand {
                     scanned.last_token,
                     scanned.height
                 );
-                let records = network.summaries(&state.found).await?;
                 out.show(&Listed {
-                    records,
+                    records: state.found,
                     owner: id.address(),
                 })
             }

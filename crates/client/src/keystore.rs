@@ -140,6 +140,15 @@ impl Identity {
         }
     }
 
+    /// This identity's account with a fresh random X25519 key: what a one-time owner asks its
+    /// custodian shares to be sealed to, so that no custodian sees the patient's published key.
+    pub fn with_fresh_sealing_key(&self) -> Identity {
+        Identity {
+            wallet: self.wallet.clone(),
+            x25519: X25519Secret::random_from_rng(rand::rngs::OsRng),
+        }
+    }
+
     /// A secret for pseudonym commitments derived from this identity (only its holder can
     /// compute or open the commitment).
     pub fn pseudonym_secret(&self) -> pmr_privacy::PatientSecret {

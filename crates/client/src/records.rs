@@ -106,7 +106,7 @@ pub struct RecordVersion {
 }
 
 /// A record token and its versions.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordSummary {
     /// The record token.
     pub token_id: U256,
@@ -129,12 +129,12 @@ pub struct Scanned {
     pub last_token: u64,
     /// How many announcements were judged.
     pub judged: u64,
-    /// The tokens found to be the patient's, with their record types.
-    pub found: Vec<(u64, u32)>,
+    /// The patient's records found, with their types opened.
+    pub found: Vec<RecordSummary>,
 }
 
 /// How many announcements one `announcements` call asks for (the contract's maximum).
-const ANNOUNCEMENT_BATCH: u64 = 1024;
+const ANNOUNCEMENT_BATCH: u64 = 512;
 
 /// One event of a record's history.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -547,19 +547,6 @@ impl Network {
         self.append(by, token, patient_key, plaintext).await
     }
 
-    /// The patient appends a new version of its own record, signed with the record's one-time
-    /// key.
-    pub async fn update_own_record(
-        &self,
-        patient: &Identity,
-        token: U256,
-        plaintext: &[u8],
-    ) -> Result<RecordVersion, RecordError> {
-        let owner = self.owner_identity(patient, token).await?;
-        self.append(owner.wallet(), token, patient.encryption_key(), plaintext)
-            .await
-    }
-
     async fn append(
         &self,
         by: &Wallet,
@@ -597,8 +584,10 @@ impl Network {
     }
 
     /// Scans the announcements of tokens after `after` (up to the last one at the primary
-    /// node's latest height) with `key`: the tokens that are the patient's and their types.
-    /// Nothing is sent that depends on the key: the node learns only which range was read.
+    /// node's latest height) with `key`: the patient's records, with their types opened.
+    /// Nothing is sent that depends on the key or on what was found: the node learns only which
+    /// range was read (the announcements carry the hospital and version count a listing shows,
+    /// so no token is asked about on its own).
     pub async fn scan_records(
         &self,
         key: &pmr_privacy::ViewingKey,
@@ -629,35 +618,21 @@ impl Network {
                     batch.len()
                 )));
             }
-            for (i, o) in batch.iter().enumerate() {
-                if let Some(f) = key.scan(&pmr_contract::stealth::announcement(o)) {
-                    scanned.found.push((next + i as u64, f.record_type));
+            for (i, a) in batch.iter().enumerate() {
+                if let Some(f) = key.scan(&pmr_contract::stealth::announcement(&a.to)) {
+                    scanned.found.push(RecordSummary {
+                        token_id: U256::from(next + i as u64),
+                        owner: a.to.owner,
+                        hospital: a.hospital,
+                        record_type: f.record_type,
+                        versions: a.versions,
+                    });
                 }
             }
             scanned.judged += count;
             next += count;
         }
         Ok(scanned)
-    }
-
-    /// The summaries of `tokens` (with the types the scan opened).
-    pub async fn summaries(
-        &self,
-        tokens: &[(u64, u32)],
-    ) -> Result<Vec<RecordSummary>, RecordError> {
-        let mut out = Vec::with_capacity(tokens.len());
-        for &(id, record_type) in tokens {
-            let token_id = U256::from(id);
-            let r = self.view(PMR::recordOfCall { tokenId: token_id }).await?;
-            out.push(RecordSummary {
-                token_id,
-                owner: r.owner,
-                hospital: r.hospital,
-                record_type,
-                versions: r.versions,
-            });
-        }
-        Ok(out)
     }
 
     /// The announcement of `token`.
@@ -669,7 +644,7 @@ impl Network {
             })
             .await?;
         match one.first() {
-            Some(o) if token > U256::ZERO => Ok(pmr_contract::stealth::announcement(o)),
+            Some(a) => Ok(pmr_contract::stealth::announcement(&a.to)),
             _ => Err(RecordError::Refused(format!(
                 "no record with token {token}"
             ))),
@@ -852,13 +827,19 @@ impl Network {
                 open_granted_patient_share(&SealedShare::from_bytes(&s)?, who.x25519(), &context)?
             }
         };
-        // The owner's shares come sealed to the key it names; a grantee's to its published one.
-        let reply_key = match as_owner {
-            Some(_) => who.encryption_key(),
-            None => B256::ZERO,
+        // A grantee's shares come sealed to its published key. The owner's come sealed to a key
+        // it names in the challenge: a fresh one for this opening, so that the custodians do
+        // not learn the patient's published key (and with it, whose record this is).
+        let fresh;
+        let (replier, reply_key) = match as_owner {
+            Some(_) => {
+                fresh = who.with_fresh_sealing_key();
+                (&fresh, fresh.encryption_key())
+            }
+            None => (who, B256::ZERO),
         };
         let (shares, used) = self
-            .collect_shares(who, token, &env, &context, reply_key)
+            .collect_shares(replier, token, &env, &context, reply_key)
             .await?;
         let key = reconstruct_record_key(&env, &essential, &shares)?;
         let ciphertext = self.fetch(&root).await?;
@@ -883,9 +864,10 @@ impl Network {
     ) -> Result<(Vec<CustodianShare>, Vec<u16>), RecordError> {
         let need = env.threshold();
         let mut refusals = Vec::new();
-        // Which reachable node is which custodian.
+        // Which reachable node is which custodian. Both calls are open to anyone and go without
+        // a session: a custodian learns which one-time owner or grantee asks, never its account.
         let found = futures::future::join_all(self.nodes.iter().map(|c| async move {
-            let r = ShareServiceClient::new(c.channel())
+            let r = ShareServiceClient::new(c.channel().anonymous())
                 .get_custodians(pb::GetCustodiansRequest {})
                 .await;
             (c, r)
@@ -905,7 +887,7 @@ impl Network {
             }
         }
         let ask = |c: &PmrClient, index: u32, custodian: Address| {
-            let channel = c.channel();
+            let channel = c.channel().anonymous();
             async move {
                 let ch = ReleaseChallenge::new(
                     self.chain_id,

@@ -3,17 +3,22 @@
 //! one-time owners hide), so it is sealed: XChaCha20-Poly1305 under a key derived from the
 //! viewing key, mode 0600. A lost laptop's cache tells its finder nothing without the key file
 //! and its passphrase; a cache that does not open (another key, another chain, tampered) is
-//! ignored and the scan starts over.
+//! ignored and the scan starts over. The sealed text is padded to a multiple of 4 KiB, so the
+//! file's size does not tell how many records were found either.
 
 use std::path::Path;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use pmr_privacy::ViewingKey;
+
+use crate::records::RecordSummary;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 const CONTEXT: &str = "pmr record scan cache v1";
+/// The sealed text is padded to a multiple of this.
+const PAD: usize = 4096;
 
 /// A finished scan of a chain's announcements.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,8 +27,8 @@ pub struct ScanState {
     pub height: u64,
     /// The last token judged.
     pub last_token: u64,
-    /// The patient's tokens found so far, with their record types.
-    pub found: Vec<(u64, u32)>,
+    /// The patient's records found so far, as the scan that found each read it.
+    pub found: Vec<RecordSummary>,
 }
 
 fn cipher(key: &ViewingKey) -> XChaCha20Poly1305 {
@@ -58,7 +63,11 @@ pub fn save(
     genesis_hash: &[u8],
     state: &ScanState,
 ) -> std::io::Result<()> {
-    let plain = zeroize::Zeroizing::new(serde_json::to_vec(state).map_err(std::io::Error::other)?);
+    let mut plain =
+        zeroize::Zeroizing::new(serde_json::to_vec(state).map_err(std::io::Error::other)?);
+    // JSON ignores trailing white space.
+    let padded = plain.len().div_ceil(PAD) * PAD;
+    plain.resize(padded, b' ');
     let mut nonce = [0u8; 24];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let ct = cipher(key)
@@ -71,6 +80,11 @@ pub fn save(
         )
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let tmp = path.with_extension("scan.tmp");
+    // A leftover temporary file would keep its own mode: start afresh.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
@@ -98,13 +112,27 @@ mod tests {
         let path = dir.path().join("p.scan");
         let key = StealthKeys::derive(&[1u8; 32].into()).unwrap();
         let other = StealthKeys::derive(&[2u8; 32].into()).unwrap();
+        let record = |t: u64| RecordSummary {
+            token_id: alloy_primitives::U256::from(t),
+            owner: alloy_primitives::Address::repeat_byte(t as u8),
+            hospital: alloy_primitives::Address::repeat_byte(1),
+            record_type: 7,
+            versions: 1,
+        };
         let state = ScanState {
             height: 9,
             last_token: 40,
-            found: vec![(3, 7), (31, 2)],
+            found: vec![record(3), record(31)],
         };
+        let few = ScanState {
+            found: vec![record(3)],
+            ..state.clone()
+        };
+        save(&path, key.viewing_key(), b"chain-a", &few).unwrap();
+        let one_record = std::fs::metadata(&path).unwrap().len();
         save(&path, key.viewing_key(), b"chain-a", &state).unwrap();
         let raw = std::fs::read(&path).unwrap();
+        assert_eq!(raw.len() as u64, one_record, "the size tells the count");
         assert!(
             !String::from_utf8_lossy(&raw).contains("found"),
             "the cache is not sealed"

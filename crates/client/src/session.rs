@@ -129,6 +129,12 @@ impl NodeChannel {
         }
     }
 
+    /// The same connection without a session: for the calls open to anyone (share releases,
+    /// whose challenge is signed), so that they carry no account the node could tie them to.
+    pub fn anonymous(&self) -> NodeChannel {
+        NodeChannel::new(self.inner.clone(), None)
+    }
+
     /// The account calls are made as.
     pub fn account(&self) -> Option<&Wallet> {
         self.session.account.as_ref()

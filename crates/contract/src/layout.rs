@@ -21,6 +21,8 @@ pub fn creation_code() -> &'static [u8] {
 pub struct ContractLayout {
     /// Slot of `mapping(address => bool) _permitted`.
     pub permitted_slot: U256,
+    /// Slot of `mapping(address => bool) _removed` (accounts the admin took off the list).
+    pub removed_slot: U256,
     /// The first slot of the records region (`RECORDS`, ERC-7201 `pmr.storage.records`).
     pub records_base: U256,
 }
@@ -52,6 +54,12 @@ impl ContractLayout {
     /// The storage key holding `isPermitted(account)`.
     pub fn permitted_key(&self, account: Address) -> U256 {
         mapping_key(account, self.permitted_slot)
+    }
+
+    /// The storage key holding whether the admin removed `account` (`_removed[account]`): a
+    /// removed one-time owner is refused even about its own record.
+    pub fn removed_key(&self, account: Address) -> U256 {
+        mapping_key(account, self.removed_slot)
     }
 
     /// The storage key of token `token`'s first record word, whose low 160 bits are its
@@ -110,20 +118,23 @@ struct LayoutEntry {
 fn parse_layout() -> Result<ContractLayout, String> {
     let artifact: Artifact = serde_json::from_str(PMR_ARTIFACT_JSON)
         .map_err(|e| format!("evm-contracts/artifacts/PMR.json is not a PMR artifact: {e}"))?;
-    let entry = artifact
-        .storage_layout
-        .iter()
-        .find(|e| e.label == "_permitted" && e.contract.ends_with(":PMR"))
-        .ok_or(
-            "the artifact's storage layout has no `_permitted` mapping: rebuild it with \
-                `node evm-contracts/compile.js`",
-        )?;
-    let permitted_slot = entry
-        .slot
-        .parse::<U256>()
-        .map_err(|e| format!("bad slot `{}` for `_permitted`: {e}", entry.slot))?;
+    let slot_of = |label: &str| -> Result<U256, String> {
+        let entry = artifact
+            .storage_layout
+            .iter()
+            .find(|e| e.label == label && e.contract.ends_with(":PMR"))
+            .ok_or(format!(
+                "the artifact's storage layout has no `{label}` mapping: rebuild it with \
+                 `node evm-contracts/compile.js`"
+            ))?;
+        entry
+            .slot
+            .parse::<U256>()
+            .map_err(|e| format!("bad slot `{}` for `{label}`: {e}", entry.slot))
+    };
     Ok(ContractLayout {
-        permitted_slot,
+        permitted_slot: slot_of("_permitted")?,
+        removed_slot: slot_of("_removed")?,
         records_base: erc7201("pmr.storage.records"),
     })
 }

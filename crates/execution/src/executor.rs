@@ -165,11 +165,17 @@ impl Executor {
         if permitted.is_zero() {
             // A record's one-time owner is on no list: it may send the calls only an owner may
             // make, about its own record.
-            let owns = match owner_call(tx, &self.rules.layout) {
-                Some(key) => owns_record(
-                    reader.storage(&PMR_ADDRESS, &key).map_err(unavailable)?,
-                    sender,
-                ),
+            let layout = &self.rules.layout;
+            let owns = match owner_call(tx, layout) {
+                Some(key) => {
+                    owns_record(
+                        reader.storage(&PMR_ADDRESS, &key).map_err(unavailable)?,
+                        sender,
+                    ) && reader
+                        .storage(&PMR_ADDRESS, &layout.removed_key(sender))
+                        .map_err(unavailable)?
+                        .is_zero()
+                }
                 None => false,
             };
             if !owns {

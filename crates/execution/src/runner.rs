@@ -78,7 +78,6 @@ pub fn intrinsic_gas(tx: &SignedTx) -> u64 {
     gas.initial_total_gas().max(gas.floor_gas)
 }
 
-/// Checks that need no state: contract creation, value, gas limits, intrinsic gas.
 /// The storage key of the record whose owner `tx` must be to be admitted without being on the
 /// permission list: `Some` for an owner-only call to the PMR contract (see
 /// [`owner_call_token`]).
@@ -89,6 +88,7 @@ pub(crate) fn owner_call(tx: &SignedTx, layout: &ContractLayout) -> Option<U256>
     owner_call_token(tx.input()).map(|token| layout.record_owner_key(token))
 }
 
+/// Checks that need no state: contract creation, value, gas limits, intrinsic gas.
 pub(crate) fn static_checks(tx: &SignedTx, gas: &GasLimits) -> Result<(), TxRejection> {
     shape_checks(tx, gas)?;
     let intrinsic = intrinsic_gas(tx);
@@ -212,8 +212,14 @@ impl BlockRunner {
             .entry(sender)
             .or_insert_with(|| layout.permitted_key(sender));
         if self.storage_now(PMR_ADDRESS, key)?.is_zero() {
+            // A one-time owner, unless the admin removed it.
             let owns = match owner_call(tx, &layout) {
-                Some(record) => owns_record(self.storage_now(PMR_ADDRESS, record)?, sender),
+                Some(record) => {
+                    owns_record(self.storage_now(PMR_ADDRESS, record)?, sender)
+                        && self
+                            .storage_now(PMR_ADDRESS, layout.removed_key(sender))?
+                            .is_zero()
+                }
                 None => false,
             };
             if !owns {

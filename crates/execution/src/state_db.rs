@@ -16,7 +16,7 @@
 //! Storage is kept in pages of [`PAGE_SLOTS`] consecutive slots of one account (`page` is the
 //! first slot's number, a multiple of 8), each version holding the whole page. Solidity lays a
 //! struct, an array or a string out in consecutive slots, so what one transaction writes
-//! together mostly shares a page: a PMR mint's five record words are one or two pages, one or
+//! together mostly shares a page: a PMR mint's six record words are one or two pages, one or
 //! two RocksDB entries and key-filter keys instead of five. A slot alone in its page (a mapping
 //! value of one word) costs what it did as its own key, plus one byte.
 

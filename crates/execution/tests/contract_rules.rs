@@ -12,6 +12,11 @@ use pmr_execution::TxRejection;
 
 /// A CIDv1 (blake3 0x1e, 32-byte digest) as the contract takes it; raw codec (0x55) below 100
 /// and dag-cbor (0x71) from 100 on, so roots and envelopes of one version differ in codec too.
+/// The one-time owners of an `announcements` answer.
+fn owners(listed: &[PMR::Announced]) -> Vec<PMR::OneTimeOwner> {
+    listed.iter().map(|a| a.to.clone()).collect()
+}
+
 fn cid(tag: u8) -> PMR::Cid {
     PMR::Cid {
         codec: if tag < 100 { 0x55 } else { 0x71 },
@@ -269,12 +274,14 @@ fn mint_emits_locked_and_record_minted_and_sets_token_uri() {
         .expect("the patient's record");
     assert_eq!(derived.address(), to.address());
     assert!(pmr_contract::stealth::one_time_wallet(&wallet(&k.doctor), &announced).is_err());
+    let listed = chain.view(PMR::announcementsCall {
+        from: id,
+        count: U256::from(10),
+    });
+    assert_eq!(owners(&listed), vec![announced]);
     assert_eq!(
-        chain.view(PMR::announcementsCall {
-            from: id,
-            count: U256::from(10),
-        }),
-        vec![announced]
+        (listed[0].hospital, listed[0].versions),
+        (k.hospital.address(), 1)
     );
     let uri = chain.view(PMR::tokenURICall { tokenId: id });
     assert_eq!(uri, format!("ipfs://b{}", base32(&cid_bytes(1))));
@@ -504,6 +511,26 @@ fn minting_requires_valid_fields() {
         chain.view(PMR::stealthMetaAddressOfCall { patient }),
         Bytes::copy_from_slice(&meta)
     );
+
+    // A one-time owner is fresh: an owner that already holds a record, a hospital or a patient
+    // is refused (reusing one would link records in public, or lend the owner's admission to
+    // an account on or off the permission list).
+    let fresh = one_time(&k.patient, 1).to;
+    for owner in [to.owner, k.hospital.address(), patient] {
+        chain.reverts(
+            &k.hospital,
+            mint_call(
+                &PMR::OneTimeOwner {
+                    owner,
+                    ..fresh.clone()
+                },
+                5,
+            ),
+            "OwnerNotFresh",
+        );
+    }
+    chain.ok(&k.hospital, mint_call(&fresh, 5));
+    assert_eq!(chain.view(PMR::totalMintedCall {}), U256::from(2));
 }
 
 #[test]
@@ -895,23 +922,30 @@ fn owners_and_balances_follow_the_records_minted() {
             (cid(*tag), cid(*tag + 100), B256::repeat_byte(*tag))
         );
         assert_eq!(
-            chain.view(PMR::announcementsCall {
+            owners(&chain.view(PMR::announcementsCall {
                 from: id,
                 count: U256::from(1),
-            }),
+            })),
             vec![to.to.clone()]
         );
     }
-    // All announcements in token order, from token 1 (`from` 0 reads from 1).
+    // All announcements in token order, from token 1 (there is no token 0).
     let mut all = vec![first_owner.to.clone()];
     all.extend(ids.iter().map(|(_, to, _)| to.to.clone()));
-    assert_eq!(
-        chain.view(PMR::announcementsCall {
+    let listed = chain.view(PMR::announcementsCall {
+        from: U256::from(1),
+        count: U256::from(100),
+    });
+    assert_eq!(owners(&listed), all);
+    assert!(listed
+        .iter()
+        .all(|a| a.hospital == k.hospital.address() && a.versions >= 1));
+    assert!(chain
+        .view(PMR::announcementsCall {
             from: U256::ZERO,
             count: U256::from(100),
-        }),
-        all
-    );
+        })
+        .is_empty());
     assert!(chain
         .view(PMR::announcementsCall {
             from: U256::from(5),

@@ -318,6 +318,30 @@ fn one_time_owners_are_admitted_only_for_their_own_record() {
     ]);
     assert!(executed.receipts.iter().all(|r| r.success));
     assert!(chain.view(access(U256::from(3))));
+
+    // The admin can stop a one-time owner: once removed, even its own record's calls are
+    // refused, in the mempool and in blocks.
+    let revoke_a = sign(&a.key, 1, &revoke);
+    chain.exec.check_tx(&revoke_a).unwrap();
+    let removed = chain.block(&[sign(
+        &k.admin,
+        chain.exec.nonce(k.admin.address()).unwrap(),
+        &PMR::setPermittedCall {
+            account: a.address(),
+            permitted: false,
+        },
+    )]);
+    assert!(removed.receipts[0].success);
+    assert_eq!(chain.exec.check_tx(&revoke_a), refused);
+    assert!(matches!(
+        chain
+            .exec
+            .execute_block(&chain.next_env(), std::slice::from_ref(&revoke_a)),
+        Err(ExecutionError::InvalidBlock {
+            reason: TxRejection::NotPermitted(_),
+            ..
+        })
+    ));
 }
 
 #[test]

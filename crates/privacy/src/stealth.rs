@@ -161,6 +161,12 @@ pub struct ViewingKey {
     spending: PublicKey,
 }
 
+impl Drop for ViewingKey {
+    fn drop(&mut self) {
+        self.viewing.non_secure_erase();
+    }
+}
+
 impl ViewingKey {
     /// The 65 bytes `p_view ‖ P_spend` (secret: whoever holds them can list the records).
     pub fn to_bytes(&self) -> Zeroizing<[u8; 65]> {
@@ -222,6 +228,12 @@ pub struct StealthKeys {
     view: ViewingKey,
 }
 
+impl Drop for StealthKeys {
+    fn drop(&mut self) {
+        self.spending.non_secure_erase();
+    }
+}
+
 impl StealthKeys {
     /// The keys of the account whose secp256k1 secret is `account_secret`: two keys derived
     /// from it under their own domains, so the account's key file is all a patient keeps.
@@ -254,13 +266,16 @@ impl StealthKeys {
     /// versions of that record. Fails when `a` is not to this patient.
     pub fn one_time_secret(&self, a: &Announcement) -> Result<Zeroizing<[u8; 32]>, StealthError> {
         let found = self.view.scan(a).ok_or(StealthError::NotMine)?;
-        let tweak =
+        let mut tweak =
             Scalar::from_be_bytes(found.hashed_secret.0).map_err(|_| StealthError::OutOfRange)?;
-        let secret = self
+        let mut secret = self
             .spending
             .add_tweak(&tweak)
             .map_err(|_| StealthError::OutOfRange)?;
-        Ok(Zeroizing::new(secret.secret_bytes()))
+        let out = Zeroizing::new(secret.secret_bytes());
+        secret.non_secure_erase();
+        tweak.non_secure_erase();
+        Ok(out)
     }
 }
 
@@ -268,7 +283,8 @@ fn domain_key(domain: &[u8], secret: &B256) -> Result<SecretKey, StealthError> {
     let mut input = Zeroizing::new(Vec::with_capacity(domain.len() + 32));
     input.extend_from_slice(domain);
     input.extend_from_slice(secret.as_slice());
-    SecretKey::from_byte_array(&keccak256(&*input).0).map_err(|_| StealthError::OutOfRange)
+    let digest = Zeroizing::new(keccak256(&*input).0);
+    SecretKey::from_byte_array(&digest).map_err(|_| StealthError::OutOfRange)
 }
 
 fn random_secret(rng: &mut (impl RngCore + CryptoRng)) -> SecretKey {

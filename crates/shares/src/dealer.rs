@@ -129,7 +129,6 @@ pub fn split_record_key<R: RngCore + CryptoRng>(
             })
             .collect(),
         patient: PatientSlot {
-            public_key: *patient,
             sealed: placeholder,
         },
     };
@@ -247,12 +246,12 @@ pub fn open_custodian_share(
 }
 
 /// Patient side: opens the essential share `s_p` with the patient's X25519 secret and checks it
-/// against the commitments (`s_p·B = S − C_0`).
+/// against the commitments (`s_p·B = S − C_0`). The envelope does not name the patient's key:
+/// another key fails to open the slot (`SealOpenFailed`).
 pub fn open_patient_share(
     envelope: &ShareEnvelope,
     secret: &StaticSecret,
 ) -> Result<PatientShare, ShareError> {
-    check_recipient(&envelope.patient.public_key, secret, Slot::Patient)?;
     let info = envelope.slot_info(Slot::Patient);
     let bytes = open_bytes(
         &envelope.patient.sealed,

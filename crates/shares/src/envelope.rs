@@ -1,9 +1,9 @@
 //! The share envelope and its canonical, versioned binary encoding.
 //!
-//! Version 1 layout (all integers big-endian):
+//! Version 2 layout (all integers big-endian):
 //!
 //! ```text
-//! version        u8      = 1
+//! version        u8      = 2
 //! threshold      u8      t, 2 ≤ t ≤ n
 //! n              u8      number of custodians, t ≤ n ≤ 255
 //! key_commitment [32]    S = s·B (compressed Edwards)
@@ -15,10 +15,14 @@
 //!   sealed_len   u16     = 80
 //!   sealed       [80]    HPKE(enc ‖ ct ‖ tag) of f(index)
 //! patient slot:
-//!   x25519_pk    [32]
 //!   sealed_len   u16     = 80
 //!   sealed       [80]    HPKE of s_p
 //! ```
+//!
+//! The patient's key is not written (version 1 wrote it): it is published on-chain with the
+//! patient's registration, so naming it would link every record's envelope to its patient,
+//! whom the record's one-time owner hides. HPKE's encapsulated key is fresh per seal, so the
+//! sealed bytes name no recipient; only the patient's secret opens them.
 //!
 //! Decoding is strict: any other version, truncation, trailing bytes, bad length prefix,
 //! non-canonical point or X25519 key, t > n, zero/duplicate/unordered index, duplicate address
@@ -37,7 +41,7 @@ use crate::seal::{slot_tag, SEALED_SHARE_LEN};
 use crate::{KeyCommitment, SealedShare, ShareError, Slot};
 
 /// The envelope version this build writes and reads.
-pub const ENVELOPE_VERSION: u8 = 1;
+pub const ENVELOPE_VERSION: u8 = 2;
 /// Most custodians one envelope holds.
 pub const MAX_CUSTODIANS: usize = 255;
 
@@ -57,12 +61,11 @@ pub struct CustodianSlot {
     pub sealed: SealedShare,
 }
 
-/// The patient's slot in an envelope.
+/// The patient's slot in an envelope: the essential share `s_p`, sealed to the patient's
+/// X25519 key (which the envelope does not name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PatientSlot {
-    /// The patient's X25519 key.
-    pub public_key: PublicKey,
-    /// The essential share `s_p`, sealed to `public_key`.
+    /// The sealed essential share.
     pub sealed: SealedShare,
 }
 
@@ -138,7 +141,7 @@ impl ShareEnvelope {
     pub fn encode(&self) -> Vec<u8> {
         let n = self.custodians.len();
         let mut out = Vec::with_capacity(
-            3 + 32 + 32 * self.vss_bytes.len() + n * (2 + 20 + 32 + 2 + SEALED_SHARE_LEN) + 114,
+            3 + 32 + 32 * self.vss_bytes.len() + n * (2 + 20 + 32 + 2 + SEALED_SHARE_LEN) + 82,
         );
         write_public(&mut out, self, true);
         out
@@ -188,7 +191,6 @@ fn write_public(out: &mut Vec<u8>, env: &ShareEnvelope, with_sealed: bool) {
             write_sealed(out, &slot.sealed);
         }
     }
-    out.extend_from_slice(env.patient.public_key.as_bytes());
     if with_sealed {
         write_sealed(out, &env.patient.sealed);
     }
@@ -328,7 +330,6 @@ fn decode(bytes: &[u8]) -> Result<ShareEnvelope, EnvelopeError> {
             sealed,
         });
     }
-    let public_key = r.x25519(Slot::Patient)?;
     let sealed = r.sealed(Slot::Patient)?;
     if !r.rest.is_empty() {
         return Err(EnvelopeError::TrailingBytes {
@@ -344,6 +345,6 @@ fn decode(bytes: &[u8]) -> Result<ShareEnvelope, EnvelopeError> {
         vss_bytes,
         vss,
         custodians,
-        patient: PatientSlot { public_key, sealed },
+        patient: PatientSlot { sealed },
     })
 }

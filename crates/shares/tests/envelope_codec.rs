@@ -11,7 +11,7 @@ const SLOT: usize = 2 + 20 + 32 + 2 + 80;
 const VSS_AT: usize = 35;
 const SLOTS_AT: usize = VSS_AT + 32 * T;
 const PATIENT_AT: usize = SLOTS_AT + SLOT * N;
-const TOTAL: usize = PATIENT_AT + 32 + 2 + 80;
+const TOTAL: usize = PATIENT_AT + 2 + 80;
 
 fn valid() -> Vec<u8> {
     let bytes = Setup::new(N as u16, T, 11).envelope.encode();
@@ -50,10 +50,16 @@ fn layout_matches_documentation() {
         assert_eq!(&bytes[at + 54..at + 56], &[0, 80]);
         assert_eq!(&bytes[at + 56..at + 136], c.sealed.as_bytes());
     }
+    assert_eq!(&bytes[PATIENT_AT..PATIENT_AT + 2], &[0, 80]);
     assert_eq!(
-        &bytes[PATIENT_AT..PATIENT_AT + 32],
-        s.envelope.patient().public_key.as_bytes()
+        &bytes[PATIENT_AT + 2..],
+        s.envelope.patient().sealed.as_bytes()
     );
+    // The patient's key, public on-chain, appears nowhere: it would link the envelope to them.
+    let patient_key = pmr_shares::X25519PublicKey::from(&s.patient_secret);
+    assert!(!bytes
+        .windows(32)
+        .any(|w| w == patient_key.as_bytes().as_slice()));
 }
 
 #[test]
@@ -84,15 +90,18 @@ fn trailing_and_truncated() {
 
 #[test]
 fn unknown_version() {
-    let mut bytes = valid();
-    bytes[0] = 2;
-    assert_eq!(
-        decode_err(&bytes),
-        EnvelopeError::UnknownVersion {
-            found: 2,
-            supported: 1
-        }
-    );
+    // Version 1 named the patient's key; it is refused, as is any other.
+    for found in [1u8, 3] {
+        let mut bytes = valid();
+        bytes[0] = found;
+        assert_eq!(
+            decode_err(&bytes),
+            EnvelopeError::UnknownVersion {
+                found,
+                supported: 2
+            }
+        );
+    }
 }
 
 #[test]
@@ -168,14 +177,6 @@ fn non_canonical_x25519_key() {
             slot: Slot::Custodian(1)
         }
     );
-    let mut bytes = valid();
-    bytes[PATIENT_AT + 31] |= 0x80;
-    assert_eq!(
-        decode_err(&bytes),
-        EnvelopeError::NonCanonicalX25519Key {
-            slot: Slot::Patient
-        }
-    );
 }
 
 #[test]
@@ -191,7 +192,7 @@ fn bad_sealed_length_prefix() {
         }
     );
     let mut bytes = valid();
-    bytes[PATIENT_AT + 32] = 1;
+    bytes[PATIENT_AT] = 1;
     assert_eq!(
         decode_err(&bytes),
         EnvelopeError::BadSealedLength {

@@ -266,7 +266,7 @@ pub(crate) async fn scan_token(c: &PmrClient, patient: &Wallet, token: U256) -> 
     .await;
     let keys = pmr_privacy::StealthKeys::derive(&patient.secret()).expect("stealth keys");
     keys.viewing_key()
-        .scan(&pmr_contract::stealth::announcement(&one[0]))
+        .scan(&pmr_contract::stealth::announcement(&one[0].to))
         .map(|f| f.record_type)
 }
 

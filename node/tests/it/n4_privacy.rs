@@ -218,9 +218,12 @@ async fn n4_records_of_one_patient_cannot_be_linked_without_the_viewing_key() {
             },
         )
         .await;
-        s.add_view(&c, PMR::isPatientCall { account: owner }).await;
-        s.add_view(&c, PMR::encryptionKeyAttestationCall { account: owner })
-            .await;
+        // The blobs any permitted reader may fetch: the ciphertext and the share envelope.
+        for cid in [&v.root_cid, &v.envelope_cid] {
+            let blob = c.get_blob_bytes(cid).await.unwrap();
+            assert!(!blob.is_empty());
+            s.add(&blob);
+        }
         seen.push(s);
     }
     // Each record shows at least: its owner, ephemeral key, two CID digests, key commitment,
@@ -252,8 +255,27 @@ async fn n4_records_of_one_patient_cannot_be_linked_without_the_viewing_key() {
         assert!(only.is_empty(), "records {i} and {j} share {only:?}");
     }
 
+    // The sealed types (32 bits, left out of the words above) differ although the types are
+    // the same: a fresh pad per record, not per patient.
+    let mut sealed = Vec::new();
+    for v in [a1, b, a2] {
+        let a = view(
+            &c,
+            PMR::announcementsCall {
+                from: v.token_id,
+                count: U256::from(1),
+            },
+        )
+        .await;
+        sealed.push(a[0].to.sealedType);
+    }
+    assert!(
+        sealed[0] != sealed[1] && sealed[0] != sealed[2] && sealed[1] != sealed[2],
+        "sealed types {sealed:?}"
+    );
+
     // Nothing public about either patient, and not the record type, appears in any record's
-    // data.
+    // data, its envelope included.
     for (i, s) in seen.iter().enumerate() {
         let t = RECORD_TYPE.to_be_bytes();
         assert!(
@@ -286,10 +308,12 @@ async fn n4_records_of_one_patient_cannot_be_linked_without_the_viewing_key() {
         let keys = patient.stealth_keys().unwrap();
         let scanned = as_p.scan_records(keys.viewing_key(), 0).await.unwrap();
         assert!(scanned.judged >= 3, "judged {}", scanned.judged);
-        let want: Vec<(u64, u32)> = want
+        let want: Vec<(U256, u32)> = want.iter().map(|v| (v.token_id, RECORD_TYPE)).collect();
+        let found: Vec<(U256, u32)> = scanned
+            .found
             .iter()
-            .map(|v| (u64::try_from(v.token_id).unwrap(), RECORD_TYPE))
+            .map(|r| (r.token_id, r.record_type))
             .collect();
-        assert_eq!(scanned.found, want);
+        assert_eq!(found, want);
     }
 }
