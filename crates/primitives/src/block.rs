@@ -163,12 +163,44 @@ mod tests {
         let bytes = b.encode_to_vec();
         assert_eq!(Block::decode_checked(&bytes).unwrap(), b);
         let h = b.hash();
-        let mut changed = b.header.clone();
-        changed.gas_used += 1;
-        assert_ne!(changed.hash(), h);
-        let mut changed = b.header.clone();
-        changed.state_root = B256::ZERO;
-        assert_ne!(changed.hash(), h);
+        // Every field, each changed on its own, changes the hash. The destructuring names them
+        // all: a field added to the header does not compile here until it is covered.
+        let Header {
+            height,
+            parent_hash,
+            timestamp_ms,
+            proposer,
+            tx_root,
+            state_root,
+            receipts_root,
+            gas_used,
+        } = b.header.clone();
+        let other = B256::repeat_byte(0xee);
+        let changes: [(&str, Box<dyn Fn(&mut Header)>); 8] = [
+            ("height", Box::new(move |x| x.height = height + 1)),
+            ("parent_hash", Box::new(move |x| x.parent_hash = other)),
+            (
+                "timestamp_ms",
+                Box::new(move |x| x.timestamp_ms = timestamp_ms + 1),
+            ),
+            (
+                "proposer",
+                Box::new(|x| x.proposer = ValidatorAddress(Address::repeat_byte(0xee))),
+            ),
+            ("tx_root", Box::new(move |x| x.tx_root = other)),
+            ("state_root", Box::new(move |x| x.state_root = other)),
+            ("receipts_root", Box::new(move |x| x.receipts_root = other)),
+            ("gas_used", Box::new(move |x| x.gas_used = gas_used + 1)),
+        ];
+        assert!(parent_hash != other && tx_root != other);
+        assert!(state_root != other && receipts_root != other);
+        assert_ne!(proposer, ValidatorAddress(Address::repeat_byte(0xee)));
+        for (field, change) in &changes {
+            let mut changed = b.header.clone();
+            change(&mut changed);
+            assert_ne!(changed, b.header, "{field} did not change");
+            assert_ne!(changed.hash(), h, "the hash does not cover {field}");
+        }
     }
 
     #[test]

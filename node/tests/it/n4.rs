@@ -67,18 +67,16 @@ async fn n4_agree_include_once_and_refuse_bad_input() {
     }
     net.assert_same_chain(&[0, 1, 2, 3], tip).await;
 
-    // Bad input at the door, each with its own clear error.
-    let garbage = c1
-        .submit(Bytes::from_static(b"\x02\xc0\xff"))
-        .await
-        .unwrap_err();
+    // Bad input at the door, each with its own clear error (and kept, to show later that no
+    // node took any of it).
+    let mut refused: Vec<Bytes> = Vec::new();
+    refused.push(Bytes::from_static(b"\x02\xc0\xff"));
+    let garbage = c1.submit(refused[0].clone()).await.unwrap_err();
     assert_eq!(garbage.code(), Some(Code::InvalidArgument), "{garbage}");
     assert!(garbage.to_string().contains("malformed"), "{garbage}");
 
-    let wrong_chain = c1
-        .submit(noop_tx(&hospital, net.chain_id + 1, 1))
-        .await
-        .unwrap_err();
+    refused.push(noop_tx(&hospital, net.chain_id + 1, 1));
+    let wrong_chain = c1.submit(refused[1].clone()).await.unwrap_err();
     assert_eq!(wrong_chain.code(), Some(Code::InvalidArgument));
     assert!(
         wrong_chain.to_string().contains("chain id"),
@@ -88,7 +86,8 @@ async fn n4_agree_include_once_and_refuse_bad_input() {
     let mut tampered = noop_tx(&hospital, net.chain_id, 1).to_vec();
     let n = tampered.len();
     tampered[n - 1] ^= 0xff; // last byte of the signature's s
-    let tampered = submit_settled(&c1, tampered.into()).await.unwrap_err();
+    refused.push(tampered.into());
+    let tampered = submit_settled(&c1, refused[2].clone()).await.unwrap_err();
     assert!(
         matches!(
             tampered.code(),
@@ -98,9 +97,8 @@ async fn n4_agree_include_once_and_refuse_bad_input() {
     );
 
     let stranger = Wallet::random();
-    let denied = submit_settled(&c1, noop_tx(&stranger, net.chain_id, 0))
-        .await
-        .unwrap_err();
+    refused.push(noop_tx(&stranger, net.chain_id, 0));
+    let denied = submit_settled(&c1, refused[3].clone()).await.unwrap_err();
     assert_eq!(denied.code(), Some(Code::PermissionDenied), "{denied}");
     assert!(denied.to_string().contains("permission list"), "{denied}");
 
@@ -114,29 +112,46 @@ async fn n4_agree_include_once_and_refuse_bad_input() {
             50_000,
         )
         .unwrap();
-    let stale = c1.submit(reused).await.unwrap_err();
+    refused.push(reused);
+    let stale = c1.submit(refused[4].clone()).await.unwrap_err();
     assert_eq!(stale.code(), Some(Code::FailedPrecondition), "{stale}");
     assert!(stale.to_string().contains("nonce"), "{stale}");
 
-    let oversized = c1
-        .submit(
-            hospital
-                .sign_call(
-                    net.chain_id,
-                    1,
-                    Address::ZERO,
-                    Bytes::from(vec![0u8; 200 * 1024]),
-                    9_000_000,
-                )
-                .unwrap(),
-        )
-        .await
-        .unwrap_err();
+    refused.push(
+        hospital
+            .sign_call(
+                net.chain_id,
+                1,
+                Address::ZERO,
+                Bytes::from(vec![0u8; 200 * 1024]),
+                9_000_000,
+            )
+            .unwrap(),
+    );
+    let oversized = c1.submit(refused[5].clone()).await.unwrap_err();
     assert_eq!(oversized.code(), Some(Code::InvalidArgument));
     assert!(oversized.to_string().contains("limit"), "{oversized}");
 
-    // None of the refused transactions changed anything: the hospital's next nonce is still 1.
+    // None of the refused transactions changed anything, then or two blocks later: on every
+    // node the hospital's next nonce is still 1 and no refused transaction is known.
     assert_eq!(c1.nonce(hospital.address()).await.unwrap(), 1);
+    let later = net.height(1).await + 2;
+    assert_eq!(refused.len(), 6);
+    for i in 0..4 {
+        net.wait_height(i, later).await;
+        let c = net.client(i).await;
+        assert_eq!(c.nonce(hospital.address()).await.unwrap(), 1, "node{i}");
+        for raw in &refused {
+            let hash = alloy_primitives::keccak256(raw);
+            match c.transaction(hash).await {
+                Err(e) => assert_eq!(e.code(), Some(Code::NotFound), "node{i}: {e}"),
+                Ok(t) => panic!(
+                    "node{i} knows refused transaction {hash} (height {:?}, pending {})",
+                    t.height, t.pending
+                ),
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
