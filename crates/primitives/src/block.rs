@@ -176,7 +176,8 @@ mod tests {
             gas_used,
         } = b.header.clone();
         let other = B256::repeat_byte(0xee);
-        let changes: [(&str, Box<dyn Fn(&mut Header)>); 8] = [
+        type Change = Box<dyn Fn(&mut Header)>;
+        let changes: [(&str, Change); 8] = [
             ("height", Box::new(move |x| x.height = height + 1)),
             ("parent_hash", Box::new(move |x| x.parent_hash = other)),
             (
