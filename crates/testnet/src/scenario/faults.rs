@@ -289,17 +289,32 @@ fn truncate_logs(cluster: &Cluster, i: usize) -> Result<(), HarnessError> {
         .collect();
     db_logs.sort();
     logs.extend(db_logs.pop().map(|p| (p, 0)));
+    truncate_tails(&logs, i)
+}
+
+/// Cuts up to [`TRUNCATE_BYTES`] (at most half) off the end of each `(file, bytes to keep)` of
+/// node `i`. The fault's positive control: a truncation that cut nothing tested nothing, and
+/// fails the run.
+fn truncate_tails(logs: &[(PathBuf, u64)], i: usize) -> Result<(), HarnessError> {
+    let mut cut_total = 0;
     for (log, keep) in logs {
-        let len = std::fs::metadata(&log).map_err(harness)?.len();
+        let len = std::fs::metadata(log).map_err(harness)?.len();
         let cut = len
             .saturating_sub(TRUNCATE_BYTES.min(len / 2))
-            .max(keep.min(len));
+            .max((*keep).min(len));
         std::fs::OpenOptions::new()
             .write(true)
-            .open(&log)
+            .open(log)
             .and_then(|f| f.set_len(cut))
             .map_err(|e| harness(format!("cannot truncate {}: {e}", log.display())))?;
         tracing::info!(target: "pmr::scenario", log = %log.display(), from = len, to = cut, "truncated");
+        cut_total += len - cut;
+    }
+    if cut_total == 0 {
+        return Err(harness(format!(
+            "the truncate fault on node{i} cut nothing (its consensus WAL and RocksDB log hold \
+             nothing past what a torn write keeps): the scenario would test no torn write"
+        )));
     }
     Ok(())
 }
@@ -307,6 +322,25 @@ fn truncate_logs(cluster: &Cluster, i: usize) -> Result<(), HarnessError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_truncation_that_cuts_nothing_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, db) = (dir.path().join("wal"), dir.path().join("db.log"));
+        // Only the WAL's header and an empty RocksDB log: nothing to cut.
+        std::fs::write(&wal, [7u8; 12]).unwrap();
+        std::fs::write(&db, []).unwrap();
+        let logs = vec![(wal.clone(), 12), (db.clone(), 0)];
+        let err = truncate_tails(&logs, 2).unwrap_err().to_string();
+        assert!(err.contains("cut nothing"), "{err}");
+        // With records past the header, the tails go and the header stays.
+        std::fs::write(&wal, [7u8; 112]).unwrap();
+        std::fs::write(&db, [9u8; 64]).unwrap();
+        truncate_tails(&logs, 2).unwrap();
+        assert!(std::fs::metadata(&wal).unwrap().len() >= 12);
+        assert!(std::fs::metadata(&wal).unwrap().len() < 112);
+        assert_eq!(std::fs::metadata(&db).unwrap().len(), 32);
+    }
 
     #[test]
     fn offsets_parse_with_a_sign() {
