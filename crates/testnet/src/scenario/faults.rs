@@ -214,6 +214,25 @@ impl FaultState {
         }
         cluster.set_env(i, env)?;
         start_serving(cluster, i).await?;
+        // The fault's positive control: the node's own clock, as its log stamps its lines, is
+        // off by what was asked (within 10 s), or set right again.
+        let observed = cluster
+            .log_tail(i, 20)
+            .lines()
+            .rev()
+            .find_map(log_clock_ms)
+            .ok_or_else(|| harness(format!("node{i} logged no time-stamped line after a skew")))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let off = observed - now;
+        if (off - offset_ms).abs() > 10_000 {
+            return Err(harness(format!(
+                "the clock skew of node{i} did not take effect: asked {offset_ms} ms, its log \
+                 runs {off} ms off"
+            )));
+        }
+        tracing::info!(target: "pmr::scenario", node = i, asked_ms = offset_ms, observed_ms = off, "clock skew in effect");
         self.paused.remove(&i);
         self.down.remove(&i);
         if offset_ms == 0 {
@@ -275,6 +294,28 @@ async fn start_serving(cluster: &mut Cluster, i: usize) -> Result<(), HarnessErr
     Ok(())
 }
 
+/// The time stamp of a node's log line (ANSI colour codes and all), in milliseconds since the
+/// Unix epoch: what the node's own clock said when it wrote the line.
+fn log_clock_ms(line: &str) -> Option<i64> {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An escape sequence runs to its final letter.
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    let stamp = plain.split_whitespace().next()?;
+    let t = humantime::parse_rfc3339(stamp).ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
+}
+
 /// Cuts the tail off node `i`'s consensus WAL and RocksDB's newest write-ahead log.
 fn truncate_logs(cluster: &Cluster, i: usize) -> Result<(), HarnessError> {
     let data = cluster.home(i).join("data");
@@ -322,6 +363,19 @@ fn truncate_tails(logs: &[(PathBuf, u64)], i: usize) -> Result<(), HarnessError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_lines_give_the_node_clock() {
+        let line =
+            "\u{1b}[2m2026-12-07T14:26:24.545844Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m pmr::node: up";
+        assert_eq!(log_clock_ms(line), Some(1_796_653_584_545));
+        assert_eq!(
+            log_clock_ms("2026-12-07T14:26:24Z INFO plain"),
+            Some(1_796_653_584_000)
+        );
+        assert_eq!(log_clock_ms("thread 'main' panicked"), None);
+        assert_eq!(log_clock_ms(""), None);
+    }
 
     #[test]
     fn a_truncation_that_cuts_nothing_fails() {
