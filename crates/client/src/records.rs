@@ -182,26 +182,15 @@ fn cid_text(cid: &PMR::Cid) -> Result<String, RecordError> {
         .map_err(|e| RecordError::Malformed(format!("a CID on-chain is not usable: {e}")))
 }
 
-/// A read-only PMR call on node `c` at its latest height; a revert is an error.
-async fn call_on<C: SolCall>(c: &PmrClient, call: &C) -> Result<C::Return, RecordError> {
-    let out = c
-        .call(None, PMR_ADDRESS, call.abi_encode().into(), None)
-        .await?;
-    if !out.success {
-        return Err(RecordError::Reverted(describe_revert(&out.output)));
-    }
-    C::abi_decode_returns(&out.output)
-        .map_err(|e| RecordError::Malformed(format!("cannot decode a PMR answer: {e}")))
-}
-
-/// [`call_on`] at `height`.
-async fn call_at<C: SolCall>(
+/// A read-only PMR call on node `c` at `height` (its latest when `None`); a revert is an
+/// error.
+async fn call_on<C: SolCall>(
     c: &PmrClient,
     call: &C,
-    height: u64,
+    height: Option<u64>,
 ) -> Result<C::Return, RecordError> {
     let out = c
-        .call(None, PMR_ADDRESS, call.abi_encode().into(), Some(height))
+        .call(None, PMR_ADDRESS, call.abi_encode().into(), height)
         .await?;
     if !out.success {
         return Err(RecordError::Reverted(describe_revert(&out.output)));
@@ -304,7 +293,7 @@ impl Network {
 
     /// A read-only PMR call at the latest height.
     pub async fn view<C: SolCall>(&self, call: C) -> Result<C::Return, RecordError> {
-        call_on(self.primary(), &call).await
+        call_on(self.primary(), &call, None).await
     }
 
     /// A read-only call answered by every reachable node, which must all agree: for what a
@@ -315,7 +304,7 @@ impl Network {
     {
         let mut agreed = None;
         for c in &self.nodes {
-            agree(&mut agreed, call_on(c, &call).await?, C::SIGNATURE, c)?;
+            agree(&mut agreed, call_on(c, &call, None).await?, C::SIGNATURE, c)?;
         }
         agreed.ok_or_else(|| RecordError::NoNode("no node answered".into()))
     }
@@ -595,7 +584,7 @@ impl Network {
     ) -> Result<Scanned, RecordError> {
         let c = self.primary();
         let height = c.status().await?.height;
-        let total = call_at(c, &PMR::totalMintedCall {}, height).await?;
+        let total = call_on(c, &PMR::totalMintedCall {}, Some(height)).await?;
         let last = u64::try_from(total)
             .map_err(|_| RecordError::Malformed(format!("totalMinted {total}")))?;
         let mut scanned = Scanned {
@@ -611,7 +600,7 @@ impl Network {
                 from: U256::from(next),
                 count: U256::from(count),
             };
-            let batch = call_at(c, &call, height).await?;
+            let batch = call_on(c, &call, Some(height)).await?;
             if batch.len() as u64 != count {
                 return Err(RecordError::Malformed(format!(
                     "asked for {count} announcements from token {next}, got {}",
@@ -635,17 +624,17 @@ impl Network {
         Ok(scanned)
     }
 
-    /// The announcement of `token`.
-    async fn announcement_of(&self, token: U256) -> Result<pmr_privacy::Announcement, RecordError> {
+    /// The one-time owner of `token`, as announced.
+    async fn one_time_owner_of(&self, token: U256) -> Result<PMR::OneTimeOwner, RecordError> {
         let one = self
             .view(PMR::announcementsCall {
                 from: token,
                 count: U256::from(1),
             })
             .await?;
-        match one.first() {
-            Some(a) => Ok(pmr_contract::stealth::announcement(&a.to)),
-            _ => Err(RecordError::Refused(format!(
+        match one.into_iter().next() {
+            Some(a) => Ok(a.to),
+            None => Err(RecordError::Refused(format!(
                 "no record with token {token}"
             ))),
         }
@@ -658,20 +647,16 @@ impl Network {
         patient: &Identity,
         token: U256,
     ) -> Result<Identity, RecordError> {
-        let a = self.announcement_of(token).await?;
-        let keys = patient
-            .stealth_keys()
-            .map_err(|e| RecordError::Refused(e.to_string()))?;
-        let secret = keys.one_time_secret(&a).map_err(|_| {
-            RecordError::NotOwner(format!(
-                "token {token} is not {}'s record (its one-time owner {} is not derived from \
+        let o = self.one_time_owner_of(token).await?;
+        let wallet =
+            pmr_contract::stealth::one_time_wallet(patient.wallet(), &o).map_err(|_| {
+                RecordError::NotOwner(format!(
+                    "token {token} is not {}'s record (its one-time owner {} is not derived from \
                  this key's meta-address): only the patient can do this",
-                patient.address(),
-                a.owner
-            ))
-        })?;
-        let wallet = Wallet::from_bytes(&B256::from(*secret))
-            .map_err(|e| RecordError::Refused(format!("one-time key: {e}")))?;
+                    patient.address(),
+                    o.owner
+                ))
+            })?;
         Ok(patient.acting_as(wallet))
     }
 

@@ -111,10 +111,7 @@ pub fn register_patient_call(
     pseudonym_commitment: B256,
     encryption_key: B256,
 ) -> Result<PMR::registerPatientCall, WalletError> {
-    let meta = pmr_privacy::StealthKeys::derive(&patient.secret())
-        .map_err(|e| WalletError::Sign(e.to_string()))?
-        .meta_address()
-        .to_bytes();
+    let meta = crate::stealth::meta_address_of(patient)?.to_bytes();
     register_patient_call_with(
         patient,
         chain_id,

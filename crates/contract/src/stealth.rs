@@ -38,11 +38,15 @@ pub fn mint_to(meta: &StealthMetaAddress, record_type: u32) -> PMR::OneTimeOwner
     ))
 }
 
+/// The stealth keys `patient`'s account key derives.
+fn keys_of(patient: &Wallet) -> Result<pmr_privacy::StealthKeys, WalletError> {
+    pmr_privacy::StealthKeys::derive(&patient.secret())
+        .map_err(|e| WalletError::Sign(e.to_string()))
+}
+
 /// The meta-address `patient`'s account key derives (what its registration publishes).
 pub fn meta_address_of(patient: &Wallet) -> Result<StealthMetaAddress, WalletError> {
-    Ok(pmr_privacy::StealthKeys::derive(&patient.secret())
-        .map_err(|e| WalletError::Sign(e.to_string()))?
-        .meta_address())
+    Ok(keys_of(patient)?.meta_address())
 }
 
 /// [`mint_to`] the patient whose account is `patient` (tests, the load generator).
@@ -56,9 +60,7 @@ pub fn mint_to_account(
 /// The wallet of `o`'s one-time owner, for the patient whose account is `patient`: what signs
 /// that record's grants, revocations and versions. Fails when `o` is not the patient's.
 pub fn one_time_wallet(patient: &Wallet, o: &PMR::OneTimeOwner) -> Result<Wallet, WalletError> {
-    let keys = pmr_privacy::StealthKeys::derive(&patient.secret())
-        .map_err(|e| WalletError::Sign(e.to_string()))?;
-    let secret = keys
+    let secret = keys_of(patient)?
         .one_time_secret(&announcement(o))
         .map_err(|e| WalletError::Sign(e.to_string()))?;
     Wallet::from_bytes(&B256::from(*secret))

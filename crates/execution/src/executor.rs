@@ -15,14 +15,16 @@ use crate::changeset::next_state_root;
 use crate::genesis::genesis_changes;
 use crate::key_filter::KeyFilter;
 use crate::receipt::{encode_receipts, encode_receipts_with_root, Log};
-use crate::runner::{build_evm, owner_call, revm_block_env, static_checks, BlockRunner, Rules};
+use crate::runner::{
+    admitted_as_owner, build_evm, revm_block_env, static_checks, BlockRunner, Rules,
+};
 use crate::state_db::{
     changed_pages, load_key_filter, read_block_info, read_head, read_receipts, write_block, Head,
     StateReader,
 };
 use crate::types::{AccountView, BlockEnv, BuiltBlock, CallOutcome, ExecutedBlock};
 use crate::{ExecutionError, Receipt, TxRejection};
-use pmr_contract::{owns_record, ContractLayout, PMR_ADDRESS};
+use pmr_contract::{ContractLayout, PMR_ADDRESS};
 
 const TARGET: &str = "pmr::execution";
 
@@ -162,25 +164,14 @@ impl Executor {
         let permitted = reader
             .storage(&PMR_ADDRESS, &self.rules.layout.permitted_key(sender))
             .map_err(unavailable)?;
-        if permitted.is_zero() {
-            // A record's one-time owner is on no list: it may send the calls only an owner may
-            // make, about its own record.
-            let layout = &self.rules.layout;
-            let owns = match owner_call(tx, layout) {
-                Some(key) => {
-                    owns_record(
-                        reader.storage(&PMR_ADDRESS, &key).map_err(unavailable)?,
-                        sender,
-                    ) && reader
-                        .storage(&PMR_ADDRESS, &layout.removed_key(sender))
-                        .map_err(unavailable)?
-                        .is_zero()
-                }
-                None => false,
-            };
-            if !owns {
-                return Err(TxRejection::NotPermitted(sender));
-            }
+        // A record's one-time owner is on no list: it may send the calls only an owner may
+        // make, about its own record.
+        if permitted.is_zero()
+            && !admitted_as_owner(tx, &self.rules.layout, |slot| {
+                reader.storage(&PMR_ADDRESS, &slot).map_err(unavailable)
+            })?
+        {
+            return Err(TxRejection::NotPermitted(sender));
         }
         let expected = reader
             .account(&sender)

@@ -78,14 +78,24 @@ pub fn intrinsic_gas(tx: &SignedTx) -> u64 {
     gas.initial_total_gas().max(gas.floor_gas)
 }
 
-/// The storage key of the record whose owner `tx` must be to be admitted without being on the
-/// permission list: `Some` for an owner-only call to the PMR contract (see
-/// [`owner_call_token`]).
-pub(crate) fn owner_call(tx: &SignedTx, layout: &ContractLayout) -> Option<U256> {
+/// Whether `tx`'s sender, not on the permission list, is admitted as a record's one-time
+/// owner: an owner-only call to the PMR contract (see [`owner_call_token`]) about a record it
+/// owns, from an account the admin has not removed. `slot` reads a PMR storage slot in the state
+/// admission judges against (the committed head for the mempool, the block so far in a block).
+pub(crate) fn admitted_as_owner<E>(
+    tx: &SignedTx,
+    layout: &ContractLayout,
+    mut slot: impl FnMut(U256) -> Result<U256, E>,
+) -> Result<bool, E> {
     if tx.to() != Some(PMR_ADDRESS) {
-        return None;
+        return Ok(false);
     }
-    owner_call_token(tx.input()).map(|token| layout.record_owner_key(token))
+    let Some(token) = owner_call_token(tx.input()) else {
+        return Ok(false);
+    };
+    let sender = tx.sender();
+    Ok(owns_record(slot(layout.record_owner_key(token))?, sender)
+        && slot(layout.removed_key(sender))?.is_zero())
 }
 
 /// Checks that need no state: contract creation, value, gas limits, intrinsic gas.
@@ -211,20 +221,10 @@ impl BlockRunner {
             .permitted_keys
             .entry(sender)
             .or_insert_with(|| layout.permitted_key(sender));
-        if self.storage_now(PMR_ADDRESS, key)?.is_zero() {
-            // A one-time owner, unless the admin removed it.
-            let owns = match owner_call(tx, &layout) {
-                Some(record) => {
-                    owns_record(self.storage_now(PMR_ADDRESS, record)?, sender)
-                        && self
-                            .storage_now(PMR_ADDRESS, layout.removed_key(sender))?
-                            .is_zero()
-                }
-                None => false,
-            };
-            if !owns {
-                return Ok(Err(TxRejection::NotPermitted(sender)));
-            }
+        if self.storage_now(PMR_ADDRESS, key)?.is_zero()
+            && !admitted_as_owner(tx, &layout, |slot| self.storage_now(PMR_ADDRESS, slot))?
+        {
+            return Ok(Err(TxRejection::NotPermitted(sender)));
         }
         let expected = self.nonce_now(sender)?;
         if tx.nonce() < expected {

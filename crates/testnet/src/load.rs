@@ -366,9 +366,8 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
         setup.push(c0.submit(raw).await.map_err(load_err)?);
     }
     let patient_wallet = Wallet::random();
-    let patient_meta = pmr_privacy::StealthKeys::derive(&patient_wallet.secret())
-        .map_err(|e| HarnessError::Load(e.to_string()))?
-        .meta_address();
+    let patient_meta = pmr_contract::stealth::meta_address_of(&patient_wallet)
+        .map_err(|e| HarnessError::Load(e.to_string()))?;
     if spec.kind == LoadKind::Mint {
         let data = pmr_contract::register_patient_call(
             &patient_wallet,
