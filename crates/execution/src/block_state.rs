@@ -22,7 +22,10 @@ use revm::state::{Account, AccountInfo, Bytecode};
 use revm::Database;
 
 use crate::changeset::{AccountState, ChangeSet};
-use crate::state_db::{changed_pages, index_in_page, page_of, Page, PageWrite, StateReader};
+use crate::commitment::StateLattice;
+use crate::state_db::{
+    changed_pages, index_in_page, lattice_delta, page_of, Page, PageWrite, StateReader,
+};
 use crate::ExecutionError;
 
 impl DBErrorMarker for ExecutionError {}
@@ -145,11 +148,11 @@ impl BlockState {
 
     /// The block's changes from the state its journal accumulated (finalized once, when the
     /// block ends): every account, slot and code whose value differs from the block's start,
-    /// and the storage pages they leave.
+    /// the storage pages they leave, and what they change in the state lattice.
     pub(crate) fn into_changes(
         mut self,
         journal: AddressMap<Account>,
-    ) -> Result<(ChangeSet, Vec<PageWrite>), ExecutionError> {
+    ) -> Result<(ChangeSet, Vec<PageWrite>, StateLattice), ExecutionError> {
         let mut touched: Vec<(Address, Account)> = journal
             .into_iter()
             .filter(|(_, account)| account.is_touched())
@@ -209,7 +212,13 @@ impl BlockState {
         let pages = changed_pages(&changes, |address, page| {
             self.original_page(address, page).copied()
         });
-        Ok((changes, pages))
+        let delta = lattice_delta(
+            &changes,
+            &pages,
+            |address| self.base_accounts.get(address).copied().flatten(),
+            |address, page| self.original_page(address, page).copied(),
+        );
+        Ok((changes, pages, delta))
     }
 }
 

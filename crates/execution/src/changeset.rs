@@ -1,29 +1,7 @@
-//! The state changes of one block and the state commitment built from them.
-//!
-//! # The state commitment
-//!
-//! ```text
-//! state_root(0) = blake3(0x00 * 32 || be64(0) || digest(genesis changes))
-//! state_root(h) = blake3(state_root(h - 1) || be64(h) || digest(changes of block h))
-//! digest(c)     = blake3(canonical encoding of c, every entry sorted by key)
-//! ```
-//!
-//! BLAKE3, not keccak: these hashes are the chain's own commitments, not EVM semantics, and a
-//! block of mints encodes ~600 bytes of changes per mint, which BLAKE3 hashes several times
-//! faster.
-//!
-//! The canonical encoding lists, in this order and each sorted by key: accounts
-//! (`0x01 || address || 0x00` when deleted, `0x01 || address || 0x01 || be64(nonce) ||
-//! be256(balance) || code_hash` otherwise), storage slots (`0x02 || address || be256(slot) ||
-//! be256(value)`), and new code (`0x03 || code_hash || be64(len) || code`). An entry is listed
-//! only when the block changed it (its value after the block differs from before).
-//!
-//! This is a hash chain over change sets, not a Merkle-Patricia trie: every validator that
-//! executed the same blocks from the same genesis computes the same root, and any difference
-//! in any account, slot or code in any block changes every later root, so divergence is
-//! detected at the first block where it happens. It does not let anyone prove one slot's
-//! value against a root without replaying the chain, and two states reached by different
-//! histories have different roots even if equal.
+//! The state changes of one block: every account, storage slot and code whose value after
+//! the block differs from before, each list sorted by key. The executor stores them (as
+//! storage pages, see `state_db.rs`) and updates the state commitment from them (see
+//! `commitment.rs`).
 
 use alloy_primitives::{Address, Bytes, B256, U256};
 
@@ -62,9 +40,6 @@ impl AccountState {
         })
     }
 }
-
-/// `0x02 || address || be256(slot) || be256(value)`.
-const STORAGE_ENTRY_LEN: usize = 1 + 20 + 32 + 32;
 
 /// The state changes of one block, each list sorted by key with no key twice.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -117,53 +92,6 @@ impl ChangeSet {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// BLAKE3 of the canonical encoding. The encoding is built in one buffer first: BLAKE3
-    /// hashes a long contiguous input many chunks at a time (SIMD), far faster than a stream of
-    /// small updates.
-    pub fn digest(&self) -> B256 {
-        let code_bytes: usize = self.codes.iter().map(|(_, c)| 41 + c.len()).sum();
-        let mut buf = Vec::with_capacity(
-            self.accounts.len() * (22 + AccountState::ENCODED_LEN)
-                + self.storage.len() * STORAGE_ENTRY_LEN
-                + code_bytes,
-        );
-        for (address, account) in &self.accounts {
-            buf.push(1u8);
-            buf.extend_from_slice(address.as_slice());
-            match account {
-                None => buf.push(0u8),
-                Some(a) => {
-                    buf.push(1u8);
-                    buf.extend_from_slice(&a.encode());
-                }
-            }
-        }
-        for (address, slot, value) in &self.storage {
-            let mut entry = [0u8; STORAGE_ENTRY_LEN];
-            entry[0] = 2;
-            entry[1..21].copy_from_slice(address.as_slice());
-            entry[21..53].copy_from_slice(&slot.to_be_bytes::<32>());
-            entry[53..].copy_from_slice(&value.to_be_bytes::<32>());
-            buf.extend_from_slice(&entry);
-        }
-        for (hash, code) in &self.codes {
-            buf.push(3u8);
-            buf.extend_from_slice(hash.as_slice());
-            buf.extend_from_slice(&(code.len() as u64).to_be_bytes());
-            buf.extend_from_slice(code);
-        }
-        B256::from(*blake3::hash(&buf).as_bytes())
-    }
-}
-
-/// The state root after a block at `height` with `changes`, on top of `parent_root`.
-pub fn next_state_root(parent_root: B256, height: u64, changes: &ChangeSet) -> B256 {
-    let mut h = blake3::Hasher::new();
-    h.update(parent_root.as_slice());
-    h.update(&height.to_be_bytes());
-    h.update(changes.digest().as_slice());
-    B256::from(*h.finalize().as_bytes())
 }
 
 fn sort_last_wins<T, K: Ord>(mut entries: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
@@ -210,12 +138,6 @@ mod tests {
         ChangeSet::from_unsorted(accounts, storage, vec![])
     }
 
-    /// Every entry changes a slot and its account.
-    fn build(entries: &[(u8, u64, u64)]) -> ChangeSet {
-        let accounts: Vec<_> = entries.iter().map(|(a, _, v)| (*a, *v)).collect();
-        build_from(entries, &accounts)
-    }
-
     /// A deterministic shuffle from `seed` (xorshift64).
     fn shuffle<T>(items: &mut [T], seed: u64) {
         let mut x = seed | 1;
@@ -249,24 +171,6 @@ mod tests {
             // Lists already in key order (as the executor collects them) give the same set.
             let sorted = ChangeSet::from_sorted(b.accounts.clone(), b.storage.clone(), vec![]);
             prop_assert_eq!(&sorted, &a);
-            prop_assert_eq!(next_state_root(B256::ZERO, 5, &a), next_state_root(B256::ZERO, 5, &b));
-        }
-
-        /// Changing any one slot value, or adding one slot, changes the root.
-        #[test]
-        fn root_is_sensitive_to_every_slot(entries in slot_entries(), pick in any::<usize>(), delta in 1u64..) {
-            let base = build(&entries);
-            let root = next_state_root(B256::ZERO, 9, &base);
-            let mut changed = base.clone();
-            let i = pick % changed.storage.len();
-            changed.storage[i].2 = changed.storage[i].2.wrapping_add(U256::from(delta));
-            prop_assert_ne!(next_state_root(B256::ZERO, 9, &changed), root);
-            let mut extra = base.clone();
-            extra.storage.push((Address::repeat_byte(0xee), U256::from(pick), U256::from(delta)));
-            prop_assert_ne!(next_state_root(B256::ZERO, 9, &extra), root);
-            // The parent root and the height are bound too.
-            prop_assert_ne!(next_state_root(B256::repeat_byte(1), 9, &base), root);
-            prop_assert_ne!(next_state_root(B256::ZERO, 10, &base), root);
         }
     }
 
@@ -295,7 +199,7 @@ mod tests {
             vec![],
             vec![],
         );
-        assert_ne!(deleted.digest(), zeroed.digest());
+        assert_ne!(deleted, zeroed);
         let s = AccountState {
             nonce: 3,
             balance: U256::from(9),

@@ -161,6 +161,9 @@ pub enum ExecutionError {
          a healthy validator"
     )]
     Corrupt(String),
+    /// A state snapshot was refused: malformed, or not the state the trusted root names.
+    #[error("state snapshot refused: {0}")]
+    Snapshot(String),
     /// revm failed with an error that is neither a transaction nor a database error.
     #[error("the EVM failed: {0}")]
     Evm(String),

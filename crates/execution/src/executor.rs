@@ -11,7 +11,7 @@ use revm::context::TxEnv;
 use revm::ExecuteEvm;
 
 use crate::block_state::{BlockState, CodeCache};
-use crate::changeset::next_state_root;
+use crate::commitment::StateLattice;
 use crate::genesis::genesis_changes;
 use crate::key_filter::KeyFilter;
 use crate::receipt::{encode_receipts, encode_receipts_with_root, Log};
@@ -19,8 +19,8 @@ use crate::runner::{
     admitted_as_owner, build_evm, revm_block_env, static_checks, BlockRunner, Rules,
 };
 use crate::state_db::{
-    changed_pages, load_key_filter, read_block_info, read_head, read_receipts, write_block, Head,
-    StateReader,
+    changed_pages, lattice_delta, load_key_filter, read_block_info, read_head, read_receipts,
+    recompute_lattice, write_block, Head, StateCounts, StateReader,
 };
 use crate::types::{AccountView, BlockEnv, BuiltBlock, CallOutcome, ExecutedBlock};
 use crate::{ExecutionError, Receipt, TxRejection};
@@ -47,6 +47,44 @@ const SLOTS_PER_TX: usize = 8;
 /// larger block grows the map as it goes.
 const MAX_RESERVED_SLOTS: usize = 1 << 18;
 
+/// The state genesis leaves: its changes, pages and lattice.
+fn genesis_state(
+    genesis: &Genesis,
+    code_cache: CodeCache,
+) -> Result<
+    (
+        crate::ChangeSet,
+        Vec<crate::state_db::PageWrite>,
+        StateLattice,
+    ),
+    ExecutionError,
+> {
+    let changes = genesis_changes(genesis, code_cache)?;
+    let pages = changed_pages(&changes, |_, _| None);
+    let lattice = lattice_delta(&changes, &pages, |_| None, |_, _| None);
+    Ok((changes, pages, lattice))
+}
+
+/// The result of [`Executor::verify_stored_state`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StateCheck {
+    /// The executed head's height.
+    pub height: u64,
+    /// The state root the head records (the one its block's header carries).
+    pub recorded_root: B256,
+    /// The root recomputed from the stored entries.
+    pub computed_root: B256,
+    /// The entries read.
+    pub counts: StateCounts,
+}
+
+impl StateCheck {
+    /// Whether the stored state is the one the head commits to, and the check read entries.
+    pub fn matches(&self) -> bool {
+        self.recorded_root == self.computed_root && self.counts.total() > 0
+    }
+}
+
 impl std::fmt::Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Executor")
@@ -63,8 +101,8 @@ impl Executor {
     pub fn open(store: Store, genesis: &Genesis) -> Result<Self, ExecutionError> {
         let layout = *ContractLayout::get()?;
         let code_cache = CodeCache::default();
-        let changes = genesis_changes(genesis, code_cache.clone())?;
-        let genesis_root = next_state_root(B256::ZERO, 0, &changes);
+        let (changes, pages, genesis_lattice) = genesis_state(genesis, code_cache.clone())?;
+        let genesis_root = genesis_lattice.root();
         let head = match read_head(&store)? {
             Some(head) => {
                 let info = read_block_info(&store, 0)?.ok_or_else(|| {
@@ -81,12 +119,12 @@ impl Executor {
             }
             None => {
                 let mut batch = store.batch();
-                let pages = changed_pages(&changes, |_, _| None);
                 write_block(
                     &mut batch,
                     0,
                     genesis.genesis_time_ms,
                     genesis_root,
+                    &genesis_lattice,
                     &changes,
                     &pages,
                     Some(&encode_receipts(&[])),
@@ -96,6 +134,7 @@ impl Executor {
                 Head {
                     height: 0,
                     state_root: genesis_root,
+                    lattice: Arc::new(genesis_lattice),
                 }
             }
         };
@@ -121,7 +160,7 @@ impl Executor {
 
     /// The executed and committed head: `(height, state root)`.
     pub fn head(&self) -> (u64, B256) {
-        let head = *self.head.read();
+        let head = self.head.read();
         (head.height, head.state_root)
     }
 
@@ -206,7 +245,7 @@ impl Executor {
 
     /// A runner on the executed head for a block of about `txs` transactions.
     fn start(&self, env: &BlockEnv, txs: usize) -> Result<(BlockRunner, Head), ExecutionError> {
-        let head = *self.head.read();
+        let head = self.head.read().clone();
         if env.height != head.height + 1 {
             return Err(ExecutionError::WrongHeight {
                 expected: head.height + 1,
@@ -228,15 +267,19 @@ impl Executor {
         let crate::runner::Finished {
             changes,
             pages,
+            delta,
             receipts,
             gas_used,
         } = runner.finish()?;
+        let mut lattice = StateLattice::clone(&parent.lattice);
+        lattice.add(&delta);
         let (receipts_encoded, receipts_root) = encode_receipts_with_root(&receipts);
         Ok(ExecutedBlock {
             height: env.height,
             timestamp_ms: env.timestamp_ms,
             parent_state_root: parent.state_root,
-            state_root: next_state_root(parent.state_root, env.height, &changes),
+            state_root: lattice.root(),
+            lattice: Arc::new(lattice),
             receipts_root,
             gas_used,
             receipts,
@@ -316,7 +359,7 @@ impl Executor {
     /// calls [`Executor::mark_committed`]. `executed` must have been executed on the current
     /// head.
     pub fn write_to_batch(&self, executed: &ExecutedBlock, batch: &mut Batch<'_>) {
-        let head = *self.head.read();
+        let head = self.head.read();
         if executed.height != head.height + 1 || executed.parent_state_root != head.state_root {
             tracing::error!(
                 target: TARGET,
@@ -330,6 +373,7 @@ impl Executor {
             executed.height,
             executed.timestamp_ms,
             executed.state_root,
+            &executed.lattice,
             &executed.changes,
             &executed.pages,
             Some(&executed.receipts_encoded),
@@ -361,9 +405,45 @@ impl Executor {
                 *head = Head {
                     height: executed.height,
                     state_root: executed.state_root,
+                    lattice: executed.lattice.clone(),
                 };
             }
         }
+    }
+
+    /// Writes the state snapshot at `path` (see [`crate::export_snapshot`]) into `store`,
+    /// which must be empty, after checking it against `trusted_root` (the state root of a
+    /// header the network signed) and this genesis: an executor opened on `store` then starts
+    /// at the snapshot's height. A snapshot whose entries do not give `trusted_root` is
+    /// refused and nothing is written.
+    pub fn import_snapshot(
+        store: &Store,
+        genesis: &Genesis,
+        path: &std::path::Path,
+        trusted_root: B256,
+    ) -> Result<crate::SnapshotInfo, ExecutionError> {
+        let genesis_root = genesis_state(genesis, CodeCache::default())?.2.root();
+        crate::snapshot::import_snapshot(
+            store,
+            path,
+            trusted_root,
+            (genesis_root, genesis.genesis_time_ms),
+        )
+    }
+
+    /// Recomputes the state commitment from every entry of the state stored at the executed
+    /// head (a pass over the whole state) and compares it with the head's root. Opens no
+    /// executor: run it on a store no node is writing to.
+    pub fn verify_stored_state(store: &Store) -> Result<StateCheck, ExecutionError> {
+        let head = read_head(store)?
+            .ok_or_else(|| ExecutionError::Corrupt("the store holds no executed state".into()))?;
+        let (lattice, counts) = recompute_lattice(store, head.height)?;
+        Ok(StateCheck {
+            height: head.height,
+            recorded_root: head.state_root,
+            computed_root: lattice.root(),
+            counts,
+        })
     }
 
     /// The receipts of a committed height (`Some(vec![])` for genesis and empty blocks).

@@ -76,7 +76,7 @@ pub(crate) fn genesis_changes(
     };
     let journal = evm.finalize();
     // Genesis starts from nothing: its pages follow from its changes alone (see `Executor::open`).
-    let (changes, _) = evm.ctx.journaled_state.database.into_changes(journal)?;
+    let (changes, _, _) = evm.ctx.journaled_state.database.into_changes(journal)?;
     let accounts = changes
         .accounts
         .into_iter()

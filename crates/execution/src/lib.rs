@@ -14,24 +14,30 @@
 //!   RocksDB batch, so a block and its state are committed atomically.
 //! - State is versioned by height, storage in pages of 8 slots (layout in `state_db.rs`), so
 //!   [`Executor::call`] and [`Executor::account`] work at any committed height.
-//! - The state commitment is a hash chain over each block's sorted change set; see
-//!   [`next_state_root`] for its definition and limits.
+//! - The state root is a lattice hash of every stored account, storage page and code, updated
+//!   by each block in work proportional to its changes; see [`StateLattice`] for its
+//!   definition and limits, [`Executor::verify_stored_state`] to recompute it from disk.
 
 mod block_state;
 mod changeset;
+mod commitment;
 mod error;
 mod executor;
 mod genesis;
 mod key_filter;
 mod receipt;
 mod runner;
+mod snapshot;
 mod state_db;
 mod types;
 
-pub use changeset::{next_state_root, AccountState, ChangeSet};
+pub use changeset::{AccountState, ChangeSet};
+pub use commitment::StateLattice;
 pub use error::{ExecutionError, TxRejection};
-pub use executor::Executor;
+pub use executor::{Executor, StateCheck};
 pub use genesis::constructor_args;
 pub use receipt::{receipt_proof, receipts_root, verify_receipt, Log, Receipt};
 pub use runner::{intrinsic_gas, SPEC};
+pub use snapshot::{export_snapshot, verify_snapshot, SnapshotInfo};
+pub use state_db::StateCounts;
 pub use types::{AccountView, BlockEnv, BuiltBlock, CallOutcome, ExecutedBlock};

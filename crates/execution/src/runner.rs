@@ -14,6 +14,7 @@ use revm::{Context, ExecuteEvm, MainBuilder, MainContext};
 
 use crate::block_state::BlockState;
 use crate::changeset::ChangeSet;
+use crate::commitment::StateLattice;
 use crate::receipt::{Log, Receipt};
 use crate::state_db::PageWrite;
 use crate::{BlockEnv, ExecutionError, TxRejection};
@@ -167,6 +168,8 @@ pub(crate) fn tx_env(tx: &SignedTx, chain_id: u64) -> TxEnv {
 pub(crate) struct Finished {
     pub changes: ChangeSet,
     pub pages: Vec<PageWrite>,
+    /// What the block changes in the state lattice (see `commitment.rs`).
+    pub delta: StateLattice,
     pub receipts: Vec<Receipt>,
     pub gas_used: u64,
 }
@@ -321,7 +324,7 @@ impl BlockRunner {
     /// The block's changes (and the storage pages they leave), receipts and gas used.
     pub(crate) fn finish(mut self) -> Result<Finished, ExecutionError> {
         let journal = self.evm.finalize();
-        let (changes, pages) = self
+        let (changes, pages, delta) = self
             .evm
             .ctx
             .journaled_state
@@ -330,6 +333,7 @@ impl BlockRunner {
         Ok(Finished {
             changes,
             pages,
+            delta,
             receipts: self.receipts,
             gas_used: self.gas_used,
         })

@@ -7,6 +7,7 @@
 //! | Code     | code hash                                 | code bytes                          |
 //! | Receipts | be64(height)                              | RLP list of receipts                |
 //! | Meta     | `execution/head`                          | be64(height) ‖ state root           |
+//! | Meta     | `execution/lattice`                       | the head's [`StateLattice`] (2,048 bytes) |
 //! | Meta     | `execution/block/` ‖ be64(height)         | state root ‖ be64(timestamp ms)     |
 //!
 //! A version is written only at the heights where the value changed. Reading key `k` at height
@@ -26,11 +27,13 @@ use pmr_storage::{Batch, Column, Store};
 use std::sync::Arc;
 
 use crate::changeset::{AccountState, ChangeSet};
+use crate::commitment::{account_entry, code_entry, page_entry, StateLattice};
 use crate::key_filter::KeyFilter;
 use crate::receipt::{decode_receipts, Receipt};
 use crate::ExecutionError;
 
 const HEAD_KEY: &[u8] = b"execution/head";
+const LATTICE_KEY: &[u8] = b"execution/lattice";
 const BLOCK_PREFIX: &[u8] = b"execution/block/";
 
 fn inverted(height: u64) -> [u8; 8] {
@@ -76,12 +79,12 @@ pub(crate) struct Page(pub [U256; PAGE_SLOTS]);
 
 impl Page {
     /// Largest encoding: the mask byte and every slot.
-    const MAX_ENCODED_LEN: usize = 1 + 32 * PAGE_SLOTS;
+    pub(crate) const MAX_ENCODED_LEN: usize = 1 + 32 * PAGE_SLOTS;
 
     /// A mask byte (bit `i` set when slot `i` is not zero), then those slots' values, 32 bytes
     /// each, in slot order. A page of zeros is the one byte `0`: it is written when a block
     /// clears a page's last slot, so that reads at later heights see zeros.
-    fn encode(&self, out: &mut [u8; Self::MAX_ENCODED_LEN]) -> usize {
+    pub(crate) fn encode(&self, out: &mut [u8; Self::MAX_ENCODED_LEN]) -> usize {
         let mut mask = 0u8;
         let mut len = 1;
         for (i, value) in self.0.iter().enumerate() {
@@ -100,7 +103,7 @@ impl Page {
         1 + 32 * self.0.iter().filter(|value| !value.is_zero()).count()
     }
 
-    fn decode(bytes: &[u8]) -> Option<Self> {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
         let (&mask, mut values) = bytes.split_first()?;
         if values.len() != 32 * mask.count_ones() as usize {
             return None;
@@ -148,10 +151,12 @@ fn block_key(height: u64) -> Vec<u8> {
 }
 
 /// The executed head: the last height whose state is committed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Head {
     pub height: u64,
     pub state_root: B256,
+    /// The lattice whose root is `state_root`, which the next block updates.
+    pub lattice: Arc<StateLattice>,
 }
 
 /// Per-height facts kept for queries.
@@ -279,25 +284,26 @@ pub(crate) fn block_batch_bytes(
         .iter()
         .map(|(_, code)| 32 + code.len() + FRAMING)
         .sum();
-    accounts + storage + codes + receipts_len + 256
+    accounts + storage + codes + receipts_len + 256 + crate::commitment::LATTICE_BYTES + 32
 }
 
 /// Stages a block's changes (its storage as the `pages` it leaves, from [`changed_pages`]),
 /// receipts and the new head into `batch`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write_block(
     batch: &mut Batch<'_>,
     height: u64,
     timestamp_ms: u64,
     state_root: B256,
+    lattice: &StateLattice,
     changes: &ChangeSet,
     pages: &[PageWrite],
     receipts: Option<&[u8]>,
 ) {
     for (address, account) in &changes.accounts {
-        let key = account_key(address, height);
         match account {
-            Some(a) => batch.put(Column::Accounts, &key, &a.encode()),
-            None => batch.put(Column::Accounts, &key, &[]),
+            Some(a) => put_account(batch, address, height, a),
+            None => batch.put(Column::Accounts, &account_key(address, height), &[]),
         }
     }
     let mut value = [0u8; Page::MAX_ENCODED_LEN];
@@ -315,14 +321,7 @@ pub(crate) fn write_block(
     if let Some(receipts) = receipts {
         batch.put(Column::Receipts, &height.to_be_bytes(), receipts);
     }
-    let mut info = [0u8; 40];
-    info[..32].copy_from_slice(state_root.as_slice());
-    info[32..].copy_from_slice(&timestamp_ms.to_be_bytes());
-    batch.put(Column::Meta, &block_key(height), &info);
-    let mut head = [0u8; 40];
-    head[..8].copy_from_slice(&height.to_be_bytes());
-    head[8..].copy_from_slice(state_root.as_slice());
-    batch.put(Column::Meta, HEAD_KEY, &head);
+    put_head(batch, height, timestamp_ms, state_root, lattice);
 }
 
 /// Every storage page in the database, for [`KeyFilter`] at startup.
@@ -353,10 +352,269 @@ pub(crate) fn read_head(store: &Store) -> Result<Option<Head>, ExecutionError> {
     }
     let mut h = [0u8; 8];
     h.copy_from_slice(&v[..8]);
+    let height = u64::from_be_bytes(h);
+    let state_root = B256::from_slice(&v[8..]);
+    let lattice = store
+        .get(Column::Meta, LATTICE_KEY)?
+        .and_then(|l| StateLattice::from_bytes(&l))
+        .ok_or_else(|| {
+            ExecutionError::Corrupt(
+                "the execution head has no state lattice (written by a version before the \
+                 state commitment: re-create this node's data directory)"
+                    .into(),
+            )
+        })?;
+    if lattice.root() != state_root {
+        return Err(ExecutionError::Corrupt(format!(
+            "the stored state lattice gives root {} but the execution head at height {height} \
+             records {state_root}",
+            lattice.root()
+        )));
+    }
     Ok(Some(Head {
-        height: u64::from_be_bytes(h),
-        state_root: B256::from_slice(&v[8..]),
+        height,
+        state_root,
+        lattice: Arc::new(lattice),
     }))
+}
+
+/// What the block changes in the state lattice: for every changed account and page, the
+/// element of its value before the block (`before_account`, `before_page`; `None` when it did
+/// not exist or held only zeros) taken out and that of its value after put in; every new code
+/// put in. Adding the result to the parent's lattice gives the block's.
+pub(crate) fn lattice_delta(
+    changes: &ChangeSet,
+    pages: &[PageWrite],
+    mut before_account: impl FnMut(&Address) -> Option<AccountState>,
+    mut before_page: impl FnMut(&Address, &U256) -> Option<Page>,
+) -> StateLattice {
+    let mut delta = StateLattice::empty();
+    for (address, after) in &changes.accounts {
+        if let Some(before) = before_account(address) {
+            delta.remove(&account_entry(address, &before));
+        }
+        if let Some(after) = after {
+            delta.insert(&account_entry(address, after));
+        }
+    }
+    let mut entry =
+        Vec::with_capacity(crate::commitment::PAGE_ENTRY_PREFIX_LEN + Page::MAX_ENCODED_LEN);
+    let mut encoded = [0u8; Page::MAX_ENCODED_LEN];
+    for (address, page, after) in pages {
+        let prefix = page_prefix(address, page);
+        if let Some(before) = before_page(address, page) {
+            let len = before.encode(&mut encoded);
+            page_entry(&prefix, &encoded[..len], &mut entry);
+            delta.remove(&entry);
+        }
+        if *after != Page::default() {
+            let len = after.encode(&mut encoded);
+            page_entry(&prefix, &encoded[..len], &mut entry);
+            delta.insert(&entry);
+        }
+    }
+    for (hash, _) in &changes.codes {
+        delta.insert(&code_entry(hash));
+    }
+    delta
+}
+
+/// `address ‖ be256(page)`: a storage key without its height.
+fn page_prefix(address: &Address, page: &U256) -> [u8; 52] {
+    let mut k = [0u8; 52];
+    k[..20].copy_from_slice(address.as_slice());
+    k[20..].copy_from_slice(&page.to_be_bytes::<32>());
+    k
+}
+
+/// What [`recompute_lattice`] read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StateCounts {
+    /// Accounts that exist at the height.
+    pub accounts: u64,
+    /// Storage pages holding a non-zero slot at the height.
+    pub pages: u64,
+    /// Contract codes (each checked against its hash).
+    pub codes: u64,
+}
+
+impl StateCounts {
+    /// Entries judged in all.
+    pub fn total(&self) -> u64 {
+        self.accounts + self.pages + self.codes
+    }
+}
+
+/// Calls `each(kind, key, value)` for every entry of the state stored at `height`, in key
+/// order within each kind: 1, every existing account (`address`, its 72-byte record); 2,
+/// every storage page holding a non-zero slot (`address ‖ be256(page)`, its stored
+/// encoding); 3, every code (its hash, the code, checked against the hash). For accounts and
+/// pages the version in force is the newest at or below `height`. Stops when `each` returns
+/// false. Fails on a malformed key or value.
+pub(crate) fn for_each_entry(
+    store: &Store,
+    height: u64,
+    mut each: impl FnMut(u8, &[u8], &[u8]) -> bool,
+) -> Result<StateCounts, ExecutionError> {
+    let mut counts = StateCounts::default();
+    let wanted = inverted(height);
+    let mut error = None;
+    let mut go_on = true;
+    // Keys of one account or page are consecutive, newest first: the first version at or
+    // below `height` is the one in force; the rest are skipped until the prefix changes.
+    let mut last: Vec<u8> = Vec::new();
+    store.for_each_from(Column::Accounts, &[], |k, v| {
+        if k.len() != ACCOUNT_KEY_LEN {
+            error = Some(format!("an account key of {} bytes", k.len()));
+            return false;
+        }
+        if k[20..] < wanted[..] || last.as_slice() == &k[..20] {
+            return true;
+        }
+        last.clear();
+        last.extend_from_slice(&k[..20]);
+        if v.is_empty() {
+            return true;
+        }
+        if AccountState::decode(v).is_none() {
+            let address = Address::from_slice(&k[..20]);
+            error = Some(format!("account {address} has a {}-byte record", v.len()));
+            return false;
+        }
+        counts.accounts += 1;
+        go_on = each(1, &k[..20], v);
+        go_on
+    })?;
+    last.clear();
+    if error.is_none() && go_on {
+        store.for_each_from(Column::Storage, &[], |k, v| {
+            if k.len() != STORAGE_KEY_LEN {
+                error = Some(format!("a storage key of {} bytes", k.len()));
+                return false;
+            }
+            if k[52..] < wanted[..] || last.as_slice() == &k[..52] {
+                return true;
+            }
+            last.clear();
+            last.extend_from_slice(&k[..52]);
+            match Page::decode(v) {
+                Some(p) if p == Page::default() => true,
+                Some(_) => {
+                    counts.pages += 1;
+                    go_on = each(2, &k[..52], v);
+                    go_on
+                }
+                None => {
+                    error = Some(format!(
+                        "storage page {} of {} has a malformed {}-byte value",
+                        U256::from_be_slice(&k[20..52]),
+                        Address::from_slice(&k[..20]),
+                        v.len()
+                    ));
+                    false
+                }
+            }
+        })?;
+    }
+    if error.is_none() && go_on {
+        store.for_each_from(Column::Code, &[], |k, v| {
+            let hash = alloy_primitives::keccak256(v);
+            if k != hash.as_slice() {
+                error = Some(format!(
+                    "code stored under {} hashes to {hash}",
+                    alloy_primitives::hex::encode(k)
+                ));
+                return false;
+            }
+            counts.codes += 1;
+            each(3, k, v)
+        })?;
+    }
+    match error {
+        Some(e) => Err(ExecutionError::Corrupt(e)),
+        None => Ok(counts),
+    }
+}
+
+/// The lattice of the state stored at `height`, recomputed from every entry on disk (see
+/// [`for_each_entry`]): a pass over the whole state.
+pub(crate) fn recompute_lattice(
+    store: &Store,
+    height: u64,
+) -> Result<(StateLattice, StateCounts), ExecutionError> {
+    let mut lattice = StateLattice::empty();
+    let mut entry = Vec::new();
+    let counts = for_each_entry(store, height, |kind, key, value| {
+        match kind {
+            1 => {
+                // for_each_entry checked the record.
+                if let Some(a) = AccountState::decode(value) {
+                    lattice.insert(&account_entry(&Address::from_slice(key), &a));
+                }
+            }
+            2 => {
+                let mut prefix = [0u8; 52];
+                prefix.copy_from_slice(key);
+                page_entry(&prefix, value, &mut entry);
+                lattice.insert(&entry);
+            }
+            _ => lattice.insert(&code_entry(&B256::from_slice(key))),
+        }
+        true
+    })?;
+    Ok((lattice, counts))
+}
+
+/// Stages `account` as the version of `address` at `height`.
+pub(crate) fn put_account(
+    batch: &mut Batch<'_>,
+    address: &Address,
+    height: u64,
+    account: &AccountState,
+) {
+    batch.put(
+        Column::Accounts,
+        &account_key(address, height),
+        &account.encode(),
+    );
+}
+
+/// Stages a page's stored encoding as its version at `height`; `prefix` is `address ‖
+/// be256(page)`.
+pub(crate) fn put_page(batch: &mut Batch<'_>, prefix: &[u8; 52], height: u64, encoded: &[u8]) {
+    let mut key = [0u8; STORAGE_KEY_LEN];
+    key[..52].copy_from_slice(prefix);
+    key[52..].copy_from_slice(&inverted(height));
+    batch.put(Column::Storage, &key, encoded);
+}
+
+/// Stages the record of `height`: its state root and time.
+pub(crate) fn put_block_info(
+    batch: &mut Batch<'_>,
+    height: u64,
+    state_root: B256,
+    timestamp_ms: u64,
+) {
+    let mut info = [0u8; 40];
+    info[..32].copy_from_slice(state_root.as_slice());
+    info[32..].copy_from_slice(&timestamp_ms.to_be_bytes());
+    batch.put(Column::Meta, &block_key(height), &info);
+}
+
+/// Stages the executed head, its lattice and its block record (state root, time).
+pub(crate) fn put_head(
+    batch: &mut Batch<'_>,
+    height: u64,
+    timestamp_ms: u64,
+    state_root: B256,
+    lattice: &StateLattice,
+) {
+    put_block_info(batch, height, state_root, timestamp_ms);
+    let mut head = [0u8; 40];
+    head[..8].copy_from_slice(&height.to_be_bytes());
+    head[8..].copy_from_slice(state_root.as_slice());
+    batch.put(Column::Meta, HEAD_KEY, &head);
+    batch.put(Column::Meta, LATTICE_KEY, &lattice.to_bytes());
 }
 
 pub(crate) fn read_block_info(
@@ -453,12 +711,33 @@ mod tests {
 
     /// Writes `changes` at `height`, pages built on the state at `height - 1` as the executor
     /// does.
+    /// Commits `changes` at `height`, updating the parent's lattice (recomputed from disk) by
+    /// the block's delta, and checks that the result is what a recomputation from disk gives
+    /// at the new height: the incremental commitment and the stored state agree.
     fn commit(store: &Store, height: u64, changes: &ChangeSet) {
         let before = StateReader::new(store.clone(), height - 1);
         let pages = changed_pages(changes, |a, p| before.page(a, p).unwrap());
+        let (mut lattice, _) = recompute_lattice(store, height - 1).unwrap();
+        lattice.add(&lattice_delta(
+            changes,
+            &pages,
+            |a| before.account(a).unwrap(),
+            |a, p| before.page(a, p).unwrap(),
+        ));
         let mut batch = store.batch();
-        write_block(&mut batch, height, 0, B256::ZERO, changes, &pages, None);
+        let root = lattice.root();
+        write_block(&mut batch, height, 0, root, &lattice, changes, &pages, None);
         batch.commit(Durability::Buffered).unwrap();
+        let (recomputed, counts) = recompute_lattice(store, height).unwrap();
+        assert_eq!(recomputed, lattice, "height {height}");
+        assert_eq!(read_head(store).unwrap().unwrap().state_root, root);
+        // The earlier height is still readable as it was.
+        let (earlier, _) = recompute_lattice(store, height - 1).unwrap();
+        assert_ne!(
+            earlier.root(),
+            root,
+            "height {height} changed nothing ({counts:?})"
+        );
     }
 
     #[test]

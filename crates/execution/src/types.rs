@@ -6,6 +6,7 @@ use alloy_primitives::{Address, Bytes, B256, U256};
 use pmr_primitives::{SignedTx, ValidatorAddress};
 
 use crate::changeset::ChangeSet;
+use crate::commitment::StateLattice;
 use crate::receipt::{Log, Receipt};
 use crate::state_db::PageWrite;
 use crate::TxRejection;
@@ -32,7 +33,7 @@ pub struct ExecutedBlock {
     pub timestamp_ms: u64,
     /// State root of the head this block executed on.
     pub parent_state_root: B256,
-    /// State root after this block (see [`crate::next_state_root`]).
+    /// State root after this block (see [`crate::StateLattice`]).
     pub state_root: B256,
     /// Merkle root of the receipts (see [`crate::receipts_root`]).
     pub receipts_root: B256,
@@ -45,6 +46,8 @@ pub struct ExecutedBlock {
     pub(crate) changes: Arc<ChangeSet>,
     /// The storage pages `changes` leaves, as stored.
     pub(crate) pages: Arc<Vec<PageWrite>>,
+    /// The state lattice after this block; its root is `state_root`.
+    pub(crate) lattice: Arc<StateLattice>,
 }
 
 impl ExecutedBlock {

@@ -722,10 +722,23 @@ fn two_executors_fed_the_same_blocks_agree() {
             y.exec.state_root_at(h).unwrap()
         );
     }
-    // Every block moved the root, even the empty one.
-    let roots: std::collections::HashSet<_> =
-        (0..=4).map(|h| x.exec.state_root_at(h).unwrap()).collect();
-    assert_eq!(roots.len(), 5);
+    // The root commits to the state, not to its history: every block that changed state moved
+    // it, the empty block (height 2) left it where it was.
+    let roots: Vec<_> = (0..=4).map(|h| x.exec.state_root_at(h).unwrap()).collect();
+    assert_eq!(roots[2], roots[1]);
+    let distinct: std::collections::HashSet<_> = roots.iter().collect();
+    assert_eq!(distinct.len(), 4);
+    // Each store, read entry by entry, gives the root its head records.
+    for chain in [&x, &y] {
+        let check = pmr_execution::Executor::verify_stored_state(&chain.store).unwrap();
+        assert_eq!(check.height, 4);
+        assert_eq!(check.computed_root, x.exec.head().1);
+        assert!(check.matches(), "{check:?}");
+        assert!(
+            check.counts.pages > 5 && check.counts.accounts >= 4 && check.counts.codes == 1,
+            "{check:?}"
+        );
+    }
     // The one-time owner's grant was admitted and applied.
     assert!(x.view(PMR::hasAccessCall {
         tokenId: U256::from(1),
@@ -911,4 +924,189 @@ fn one_shared_block_and_one_block_per_transaction_agree() {
     // What the block wrote is committed: the next block's mint and grants build on it.
     let next = shared.block(&[sign(&k.hospital, 5, &mint(5)), grant(&first, 2, 1)]);
     assert!(next.receipts.iter().all(|r| r.success));
+}
+
+/// Two chains fed the same blocks: a patient registered and `n` records minted to one-time
+/// owners (the first one's owner returned).
+fn twin_chains_with_records(n: u8) -> (Chain, Chain, OneTime) {
+    let k = keys();
+    let x = Chain::new();
+    let y = Chain::new();
+    let first = one_time(&k.patient, 1);
+    let mut txs = vec![
+        register(0, k.patient.address()),
+        sign(&k.hospital, 1, &mint_call(&first.to, 1)),
+    ];
+    for i in 2..=n {
+        txs.push(sign(&k.hospital, u64::from(i), &mint(i)));
+    }
+    for chain in [&x, &y] {
+        let executed = chain.exec.execute_block(&chain.next_env(), &txs).expect("test step");
+        assert!(executed.receipts.iter().all(|r| r.success));
+        commit(&chain.store, &chain.exec, &executed);
+    }
+    (x, y, first)
+}
+
+/// Flips the lowest bit of the last byte of the newest stored version of the storage page
+/// holding `slot` of the PMR contract (the page stays well formed: one slot's value changes);
+/// returns the page's stored key.
+fn corrupt_page(store: &Store, slot: U256) -> Vec<u8> {
+    let page = slot & !U256::from(7);
+    let mut prefix = PMR_ADDRESS.to_vec();
+    prefix.extend_from_slice(&page.to_be_bytes::<32>());
+    let mut found = None;
+    store
+        .for_each_from(pmr_storage::Column::Storage, &prefix, |k, v| {
+            if k.starts_with(&prefix) {
+                found = Some((k.to_vec(), v.to_vec()));
+            }
+            false
+        })
+        .expect("test step");
+    let (key, mut value) = found.expect("the page is stored");
+    *value.last_mut().expect("a page value") ^= 1;
+    store
+        .put(
+            pmr_storage::Column::Storage,
+            &key,
+            &value,
+            pmr_storage::Durability::Sync,
+        )
+        .expect("test step");
+    key
+}
+
+#[test]
+fn a_corrupted_page_fails_verification_and_diverges_when_next_written() {
+    let (x, y, first) = twin_chains_with_records(3);
+    let layout = pmr_contract::ContractLayout::get().unwrap();
+    // Both stores verify before anything is touched, and the check judged entries.
+    for chain in [&x, &y] {
+        let check = Executor::verify_stored_state(&chain.store).unwrap();
+        assert!(check.matches(), "{check:?}");
+        assert!(check.counts.pages >= 5, "{check:?}");
+    }
+    // Corrupt, on x only, the page of record 1's first word (no later block below reads it
+    // before the version is appended).
+    let record_slot = layout.record_owner_key(1);
+    corrupt_page(&x.store, record_slot);
+    let check = Executor::verify_stored_state(&x.store).unwrap();
+    assert!(!check.matches(), "the corruption went unseen: {check:?}");
+    assert_eq!(check.recorded_root, y.exec.head().1);
+    assert!(Executor::verify_stored_state(&y.store).unwrap().matches());
+    // A block that does not touch the page: both executors still agree (the root only moves
+    // by what blocks change) ...
+    let k = keys();
+    let untouched = [sign(&k.hospital, 4, &mint(4))];
+    let ex = x.exec.execute_block(&x.next_env(), &untouched).unwrap();
+    let ey = y.exec.execute_block(&y.next_env(), &untouched).unwrap();
+    assert_eq!(ex.state_root, ey.state_root);
+    commit(&x.store, &x.exec, &ex);
+    commit(&y.store, &y.exec, &ey);
+    // ... and the block that rewrites it gives the corrupted node another root than its twin:
+    // the divergence consensus halts on.
+    let append = PMR::appendVersionCall {
+        tokenId: U256::from(1),
+        root: cid(9),
+        envelope: cid(10),
+        keyCommitment: B256::repeat_byte(9),
+    };
+    let txs = [sign(&first.key, 0, &append)];
+    let ex = x.exec.execute_block(&x.next_env(), &txs).unwrap();
+    let ey = y.exec.execute_block(&y.next_env(), &txs).unwrap();
+    assert!(ey.receipts[0].success);
+    assert_ne!(
+        ex.state_root, ey.state_root,
+        "the corrupted page went unnoticed"
+    );
+}
+
+#[test]
+fn a_snapshot_imports_only_when_it_is_the_trusted_state() {
+    let (x, _y, _) = twin_chains_with_records(4);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.snap");
+    let info = pmr_execution::export_snapshot(&x.store, &path).unwrap();
+    let (height, root) = x.exec.head();
+    assert_eq!((info.height, info.state_root), (height, root));
+    assert!(
+        info.counts.pages >= 5 && info.counts.accounts >= 2,
+        "{info:?}"
+    );
+    assert_eq!(
+        pmr_execution::verify_snapshot(&path, Some(root)).unwrap(),
+        info
+    );
+
+    // Imported into an empty store: an executor opens on it at the snapshot's height and
+    // answers as the source does.
+    let target = tempfile::tempdir().unwrap();
+    let store = Store::open(target.path()).unwrap();
+    Executor::import_snapshot(&store, &x.genesis, &path, root).unwrap();
+    let imported = Executor::open(store.clone(), &x.genesis).unwrap();
+    assert_eq!(imported.head(), (height, root));
+    let total = |e: &Executor| {
+        let out = e
+            .call(
+                None,
+                Address::ZERO,
+                PMR_ADDRESS,
+                PMR::totalMintedCall {}.abi_encode().into(),
+            )
+            .unwrap();
+        U256::from_be_slice(&out.output)
+    };
+    assert_eq!(total(&imported), U256::from(4));
+    assert_eq!(total(&imported), total(&x.exec));
+    assert!(Executor::verify_stored_state(&store).unwrap().matches());
+    // Twice into the same store: refused.
+    assert!(Executor::import_snapshot(&store, &x.genesis, &path, root).is_err());
+
+    // Another trusted root: refused, nothing written.
+    let empty = tempfile::tempdir().unwrap();
+    let store = Store::open(empty.path()).unwrap();
+    let err = Executor::import_snapshot(&store, &x.genesis, &path, B256::repeat_byte(1))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not the trusted"), "{err}");
+
+    // One changed byte in one entry (the last byte before the end marker: the last code's
+    // or page's value), and the file's own root: refused, nothing written.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    let changed = dir.path().join("changed.snap");
+    bytes[n - 2] ^= 0x01;
+    std::fs::write(&changed, &bytes).unwrap();
+    let err = Executor::import_snapshot(&store, &x.genesis, &changed, root)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("refused"), "{err}");
+    // A page changed in the middle, keeping the encoding valid: find the first page entry
+    // (kind 2) and flip its last byte.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut at = 56;
+    while bytes[at] != 2 {
+        let len = u32::from_be_bytes(bytes[at + 1..at + 5].try_into().unwrap()) as usize;
+        at += 5 + len;
+    }
+    let len = u32::from_be_bytes(bytes[at + 1..at + 5].try_into().unwrap()) as usize;
+    bytes[at + 5 + len - 1] ^= 0x01;
+    std::fs::write(&changed, &bytes).unwrap();
+    let err = pmr_execution::verify_snapshot(&changed, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("entries give state root"), "{err}");
+    let err = Executor::import_snapshot(&store, &x.genesis, &changed, root)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("refused"), "{err}");
+    // A missing entry (the first page cut out): refused.
+    let mut cut = bytes[..at].to_vec();
+    cut.extend_from_slice(&std::fs::read(&path).unwrap()[at + 5 + len..]);
+    std::fs::write(&changed, &cut).unwrap();
+    assert!(pmr_execution::verify_snapshot(&changed, Some(root)).is_err());
+    // None of the refusals wrote anything: the store still takes the good snapshot.
+    assert!(store.last(pmr_storage::Column::Accounts).unwrap().is_none());
+    Executor::import_snapshot(&store, &x.genesis, &path, root).unwrap();
 }
