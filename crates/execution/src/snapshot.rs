@@ -52,7 +52,8 @@ enum Entry {
     Code(B256, Vec<u8>),
 }
 
-/// Writes the state of `store`'s executed head to `path`.
+/// Writes the state of `store`'s executed head to `path`, recomputing its root on the way:
+/// a store whose entries do not give its head's root writes no snapshot.
 pub fn export_snapshot(store: &Store, path: &Path) -> Result<SnapshotInfo, ExecutionError> {
     let head = state_db::read_head(store)?
         .ok_or_else(|| ExecutionError::Corrupt("the store holds no executed state".into()))?;
@@ -68,7 +69,10 @@ pub fn export_snapshot(store: &Store, path: &Path) -> Result<SnapshotInfo, Execu
     header.extend_from_slice(head.state_root.as_slice());
     out.write_all(&header).map_err(|e| io(path, e))?;
     let mut failed = None;
+    let mut lattice = StateLattice::empty();
+    let mut entry = Vec::new();
     let counts = state_db::for_each_entry(store, head.height, |kind, key, value| {
+        state_db::insert_entry(&mut lattice, kind, key, value, &mut entry);
         let len = (key.len() + value.len()) as u32;
         let r = out
             .write_all(&[kind])
@@ -85,6 +89,17 @@ pub fn export_snapshot(store: &Store, path: &Path) -> Result<SnapshotInfo, Execu
     })?;
     if let Some(e) = failed {
         return Err(io(path, e));
+    }
+    if lattice.root() != head.state_root {
+        drop(out);
+        let _ = std::fs::remove_file(path);
+        return Err(ExecutionError::Corrupt(format!(
+            "the stored state gives root {} but the head at height {} records {}: no snapshot \
+             written",
+            lattice.root(),
+            head.height,
+            head.state_root
+        )));
     }
     out.write_all(&[0]).map_err(|e| io(path, e))?;
     let file = out.into_inner().map_err(|e| io(path, e.into_error()))?;

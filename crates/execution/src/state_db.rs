@@ -543,26 +543,37 @@ pub(crate) fn recompute_lattice(
     height: u64,
 ) -> Result<(StateLattice, StateCounts), ExecutionError> {
     let mut lattice = StateLattice::empty();
-    let mut entry = Vec::new();
+    let mut scratch = Vec::new();
     let counts = for_each_entry(store, height, |kind, key, value| {
-        match kind {
-            1 => {
-                // for_each_entry checked the record.
-                if let Some(a) = AccountState::decode(value) {
-                    lattice.insert(&account_entry(&Address::from_slice(key), &a));
-                }
-            }
-            2 => {
-                let mut prefix = [0u8; 52];
-                prefix.copy_from_slice(key);
-                page_entry(&prefix, value, &mut entry);
-                lattice.insert(&entry);
-            }
-            _ => lattice.insert(&code_entry(&B256::from_slice(key))),
-        }
+        insert_entry(&mut lattice, kind, key, value, &mut scratch);
         true
     })?;
     Ok((lattice, counts))
+}
+
+/// Adds an entry as [`for_each_entry`] gives it (already checked) to `lattice`; `scratch`
+/// is reused between calls.
+pub(crate) fn insert_entry(
+    lattice: &mut StateLattice,
+    kind: u8,
+    key: &[u8],
+    value: &[u8],
+    scratch: &mut Vec<u8>,
+) {
+    match kind {
+        1 => {
+            if let Some(a) = AccountState::decode(value) {
+                lattice.insert(&account_entry(&Address::from_slice(key), &a));
+            }
+        }
+        2 => {
+            let mut prefix = [0u8; 52];
+            prefix.copy_from_slice(key);
+            page_entry(&prefix, value, scratch);
+            lattice.insert(scratch);
+        }
+        _ => lattice.insert(&code_entry(&B256::from_slice(key))),
+    }
 }
 
 /// Stages `account` as the version of `address` at `height`.

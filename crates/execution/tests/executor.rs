@@ -941,7 +941,10 @@ fn twin_chains_with_records(n: u8) -> (Chain, Chain, OneTime) {
         txs.push(sign(&k.hospital, u64::from(i), &mint(i)));
     }
     for chain in [&x, &y] {
-        let executed = chain.exec.execute_block(&chain.next_env(), &txs).expect("test step");
+        let executed = chain
+            .exec
+            .execute_block(&chain.next_env(), &txs)
+            .expect("test step");
         assert!(executed.receipts.iter().all(|r| r.success));
         commit(&chain.store, &chain.exec, &executed);
     }

@@ -503,6 +503,34 @@ impl Cluster {
         }
     }
 
+    /// Runs `pmr state verify` on node `i`'s home (the node must be stopped): the state root
+    /// recomputed from its disk against its latest header's. Returns the verdict `pmr` printed
+    /// (as JSON) and whether it passed.
+    pub fn verify_state(&self, i: usize) -> Result<(bool, serde_json::Value), HarnessError> {
+        let node = self
+            .manifest
+            .nodes
+            .get(i)
+            .ok_or(HarnessError::NoSuchNode(i))?;
+        let out = Command::new(&self.bin)
+            .args(["state", "verify", "--output", "json", "--home"])
+            .arg(self.home(i))
+            .output()
+            .map_err(|e| HarnessError::Spawn {
+                node: node.name.clone(),
+                bin: self.bin.clone(),
+                reason: format!("pmr state verify: {e}"),
+            })?;
+        let verdict = serde_json::from_slice(&out.stdout).map_err(|_| {
+            HarnessError::Scenario(format!(
+                "pmr state verify on {} printed no verdict: {}",
+                node.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        })?;
+        Ok((out.status.success(), verdict))
+    }
+
     /// The testnet's admin account (a development key file).
     pub fn admin(&self) -> Result<Wallet, HarnessError> {
         let path = self.dir.join("accounts/admin.json");

@@ -59,6 +59,127 @@ pub(crate) enum NodeCommand {
     /// A node's own keys: print its identities, or give it a separate p2p identity.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The node's execution state: check it against the chain's state root, or write and
+    /// check snapshots of it.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum StateCommand {
+    /// Recompute the state root from every account, storage page and code on the node's disk
+    /// and compare it with the root of the node's latest block header. Reads the whole state;
+    /// run it on a stopped node. Fails (exit status 1) on any difference.
+    Verify {
+        /// The node's home directory.
+        #[arg(long)]
+        home: PathBuf,
+    },
+    /// Write the state at the node's latest height to one file (run it on a stopped node).
+    Snapshot {
+        /// The node's home directory.
+        #[arg(long)]
+        home: PathBuf,
+        /// The snapshot file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Recompute a snapshot's state root from its entries and compare it with the root it
+    /// names and, with --root, the one you trust (from a block header the network signed).
+    /// A node loading a snapshot runs the same check and refuses one that fails it.
+    VerifySnapshot {
+        /// The snapshot file.
+        snapshot: PathBuf,
+        /// The state root it must have.
+        #[arg(long)]
+        root: Option<alloy_primitives::B256>,
+    },
+}
+
+/// `pmr state verify`.
+#[derive(Serialize)]
+struct StateVerdict {
+    height: u64,
+    header_root: alloy_primitives::B256,
+    computed_root: alloy_primitives::B256,
+    accounts: u64,
+    pages: u64,
+    codes: u64,
+    matches: bool,
+}
+
+impl fmt::Display for StateVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "height         {}", self.height)?;
+        writeln!(f, "header root    {}", self.header_root)?;
+        writeln!(f, "computed root  {}", self.computed_root)?;
+        writeln!(
+            f,
+            "entries read   {} accounts, {} storage pages, {} codes",
+            self.accounts, self.pages, self.codes
+        )?;
+        write!(
+            f,
+            "{}",
+            if self.matches {
+                "the stored state is the state the header commits to"
+            } else {
+                "MISMATCH: the stored state is not the state the header commits to"
+            }
+        )
+    }
+}
+
+/// Opens the store of a stopped node.
+fn open_stopped_store(home: &Home) -> Result<pmr_storage::Store> {
+    let path = home.db();
+    if !path.exists() {
+        eyre::bail!(
+            "{} holds no database: is this a node's home?",
+            path.display()
+        );
+    }
+    pmr_storage::Store::open(&path).map_err(|e| {
+        eyre::eyre!(
+            "cannot open {} ({e}): stop the node first, this reads its database directly",
+            path.display()
+        )
+    })
+}
+
+/// `pmr state verify --home`: the recomputed root against the latest header's.
+fn verify_state(home: &Home) -> Result<StateVerdict> {
+    let genesis = pmr_primitives::Genesis::load(&home.genesis())?;
+    let store = open_stopped_store(home)?;
+    let check = pmr_execution::Executor::verify_stored_state(&store)?;
+    let chain = pmr_consensus::ChainStore::open(store, genesis.hash())?;
+    let header_root = if check.height == 0 {
+        // Height 0 has no header: its root is the one the genesis file gives.
+        check.recorded_root
+    } else {
+        chain
+            .block(check.height)?
+            .ok_or_else(|| eyre::eyre!("no block at the executed height {}", check.height))?
+            .header
+            .state_root
+    };
+    let chain_height = chain.height()?;
+    if chain_height != check.height {
+        eyre::bail!(
+            "the chain is at height {chain_height} but the executed state at {}: the database \
+             is inconsistent",
+            check.height
+        );
+    }
+    Ok(StateVerdict {
+        height: check.height,
+        header_root,
+        computed_root: check.computed_root,
+        accounts: check.counts.accounts,
+        pages: check.counts.pages,
+        codes: check.counts.codes,
+        matches: check.matches() && header_root == check.computed_root,
+    })
 }
 
 #[derive(Subcommand)]
@@ -130,6 +251,28 @@ impl fmt::Display for NodeKeys {
         writeln!(f, "peer id            {}", self.peer_id)?;
         writeln!(f, "custody key        {}", none(&self.custody_key))?;
         write!(f, "operator           {}", none(&self.operator))
+    }
+}
+
+/// A snapshot written or checked.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct SnapshotView(pmr_execution::SnapshotInfo);
+
+impl fmt::Display for SnapshotView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.0;
+        writeln!(f, "height      {}", i.height)?;
+        writeln!(
+            f,
+            "state root  {} (recomputed from its entries)",
+            i.state_root
+        )?;
+        write!(
+            f,
+            "entries     {} accounts, {} storage pages, {} codes",
+            i.counts.accounts, i.counts.pages, i.counts.codes
+        )
     }
 }
 
@@ -207,6 +350,26 @@ impl NodeCommand {
                     custody_key: custodian.as_ref().map(|(_, k)| hex::encode(k.as_bytes())),
                     operator: custodian.as_ref().map(|(a, _)| a.to_string()),
                 })
+            }
+            NodeCommand::State(StateCommand::Verify { home }) => {
+                let verdict = verify_state(&Home::new(home))?;
+                out.show(&verdict)?;
+                if !verdict.matches {
+                    eyre::bail!(
+                        "state verification failed: restore this node's data from a healthy \
+                         validator"
+                    );
+                }
+                Ok(())
+            }
+            NodeCommand::State(StateCommand::Snapshot { home, out: file }) => {
+                let store = open_stopped_store(&Home::new(home))?;
+                let info = pmr_execution::export_snapshot(&store, &file)?;
+                out.show(&SnapshotView(info))
+            }
+            NodeCommand::State(StateCommand::VerifySnapshot { snapshot, root }) => {
+                let info = pmr_execution::verify_snapshot(&snapshot, root)?;
+                out.show(&SnapshotView(info))
             }
             NodeCommand::Keys(KeysCommand::NewNetworkKey { home }) => {
                 let key = keys::generate_node_key(&Home::new(home).network_key())?;

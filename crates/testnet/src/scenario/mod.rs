@@ -35,8 +35,10 @@
 //! checks, and names in its report:
 //! - `no-fork`: every node has the same block hash at every height they all have;
 //! - `no-loss`: every transaction the load generator saw committed is in every node's chain;
-//! - `same-state`: every node reports the same state root at every common height, and gives
-//!   the same answers to record queries (owners, versions, access) at the last one;
+//! - `same-state`: every node reports the same state root at every common height, gives the
+//!   same answers to record queries (owners, versions, access) at the last one, and, once
+//!   stopped, holds on disk the state its header commits to (`pmr state verify`: every
+//!   account, storage page and code read, their lattice hash recomputed);
 //! - `progress`: the chain grew in every stretch of at least 6 s (20 s with a double signer)
 //!   with at most f nodes down (starting 15 s after any moment with more than f down), and at
 //!   least one such stretch was judged;

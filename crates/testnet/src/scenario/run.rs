@@ -280,29 +280,28 @@ pub async fn run_scenario(
     let tokens = queries.saturating_sub(1) / 4;
     // Under mint load the queries must have covered minted records, not only the count.
     let minting = scenario.load.as_ref().is_some_and(|l| l.kind == "mint");
-    invariants.push(Invariant {
-        name: "same-state".into(),
-        passed: state_diffs == 0
-            && query_diffs == 0
-            && unanswered.is_empty()
-            && common > 0
-            && (!minting || tokens > 0),
-        detail: format!(
-            "state roots of heights 1..={common}: {state_diffs} differ; record queries at \
-             height {common} (totalMinted, then ownerOf, versionCount and hasAccess of {tokens} \
-             tokens): {query_diffs} node(s) answer differently{}{}",
-            if unanswered.is_empty() {
-                String::new()
-            } else {
-                format!(" ({unanswered:?})")
-            },
-            if minting && tokens == 0 {
-                "; mint load but no record to query"
-            } else {
-                ""
-            }
-        ),
-    });
+    // Completed once the nodes are stopped and their disks read (below).
+    let same_state_at = invariants.len();
+    let same_state_rpc = state_diffs == 0
+        && query_diffs == 0
+        && unanswered.is_empty()
+        && common > 0
+        && (!minting || tokens > 0);
+    let same_state_detail = format!(
+        "state roots of heights 1..={common}: {state_diffs} differ; record queries at height \
+         {common} (totalMinted, then ownerOf, versionCount and hasAccess of {tokens} tokens): \
+         {query_diffs} node(s) answer differently{}{}",
+        if unanswered.is_empty() {
+            String::new()
+        } else {
+            format!(" ({unanswered:?})")
+        },
+        if minting && tokens == 0 {
+            "; mint load but no record to query"
+        } else {
+            ""
+        }
+    );
     // Every load transaction is valid: no node may refuse one (busy or unreachable nodes only
     // delay it: the load sends it to the next), and each must commit before the drain ends.
     let (offered, uncommitted, refused) = load.as_ref().map_or((0, 0, 0), |r| {
@@ -378,6 +377,19 @@ pub async fn run_scenario(
         invariants.push(contained(state.flood_report, &honest, &refused, &watch));
     }
     cluster.kill_all();
+    // The state each node holds, not only the root it reports: every stopped node's state is
+    // recomputed from its disk (`pmr state verify`: every account, with the load accounts'
+    // nonces, every storage page and code) and must give its own header's root, which must be
+    // the root the others signed at that height.
+    let (disk_ok, disk_detail) = stored_states_agree(&cluster, &chains[0]);
+    invariants.insert(
+        same_state_at,
+        Invariant {
+            name: "same-state".into(),
+            passed: same_state_rpc && disk_ok,
+            detail: format!("{same_state_detail}; {disk_detail}"),
+        },
+    );
     Ok(ScenarioReport {
         name: scenario.name.clone(),
         validators: n,
@@ -396,6 +408,58 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs `pmr state verify` on every (stopped) node: whether each node's stored state gives
+/// its latest header's root, that root is the one `reference` (a node's chain from height 1)
+/// has at that height, and entries were read; with what was judged.
+fn stored_states_agree(cluster: &Cluster, reference: &[ChainEntry]) -> (bool, String) {
+    let mut judged_nodes = 0;
+    let mut entries = 0u64;
+    let mut problems = Vec::new();
+    for i in 0..cluster.len() {
+        let (passed, v) = match cluster.verify_state(i) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(format!("node {i}: {e}"));
+                continue;
+            }
+        };
+        let count = |k: &str| v[k].as_u64().unwrap_or(0);
+        let read = count("accounts") + count("pages") + count("codes");
+        let height = count("height");
+        let root = v["computed_root"].as_str().unwrap_or_default().to_string();
+        let signed = height
+            .checked_sub(1)
+            .and_then(|h| reference.get(h as usize))
+            .map(|e| e.state_root.to_string());
+        if !passed || read == 0 {
+            problems.push(format!(
+                "node {i}: its disk does not give its header's root ({v})"
+            ));
+        } else if signed.as_ref().is_some_and(|s| *s != root) {
+            problems.push(format!(
+                "node {i}: root {root} at height {height}, the others signed {signed:?}"
+            ));
+        } else {
+            judged_nodes += 1;
+            entries += read;
+        }
+    }
+    let ok = problems.is_empty() && judged_nodes == cluster.len() && entries > 0;
+    (
+        ok,
+        format!(
+            "stored state recomputed from disk on {judged_nodes} of {} nodes ({entries} entries \
+             read), each giving its header's root{}",
+            cluster.len(),
+            if problems.is_empty() {
+                String::new()
+            } else {
+                format!(": {problems:?}")
+            }
+        ),
+    )
 }
 
 async fn fetch_chain(c: &pmr_client::PmrClient, to: u64) -> Result<Vec<ChainEntry>, HarnessError> {
