@@ -377,7 +377,7 @@ impl Cluster {
         self.twins.push(Twin {
             of: i,
             home,
-            rpc: format!("http://127.0.0.1:{rpc_port}"),
+            rpc: format!("https://127.0.0.1:{rpc_port}"),
             proc: None,
         });
         Ok(())
