@@ -84,6 +84,17 @@ pub(crate) struct App {
     last_synced: u64,
     /// Set when a decided block's commit failed: `Finalized` then restarts the height.
     commit_failed: bool,
+    /// Test failpoint (`PMR_TEST_FAILPOINT=abort-mid-commit@H`): the process aborts in the
+    /// commit of height `H`, with the block executed and its batch staged but not written.
+    abort_mid_commit: Option<u64>,
+}
+
+/// The environment variable of the crash tests' failpoint.
+const FAILPOINT_ENV: &str = "PMR_TEST_FAILPOINT";
+
+/// The height of an `abort-mid-commit@H` failpoint in `value`.
+fn abort_mid_commit(value: Option<&str>) -> Option<u64> {
+    value?.strip_prefix("abort-mid-commit@")?.parse().ok()
 }
 
 fn now_ms() -> u64 {
@@ -120,6 +131,14 @@ impl App {
             last_commit_at: Instant::now(),
             last_synced: 0,
             commit_failed: false,
+            abort_mid_commit: {
+                let value = std::env::var(FAILPOINT_ENV).ok();
+                let at = abort_mid_commit(value.as_deref());
+                if let Some(value) = &value {
+                    warn!(target: "pmr::consensus", %value, parsed = ?at, "{FAILPOINT_ENV} is set: this process will abort on purpose (crash tests only)");
+                }
+                at
+            },
         }
     }
 
@@ -764,6 +783,10 @@ impl App {
         self.ledger
             .executor
             .write_to_batch(&candidate.executed, &mut batch);
+        if self.abort_mid_commit == Some(height) {
+            error!(target: "pmr::consensus", height, "failpoint abort-mid-commit: aborting with the block executed and its batch not written");
+            std::process::abort();
+        }
         batch.commit(Durability::Sync)?;
         self.ledger.executor.mark_committed(&candidate.executed);
 
@@ -910,6 +933,15 @@ fn admit<A: PartialEq>(
 #[cfg(test)]
 mod admission_tests {
     use super::*;
+
+    #[test]
+    fn the_failpoint_is_read_only_in_its_exact_form() {
+        assert_eq!(abort_mid_commit(Some("abort-mid-commit@12")), Some(12));
+        assert_eq!(abort_mid_commit(Some("abort-mid-commit@")), None);
+        assert_eq!(abort_mid_commit(Some("abort-mid-commit@x")), None);
+        assert_eq!(abort_mid_commit(Some("12")), None);
+        assert_eq!(abort_mid_commit(None), None);
+    }
 
     #[test]
     fn parts_are_admitted_only_from_the_proposer_within_the_windows_once() {

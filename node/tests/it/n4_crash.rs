@@ -1,6 +1,7 @@
-//! kill -9 in the middle of block execution: a validator is SIGKILLed again and again while the
-//! network executes a stream of mints; after each restart it catches up, and its state equals
-//! the others' at every height.
+//! Crashes under load: a validator is SIGKILLed again and again at arbitrary moments while the
+//! network executes a stream of mints, then aborted by a failpoint inside the commit of a known
+//! height (the block executed, its batch not written); after each restart it catches up, the
+//! aborted height is committed again, and its state equals the others' at every height.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -79,6 +80,61 @@ async fn sigkill_during_execution_leaves_state_equal() {
         let h = net.height(0).await;
         net.wait_height(3, h).await;
     }
+    // Then a kill that is known to fall inside the commit: node 3 restarts with a failpoint
+    // that aborts the process in the commit of a coming height, with that block executed and
+    // its batch staged but not written.
+    net.cluster.kill(3).unwrap();
+    let at = net.height(0).await + 4;
+    net.cluster
+        .set_env(
+            3,
+            vec![(
+                "PMR_TEST_FAILPOINT".into(),
+                format!("abort-mid-commit@{at}"),
+            )],
+        )
+        .unwrap();
+    net.cluster.start(3).unwrap();
+    let deadline = std::time::Instant::now() + T;
+    while net.cluster.is_running(3) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 3 did not reach its failpoint at height {at}\n{}",
+            net.cluster.log_tail(3, 30)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log_at_abort = std::fs::read_to_string(net.cluster.log_path(3)).unwrap();
+    assert!(
+        log_at_abort.contains("failpoint abort-mid-commit"),
+        "node 3 stopped, but not at its failpoint:\n{}",
+        net.cluster.log_tail(3, 30)
+    );
+    {
+        // The block was not committed: the node's chain ends just below it.
+        let store = pmr_storage::Store::open(net.cluster.home(3).join("data/db")).unwrap();
+        let genesis = pmr_primitives::Genesis::load(&net.dir.path().join("genesis.json")).unwrap();
+        let chain = pmr_consensus::ChainStore::open(store, genesis.hash()).unwrap();
+        assert_eq!(
+            chain.height().unwrap(),
+            at - 1,
+            "the abort was not mid-commit"
+        );
+    }
+    // Restarted without the failpoint, it executes and commits that height again.
+    net.cluster.set_env(3, vec![]).unwrap();
+    net.cluster.start(3).unwrap();
+    net.wait_height(3, at + 1).await;
+    let log = std::fs::read_to_string(net.cluster.log_path(3)).unwrap();
+    let after_restart = strip_ansi(&log[log_at_abort.len()..]);
+    assert!(
+        after_restart
+            .lines()
+            .any(|l| l.contains("committed block") && l.contains(&format!("height={at} "))),
+        "node 3 did not commit height {at} after its restart:\n{}",
+        net.cluster.log_tail(3, 30)
+    );
+
     stop.store(true, Ordering::Relaxed);
     let submitted = load.await.unwrap();
     assert!(
@@ -124,4 +180,22 @@ async fn sigkill_during_execution_leaves_state_equal() {
     }
     assert!(totals.windows(2).all(|w| w[0] == w[1]), "{totals:?}");
     assert!(totals[0] > alloy_primitives::U256::from(10u64));
+}
+
+/// `text` without terminal colour sequences (`ESC [ ... m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
