@@ -70,6 +70,7 @@ struct Behaviour {
 pub struct TxGossip {
     out: mpsc::Sender<Bytes>,
     peers: Arc<AtomicUsize>,
+    listening: tokio::sync::watch::Receiver<Vec<Multiaddr>>,
 }
 
 impl TxGossip {
@@ -84,6 +85,17 @@ impl TxGossip {
     /// Number of connected gossip peers.
     pub fn peer_count(&self) -> usize {
         self.peers.load(Ordering::Relaxed)
+    }
+
+    /// The addresses gossip listens on, once it listens (a `listen` address with port 0 gets
+    /// its port here); empty if the layer stopped first.
+    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
+        let mut rx = self.listening.clone();
+        let addrs = match rx.wait_for(|a| !a.is_empty()).await {
+            Ok(addrs) => addrs.clone(),
+            Err(_) => Vec::new(),
+        };
+        addrs
     }
 }
 
@@ -123,8 +135,13 @@ pub fn spawn(
         })?;
     let (out, rx) = mpsc::channel(100_000);
     let peers = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(run(swarm, cfg, rx, peers.clone(), on_batch));
-    Ok(TxGossip { out, peers })
+    let (listen_tx, listening) = tokio::sync::watch::channel(Vec::new());
+    tokio::spawn(run(swarm, cfg, rx, peers.clone(), listen_tx, on_batch));
+    Ok(TxGossip {
+        out,
+        peers,
+        listening,
+    })
 }
 
 fn build_swarm(cfg: &GossipConfig) -> Result<Swarm<Behaviour>, GossipError> {
@@ -166,6 +183,7 @@ async fn run(
     cfg: GossipConfig,
     mut rx: mpsc::Receiver<Bytes>,
     peers: Arc<AtomicUsize>,
+    listening: tokio::sync::watch::Sender<Vec<Multiaddr>>,
     on_batch: impl Fn(PeerId, Vec<Bytes>) + Send + Sync + 'static,
 ) {
     let topic = IdentTopic::new(TOPIC);
@@ -232,6 +250,9 @@ async fn run(
                 SwarmEvent::ConnectionClosed { peer_id, .. } => {
                     debug!(target: "pmr::gossip", peer = %peer_id, "gossip peer disconnected");
                     peers.store(swarm.connected_peers().count(), Ordering::Relaxed);
+                }
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    listening.send_modify(|a| a.push(address));
                 }
                 _ => {}
             },
@@ -307,28 +328,18 @@ impl Backlog {
 mod tests {
     use super::*;
 
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port")
-    }
-
-    /// A gossip layer on a loopback port, reporting every batch it receives.
+    /// A gossip layer listening on a loopback port the OS picks, allowing (and, when given an
+    /// address, dialing) `other`; it reports every batch it receives.
     fn member(
         key: &Keypair,
-        port: u16,
         other: &Keypair,
-        other_port: u16,
+        other_addr: Option<Multiaddr>,
     ) -> (TxGossip, mpsc::UnboundedReceiver<Vec<Bytes>>) {
         let other_id = other.public().to_peer_id();
         let cfg = GossipConfig {
             keypair: key.clone(),
-            listen: format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap(),
-            dial: vec![(
-                other_id,
-                format!("/ip4/127.0.0.1/tcp/{other_port}").parse().unwrap(),
-            )],
+            listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            dial: other_addr.into_iter().map(|a| (other_id, a)).collect(),
             allowed: HashSet::from([other_id]),
         };
         let (tx, rx) = mpsc::unbounded_channel();
@@ -342,15 +353,22 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_transaction_published_before_any_peer_is_sent_once_one_subscribes() {
         let (ka, kb) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
-        let (pa, pb) = (free_port(), free_port());
-        let (a, _from_b) = member(&ka, pa, &kb, pb);
+        // A listens on a port it holds from the start (no port is probed and released); B,
+        // started later, dials it.
+        let (a, _from_b) = member(&ka, &kb, None);
+        let a_addr = a
+            .listen_addrs()
+            .await
+            .into_iter()
+            .next()
+            .expect("A listens");
         let tx = Bytes::from_static(b"submitted while alone");
         a.publish(tx.clone());
         // Well past the batching delay: the batch found no subscriber.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(a.peer_count(), 0);
 
-        let (_b, mut from_a) = member(&kb, pb, &ka, pa);
+        let (_b, mut from_a) = member(&kb, &ka, Some(a_addr));
         let got = tokio::time::timeout(Duration::from_secs(20), from_a.recv())
             .await
             .expect("timed out waiting for node B to receive the batch node A held")

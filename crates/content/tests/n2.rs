@@ -68,19 +68,24 @@ async fn unknown_cid_times_out_with_an_error_naming_it() {
     init_tracing();
     let nodes = spawn_mesh(2, fast_limits()).await;
     let ghost = pmr_blob::ids::block_cid(pmr_blob::ids::DAG_CBOR, b"no such record");
-    let started = std::time::Instant::now();
+    // How long the engine waits is unit-tested on a manual clock (`bitswap/engine.rs`); here
+    // the error must come, name the CID, and not come before the not-found period.
     let err = within(30, "unknown CID", nodes[1].node.get_bytes(ghost))
         .await
         .expect_err("not found");
     let msg = err.to_string();
-    assert!(
-        matches!(err, ContentError::NotFound { peers: 1, .. }),
-        "{msg}"
-    );
+    let waited_ms = match &err {
+        ContentError::NotFound {
+            peers: 1,
+            waited_ms,
+            ..
+        } => *waited_ms,
+        _ => panic!("{msg}"),
+    };
     assert!(msg.contains(&ghost.to_string()), "{msg}");
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(15),
-        "bounded by not_found_timeout"
+        u128::from(waited_ms) >= fast_limits().not_found_timeout.as_millis(),
+        "reported not found after {waited_ms} ms"
     );
     // The same through fetch_and_pin, and the node keeps working afterwards.
     let err = nodes[1]

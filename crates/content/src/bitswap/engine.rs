@@ -86,6 +86,29 @@ pub(crate) struct Engine {
     groups: HashMap<Cid, Group>,
     recent: Recent,
     probes: Vec<Probe>,
+    /// Where the engine reads the time: the system's, or (in tests) one the test moves.
+    clock: Clock,
+}
+
+/// The engine's clock.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Clock {
+    /// `Instant::now()`.
+    #[default]
+    System,
+    /// A time the owner sets (unit tests: no test waits on, or races, the real clock).
+    #[cfg(test)]
+    Manual(Arc<std::sync::Mutex<Instant>>),
+}
+
+impl Clock {
+    fn now(&self) -> Instant {
+        match self {
+            Clock::System => Instant::now(),
+            #[cfg(test)]
+            Clock::Manual(at) => *at.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
 }
 
 impl Engine {
@@ -104,6 +127,7 @@ impl Engine {
                 cap: 16384,
             },
             probes: Vec::new(),
+            clock: Clock::System,
         }
     }
 
@@ -171,7 +195,7 @@ impl Engine {
                     reply: Some(reply),
                     asked,
                     haves: Vec::new(),
-                    deadline: Instant::now() + self.limits.stat_probe_timeout,
+                    deadline: self.clock.now() + self.limits.stat_probe_timeout,
                 });
                 self.finish_probes();
             }
@@ -191,7 +215,7 @@ impl Engine {
             let _ = reply.send(Ok(data));
             return;
         }
-        let now = Instant::now();
+        let now = self.clock.now();
         self.groups.entry(group).or_default().wants += 1;
         self.wants.insert(
             cid,
@@ -344,7 +368,7 @@ impl Engine {
     }
 
     fn finish_probes(&mut self) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut done = Vec::new();
         for (i, p) in self.probes.iter().enumerate() {
             if p.asked.is_empty() || now >= p.deadline {
@@ -365,7 +389,7 @@ impl Engine {
     }
 
     fn on_tick(&mut self) {
-        let now = Instant::now();
+        let now = self.clock.now();
         // Fetches whose callers went away.
         let abandoned: Vec<Cid> = self
             .wants
@@ -432,7 +456,7 @@ impl Engine {
 
     /// Assigns queued wants to peers with room.
     fn schedule(&mut self) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let max = self.limits.max_blocks_in_flight_per_peer;
         let mut keep = VecDeque::new();
         let mut seen = HashSet::new();
@@ -524,19 +548,36 @@ impl Engine {
 mod tests {
     use super::*;
     use pmr_blob::ids::{block_cid, DAG_CBOR};
+    use std::sync::Mutex;
 
-    fn engine(dir: &tempfile::TempDir, limits: Limits) -> Engine {
+    /// An engine on a clock the test moves: no test here sleeps or races the real clock.
+    fn engine(dir: &tempfile::TempDir, limits: Limits) -> (Engine, ManualClock) {
         let store = BlockStore::new(pmr_storage::Store::open(dir.path()).expect("open"));
-        Engine::new(store, limits, Arc::new(Counters::default()))
+        let mut e = Engine::new(store, limits, Arc::new(Counters::default()));
+        let clock = ManualClock(Arc::new(Mutex::new(Instant::now())));
+        e.clock = Clock::Manual(clock.0.clone());
+        (e, clock)
+    }
+
+    struct ManualClock(Arc<Mutex<Instant>>);
+
+    impl ManualClock {
+        fn now(&self) -> Instant {
+            *self.0.lock().expect("clock")
+        }
+        fn advance(&self, by: Duration) {
+            *self.0.lock().expect("clock") += by;
+        }
     }
 
     /// A peer whose connections open and are dropped at once (it does not allow us) must not
     /// restart the not-found clock on every reconnection.
-    #[tokio::test]
-    async fn a_reconnecting_peer_does_not_postpone_not_found_forever() {
+    #[test]
+    fn a_reconnecting_peer_does_not_postpone_not_found_forever() {
         let dir = tempfile::tempdir().expect("tempdir");
         let nf = Duration::from_millis(300);
-        let mut e = engine(
+        let step = Duration::from_millis(20);
+        let (mut e, clock) = engine(
             &dir,
             Limits {
                 not_found_timeout: nf,
@@ -556,19 +597,21 @@ mod tests {
         let peer = libp2p::identity::Keypair::generate_ed25519()
             .public()
             .to_peer_id();
-        let started = Instant::now();
+        let started = clock.now();
+        let mut reconnections = 0;
         let result = loop {
             assert!(
-                started.elapsed() < 10 * nf,
+                clock.now() - started < 10 * nf,
                 "want still pending after {:?} of a reconnecting peer",
-                started.elapsed()
+                clock.now() - started
             );
             let (ptx, _prx) = mpsc::channel(16);
             e.handle(EngineMsg::PeerUp(peer, ptx));
             e.schedule();
             e.handle(EngineMsg::PeerDown(peer));
             e.schedule();
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            reconnections += 1;
+            clock.advance(step);
             e.on_tick();
             e.schedule();
             if let Ok(r) = rx.try_recv() {
@@ -576,17 +619,22 @@ mod tests {
             }
         };
         let failure = result.expect_err("nobody can provide the block");
+        // It reconnected every step, and the want still failed within a few steps of one
+        // not-found period.
+        assert!(reconnections >= 10, "{reconnections}");
         assert!(failure.waited >= nf, "{failure:?}");
+        assert!(failure.waited <= nf + 3 * step, "{failure:?}");
         assert!(e.wants.is_empty());
     }
 
     /// A peer that connects for the first time while a want is stuck still gets a full
     /// not-found period to answer.
-    #[tokio::test]
-    async fn a_new_peer_restarts_the_not_found_clock_once() {
+    #[test]
+    fn a_new_peer_restarts_the_not_found_clock_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let nf = Duration::from_millis(300);
-        let mut e = engine(
+        let step = Duration::from_millis(20);
+        let (mut e, clock) = engine(
             &dir,
             Limits {
                 not_found_timeout: nf,
@@ -602,7 +650,7 @@ mod tests {
             reply: tx,
         });
         e.schedule();
-        tokio::time::sleep(nf / 2).await;
+        clock.advance(nf / 2);
         e.on_tick();
         let peer = libp2p::identity::Keypair::generate_ed25519()
             .public()
@@ -619,8 +667,9 @@ mod tests {
         r.dont_haves.push(cid);
         e.handle(EngineMsg::Received(r));
         e.schedule();
-        let stuck_again = Instant::now();
-        tokio::time::sleep(nf * 2 / 3).await;
+        let stuck_again = clock.now();
+        // Past one period from the want's creation, short of one from the DONT_HAVE.
+        clock.advance(nf * 2 / 3);
         e.on_tick();
         e.schedule();
         assert!(
@@ -628,8 +677,8 @@ mod tests {
             "failed before a full period after the new peer"
         );
         let result = loop {
-            assert!(stuck_again.elapsed() < 10 * nf, "want never failed");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(clock.now() - stuck_again < 10 * nf, "want never failed");
+            clock.advance(step);
             e.on_tick();
             e.schedule();
             if let Ok(r) = rx.try_recv() {
@@ -637,6 +686,7 @@ mod tests {
             }
         };
         assert!(result.is_err());
-        assert!(stuck_again.elapsed() >= nf);
+        let waited = clock.now() - stuck_again;
+        assert!(waited >= nf && waited < nf + step, "{waited:?}");
     }
 }
