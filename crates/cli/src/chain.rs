@@ -1,4 +1,4 @@
-//! `pmr status`, `pmr block`, `pmr evidence`: what a node knows of the chain.
+//! `pmr status`, `pmr block`, `pmr evidence`: what a node knows of the chain; `pmr backup`.
 
 use std::fmt;
 
@@ -23,6 +23,17 @@ pub(crate) enum ChainCommand {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// The node's operators: an online backup of the node's database (chain, state, blobs at
+    /// one instant; the node keeps running), written on the node's machine in
+    /// HOME/data/backups/NAME. Restore it with `pmr restore --home HOME --from PATH` on the
+    /// stopped node. Keys are not in it: keep HOME/keys backed up separately.
+    Backup {
+        /// Name of the backup: 1 to 64 of A-Z a-z 0-9 . _ -
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
     /// Show a committed block with its commit certificate.
     Block {
         /// Height of the block.
@@ -44,10 +55,37 @@ impl ChainCommand {
                     all.iter().map(EquivocationView::from).collect(),
                 ))
             }
+            ChainCommand::Backup { name, node } => {
+                let b = node.connect().await?.create_backup(&name).await?;
+                out.show(&BackupView {
+                    path: b.path,
+                    height: b.height,
+                    state_root: hex0x(&b.state_root),
+                })
+            }
             ChainCommand::Block { height, node } => out.show(&BlockView::from(
                 &node.connect().await?.block(height).await?,
             )),
         }
+    }
+}
+
+/// `pmr backup`.
+#[derive(Serialize)]
+struct BackupView {
+    path: String,
+    height: u64,
+    state_root: String,
+}
+
+impl fmt::Display for BackupView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "backup      {} (on the node's machine)", self.path)?;
+        write!(
+            f,
+            "holds       height {}, state root {}",
+            self.height, self.state_root
+        )
     }
 }
 

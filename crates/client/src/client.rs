@@ -189,6 +189,18 @@ impl PmrClient {
             .into_inner())
     }
 
+    /// The node's operators: an online backup of the node's database, named `name`, written
+    /// on the node's machine (see `LedgerService.CreateBackup`).
+    pub async fn create_backup(&self, name: &str) -> Result<pb::CreateBackupResponse, ClientError> {
+        Ok(self
+            .ledger()
+            .create_backup(pb::CreateBackupRequest {
+                name: name.to_string(),
+            })
+            .await?
+            .into_inner())
+    }
+
     /// Misbehavior evidence the node recorded (validators that signed twice), every page.
     pub async fn evidence(&self) -> Result<Vec<pb::Equivocation>, ClientError> {
         const PAGE: u32 = 1000;

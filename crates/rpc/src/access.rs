@@ -8,7 +8,7 @@
 //! | health, reflection, `AuthService.*`, `LedgerService.GetStatus` (minimal without a session), `ShareService.GetCustodians` | anyone |
 //! | `ShareService.ReleaseShare` | anyone: the grantee proves itself by signing its release challenge |
 //! | `ContentService.PutBlob` | hospitals |
-//! | `ContentService.Pin`, `ContentService.Unpin` | the node's operators |
+//! | `ContentService.Pin`, `ContentService.Unpin`, `LedgerService.CreateBackup` | the node's operators |
 //! | every other method | accounts on the chain's permission list |
 
 use std::collections::HashMap;
@@ -54,7 +54,9 @@ pub fn need(path: &str) -> Need {
         | "/pmr.v1.ShareService/GetCustodians"
         | "/pmr.v1.ShareService/ReleaseShare" => Need::Open,
         "/pmr.v1.ContentService/PutBlob" => Need::Hospital,
-        "/pmr.v1.ContentService/Pin" | "/pmr.v1.ContentService/Unpin" => Need::Operator,
+        "/pmr.v1.ContentService/Pin"
+        | "/pmr.v1.ContentService/Unpin"
+        | "/pmr.v1.LedgerService/CreateBackup" => Need::Operator,
         p if p.starts_with("/pmr.v1.AuthService/")
             || p.starts_with("/grpc.health.v1.Health/")
             || p.starts_with("/grpc.reflection.") =>
@@ -212,7 +214,7 @@ impl AccessLayer {
         if !self.roles.allows(account, need)? {
             let what = match need {
                 Need::Hospital => "only hospitals may upload records",
-                Need::Operator => "only this node's operators may pin or unpin",
+                Need::Operator => "only this node's operators may pin, unpin or back it up",
                 _ => "only accounts on the network's permission list may call it",
             };
             return Err(Status::permission_denied(format!(

@@ -281,6 +281,66 @@ impl LedgerService for LedgerApi {
         }))
     }
 
+    async fn create_backup(
+        &self,
+        request: Request<pb::CreateBackupRequest>,
+    ) -> Result<Response<pb::CreateBackupResponse>, Status> {
+        let name = request.into_inner().name;
+        let valid = (1..=64).contains(&name.len())
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !valid {
+            return Err(Status::invalid_argument(format!(
+                "backup name {name:?}: use 1 to 64 of A-Z a-z 0-9 . _ - (not starting with a dot)"
+            )));
+        }
+        let store = self.ledger.chain.store().clone();
+        let dir = store
+            .path()
+            .parent()
+            .unwrap_or(store.path())
+            .join("backups")
+            .join(&name);
+        if dir.exists() {
+            return Err(Status::already_exists(format!(
+                "a backup named {name} exists at {}",
+                dir.display()
+            )));
+        }
+        let genesis_hash = self.ledger.genesis_hash;
+        let (height, state_root) = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || -> Result<(u64, pmr_primitives::B256), String> {
+                if let Some(parent) = dir.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                }
+                store.checkpoint(&dir).map_err(|e| e.to_string())?;
+                // What the backup holds, read from the backup itself.
+                let copy = pmr_storage::Store::open(&dir).map_err(|e| e.to_string())?;
+                let chain = pmr_consensus::ChainStore::open(copy, genesis_hash)
+                    .map_err(|e| e.to_string())?;
+                let height = chain.height().map_err(|e| e.to_string())?;
+                let root = chain
+                    .block(height)
+                    .map_err(|e| e.to_string())?
+                    .map(|b| b.header.state_root)
+                    .unwrap_or_default();
+                Ok((height, root))
+            }
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e| Status::internal(format!("backup {name}: {e}")))?;
+        tracing::info!(target: "pmr::rpc", %name, height, path = %dir.display(), "online backup written");
+        Ok(Response::new(pb::CreateBackupResponse {
+            path: dir.display().to_string(),
+            height,
+            state_root: state_root.to_vec(),
+        }))
+    }
+
     async fn get_evidence(
         &self,
         request: Request<pb::GetEvidenceRequest>,

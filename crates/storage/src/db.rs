@@ -222,6 +222,17 @@ impl Store {
     pub fn path(&self) -> &Path {
         self.db.path()
     }
+
+    /// Writes a consistent copy of the whole database, as of one instant, to `dir` (which must
+    /// not exist), while the store stays in use: a RocksDB checkpoint (table files hard-linked
+    /// when `dir` is on the same filesystem, copied otherwise). `dir` opens as a store.
+    pub fn checkpoint(&self, dir: &Path) -> Result<(), StorageError> {
+        let checkpoint =
+            rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(StorageError::Checkpoint)?;
+        checkpoint
+            .create_checkpoint(dir)
+            .map_err(StorageError::Checkpoint)
+    }
 }
 
 /// A set of writes applied atomically by [`Batch::commit`]. Dropping a batch discards it.

@@ -29,4 +29,7 @@ pub enum StorageError {
     /// An atomic batch failed to commit; none of it was applied.
     #[error("database batch commit failed, nothing was written: {0}")]
     Commit(#[source] rocksdb::Error),
+    /// A checkpoint (online backup) could not be written.
+    #[error("database checkpoint failed: {0}")]
+    Checkpoint(#[source] rocksdb::Error),
 }

@@ -425,36 +425,61 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
         txs.push((alloy_primitives::keccak256(&raw), raw));
     }
 
-    // Observe commits on node 0.
+    // Observe commits on node 0's block stream; when it ends (the node stopped or restarted,
+    // as in a rolling restart), on the next node that serves one, from the next height: every
+    // height is seen once, whichever node showed it.
     let submitted: Arc<Mutex<HashMap<B256, Pending>>> = Arc::new(Mutex::new(HashMap::new()));
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
     let committed: Arc<Mutex<Vec<B256>>> = Arc::new(Mutex::new(Vec::new()));
     let blocks_seen: Arc<Mutex<Vec<(Instant, usize)>>> = Arc::new(Mutex::new(Vec::new()));
-    let mut stream = c0.stream_blocks(0).await.map_err(load_err)?;
+    let first_stream = c0.stream_blocks(0).await.map_err(load_err)?;
     let observer = {
         let submitted = submitted.clone();
         let latencies = latencies.clone();
         let committed = committed.clone();
         let blocks_seen = blocks_seen.clone();
+        let watch: Vec<PmrClient> = clients.clone();
         tokio::spawn(async move {
-            while let Some(Ok(block)) = stream.next().await {
-                let now = Instant::now();
-                let mut sub = submitted.lock().await;
-                let mut lat = latencies.lock().await;
-                let mut seen = committed.lock().await;
-                for t in &block.transactions {
-                    let hash = alloy_primitives::keccak256(t);
-                    if let Some(p) = sub.remove(&hash) {
-                        lat.push(now.duration_since(p.first).as_secs_f64() * 1000.0);
-                        seen.push(hash);
+            let mut stream = Some(first_stream);
+            let mut next_height = 0u64;
+            let mut node = 0usize;
+            loop {
+                let mut s = match stream.take() {
+                    Some(s) => s,
+                    None => match watch[node].stream_blocks(next_height).await {
+                        Ok(s) => s,
+                        Err(_) => {
+                            node = (node + 1) % watch.len();
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                };
+                while let Some(Ok(block)) = s.next().await {
+                    let height = block.header.as_ref().map_or(0, |h| h.height);
+                    if height < next_height {
+                        continue;
                     }
+                    next_height = height + 1;
+                    let now = Instant::now();
+                    let mut sub = submitted.lock().await;
+                    let mut lat = latencies.lock().await;
+                    let mut seen = committed.lock().await;
+                    for t in &block.transactions {
+                        let hash = alloy_primitives::keccak256(t);
+                        if let Some(p) = sub.remove(&hash) {
+                            lat.push(now.duration_since(p.first).as_secs_f64() * 1000.0);
+                            seen.push(hash);
+                        }
+                    }
+                    blocks_seen
+                        .lock()
+                        .await
+                        .push((now, block.transactions.len()));
                 }
-                blocks_seen
-                    .lock()
-                    .await
-                    .push((now, block.transactions.len()));
+                tracing::info!(target: "pmr::load", node, next_height, "a block stream ended: watching the next node");
+                node = (node + 1) % watch.len();
             }
-            tracing::warn!(target: "pmr::load", "the block stream of the first node ended: commits after this are not counted")
         })
     };
     let clients = Arc::new(clients);

@@ -59,6 +59,18 @@ pub(crate) enum NodeCommand {
     /// A node's own keys: print its identities, or give it a separate p2p identity.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Restore a stopped node's database from a backup (`pmr backup`): the current database,
+    /// if any, is kept aside as data/db.replaced-TIME (never deleted), the backup is copied in,
+    /// and its state is verified against its latest header before the command succeeds. Start
+    /// the node afterwards: it syncs the blocks committed since the backup from its peers.
+    Restore {
+        /// The node's home directory.
+        #[arg(long)]
+        home: PathBuf,
+        /// The backup directory (HOME/data/backups/NAME on the node that made it).
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// The node's execution state: check it against the chain's state root, or write and
     /// check snapshots of it.
     #[command(subcommand)]
@@ -145,6 +157,35 @@ fn open_stopped_store(home: &Home) -> Result<pmr_storage::Store> {
             path.display()
         )
     })
+}
+
+/// Copies the backup `from` into `home`'s database directory, keeping the one it replaces.
+fn restore(home: &Home, from: &std::path::Path) -> Result<()> {
+    if !from.join("CURRENT").exists() {
+        eyre::bail!(
+            "{} is not a database backup (no CURRENT file)",
+            from.display()
+        );
+    }
+    let db = home.db();
+    if db.exists() {
+        // Refuses while the node runs: its database is locked.
+        drop(open_stopped_store(home)?);
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let aside = home.data().join(format!("db.replaced-{stamp}"));
+        std::fs::rename(&db, &aside)?;
+        println!("the database it replaces is kept at {}", aside.display());
+    }
+    std::fs::create_dir_all(&db)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), db.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
 }
 
 /// `pmr state verify --home`: the recomputed root against the latest header's.
@@ -350,6 +391,19 @@ impl NodeCommand {
                     custody_key: custodian.as_ref().map(|(_, k)| hex::encode(k.as_bytes())),
                     operator: custodian.as_ref().map(|(a, _)| a.to_string()),
                 })
+            }
+            NodeCommand::Restore { home, from } => {
+                let home = Home::new(home);
+                restore(&home, &from)?;
+                let verdict = verify_state(&home)?;
+                out.show(&verdict)?;
+                if !verdict.matches {
+                    eyre::bail!(
+                        "the restored state does not verify: the backup is damaged; the database \
+                         it replaced is kept beside it"
+                    );
+                }
+                Ok(())
             }
             NodeCommand::State(StateCommand::Verify { home }) => {
                 let verdict = verify_state(&Home::new(home))?;

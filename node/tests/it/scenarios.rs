@@ -108,3 +108,13 @@ async fn n4_flood() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4_rolling_restart() {
+    run(
+        "n4-rolling-restart",
+        include_str!("../../../testnet/scenarios/ci/n4-rolling-restart.toml"),
+        &[],
+    )
+    .await;
+}

@@ -122,7 +122,17 @@ pub async fn run_scenario(
             tracing::info!(target: "pmr::scenario", at = ?f.at, action = ?f.action, nodes = ?f.nodes, "fault");
             next += 1;
         }
-        let status = clients[observer].status().await.ok();
+        // The observer's view, or (while it is down: a rolling restart faults every node in
+        // turn) the first other node that answers.
+        let mut status = None;
+        for i in std::iter::once(observer).chain((0..n).filter(|i| *i != observer)) {
+            if let Ok(Ok(s)) =
+                tokio::time::timeout(Duration::from_millis(500), clients[i].status()).await
+            {
+                status = Some(s);
+                break;
+            }
+        }
         if let Some(s) = &status {
             state.observe_tip(s.height);
         }
