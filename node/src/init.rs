@@ -189,8 +189,37 @@ fn local_certificate_in_place(home: &Home, name: &str, ca_key: &Path) -> Result<
     )
 }
 
+/// The passphrase that encrypts a real network's operator and custody keys.
+fn operator_passphrase() -> Result<String> {
+    std::env::var("PMR_KEY_PASSPHRASE").map_err(|_| {
+        eyre::eyre!(
+            "set PMR_KEY_PASSPHRASE to the passphrase that encrypts this node's operator \
+             and custody keys (keys/custodian.json); give it again at every start, \
+             from the environment or a file the service manager provides \
+             (key_passphrase_file in config.toml)"
+        )
+    })
+}
+
+/// `pmr keys init`: a node's keys alone (validator key, encrypted custodian keystore), for a
+/// genesis ceremony; `pmr init --genesis` later keeps them.
+pub fn init_keys(home: &Home) -> Result<()> {
+    if home.node_key().exists() || home.config().exists() {
+        bail!(
+            "{} already has keys: remove it or choose another --home",
+            home.root.display()
+        );
+    }
+    let passphrase = operator_passphrase()?;
+    generate_node_key(&home.node_key())?;
+    crate::keys::generate_custodian(&home.custodian_keystore(), &passphrase)?;
+    Ok(())
+}
+
 /// `pmr init`: one node's home with a fresh key and default config. Without a genesis file
 /// given, it creates a single-validator development chain with this node as its validator.
+/// With one, in a home where `pmr keys init` made the keys, it keeps them (the genesis names
+/// them) and makes no admin key.
 pub fn init_node(home: &Home, moniker: &str, genesis: Option<&Path>, chain_id: u64) -> Result<()> {
     if home.config().exists() {
         bail!(
@@ -198,19 +227,26 @@ pub fn init_node(home: &Home, moniker: &str, genesis: Option<&Path>, chain_id: u
             home.root.display()
         );
     }
+    // Keys made by `pmr keys init` for a genesis ceremony are kept: the genesis names them.
+    let keys_made = genesis.is_some()
+        && home.node_key().exists()
+        && home.custodian_keystore().exists();
+    if keys_made {
+        let g = Genesis::load(genesis.unwrap_or(Path::new("")))?;
+        std::fs::write(home.genesis(), serde_json::to_string_pretty(&g)?)?;
+        let cfg = NodeConfig {
+            moniker: moniker.into(),
+            ..NodeConfig::default()
+        };
+        cfg.save(&home.config())?;
+        return Ok(());
+    }
     let key = generate_node_key(&home.node_key())?;
     let (operator, custody, passphrase_file) = match genesis {
         // A real network's operator gives the passphrase (the service manager provides it
         // at every start).
         Some(_) => {
-            let passphrase = std::env::var("PMR_KEY_PASSPHRASE").map_err(|_| {
-                eyre::eyre!(
-                    "set PMR_KEY_PASSPHRASE to the passphrase that encrypts this node's operator \
-                     and custody keys (keys/custodian.json); give it again at every start, \
-                     from the environment or a file the service manager provides \
-                     (key_passphrase_file in config.toml)"
-                )
-            })?;
+            let passphrase = operator_passphrase()?;
             let (operator, custody) =
                 crate::keys::generate_custodian(&home.custodian_keystore(), &passphrase)?;
             (operator, custody, None)

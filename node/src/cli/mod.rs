@@ -2,6 +2,7 @@
 //! variant with a `run`) beside the client commands of `pmr-cli`. Errors print as one line;
 //! `--verbose` adds their causes and backtraces.
 
+mod genesis;
 mod node;
 mod testnet;
 

@@ -75,6 +75,10 @@ pub(crate) enum NodeCommand {
     /// check snapshots of it.
     #[command(subcommand)]
     State(StateCommand),
+    /// The genesis ceremony: build a network's genesis from its operators' public keys, and
+    /// check it (see `docs/operators.md`).
+    #[command(subcommand)]
+    Genesis(super::genesis::GenesisCommand),
 }
 
 #[derive(Subcommand)]
@@ -255,6 +259,15 @@ pub(crate) enum TlsCommand {
 
 #[derive(Subcommand)]
 pub(crate) enum KeysCommand {
+    /// Create a node's keys only, for a genesis ceremony: the validator key, and the operator
+    /// and custody keys encrypted under PMR_KEY_PASSPHRASE (keys/custodian.json). No genesis,
+    /// no admin key. Send `pmr keys show --output json` to the coordinator, then run `pmr init
+    /// --genesis` with the genesis it returns (the keys are kept).
+    Init {
+        /// Home directory to create.
+        #[arg(long)]
+        home: PathBuf,
+    },
     /// Print the node's validator address and key, p2p peer id, custody key and operator
     /// account (what other operators put in their genesis and peer lists).
     Show {
@@ -424,6 +437,18 @@ impl NodeCommand {
             NodeCommand::State(StateCommand::VerifySnapshot { snapshot, root }) => {
                 let info = pmr_execution::verify_snapshot(&snapshot, root)?;
                 out.show(&SnapshotView(info))
+            }
+            NodeCommand::Genesis(c) => c.run(out),
+            NodeCommand::Keys(KeysCommand::Init { home }) => {
+                let home = Home::new(home);
+                crate::init::init_keys(&home)?;
+                println!(
+                    "keys created in {}; send the output of `pmr keys show --home {} --output \
+                     json` (public keys only) to the genesis coordinator",
+                    home.root.join("keys").display(),
+                    home.root.display()
+                );
+                Ok(())
             }
             NodeCommand::Keys(KeysCommand::NewNetworkKey { home }) => {
                 let key = keys::generate_node_key(&Home::new(home).network_key())?;

@@ -9,6 +9,7 @@
 mod common;
 
 mod config;
+mod genesis;
 mod init;
 mod keys;
 mod mitm;
