@@ -228,9 +228,8 @@ pub fn init_node(home: &Home, moniker: &str, genesis: Option<&Path>, chain_id: u
         );
     }
     // Keys made by `pmr keys init` for a genesis ceremony are kept: the genesis names them.
-    let keys_made = genesis.is_some()
-        && home.node_key().exists()
-        && home.custodian_keystore().exists();
+    let keys_made =
+        genesis.is_some() && home.node_key().exists() && home.custodian_keystore().exists();
     if keys_made {
         let g = Genesis::load(genesis.unwrap_or(Path::new("")))?;
         std::fs::write(home.genesis(), serde_json::to_string_pretty(&g)?)?;

@@ -118,6 +118,13 @@ impl Executor {
                 head
             }
             None => {
+                if !crate::state_db::holds_no_state(&store)? {
+                    return Err(ExecutionError::Corrupt(
+                        "the database holds state but no executed head (an import that failed \
+                         part-way?): start from an empty data directory"
+                            .into(),
+                    ));
+                }
                 let mut batch = store.batch();
                 write_block(
                     &mut batch,
@@ -412,21 +419,21 @@ impl Executor {
     }
 
     /// Writes the state snapshot at `path` (see [`crate::export_snapshot`]) into `store`,
-    /// which must be empty, after checking it against `trusted_root` (the state root of a
-    /// header the network signed) and this genesis: an executor opened on `store` then starts
+    /// which must be empty, after checking it against `trusted` (the height, state root and
+    /// time of a header the network signed) and this genesis: an executor opened on `store` then starts
     /// at the snapshot's height. A snapshot whose entries do not give `trusted_root` is
     /// refused and nothing is written.
     pub fn import_snapshot(
         store: &Store,
         genesis: &Genesis,
         path: &std::path::Path,
-        trusted_root: B256,
+        trusted: crate::TrustedHead,
     ) -> Result<crate::SnapshotInfo, ExecutionError> {
         let genesis_root = genesis_state(genesis, CodeCache::default())?.2.root();
         crate::snapshot::import_snapshot(
             store,
             path,
-            trusted_root,
+            trusted,
             (genesis_root, genesis.genesis_time_ms),
         )
     }

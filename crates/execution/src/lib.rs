@@ -38,6 +38,6 @@ pub use executor::{Executor, StateCheck};
 pub use genesis::constructor_args;
 pub use receipt::{receipt_proof, receipts_root, verify_receipt, Log, Receipt};
 pub use runner::{intrinsic_gas, SPEC};
-pub use snapshot::{export_snapshot, verify_snapshot, SnapshotInfo};
+pub use snapshot::{export_snapshot, verify_snapshot, SnapshotInfo, TrustedHead};
 pub use state_db::StateCounts;
 pub use types::{AccountView, BlockEnv, BuiltBlock, CallOutcome, ExecutedBlock};

@@ -10,10 +10,11 @@
 //! ```
 //!
 //! Importing reads the file twice: the first pass recomputes the lattice of every entry and
-//! refuses the snapshot unless its root is the one the caller trusts (from a header the
-//! network signed) and the one the file names; only then does the second pass write
-//! anything. A snapshot with one changed, missing or extra entry is refused and the store is
-//! left as it was.
+//! refuses the snapshot unless its root, height and time are those of a header the caller
+//! trusts (one the network signed) and its root the one the file names; only then does the
+//! second pass write anything, and it recomputes the lattice again, writing the head only if
+//! the file did not change in between. A snapshot with one changed, missing or extra entry is
+//! refused and the store is left as it was.
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -60,7 +61,17 @@ pub fn export_snapshot(store: &Store, path: &Path) -> Result<SnapshotInfo, Execu
     let info = state_db::read_block_info(store, head.height)?.ok_or_else(|| {
         ExecutionError::Corrupt(format!("no block record for height {}", head.height))
     })?;
-    let file = std::fs::File::create(path).map_err(|e| io(path, e))?;
+    // A new file only (no symlink followed, nothing truncated), readable by its owner alone:
+    // it holds the whole state.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| io(path, e))?
+    };
     let mut out = BufWriter::new(file);
     let mut header = Vec::with_capacity(56);
     header.extend_from_slice(MAGIC);
@@ -123,21 +134,43 @@ pub fn verify_snapshot(
     Ok(info)
 }
 
-/// Verifies the snapshot at `path` against `trusted_root` (see [`verify_snapshot`]), then
-/// writes its state into `store`, which must hold no executed state, with the genesis record
-/// `(state root, time)` of height 0. Nothing is written unless the whole snapshot checks.
+/// The header a snapshot must match: from a block the network signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrustedHead {
+    /// The block's height.
+    pub height: u64,
+    /// Its state root.
+    pub state_root: B256,
+    /// Its time, milliseconds (contracts read it as `block.timestamp` at that height).
+    pub timestamp_ms: u64,
+}
+
+/// Verifies the snapshot at `path` against `trusted` (its root, height and time; see
+/// [`verify_snapshot`]), then writes its state into `store`, which must hold no state at all,
+/// with the genesis record `(state root, time)` of height 0. Nothing is written unless the
+/// whole file checks; the entries are then written in batches and the head last, so an import
+/// that fails part-way leaves a store without a head, which neither an executor nor another
+/// import will use (start again from an empty database).
 pub(crate) fn import_snapshot(
     store: &Store,
     path: &Path,
-    trusted_root: B256,
+    trusted: TrustedHead,
     genesis: (B256, u64),
 ) -> Result<SnapshotInfo, ExecutionError> {
-    if state_db::read_head(store)?.is_some() {
+    if !state_db::holds_no_state(store)? {
         return Err(ExecutionError::Snapshot(
-            "the store already holds executed state; import into an empty one".into(),
+            "the store already holds state (or a failed import's part of one): import into an \
+             empty database"
+                .into(),
         ));
     }
-    let info = verify_snapshot(path, Some(trusted_root))?;
+    let info = verify_snapshot(path, Some(trusted.state_root))?;
+    if (info.height, info.timestamp_ms) != (trusted.height, trusted.timestamp_ms) {
+        return Err(ExecutionError::Snapshot(format!(
+            "it names height {} at {} ms; the trusted header is height {} at {} ms",
+            info.height, info.timestamp_ms, trusted.height, trusted.timestamp_ms
+        )));
+    }
     let mut batch = store.batch();
     let mut staged = 0;
     let mut lattice = StateLattice::empty();

@@ -113,6 +113,10 @@ impl Page {
             if mask & (1 << i) != 0 {
                 *slot = U256::from_be_slice(&values[..32]);
                 values = &values[32..];
+                // Only the canonical encoding: a zero slot is never listed.
+                if slot.is_zero() {
+                    return None;
+                }
             }
         }
         Some(page)
@@ -449,7 +453,10 @@ impl StateCounts {
 /// order within each kind: 1, every existing account (`address`, its 72-byte record); 2,
 /// every storage page holding a non-zero slot (`address ‖ be256(page)`, its stored
 /// encoding); 3, every code (its hash, the code, checked against the hash). For accounts and
-/// pages the version in force is the newest at or below `height`. Stops when `each` returns
+/// pages the version in force is the newest at or below `height`. Codes are not versioned
+/// (stored once, never deleted): below the head, a code first stored after `height` is
+/// listed too, so the lattice of an earlier height is right only if no code came since (PMR
+/// chains deploy code at genesis alone). Stops when `each` returns
 /// false. Fails on a malformed key or value.
 pub(crate) fn for_each_entry(
     store: &Store,
@@ -574,6 +581,16 @@ pub(crate) fn insert_entry(
         }
         _ => lattice.insert(&code_entry(&B256::from_slice(key))),
     }
+}
+
+/// Whether `store` holds no account, storage page or code at all.
+pub(crate) fn holds_no_state(store: &Store) -> Result<bool, ExecutionError> {
+    for column in [Column::Accounts, Column::Storage, Column::Code] {
+        if store.last(column)?.is_some() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Stages `account` as the version of `address` at `height`.
@@ -816,5 +833,9 @@ mod tests {
         assert_eq!(Page::decode(&buf[..len - 1]), None);
         assert_eq!(Page::decode(&[]), None);
         assert_eq!(Page::decode(&[0b1, 0]), None);
+        // A zero slot listed in the mask is not the canonical encoding.
+        let mut zero_listed = vec![0b1];
+        zero_listed.extend_from_slice(&[0u8; 32]);
+        assert_eq!(Page::decode(&zero_listed), None);
     }
 }

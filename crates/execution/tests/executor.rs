@@ -1041,12 +1041,18 @@ fn a_snapshot_imports_only_when_it_is_the_trusted_state() {
         pmr_execution::verify_snapshot(&path, Some(root)).unwrap(),
         info
     );
+    // What a header the network signed says of that height (here: the source's own record).
+    let trusted = pmr_execution::TrustedHead {
+        height,
+        state_root: root,
+        timestamp_ms: info.timestamp_ms,
+    };
 
     // Imported into an empty store: an executor opens on it at the snapshot's height and
     // answers as the source does.
     let target = tempfile::tempdir().unwrap();
     let store = Store::open(target.path()).unwrap();
-    Executor::import_snapshot(&store, &x.genesis, &path, root).unwrap();
+    Executor::import_snapshot(&store, &x.genesis, &path, trusted).unwrap();
     let imported = Executor::open(store.clone(), &x.genesis).unwrap();
     assert_eq!(imported.head(), (height, root));
     let total = |e: &Executor| {
@@ -1064,15 +1070,36 @@ fn a_snapshot_imports_only_when_it_is_the_trusted_state() {
     assert_eq!(total(&imported), total(&x.exec));
     assert!(Executor::verify_stored_state(&store).unwrap().matches());
     // Twice into the same store: refused.
-    assert!(Executor::import_snapshot(&store, &x.genesis, &path, root).is_err());
+    assert!(Executor::import_snapshot(&store, &x.genesis, &path, trusted).is_err());
 
     // Another trusted root: refused, nothing written.
     let empty = tempfile::tempdir().unwrap();
     let store = Store::open(empty.path()).unwrap();
-    let err = Executor::import_snapshot(&store, &x.genesis, &path, B256::repeat_byte(1))
+    let other_root = pmr_execution::TrustedHead {
+        state_root: B256::repeat_byte(1),
+        ..trusted
+    };
+    let err = Executor::import_snapshot(&store, &x.genesis, &path, other_root)
         .unwrap_err()
         .to_string();
     assert!(err.contains("not the trusted"), "{err}");
+    // The right root but another height or time (a backdated block time would make expired
+    // grants look valid): refused.
+    for other in [
+        pmr_execution::TrustedHead {
+            height: height + 1,
+            ..trusted
+        },
+        pmr_execution::TrustedHead {
+            timestamp_ms: trusted.timestamp_ms - 86_400_000,
+            ..trusted
+        },
+    ] {
+        let err = Executor::import_snapshot(&store, &x.genesis, &path, other)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("the trusted header is"), "{err}");
+    }
 
     // One changed byte in one entry (the last byte before the end marker: the last code's
     // or page's value), and the file's own root: refused, nothing written.
@@ -1081,7 +1108,7 @@ fn a_snapshot_imports_only_when_it_is_the_trusted_state() {
     let changed = dir.path().join("changed.snap");
     bytes[n - 2] ^= 0x01;
     std::fs::write(&changed, &bytes).unwrap();
-    let err = Executor::import_snapshot(&store, &x.genesis, &changed, root)
+    let err = Executor::import_snapshot(&store, &x.genesis, &changed, trusted)
         .unwrap_err()
         .to_string();
     assert!(err.contains("refused"), "{err}");
@@ -1100,7 +1127,7 @@ fn a_snapshot_imports_only_when_it_is_the_trusted_state() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("entries give state root"), "{err}");
-    let err = Executor::import_snapshot(&store, &x.genesis, &changed, root)
+    let err = Executor::import_snapshot(&store, &x.genesis, &changed, trusted)
         .unwrap_err()
         .to_string();
     assert!(err.contains("refused"), "{err}");
@@ -1111,5 +1138,24 @@ fn a_snapshot_imports_only_when_it_is_the_trusted_state() {
     assert!(pmr_execution::verify_snapshot(&changed, Some(root)).is_err());
     // None of the refusals wrote anything: the store still takes the good snapshot.
     assert!(store.last(pmr_storage::Column::Accounts).unwrap().is_none());
-    Executor::import_snapshot(&store, &x.genesis, &path, root).unwrap();
+    Executor::import_snapshot(&store, &x.genesis, &path, trusted).unwrap();
+
+    // A store holding state but no head (an import that failed part-way) is used by neither an
+    // import nor an executor.
+    let partial = tempfile::tempdir().unwrap();
+    let store = Store::open(partial.path()).unwrap();
+    store
+        .put(
+            pmr_storage::Column::Accounts,
+            &[7u8; 28],
+            &[0u8; 72],
+            pmr_storage::Durability::Sync,
+        )
+        .unwrap();
+    let err = Executor::import_snapshot(&store, &x.genesis, &path, trusted)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("already holds state"), "{err}");
+    let err = Executor::open(store, &x.genesis).unwrap_err().to_string();
+    assert!(err.contains("no executed head"), "{err}");
 }

@@ -61,7 +61,11 @@ pub struct LedgerApi {
     streams: Arc<Semaphore>,
     streams_of: Arc<Mutex<HashMap<Address, usize>>>,
     submissions: Arc<DefaultKeyedRateLimiter<Address>>,
+    backup_running: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// Backups kept on the node's disk at most (see `create_backup`).
+const MAX_BACKUPS: usize = 16;
 
 impl LedgerApi {
     /// Serves `ledger` within `limits`, refusing new transactions when `disk` is low.
@@ -76,6 +80,7 @@ impl LedgerApi {
             submissions: Arc::new(RateLimiter::keyed(
                 Quota::per_second(rate).allow_burst(burst),
             )),
+            backup_running: Arc::new(tokio::sync::Mutex::new(())),
             limits,
         }
     }
@@ -296,13 +301,28 @@ impl LedgerService for LedgerApi {
                 "backup name {name:?}: use 1 to 64 of A-Z a-z 0-9 . _ - (not starting with a dot)"
             )));
         }
+        self.disk.check("backups")?;
+        // One backup at a time; a caller that finds one running retries.
+        let _running = self.backup_running.try_lock().map_err(|_| {
+            Status::unavailable("a backup of this node is being written: retry when it is done")
+        })?;
         let store = self.ledger.chain.store().clone();
-        let dir = store
+        let backups = store
             .path()
             .parent()
             .unwrap_or(store.path())
-            .join("backups")
-            .join(&name);
+            .join("backups");
+        // A checkpoint keeps table files alive after the database compacts them away: old
+        // backups must be moved off the machine and deleted, not piled up here.
+        let kept = std::fs::read_dir(&backups).map_or(0, |d| d.count());
+        if kept >= MAX_BACKUPS {
+            return Err(Status::resource_exhausted(format!(
+                "{kept} backups are kept in {} already (at most {MAX_BACKUPS}): move old ones off \
+                 the machine and delete them",
+                backups.display()
+            )));
+        }
+        let dir = backups.join(&name);
         if dir.exists() {
             return Err(Status::already_exists(format!(
                 "a backup named {name} exists at {}",
@@ -318,7 +338,7 @@ impl LedgerService for LedgerApi {
                 }
                 store.checkpoint(&dir).map_err(|e| e.to_string())?;
                 // What the backup holds, read from the backup itself.
-                let copy = pmr_storage::Store::open(&dir).map_err(|e| e.to_string())?;
+                let copy = pmr_storage::Store::open_read_only(&dir).map_err(|e| e.to_string())?;
                 let chain = pmr_consensus::ChainStore::open(copy, genesis_hash)
                     .map_err(|e| e.to_string())?;
                 let height = chain.height().map_err(|e| e.to_string())?;

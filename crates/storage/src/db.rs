@@ -40,6 +40,31 @@ impl Store {
     /// Opens (or creates) the database at `path` with every [`Column`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
         let path = path.as_ref();
+        let (opts, cfs) = Self::options();
+        let db =
+            Db::open_cf_descriptors(&opts, path, cfs).map_err(|source| StorageError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Opens the existing database at `path` for reading only (no background work, no writes:
+    /// a backup stays as it was made). Every write fails.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let path = path.as_ref();
+        let (mut opts, cfs) = Self::options();
+        opts.create_if_missing(false);
+        let db = Db::open_cf_descriptors_read_only(&opts, path, cfs, false).map_err(|source| {
+            StorageError::Open {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    fn options() -> (Options, Vec<ColumnFamilyDescriptor>) {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -76,12 +101,7 @@ impl Store {
             }
             ColumnFamilyDescriptor::new(c.name(), o)
         });
-        let db =
-            Db::open_cf_descriptors(&opts, path, cfs).map_err(|source| StorageError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(Self { db: Arc::new(db) })
+        (opts, cfs.collect())
     }
 
     fn cf(&self, column: Column) -> Arc<rocksdb::BoundColumnFamily<'_>> {

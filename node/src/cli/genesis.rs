@@ -255,7 +255,10 @@ impl GenesisCommand {
                 let g = load_draft(&draft)?;
                 g.validate()?;
                 if g.admin.is_zero() {
-                    bail!("no admin yet: pmr genesis set-admin {} --address A", draft.display());
+                    bail!(
+                        "no admin yet: pmr genesis set-admin {} --address A",
+                        draft.display()
+                    );
                 }
                 if path.exists() {
                     bail!("{} exists: choose another --out", path.display());
@@ -283,7 +286,10 @@ impl GenesisCommand {
                     let key = crate::keys::load_node_key(&home.node_key())?;
                     let mine = hex::encode(key.public_key().as_bytes());
                     let Some(v) = g.validators.iter().find(|v| v.consensus_key == mine) else {
-                        bail!("this node's validator key {mine} is not in {}", genesis.display());
+                        bail!(
+                            "this node's validator key {mine} is not in {}",
+                            genesis.display()
+                        );
                     };
                     if let Ok((operator, custody)) =
                         crate::keys::custodian_public(&home.custodian_keystore())

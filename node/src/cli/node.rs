@@ -59,9 +59,10 @@ pub(crate) enum NodeCommand {
     /// A node's own keys: print its identities, or give it a separate p2p identity.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Restore a stopped node's database from a backup (`pmr backup`): the current database,
-    /// if any, is kept aside as data/db.replaced-TIME (never deleted), the backup is copied in,
-    /// and its state is verified against its latest header before the command succeeds. Start
+    /// Restore a stopped node's database from a backup (`pmr backup`): the backup is copied to
+    /// data/db.restoring and its state verified against its latest header there; only then
+    /// does it replace the database, which is kept aside as data/db.replaced-TIME (never
+    /// deleted). Start
     /// the node afterwards: it syncs the blocks committed since the backup from its peers.
     Restore {
         /// The node's home directory.
@@ -163,11 +164,22 @@ fn open_stopped_store(home: &Home) -> Result<pmr_storage::Store> {
     })
 }
 
-/// Copies the backup `from` into `home`'s database directory, keeping the one it replaces.
-fn restore(home: &Home, from: &std::path::Path) -> Result<()> {
-    if !from.join("CURRENT").exists() {
+/// Copies the backup `from` into `home`'s data directory as `db.restoring`, verifies it there
+/// (its state against its latest header), and only then puts it in place of the database,
+/// which is kept aside. Returns the verdict.
+fn restore(home: &Home, from: &std::path::Path) -> Result<StateVerdict> {
+    if !from.join("CURRENT").is_file() {
         eyre::bail!(
             "{} is not a database backup (no CURRENT file)",
+            from.display()
+        );
+    }
+    let data = home.data();
+    std::fs::create_dir_all(&data)?;
+    let (from_abs, data_abs) = (from.canonicalize()?, data.canonicalize()?);
+    if from_abs.starts_with(data_abs.join("db")) {
+        eyre::bail!(
+            "{} is the node's own database, not a backup",
             from.display()
         );
     }
@@ -175,27 +187,60 @@ fn restore(home: &Home, from: &std::path::Path) -> Result<()> {
     if db.exists() {
         // Refuses while the node runs: its database is locked.
         drop(open_stopped_store(home)?);
+    }
+    let staging = data.join("db.restoring");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    std::fs::create_dir_all(&staging)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_symlink() || !kind.is_file() {
+            eyre::bail!(
+                "{} in the backup is not a plain file: refusing to restore from it",
+                entry.path().display()
+            );
+        }
+        let to = staging.join(entry.file_name());
+        std::fs::copy(entry.path(), &to)?;
+        std::fs::File::open(&to)?.sync_all()?;
+    }
+    std::fs::File::open(&staging)?.sync_all()?;
+    let verdict = verify_state_at(home, &staging)?;
+    if !verdict.matches {
+        return Ok(verdict);
+    }
+    if db.exists() {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let aside = home.data().join(format!("db.replaced-{stamp}"));
+        let aside = data.join(format!("db.replaced-{stamp}"));
         std::fs::rename(&db, &aside)?;
         println!("the database it replaces is kept at {}", aside.display());
     }
-    std::fs::create_dir_all(&db)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        if entry.file_type()?.is_file() {
-            std::fs::copy(entry.path(), db.join(entry.file_name()))?;
-        }
-    }
-    Ok(())
+    std::fs::rename(&staging, &db)?;
+    std::fs::File::open(&data)?.sync_all()?;
+    Ok(verdict)
 }
 
 /// `pmr state verify --home`: the recomputed root against the latest header's.
 fn verify_state(home: &Home) -> Result<StateVerdict> {
+    verify_state_at(home, &home.db())
+}
+
+/// [`verify_state`] of the database at `db` (the node's, or one being restored).
+fn verify_state_at(home: &Home, db: &std::path::Path) -> Result<StateVerdict> {
     let genesis = pmr_primitives::Genesis::load(&home.genesis())?;
-    let store = open_stopped_store(home)?;
+    if !db.exists() {
+        eyre::bail!("{} holds no database: is this a node's home?", db.display());
+    }
+    let store = pmr_storage::Store::open(db).map_err(|e| {
+        eyre::eyre!(
+            "cannot open {} ({e}): stop the node first, this reads its database directly",
+            db.display()
+        )
+    })?;
     let check = pmr_execution::Executor::verify_stored_state(&store)?;
     let chain = pmr_consensus::ChainStore::open(store, genesis.hash())?;
     let header_root = if check.height == 0 {
@@ -406,14 +451,12 @@ impl NodeCommand {
                 })
             }
             NodeCommand::Restore { home, from } => {
-                let home = Home::new(home);
-                restore(&home, &from)?;
-                let verdict = verify_state(&home)?;
+                let verdict = restore(&Home::new(home), &from)?;
                 out.show(&verdict)?;
                 if !verdict.matches {
                     eyre::bail!(
-                        "the restored state does not verify: the backup is damaged; the database \
-                         it replaced is kept beside it"
+                        "the backup's state does not verify: it is damaged; nothing was replaced \
+                         (it is left in data/db.restoring for inspection)"
                     );
                 }
                 Ok(())
@@ -436,7 +479,14 @@ impl NodeCommand {
             }
             NodeCommand::State(StateCommand::VerifySnapshot { snapshot, root }) => {
                 let info = pmr_execution::verify_snapshot(&snapshot, root)?;
-                out.show(&SnapshotView(info))
+                out.show(&SnapshotView(info))?;
+                if root.is_none() {
+                    eprintln!(
+                        "checked against the root the file names only: give --root (from a block \
+                         header the network signed) to know it is the network's state"
+                    );
+                }
+                Ok(())
             }
             NodeCommand::Genesis(c) => c.run(out),
             NodeCommand::Keys(KeysCommand::Init { home }) => {

@@ -43,7 +43,10 @@ fn four_operators_form_a_genesis_from_public_files_only() {
     // Each operator, on its own machine: keys only, then the public listing.
     for (name, home) in names.iter().zip(&homes) {
         ok(&["keys", "init", "--home", s(home)], &pass);
-        let listing = ok(&["keys", "show", "--home", s(home), "--output", "json"], &[]);
+        let listing = ok(
+            &["keys", "show", "--home", s(home), "--output", "json"],
+            &[],
+        );
         let v: serde_json::Value = serde_json::from_str(&listing).expect("JSON listing");
         let fields: Vec<&String> = v.as_object().unwrap().keys().collect();
         // Public keys and addresses only.
@@ -69,32 +72,78 @@ fn four_operators_form_a_genesis_from_public_files_only() {
 
     // The coordinator, with the public files only.
     let draft = public.join("draft.json");
-    ok(&["genesis", "new", "--chain-id", "7070", "--out", s(&draft)], &[]);
+    ok(
+        &["genesis", "new", "--chain-id", "7070", "--out", s(&draft)],
+        &[],
+    );
     // Finalizing before there is a validator or an admin is refused.
     let genesis = public.join("genesis.json");
-    assert!(!pmr(&["genesis", "finalize", s(&draft), "--out", s(&genesis)], &[]).0);
+    assert!(
+        !pmr(
+            &["genesis", "finalize", s(&draft), "--out", s(&genesis)],
+            &[]
+        )
+        .0
+    );
     for name in &names {
         let keys = public.join(format!("{name}.json"));
-        ok(&["genesis", "add-validator", s(&draft), "--keys", s(&keys)], &[]);
+        ok(
+            &["genesis", "add-validator", s(&draft), "--keys", s(&keys)],
+            &[],
+        );
     }
     // The same operator twice (under another name), or a file that is no key listing: refused,
     // and the draft is unchanged.
     let before = std::fs::read(&draft).unwrap();
     let again = public.join(format!("{}.json", names[0]));
     let (added, text) = pmr(
-        &["genesis", "add-validator", s(&draft), "--keys", s(&again), "--name", "twice"],
+        &[
+            "genesis",
+            "add-validator",
+            s(&draft),
+            "--keys",
+            s(&again),
+            "--name",
+            "twice",
+        ],
         &[],
     );
     assert!(!added, "{text}");
-    assert!(!pmr(&["genesis", "add-validator", s(&draft), "--keys", s(&draft)], &[]).0);
+    assert!(
+        !pmr(
+            &["genesis", "add-validator", s(&draft), "--keys", s(&draft)],
+            &[]
+        )
+        .0
+    );
     assert_eq!(std::fs::read(&draft).unwrap(), before);
-    assert!(!pmr(&["genesis", "finalize", s(&draft), "--out", s(&genesis)], &[]).0);
+    assert!(
+        !pmr(
+            &["genesis", "finalize", s(&draft), "--out", s(&genesis)],
+            &[]
+        )
+        .0
+    );
     let admin = pmr_client::Wallet::random().address().to_string();
     let hospital = pmr_client::Wallet::random().address().to_string();
-    ok(&["genesis", "set-admin", s(&draft), "--address", &admin], &[]);
-    ok(&["genesis", "add-hospital", s(&draft), "--address", &hospital], &[]);
+    ok(
+        &["genesis", "set-admin", s(&draft), "--address", &admin],
+        &[],
+    );
+    ok(
+        &["genesis", "add-hospital", s(&draft), "--address", &hospital],
+        &[],
+    );
     let text = ok(
-        &["genesis", "finalize", s(&draft), "--out", s(&genesis), "--output", "json"],
+        &[
+            "genesis",
+            "finalize",
+            s(&draft),
+            "--out",
+            s(&genesis),
+            "--output",
+            "json",
+        ],
         &[],
     );
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -104,7 +153,18 @@ fn four_operators_form_a_genesis_from_public_files_only() {
     // Every operator verifies the genesis against the hash and its own keys, then inits.
     let wrong = format!("0x{}", "11".repeat(32));
     for home in &homes {
-        ok(&["genesis", "verify", s(&genesis), "--hash", &hash, "--home", s(home)], &[]);
+        ok(
+            &[
+                "genesis",
+                "verify",
+                s(&genesis),
+                "--hash",
+                &hash,
+                "--home",
+                s(home),
+            ],
+            &[],
+        );
         assert!(!pmr(&["genesis", "verify", s(&genesis), "--hash", &wrong], &[]).0);
         let node_key = std::fs::read(home.join("keys/node_key.json")).unwrap();
         ok(&["init", "--home", s(home), "--genesis", s(&genesis)], &[]);
@@ -113,7 +173,10 @@ fn four_operators_form_a_genesis_from_public_files_only() {
             node_key,
             "init replaced the key the genesis names"
         );
-        assert!(!home.join("keys/admin.json").exists(), "a validator host got an admin key");
+        assert!(
+            !home.join("keys/admin.json").exists(),
+            "a validator host got an admin key"
+        );
         let g = pmr_primitives::Genesis::load(&home.join("genesis.json")).unwrap();
         assert_eq!(format!("{}", g.hash()), hash);
     }
@@ -121,7 +184,15 @@ fn four_operators_form_a_genesis_from_public_files_only() {
     let stranger = root.path().join("stranger");
     ok(&["keys", "init", "--home", s(&stranger)], &pass);
     let (good, text) = pmr(
-        &["genesis", "verify", s(&genesis), "--hash", &hash, "--home", s(&stranger)],
+        &[
+            "genesis",
+            "verify",
+            s(&genesis),
+            "--hash",
+            &hash,
+            "--home",
+            s(&stranger),
+        ],
         &[],
     );
     assert!(!good && text.contains("is not in"), "{text}");
@@ -129,6 +200,9 @@ fn four_operators_form_a_genesis_from_public_files_only() {
     // genesis, and none of them holds a secret field.
     for entry in std::fs::read_dir(&public).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        assert!(!text.contains("secret") && !text.contains("ciphertext"), "{text}");
+        assert!(
+            !text.contains("secret") && !text.contains("ciphertext"),
+            "{text}"
+        );
     }
 }

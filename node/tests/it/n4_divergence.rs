@@ -171,11 +171,15 @@ async fn state_verify_reports_a_corrupted_page_and_the_node_halts_when_it_is_wri
     let (good, text) = pmr_state(&["verify", "--home", home]);
     assert!(!good, "the corrupted page went unseen:\n{text}");
     assert!(text.contains("MISMATCH"), "{text}");
-    let (written, text) = pmr_state(&["snapshot", "--home", home, "--out", snap_path]);
+    let snap2 = net.dir.path().join("node3-corrupted.snap");
+    let (written, text) =
+        pmr_state(&["snapshot", "--home", home, "--out", snap2.to_str().unwrap()]);
     assert!(
         !written,
         "a snapshot of a corrupted state was written:\n{text}"
     );
+    assert!(text.contains("no snapshot written"), "{text}");
+    assert!(!snap2.exists());
 
     // Node 3 follows blocks that do not write the page ...
     net.cluster.start(3).unwrap();
