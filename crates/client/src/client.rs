@@ -88,11 +88,15 @@ impl ClientError {
     pub fn is_unreachable(&self) -> bool {
         match self {
             ClientError::Connect { .. } | ClientError::Timeout(..) => true,
-            // tonic reports a broken connection as `Unknown` ("transport error").
-            ClientError::Rpc(s) => matches!(
-                s.code(),
-                Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
-            ),
+            // tonic reports a broken connection as `Unknown` ("transport error"), and a
+            // connection reset while the node shuts down as `Internal` with the HTTP/2 error:
+            // neither is the node's answer to the request.
+            ClientError::Rpc(s) => {
+                matches!(
+                    s.code(),
+                    Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+                ) || (s.code() == Code::Internal && s.message().starts_with("h2 protocol error"))
+            }
             ClientError::Malformed(_) | ClientError::Read(_) => false,
         }
     }
@@ -399,6 +403,9 @@ mod tests {
             rpc(tonic::Status::unknown("transport error")),
             rpc(tonic::Status::cancelled("connection closed")),
             rpc(tonic::Status::deadline_exceeded("timeout")),
+            rpc(tonic::Status::internal(
+                "h2 protocol error: error reading a body from connection",
+            )),
             ClientError::Timeout(Duration::from_secs(5), "a node".into()),
             ClientError::Connect {
                 url: "http://127.0.0.1:1".into(),
@@ -413,6 +420,9 @@ mod tests {
             rpc(tonic::Status::invalid_argument("bad signature")),
             rpc(tonic::Status::failed_precondition("nonce too low")),
             rpc(tonic::Status::resource_exhausted("mempool full")),
+            rpc(tonic::Status::internal(
+                "execution state in the database is corrupt",
+            )),
             ClientError::Malformed("no hash".into()),
         ] {
             assert!(!e.is_unreachable(), "{e}");

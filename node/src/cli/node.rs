@@ -281,8 +281,53 @@ pub(crate) enum TlsCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// On a node's host: make its TLS key (HOME/tls/node.key, 0600, never leaves the host) and
+    /// a certificate request naming the host names and addresses clients reach it by. Send
+    /// the request (public) to the CA holder (`pmr tls sign`).
+    Request {
+        /// The node's home directory.
+        #[arg(long)]
+        home: PathBuf,
+        /// A DNS name clients use for the node (repeatable).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// An IP address clients use for the node (repeatable).
+        #[arg(long = "ip")]
+        ips: Vec<std::net::IpAddr>,
+        /// The request file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// At the CA holder: sign a node's certificate request (`pmr tls request`) with the CA
+    /// key. Send the certificate back with the CA certificate (`pmr tls install`).
+    Sign {
+        /// The CA's key (`pmr tls new-ca`).
+        #[arg(long)]
+        ca_key: PathBuf,
+        /// The node's request.
+        #[arg(long)]
+        request: PathBuf,
+        /// The certificate file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// On the node's host: put the signed certificate and the network's CA certificate in
+    /// place (HOME/tls/node.pem, HOME/tls/ca.pem).
+    Install {
+        /// The node's home directory.
+        #[arg(long)]
+        home: PathBuf,
+        /// The certificate `pmr tls sign` made.
+        #[arg(long)]
+        cert: PathBuf,
+        /// The network's CA certificate.
+        #[arg(long)]
+        ca_cert: PathBuf,
+    },
     /// Sign a node's TLS certificate with the CA key: HOME/tls/node.pem and node.key (0600),
-    /// naming the host names and addresses clients reach the node by.
+    /// naming the host names and addresses clients reach the node by. The node's key is made
+    /// where the CA key is: for a network one organization runs; between organizations use
+    /// `pmr tls request` and `pmr tls sign`.
     Issue {
         /// The CA's key (`pmr tls new-ca`).
         #[arg(long)]
@@ -413,6 +458,50 @@ impl NodeCommand {
                     cert.display(),
                     key.display()
                 );
+                Ok(())
+            }
+            NodeCommand::Tls(TlsCommand::Request {
+                home,
+                hosts,
+                ips,
+                out: file,
+            }) => {
+                let home = Home::new(home);
+                let tls = NodeConfig::load(&home.config()).unwrap_or_default().rpc;
+                crate::tls::request(&hosts, &ips, &home.resolve(&tls.tls_key), &file)?;
+                println!(
+                    "TLS key {} made; send the request {} to the CA holder",
+                    home.resolve(&tls.tls_key).display(),
+                    file.display()
+                );
+                Ok(())
+            }
+            NodeCommand::Tls(TlsCommand::Sign {
+                ca_key,
+                request,
+                out: file,
+            }) => {
+                crate::tls::sign(&ca_key, &request, &file)?;
+                println!(
+                    "certificate {} signed; send it back with the CA certificate",
+                    file.display()
+                );
+                Ok(())
+            }
+            NodeCommand::Tls(TlsCommand::Install {
+                home,
+                cert,
+                ca_cert,
+            }) => {
+                let home = Home::new(home);
+                let tls = NodeConfig::load(&home.config()).unwrap_or_default().rpc;
+                let to = home.resolve(&tls.tls_cert);
+                if let Some(dir) = to.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::copy(&cert, &to)?;
+                std::fs::copy(&ca_cert, home.ca_cert())?;
+                println!("certificate installed at {}", to.display());
                 Ok(())
             }
             NodeCommand::Tls(TlsCommand::Issue {

@@ -1,7 +1,9 @@
 //! The genesis ceremony (#24 §1): four operators, each with a home of its own, and a
 //! coordinator share only public files: each operator's `pmr keys show --output json`, the
 //! draft, the genesis and its hash. No private key leaves a home; every operator verifies the
-//! genesis against the announced hash and its own keys, and `pmr init` keeps the keys.
+//! genesis against the announced hash and its own keys, and `pmr init` keeps the keys. The
+//! coordinator, as CA holder, signs a node's TLS certificate from a request; the node's TLS key
+//! never leaves its home.
 
 use std::path::Path;
 use std::process::Command;
@@ -180,6 +182,113 @@ fn four_operators_form_a_genesis_from_public_files_only() {
         let g = pmr_primitives::Genesis::load(&home.join("genesis.json")).unwrap();
         assert_eq!(format!("{}", g.hash()), hash);
     }
+    // TLS between organizations: the ceremony names the coordinator as CA holder; each node
+    // makes its TLS key on its own host and sends a request; the CA key stays with the
+    // coordinator, the node's key with the node.
+    let ca_dir = root.path().join("coordinator-ca");
+    ok(&["tls", "new-ca", "--out", s(&ca_dir)], &[]);
+    let request = public.join("state-a.tls-request.json");
+    ok(
+        &[
+            "tls",
+            "request",
+            "--home",
+            s(&homes[0]),
+            "--host",
+            "node-a.example",
+            "--ip",
+            "127.0.0.1",
+            "--out",
+            s(&request),
+        ],
+        &[],
+    );
+    let req_text = std::fs::read_to_string(&request).unwrap();
+    assert!(!req_text.contains("PRIVATE"), "{req_text}");
+    let cert = public.join("state-a.pem");
+    ok(
+        &[
+            "tls",
+            "sign",
+            "--ca-key",
+            s(&ca_dir.join("ca.key")),
+            "--request",
+            s(&request),
+            "--out",
+            s(&cert),
+        ],
+        &[],
+    );
+    ok(
+        &[
+            "tls",
+            "install",
+            "--home",
+            s(&homes[0]),
+            "--cert",
+            s(&cert),
+            "--ca-cert",
+            s(&ca_dir.join("ca.pem")),
+        ],
+        &[],
+    );
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl is missing: run ./scripts/setup");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let node_pem = homes[0].join("tls/node.pem");
+    let verified = openssl(&[
+        "verify",
+        "-CAfile",
+        s(&homes[0].join("tls/ca.pem")),
+        s(&node_pem),
+    ]);
+    assert!(verified.contains(": OK"), "{verified}");
+    // The certificate carries the key the node made, and names what was asked.
+    let cert_key = openssl(&["x509", "-in", s(&node_pem), "-noout", "-pubkey"]);
+    let node_key = openssl(&["pkey", "-in", s(&homes[0].join("tls/node.key")), "-pubout"]);
+    assert_eq!(cert_key, node_key);
+    let names = openssl(&[
+        "x509",
+        "-in",
+        s(&node_pem),
+        "-noout",
+        "-ext",
+        "subjectAltName",
+    ]);
+    assert!(
+        names.contains("node-a.example") && names.contains("127.0.0.1"),
+        "{names}"
+    );
+    // A request whose key is not a P-256 point is refused.
+    let bad = public.join("bad.tls-request.json");
+    std::fs::write(&bad, req_text.replacen("\"04", "\"05", 1)).unwrap();
+    let (signed, text) = pmr(
+        &[
+            "tls",
+            "sign",
+            "--ca-key",
+            s(&ca_dir.join("ca.key")),
+            "--request",
+            s(&bad),
+            "--out",
+            s(&public.join("bad.pem")),
+        ],
+        &[],
+    );
+    assert!(
+        !signed && text.contains("not an uncompressed P-256 point"),
+        "{text}"
+    );
+
     // A node whose keys are not in the genesis fails verification.
     let stranger = root.path().join("stranger");
     ok(&["keys", "init", "--home", s(&stranger)], &pass);
