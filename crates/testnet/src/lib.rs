@@ -7,6 +7,7 @@
 
 mod cluster;
 mod links;
+pub use links::Wan;
 mod load;
 mod manifest;
 pub mod ports;

@@ -1,5 +1,6 @@
 //! Network links between the nodes of a testnet, through TCP proxies the harness controls, so a
-//! scenario can cut them (a partition) and restore them (a heal).
+//! scenario can cut them (a partition) and restore them (a heal), and give them wide-area
+//! delay, jitter and loss ([`Wan`]: the kernels these tests run on have no `netem`).
 //!
 //! [`Links::install`] rewrites every node's `config.toml` so that node *i* reaches node *j* on
 //! each of its ports (consensus p2p, transaction gossip, content) through a proxy of its own,
@@ -21,6 +22,45 @@ use crate::cluster::HarnessError;
 
 /// The node ports that carry traffic between nodes, as named in `[[consensus.peers]]`.
 const PEER_PORTS: [&str; 3] = ["p2p", "gossip", "content"];
+
+/// Wide-area shaping of every link: each link (a pair of nodes) gets a fixed one-way delay
+/// between `one_way_ms[0]` and `one_way_ms[1]` (spread over the pairs, as regions at different
+/// distances), plus up to `jitter_ms` more per chunk of bytes (order is kept: a chunk never
+/// overtakes the one before it, as on a TCP connection), and a fraction `loss` of chunks held
+/// for a retransmission timeout (200 ms) more, which is what a lost segment costs a TCP
+/// stream.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wan {
+    /// Shortest and longest one-way delay of a link, in milliseconds.
+    pub one_way_ms: [u64; 2],
+    /// Extra delay per chunk, uniform in `0..=jitter_ms`.
+    #[serde(default)]
+    pub jitter_ms: u64,
+    /// Fraction of chunks delayed by a retransmission timeout.
+    #[serde(default)]
+    pub loss: f64,
+}
+
+/// What a lost segment costs a TCP stream (Linux's minimum retransmission timeout).
+const RTO: std::time::Duration = std::time::Duration::from_millis(200);
+
+impl Wan {
+    /// The one-way delay of the link between nodes `a` and `b` of `n` (the same both ways).
+    pub fn delay(&self, a: usize, b: usize, n: usize) -> std::time::Duration {
+        let [lo, hi] = self.one_way_ms;
+        let pairs = (n * n.saturating_sub(1) / 2).max(1);
+        let (a, b) = (a.min(b), a.max(b));
+        // The pair's rank among all pairs, spread evenly over [lo, hi].
+        let rank = (0..a).map(|i| n - 1 - i).sum::<usize>() + (b - a - 1);
+        let step = if pairs > 1 {
+            (hi.saturating_sub(lo)) * rank as u64 / (pairs as u64 - 1)
+        } else {
+            0
+        };
+        std::time::Duration::from_millis(lo + step)
+    }
+}
 
 /// One direction of the connection between two nodes, on every peer port.
 struct Link {
@@ -52,7 +92,11 @@ impl Links {
     /// Puts a proxy on every link between the nodes whose homes are `homes` (node *i* is named
     /// `names[i]` in its peers' configs) and rewrites their configs to dial through them.
     /// Call before the nodes start; the proxies run until [`Links`] is dropped.
-    pub async fn install(homes: &[&Path], names: &[String]) -> Result<Self, HarnessError> {
+    pub async fn install(
+        homes: &[&Path],
+        names: &[String],
+        wan: Option<Wan>,
+    ) -> Result<Self, HarnessError> {
         let mut links = HashMap::new();
         for (from, home) in homes.iter().enumerate() {
             let path = home.join("config.toml");
@@ -86,7 +130,17 @@ impl Links {
                     let listener = TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
                     let port = listener.local_addr().map_err(err)?.port();
                     *value = toml::Value::String(format!("/ip4/127.0.0.1/tcp/{port}"));
-                    tasks.push(tokio::spawn(proxy(listener, target, cut.subscribe())));
+                    let shape = wan.map(|w| Shape {
+                        delay: w.delay(from, to, homes.len()),
+                        jitter_ms: w.jitter_ms,
+                        loss: w.loss,
+                    });
+                    tasks.push(tokio::spawn(proxy(
+                        listener,
+                        target,
+                        cut.subscribe(),
+                        shape,
+                    )));
                 }
                 links.insert((from, to), Link { cut, tasks });
             }
@@ -150,8 +204,69 @@ impl Drop for Links {
     }
 }
 
-/// Forwards connections accepted on `listener` to `127.0.0.1:target` while the link is up.
-async fn proxy(listener: TcpListener, target: u16, cut: watch::Receiver<bool>) {
+/// The shaping of one link (see [`Wan`]).
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    delay: std::time::Duration,
+    jitter_ms: u64,
+    loss: f64,
+}
+
+/// Copies `from` to `to`, each chunk released `shape`'s delay after it was read, in order.
+async fn delayed_copy(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    shape: Shape,
+) {
+    use rand::Rng;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let writer = tokio::spawn(async move {
+        while let Some((at, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut last = tokio::time::Instant::now();
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let (jitter, lost) = {
+            let mut rng = rand::thread_rng();
+            (
+                rng.gen_range(0..=shape.jitter_ms),
+                shape.loss > 0.0 && rng.gen_bool(shape.loss.min(1.0)),
+            )
+        };
+        let mut at = tokio::time::Instant::now()
+            + shape.delay
+            + std::time::Duration::from_millis(jitter)
+            + if lost { RTO } else { std::time::Duration::ZERO };
+        // Never before the chunk ahead of it.
+        at = at.max(last);
+        last = at;
+        if tx.send((at, buf[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// Forwards connections accepted on `listener` to `127.0.0.1:target` while the link is up,
+/// shaped by `shape` when given.
+async fn proxy(
+    listener: TcpListener,
+    target: u16,
+    cut: watch::Receiver<bool>,
+    shape: Option<Shape>,
+) {
     loop {
         let inbound = match listener.accept().await {
             Ok((s, _)) => s,
@@ -175,9 +290,24 @@ async fn proxy(listener: TcpListener, target: u16, cut: watch::Receiver<bool>) {
             let _ = inbound.set_nodelay(true);
             let _ = outbound.set_nodelay(true);
             let mut inbound = inbound;
-            tokio::select! {
-                _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
-                _ = cut.wait_for(|c| *c) => {}
+            match shape {
+                None => tokio::select! {
+                    _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = cut.wait_for(|c| *c) => {}
+                },
+                Some(shape) => {
+                    let (in_r, in_w) = inbound.into_split();
+                    let (out_r, out_w) = outbound.into_split();
+                    tokio::select! {
+                        _ = async {
+                            tokio::join!(
+                                delayed_copy(in_r, out_w, shape),
+                                delayed_copy(out_r, in_w, shape)
+                            )
+                        } => {}
+                        _ = cut.wait_for(|c| *c) => {}
+                    }
+                }
             }
             // Dropping both sockets closes the connection on both sides.
         });
@@ -196,10 +326,74 @@ mod tests {
         assert_eq!(tcp_port("/dns4/x/tcp/1/p2p/abc"), None);
     }
 
-    /// Two fake homes whose configs name each other; the proxy carries bytes until cut, closes
-    /// live connections when cut, refuses new ones, and carries again after the heal.
+    #[test]
+    fn wan_delays_spread_over_the_range_and_are_symmetric() {
+        let wan = Wan {
+            one_way_ms: [15, 75],
+            jitter_ms: 0,
+            loss: 0.0,
+        };
+        let n = 4;
+        let mut seen = Vec::new();
+        for a in 0..n {
+            for b in 0..n {
+                if a != b {
+                    assert_eq!(wan.delay(a, b, n), wan.delay(b, a, n));
+                    seen.push(wan.delay(a, b, n).as_millis());
+                }
+            }
+        }
+        assert_eq!(seen.iter().min(), Some(&15));
+        assert_eq!(seen.iter().max(), Some(&75));
+        assert!(seen.iter().all(|d| (15..=75).contains(d)));
+        let distinct: std::collections::BTreeSet<_> = seen.iter().collect();
+        assert_eq!(distinct.len(), 6, "one delay per pair of 4 nodes: {seen:?}");
+        assert_eq!(
+            Wan {
+                one_way_ms: [40, 40],
+                ..wan
+            }
+            .delay(0, 1, 2)
+            .as_millis(),
+            40
+        );
+    }
+
+    /// Bytes through a shaped link arrive no sooner than its delay, in order, both ways.
     #[tokio::test]
-    async fn a_cut_link_closes_and_refuses_connections_until_healed() {
+    async fn a_shaped_link_delays_every_byte_in_order() {
+        let (dirs, names, echo_port) = echo_homes().await;
+        let homes: Vec<&Path> = dirs.iter().map(|d| d.path()).collect();
+        let wan = Wan {
+            one_way_ms: [60, 60],
+            jitter_ms: 10,
+            loss: 0.0,
+        };
+        let _links = Links::install(&homes, &names, Some(wan)).await.unwrap();
+        let cfg: toml::Value =
+            toml::from_str(&std::fs::read_to_string(homes[0].join("config.toml")).unwrap())
+                .unwrap();
+        let port = tcp_port(cfg["consensus"]["peers"][0]["p2p"].as_str().unwrap()).unwrap();
+        assert_ne!(port, echo_port);
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let sent: Vec<u8> = (0..200u8).collect();
+        let start = std::time::Instant::now();
+        for chunk in sent.chunks(7) {
+            s.write_all(chunk).await.unwrap();
+        }
+        let mut got = vec![0u8; sent.len()];
+        s.read_exact(&mut got).await.unwrap();
+        // Out and back through the proxy: at least twice the one-way delay.
+        assert!(
+            start.elapsed() >= std::time::Duration::from_millis(120),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(got, sent, "order kept");
+    }
+
+    /// Two fake homes whose configs name each other, each peer's p2p address an echo server.
+    async fn echo_homes() -> ([tempfile::TempDir; 2], Vec<String>, u16) {
         let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let echo_port = echo.local_addr().unwrap().port();
         tokio::spawn(async move {
@@ -229,8 +423,16 @@ mod tests {
             )
             .unwrap();
         }
+        (dirs, names, echo_port)
+    }
+
+    /// Two fake homes whose configs name each other; the proxy carries bytes until cut, closes
+    /// live connections when cut, refuses new ones, and carries again after the heal.
+    #[tokio::test]
+    async fn a_cut_link_closes_and_refuses_connections_until_healed() {
+        let (dirs, names, echo_port) = echo_homes().await;
         let homes: Vec<&Path> = dirs.iter().map(|d| d.path()).collect();
-        let links = Links::install(&homes, &names).await.unwrap();
+        let links = Links::install(&homes, &names, None).await.unwrap();
         let cfg: toml::Value =
             toml::from_str(&std::fs::read_to_string(homes[0].join("config.toml")).unwrap())
                 .unwrap();

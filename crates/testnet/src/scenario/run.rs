@@ -50,7 +50,7 @@ pub async fn run_scenario(
     }
     let mut cluster = Cluster::open(dir, bin)?;
     let mut state = FaultState::default();
-    if scenario.has(Action::Partition) {
+    if scenario.has(Action::Partition) || scenario.wan.is_some() {
         let homes: Vec<PathBuf> = (0..cluster.len()).map(|i| cluster.home(i)).collect();
         let homes: Vec<&Path> = homes.iter().map(|h| h.as_path()).collect();
         let names: Vec<String> = cluster
@@ -59,7 +59,7 @@ pub async fn run_scenario(
             .iter()
             .map(|n| n.name.clone())
             .collect();
-        state.links = Some(Links::install(&homes, &names).await?);
+        state.links = Some(Links::install(&homes, &names, scenario.wan).await?);
     }
     for f in scenario.faults.iter().filter(|f| f.action == Action::Twin) {
         for &i in &f.nodes {
@@ -390,7 +390,7 @@ pub async fn run_scenario(
             scenario.recovery_timeout
         ),
     });
-    if scenario.has(Action::Partition) {
+    if scenario.has(Action::Partition) || scenario.wan.is_some() {
         invariants.push(halted(&samples));
     }
     if scenario.has(Action::Twin) {

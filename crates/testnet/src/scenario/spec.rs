@@ -32,6 +32,9 @@ pub struct Scenario {
     /// Longest wait for every node to catch up after the faults are healed.
     #[serde(default = "default_recovery", with = "humantime_serde")]
     pub recovery_timeout: Duration,
+    /// The `[wan]` table: wide-area delay, jitter and loss on every link between nodes.
+    #[serde(default)]
+    pub wan: Option<crate::links::Wan>,
 }
 
 fn default_recovery() -> Duration {
@@ -263,6 +266,25 @@ pub(super) fn parse_offset(text: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every committed scenario (the CI set and the long ones run on demand) parses and passes
+    /// the checks, so a long scenario cannot rot unseen.
+    #[test]
+    fn every_committed_scenario_is_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testnet/scenarios");
+        let mut checked = 0;
+        for set in ["ci", "long"] {
+            for entry in std::fs::read_dir(root.join(set)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    Scenario::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 15, "{checked} scenarios");
+    }
 
     #[test]
     fn manifests_are_checked() {
