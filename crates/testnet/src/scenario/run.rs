@@ -390,7 +390,7 @@ pub async fn run_scenario(
             scenario.recovery_timeout
         ),
     });
-    if scenario.has(Action::Partition) || scenario.wan.is_some() {
+    if scenario.has(Action::Partition) {
         invariants.push(halted(&samples));
     }
     if scenario.has(Action::Twin) {
