@@ -415,9 +415,54 @@ impl Cluster {
             bin: self.bin.clone(),
             reason: format!("cannot copy the data directory: {e}"),
         })?;
-        let proc = self.spawn(&name, &home, &self.env[i])?;
-        self.twins[t].proc = Some(proc);
-        Ok(self.twins[t].rpc.clone())
+        // The twin's listen ports were picked when it was prepared, before the testnet ran;
+        // since then the OS may have handed one of them out as the ephemeral port of some
+        // connection. Ports of its own are picked again now, and a twin that exits before its
+        // API answers (a port taken after all) is started once more on new ones.
+        for attempt in 0..2 {
+            let rpc_port = repick_twin_ports(&home).map_err(|e| HarnessError::Spawn {
+                node: name.clone(),
+                bin: self.bin.clone(),
+                reason: format!("cannot set the twin's ports: {e}"),
+            })?;
+            self.twins[t].rpc = format!("https://127.0.0.1:{rpc_port}");
+            let mut proc = self.spawn(&name, &home, &self.env[i])?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut exited = None;
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = proc.child.try_wait() {
+                    exited = Some(status);
+                    break;
+                }
+                if tokio::net::TcpStream::connect(("127.0.0.1", rpc_port))
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                sleep(Duration::from_millis(100)).await;
+            }
+            match exited {
+                None => {
+                    self.twins[t].proc = Some(proc);
+                    return Ok(self.twins[t].rpc.clone());
+                }
+                Some(status) => {
+                    let log = std::fs::read_to_string(home.join("node.log")).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    tracing::warn!(target: "pmr::testnet", node = %name, %status, attempt, log = %tail.join("\n"), "double signer exited at start");
+                    if attempt == 1 {
+                        return Err(HarnessError::Spawn {
+                            node: name,
+                            bin: self.bin.clone(),
+                            reason: format!("exited at start ({status}):\n{}", tail.join("\n")),
+                        });
+                    }
+                }
+            }
+        }
+        unreachable!("the second attempt returns")
     }
 
     /// `(validator index, gRPC endpoint, home)` of every twin prepared.
@@ -617,6 +662,51 @@ impl Cluster {
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
+}
+
+/// Gives the twin in `home` new listen ports (API, metrics, consensus, gossip, content) in its
+/// config; returns the API port. The nodes that list the twin's old addresses are not told:
+/// the twin dials them (it lists them as peers), and they let its peer id in.
+fn repick_twin_ports(home: &Path) -> Result<u16, String> {
+    let path = home.join("config.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    let mut cfg: toml::Value = toml::from_str(&text).map_err(|e| e.to_string())?;
+    let port = || -> Result<u16, String> {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+    };
+    let rpc = port()?;
+    let values = [
+        (None, "rpc_listen", format!("127.0.0.1:{rpc}")),
+        (None, "metrics_listen", format!("127.0.0.1:{}", port()?)),
+        (
+            Some("consensus"),
+            "p2p_listen",
+            format!("/ip4/127.0.0.1/tcp/{}", port()?),
+        ),
+        (
+            Some("consensus"),
+            "gossip_listen",
+            format!("/ip4/127.0.0.1/tcp/{}", port()?),
+        ),
+        (
+            Some("content"),
+            "listen",
+            format!("/ip4/127.0.0.1/tcp/{}", port()?),
+        ),
+    ];
+    for (section, key, value) in values {
+        let table = match section {
+            Some(s) => cfg.get_mut(s),
+            None => Some(&mut cfg),
+        };
+        if let Some(t) = table.and_then(|t| t.as_table_mut()) {
+            t.insert(key.to_string(), toml::Value::String(value));
+        }
+    }
+    std::fs::write(&path, toml::to_string(&cfg).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    Ok(rpc)
 }
 
 /// Copies the directory tree `from` to `to` (which must not exist yet).
