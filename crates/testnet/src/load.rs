@@ -479,6 +479,8 @@ pub async fn run_load(spec: LoadSpec) -> Result<LoadReport, HarnessError> {
                 }
                 tracing::info!(target: "pmr::load", node, next_height, "a block stream ended: watching the next node");
                 node = (node + 1) % watch.len();
+                // A node shutting down may end each new stream at once: do not spin on it.
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
     };
