@@ -23,7 +23,7 @@ use alloy_primitives::{keccak256, Address, B256};
 use pmr_storage::{Column, Durability, Store};
 
 use crate::changeset::AccountState;
-use crate::commitment::{account_entry, code_entry, page_entry, StateLattice};
+use crate::commitment::StateLattice;
 use crate::state_db::{self, Page, StateCounts};
 use crate::ExecutionError;
 
@@ -173,21 +173,16 @@ pub(crate) fn import_snapshot(
     }
     let mut batch = store.batch();
     let mut staged = 0;
-    let mut lattice = StateLattice::empty();
-    let (again, _) = read_entries(path, |entry| {
+    // The second pass recomputes the lattice of what it writes.
+    let (again, lattice) = read_entries(path, |entry| {
         match entry {
             Entry::Account(address, account) => {
-                lattice.insert(&account_entry(address, account));
                 state_db::put_account(&mut batch, address, info.height, account);
             }
             Entry::Page(prefix, value) => {
-                let mut e = Vec::new();
-                page_entry(prefix, value, &mut e);
-                lattice.insert(&e);
                 state_db::put_page(&mut batch, prefix, info.height, value);
             }
             Entry::Code(hash, code) => {
-                lattice.insert(&code_entry(hash));
                 batch.put(Column::Code, hash.as_slice(), code);
             }
         }
@@ -268,7 +263,7 @@ fn read_entries(
     };
     let mut lattice = StateLattice::empty();
     let mut buf = Vec::new();
-    let mut page = Vec::new();
+    let mut scratch = Vec::new();
     // Entries of each kind in strictly increasing key order: no key twice.
     let mut last: [Vec<u8>; 3] = Default::default();
     loop {
@@ -298,7 +293,6 @@ fn read_entries(
                     .flatten()
                     .ok_or_else(|| bad("a malformed account"))?;
                 let address = Address::from_slice(&buf[..20]);
-                lattice.insert(&account_entry(&address, &account));
                 info.counts.accounts += 1;
                 (Entry::Account(address, account), 20)
             }
@@ -312,8 +306,6 @@ fn read_entries(
                 }
                 let mut prefix = [0u8; 52];
                 prefix.copy_from_slice(&buf[..52]);
-                page_entry(&prefix, &buf[52..], &mut page);
-                lattice.insert(&page);
                 info.counts.pages += 1;
                 (Entry::Page(prefix, buf[52..].to_vec()), 52)
             }
@@ -325,7 +317,6 @@ fn read_entries(
                 if keccak256(&buf[32..]) != hash {
                     return Err(bad(&format!("code {hash} does not hash to its key")));
                 }
-                lattice.insert(&code_entry(&hash));
                 info.counts.codes += 1;
                 (Entry::Code(hash, buf[32..].to_vec()), 32)
             }
@@ -337,6 +328,15 @@ fn read_entries(
         }
         previous.clear();
         previous.extend_from_slice(&buf[..key_len]);
+        // The entry as the store holds it (key, value): hashed as a recomputation from disk
+        // hashes it.
+        state_db::insert_entry(
+            &mut lattice,
+            kind[0],
+            &buf[..key_len],
+            &buf[key_len..],
+            &mut scratch,
+        );
         each(&entry)?;
     }
     let mut trailing = [0u8; 1];

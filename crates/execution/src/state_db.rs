@@ -464,22 +464,17 @@ pub(crate) fn for_each_entry(
     mut each: impl FnMut(u8, &[u8], &[u8]) -> bool,
 ) -> Result<StateCounts, ExecutionError> {
     let mut counts = StateCounts::default();
-    let wanted = inverted(height);
     let mut error = None;
     let mut go_on = true;
-    // Keys of one account or page are consecutive, newest first: the first version at or
-    // below `height` is the one in force; the rest are skipped until the prefix changes.
-    let mut last: Vec<u8> = Vec::new();
+    let mut in_force = VersionInForce::at(height);
     store.for_each_from(Column::Accounts, &[], |k, v| {
         if k.len() != ACCOUNT_KEY_LEN {
             error = Some(format!("an account key of {} bytes", k.len()));
             return false;
         }
-        if k[20..] < wanted[..] || last.as_slice() == &k[..20] {
+        if !in_force.admits(k, 20) {
             return true;
         }
-        last.clear();
-        last.extend_from_slice(&k[..20]);
         if v.is_empty() {
             return true;
         }
@@ -492,18 +487,16 @@ pub(crate) fn for_each_entry(
         go_on = each(1, &k[..20], v);
         go_on
     })?;
-    last.clear();
+    let mut in_force = VersionInForce::at(height);
     if error.is_none() && go_on {
         store.for_each_from(Column::Storage, &[], |k, v| {
             if k.len() != STORAGE_KEY_LEN {
                 error = Some(format!("a storage key of {} bytes", k.len()));
                 return false;
             }
-            if k[52..] < wanted[..] || last.as_slice() == &k[..52] {
+            if !in_force.admits(k, 52) {
                 return true;
             }
-            last.clear();
-            last.extend_from_slice(&k[..52]);
             match Page::decode(v) {
                 Some(p) if p == Page::default() => true,
                 Some(_) => {
@@ -540,6 +533,35 @@ pub(crate) fn for_each_entry(
     match error {
         Some(e) => Err(ExecutionError::Corrupt(e)),
         None => Ok(counts),
+    }
+}
+
+/// Picks, from versioned keys (`prefix ‖ be64(u64::MAX − height)`) visited in key order, the
+/// version in force at one height of each prefix. The versions of a prefix are consecutive,
+/// newest first: the first at or below the height is in force; the rest are skipped until the
+/// prefix changes.
+struct VersionInForce {
+    wanted: [u8; 8],
+    last: Vec<u8>,
+}
+
+impl VersionInForce {
+    fn at(height: u64) -> Self {
+        Self {
+            wanted: inverted(height),
+            last: Vec::new(),
+        }
+    }
+
+    /// Whether `key`, whose prefix is its first `prefix_len` bytes, is the version in force.
+    fn admits(&mut self, key: &[u8], prefix_len: usize) -> bool {
+        let (prefix, version) = key.split_at(prefix_len);
+        if version < &self.wanted[..] || self.last.as_slice() == prefix {
+            return false;
+        }
+        self.last.clear();
+        self.last.extend_from_slice(prefix);
+        true
     }
 }
 

@@ -617,18 +617,7 @@ fn committed_state_survives_reopen_and_uncommitted_batches_leave_nothing() {
     assert_eq!(exec.nonce(k.hospital.address()).unwrap(), 2);
     assert_eq!(exec.receipts(1).unwrap(), Some(executed1.receipts.clone()));
     assert_eq!(exec.receipts(2).unwrap(), None);
-    let minted = exec
-        .call(
-            None,
-            Address::ZERO,
-            PMR_ADDRESS,
-            PMR::totalMintedCall {}.abi_encode().into(),
-        )
-        .unwrap();
-    assert_eq!(
-        PMR::totalMintedCall::abi_decode_returns(&minted.output).unwrap(),
-        U256::from(1)
-    );
+    assert_eq!(total_minted(&exec), U256::from(1));
     // Height 2 executes again after the restart and commits.
     let b2 = exec
         .execute_block(&env(2), &[sign(&k.hospital, 2, &mint(2))])
@@ -1055,19 +1044,8 @@ fn a_snapshot_imports_only_when_it_is_the_trusted_state() {
     Executor::import_snapshot(&store, &x.genesis, &path, trusted).unwrap();
     let imported = Executor::open(store.clone(), &x.genesis).unwrap();
     assert_eq!(imported.head(), (height, root));
-    let total = |e: &Executor| {
-        let out = e
-            .call(
-                None,
-                Address::ZERO,
-                PMR_ADDRESS,
-                PMR::totalMintedCall {}.abi_encode().into(),
-            )
-            .unwrap();
-        U256::from_be_slice(&out.output)
-    };
-    assert_eq!(total(&imported), U256::from(4));
-    assert_eq!(total(&imported), total(&x.exec));
+    assert_eq!(total_minted(&imported), U256::from(4));
+    assert_eq!(total_minted(&imported), total_minted(&x.exec));
     assert!(Executor::verify_stored_state(&store).unwrap().matches());
     // Twice into the same store: refused.
     assert!(Executor::import_snapshot(&store, &x.genesis, &path, trusted).is_err());

@@ -147,16 +147,15 @@ impl fmt::Display for StateVerdict {
     }
 }
 
-/// Opens the store of a stopped node.
-fn open_stopped_store(home: &Home) -> Result<pmr_storage::Store> {
-    let path = home.db();
+/// Opens the database at `path` (a stopped node's, or one being restored).
+fn open_stopped_store(path: &std::path::Path) -> Result<pmr_storage::Store> {
     if !path.exists() {
         eyre::bail!(
             "{} holds no database: is this a node's home?",
             path.display()
         );
     }
-    pmr_storage::Store::open(&path).map_err(|e| {
+    pmr_storage::Store::open(path).map_err(|e| {
         eyre::eyre!(
             "cannot open {} ({e}): stop the node first, this reads its database directly",
             path.display()
@@ -186,7 +185,7 @@ fn restore(home: &Home, from: &std::path::Path) -> Result<StateVerdict> {
     let db = home.db();
     if db.exists() {
         // Refuses while the node runs: its database is locked.
-        drop(open_stopped_store(home)?);
+        drop(open_stopped_store(&db)?);
     }
     let staging = data.join("db.restoring");
     if staging.exists() {
@@ -232,15 +231,7 @@ fn verify_state(home: &Home) -> Result<StateVerdict> {
 /// [`verify_state`] of the database at `db` (the node's, or one being restored).
 fn verify_state_at(home: &Home, db: &std::path::Path) -> Result<StateVerdict> {
     let genesis = pmr_primitives::Genesis::load(&home.genesis())?;
-    if !db.exists() {
-        eyre::bail!("{} holds no database: is this a node's home?", db.display());
-    }
-    let store = pmr_storage::Store::open(db).map_err(|e| {
-        eyre::eyre!(
-            "cannot open {} ({e}): stop the node first, this reads its database directly",
-            db.display()
-        )
-    })?;
+    let store = open_stopped_store(db)?;
     let check = pmr_execution::Executor::verify_stored_state(&store)?;
     let chain = pmr_consensus::ChainStore::open(store, genesis.hash())?;
     let header_root = if check.height == 0 {
@@ -288,12 +279,8 @@ pub(crate) enum TlsCommand {
         /// The node's home directory.
         #[arg(long)]
         home: PathBuf,
-        /// A DNS name clients use for the node (repeatable).
-        #[arg(long = "host")]
-        hosts: Vec<String>,
-        /// An IP address clients use for the node (repeatable).
-        #[arg(long = "ip")]
-        ips: Vec<std::net::IpAddr>,
+        #[command(flatten)]
+        names: CertNames,
         /// The request file to write.
         #[arg(long)]
         out: PathBuf,
@@ -338,13 +325,20 @@ pub(crate) enum TlsCommand {
         /// The node's home directory.
         #[arg(long)]
         home: PathBuf,
-        /// A DNS name clients use for the node (repeatable).
-        #[arg(long = "host")]
-        hosts: Vec<String>,
-        /// An IP address clients use for the node (repeatable).
-        #[arg(long = "ip")]
-        ips: Vec<std::net::IpAddr>,
+        #[command(flatten)]
+        names: CertNames,
     },
+}
+
+/// The names a node certificate carries.
+#[derive(clap::Args)]
+pub(crate) struct CertNames {
+    /// A DNS name clients use for the node (repeatable).
+    #[arg(long = "host")]
+    hosts: Vec<String>,
+    /// An IP address clients use for the node (repeatable).
+    #[arg(long = "ip")]
+    ips: Vec<std::net::IpAddr>,
 }
 
 #[derive(Subcommand)]
@@ -462,13 +456,12 @@ impl NodeCommand {
             }
             NodeCommand::Tls(TlsCommand::Request {
                 home,
-                hosts,
-                ips,
+                names,
                 out: file,
             }) => {
                 let home = Home::new(home);
                 let tls = NodeConfig::load(&home.config()).unwrap_or_default().rpc;
-                crate::tls::request(&hosts, &ips, &home.resolve(&tls.tls_key), &file)?;
+                crate::tls::request(&names.hosts, &names.ips, &home.resolve(&tls.tls_key), &file)?;
                 println!(
                     "TLS key {} made; send the request {} to the CA holder",
                     home.resolve(&tls.tls_key).display(),
@@ -508,13 +501,12 @@ impl NodeCommand {
                 ca_key,
                 ca_cert,
                 home,
-                hosts,
-                ips,
+                names,
             }) => {
                 let home = Home::new(home);
                 let tls = NodeConfig::load(&home.config()).unwrap_or_default().rpc;
                 let (cert, key) = (home.resolve(&tls.tls_cert), home.resolve(&tls.tls_key));
-                crate::tls::issue(&ca_key, &hosts, &ips, &cert, &key)?;
+                crate::tls::issue(&ca_key, &names.hosts, &names.ips, &cert, &key)?;
                 std::fs::copy(&ca_cert, home.ca_cert())?;
                 println!(
                     "certificate {} and key {} issued",
@@ -562,7 +554,7 @@ impl NodeCommand {
                 Ok(())
             }
             NodeCommand::State(StateCommand::Snapshot { home, out: file }) => {
-                let store = open_stopped_store(&Home::new(home))?;
+                let store = open_stopped_store(&Home::new(home).db())?;
                 let info = pmr_execution::export_snapshot(&store, &file)?;
                 out.show(&SnapshotView(info))
             }

@@ -290,6 +290,22 @@ pub(crate) fn scrape(url: &str) -> String {
     body
 }
 
+/// Runs `pmr ARGS` with `envs` added to its environment; returns whether it succeeded and
+/// what it printed (stdout, then stderr).
+pub(crate) fn run_pmr(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run pmr");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// The value of metric `name` in a scrape (0 when absent).
 pub(crate) fn metric(scrape: &str, name: &str) -> f64 {
     scrape

@@ -10,22 +10,8 @@ use std::process::Command;
 
 use crate::common::*;
 
-fn pmr(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .envs(envs.iter().copied())
-        .output()
-        .expect("run pmr");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 fn ok(args: &[&str], envs: &[(&str, &str)]) -> String {
-    let (good, text) = pmr(args, envs);
+    let (good, text) = run_pmr(args, envs);
     assert!(good, "pmr {args:?} failed:\n{text}");
     text
 }
@@ -70,7 +56,7 @@ fn four_operators_form_a_genesis_from_public_files_only() {
         assert!(!home.join("keys/admin.json").exists());
     }
     // A second `keys init` on the same home is refused (it would replace the keys).
-    assert!(!pmr(&["keys", "init", "--home", s(&homes[0])], &pass).0);
+    assert!(!run_pmr(&["keys", "init", "--home", s(&homes[0])], &pass).0);
 
     // The coordinator, with the public files only.
     let draft = public.join("draft.json");
@@ -81,7 +67,7 @@ fn four_operators_form_a_genesis_from_public_files_only() {
     // Finalizing before there is a validator or an admin is refused.
     let genesis = public.join("genesis.json");
     assert!(
-        !pmr(
+        !run_pmr(
             &["genesis", "finalize", s(&draft), "--out", s(&genesis)],
             &[]
         )
@@ -98,7 +84,7 @@ fn four_operators_form_a_genesis_from_public_files_only() {
     // and the draft is unchanged.
     let before = std::fs::read(&draft).unwrap();
     let again = public.join(format!("{}.json", names[0]));
-    let (added, text) = pmr(
+    let (added, text) = run_pmr(
         &[
             "genesis",
             "add-validator",
@@ -112,7 +98,7 @@ fn four_operators_form_a_genesis_from_public_files_only() {
     );
     assert!(!added, "{text}");
     assert!(
-        !pmr(
+        !run_pmr(
             &["genesis", "add-validator", s(&draft), "--keys", s(&draft)],
             &[]
         )
@@ -120,7 +106,7 @@ fn four_operators_form_a_genesis_from_public_files_only() {
     );
     assert_eq!(std::fs::read(&draft).unwrap(), before);
     assert!(
-        !pmr(
+        !run_pmr(
             &["genesis", "finalize", s(&draft), "--out", s(&genesis)],
             &[]
         )
@@ -167,7 +153,7 @@ fn four_operators_form_a_genesis_from_public_files_only() {
             ],
             &[],
         );
-        assert!(!pmr(&["genesis", "verify", s(&genesis), "--hash", &wrong], &[]).0);
+        assert!(!run_pmr(&["genesis", "verify", s(&genesis), "--hash", &wrong], &[]).0);
         let node_key = std::fs::read(home.join("keys/node_key.json")).unwrap();
         ok(&["init", "--home", s(home), "--genesis", s(&genesis)], &[]);
         assert_eq!(
@@ -271,7 +257,7 @@ fn four_operators_form_a_genesis_from_public_files_only() {
     // A request whose key is not a P-256 point is refused.
     let bad = public.join("bad.tls-request.json");
     std::fs::write(&bad, req_text.replacen("\"04", "\"05", 1)).unwrap();
-    let (signed, text) = pmr(
+    let (signed, text) = run_pmr(
         &[
             "tls",
             "sign",
@@ -292,7 +278,7 @@ fn four_operators_form_a_genesis_from_public_files_only() {
     // A node whose keys are not in the genesis fails verification.
     let stranger = root.path().join("stranger");
     ok(&["keys", "init", "--home", s(&stranger)], &pass);
-    let (good, text) = pmr(
+    let (good, text) = run_pmr(
         &[
             "genesis",
             "verify",

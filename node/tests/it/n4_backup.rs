@@ -73,22 +73,17 @@ async fn an_online_backup_restores_and_the_node_rejoins() {
     std::fs::remove_dir_all(net.cluster.home(3).join("data")).unwrap();
 
     let home = net.cluster.home(3);
+    let home = home.to_str().unwrap();
     let restore = |from: &std::path::Path| {
-        std::process::Command::new(BIN)
-            .args(["restore", "--home"])
-            .arg(&home)
-            .arg("--from")
-            .arg(from)
-            .output()
-            .unwrap()
+        run_pmr(
+            &["restore", "--home", home, "--from", from.to_str().unwrap()],
+            &[],
+        )
     };
     // Not a backup: refused.
-    let out = restore(net.dir.path());
-    assert!(!out.status.success());
-    let out = restore(&offsite);
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
+    assert!(!restore(net.dir.path()).0);
+    let (restored, text) = restore(&offsite);
+    assert!(restored, "{text}");
     assert!(
         text.contains("the stored state is the state the header commits to"),
         "{text}"

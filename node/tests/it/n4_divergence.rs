@@ -41,21 +41,7 @@ async fn corrupted_state_halts_the_node_instead_of_forking() {
 
     // Node 3 restarts, syncs, and halts at that block with a clear error.
     net.cluster.start(3).unwrap();
-    let deadline = Instant::now() + T;
-    while net.cluster.is_running(3) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {T:?} waiting for node3 to halt on divergence\n{}",
-            net.cluster.log_tail(3, 40)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let log = std::fs::read_to_string(net.cluster.log_path(3)).unwrap();
-    assert!(
-        log.contains(&format!("STATE DIVERGENCE at height {touched}")),
-        "node3 did not report the divergence at height {touched}:\n{}",
-        net.cluster.log_tail(3, 40)
-    );
+    halts_on_divergence_at(&mut net, touched).await;
     // It never committed the block it disagrees with.
     let store = Store::open(net.cluster.home(3).join("data/db")).expect("reopen node3's RocksDB");
     let genesis = pmr_primitives::Genesis::load(&net.dir.path().join("genesis.json")).unwrap();
@@ -70,19 +56,31 @@ async fn corrupted_state_halts_the_node_instead_of_forking() {
     net.wait_height(0, h + 2).await;
 }
 
+/// Waits until node 3 has stopped, and checks that it halted reporting the divergence at
+/// `height`.
+async fn halts_on_divergence_at(net: &mut Net, height: u64) {
+    let deadline = Instant::now() + T;
+    while net.cluster.is_running(3) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {T:?} waiting for node3 to halt on divergence\n{}",
+            net.cluster.log_tail(3, 40)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(net.cluster.log_path(3)).unwrap();
+    assert!(
+        log.contains(&format!("STATE DIVERGENCE at height {height}")),
+        "node3 did not report the divergence at height {height}:\n{}",
+        net.cluster.log_tail(3, 40)
+    );
+}
+
 /// Runs `pmr state ARGS`; returns (success, stdout + stderr).
 fn pmr_state(args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(BIN)
-        .arg("state")
-        .args(args)
-        .output()
-        .expect("run pmr state");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let mut all = vec!["state"];
+    all.extend_from_slice(args);
+    run_pmr(&all, &[])
 }
 
 /// The state root commits to the stored state (#30): on a stopped validator, `pmr state
@@ -188,20 +186,5 @@ async fn state_verify_reports_a_corrupted_page_and_the_node_halts_when_it_is_wri
     assert!(net.cluster.is_running(3));
     // ... and halts at the one that does.
     let revoked = ok(&c0, net.chain_id, &admin, permit(false)).await;
-    let deadline = Instant::now() + T;
-    while net.cluster.is_running(3) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {T:?} waiting for node3 to halt on divergence\n{}",
-            net.cluster.log_tail(3, 40)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let log = std::fs::read_to_string(net.cluster.log_path(3)).unwrap();
-    assert!(
-        log.contains(&format!("STATE DIVERGENCE at height {}", revoked.height)),
-        "node3 did not report the divergence at height {}:\n{}",
-        revoked.height,
-        net.cluster.log_tail(3, 40)
-    );
+    halts_on_divergence_at(&mut net, revoked.height).await;
 }

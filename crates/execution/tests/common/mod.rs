@@ -207,6 +207,19 @@ pub(crate) fn env(height: u64) -> BlockEnv {
 }
 
 /// Commits an executed block the way consensus does: one batch, synced.
+/// `totalMinted()` of the PMR contract at `exec`'s head.
+pub(crate) fn total_minted(exec: &Executor) -> alloy_primitives::U256 {
+    let out = exec
+        .call(
+            None,
+            Address::ZERO,
+            PMR_ADDRESS,
+            PMR::totalMintedCall {}.abi_encode().into(),
+        )
+        .expect("totalMinted");
+    PMR::totalMintedCall::abi_decode_returns(&out.output).expect("a uint256")
+}
+
 pub(crate) fn commit(store: &Store, exec: &Executor, executed: &ExecutedBlock) {
     let mut batch = store.batch();
     exec.write_to_batch(executed, &mut batch);
