@@ -14,8 +14,8 @@ async fn an_online_backup_restores_and_the_node_rejoins() {
     let (_, first) = submit_and_wait(&c0, noop_tx(&hospital, net.chain_id, 0)).await;
     net.wait_height(3, first).await;
 
-    // Callers who may not: a permitted account that is not node 3's operator, and another
-    // node's operator. Nothing is written for them.
+    // Callers who may not: a permitted account that is not node 3's operator (a curious
+    // hospital), another node's operator, and a stranger. Nothing is written for them.
     let backups = net.cluster.home(3).join("data/backups");
     for (who, account) in [
         ("the hospital", &hospital),
@@ -32,6 +32,21 @@ async fn an_online_backup_restores_and_the_node_rejoins() {
             "{who}: {err}"
         );
     }
+    // A stranger without a session is not let in at all.
+    let anon = pmr_client::PmrClient::connect(
+        net.cluster.rpc(3),
+        &pmr_client::ConnectOptions {
+            account: None,
+            ..net.cluster.connect_options().expect("options")
+        },
+    )
+    .await
+    .expect("connect");
+    let err = anon.create_backup("stolen").await.expect_err("no session");
+    assert!(
+        matches!(&err, pmr_client::ClientError::Rpc(s) if s.code() == Code::Unauthenticated),
+        "a stranger: {err}"
+    );
     assert!(!backups.join("stolen").exists());
 
     // The operator, while the chain runs.
