@@ -1,6 +1,7 @@
 //! Creating the files of a network: `pmr init` (one node) and `pmr testnet init` (N validators
 //! on 127.0.0.1 with ports that do not clash, `pmr_testnet::ports`).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -47,6 +48,9 @@ pub struct TestnetOptions {
     pub base_port: Option<u16>,
     /// Overrides applied to every node's config (e.g. timeouts in tests).
     pub template: NodeConfig,
+    /// The address of each node, in order (each listens on and is certified for its own):
+    /// for nodes in network namespaces of their own. Empty: every node on 127.0.0.1.
+    pub hosts: Vec<IpAddr>,
 }
 
 fn now_ms() -> u64 {
@@ -68,6 +72,19 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
             opts.dir.display()
         );
     }
+    if !opts.hosts.is_empty() && opts.hosts.len() != opts.validators {
+        bail!(
+            "{} hosts for {} validators: give one address per node",
+            opts.hosts.len(),
+            opts.validators
+        );
+    }
+    let host = |i: usize| {
+        opts.hosts
+            .get(i)
+            .copied()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    };
     let ports = testnet_ports(opts.validators, opts.base_port)?;
     std::fs::create_dir_all(&opts.dir)
         .wrap_err_with(|| format!("cannot create {}", opts.dir.display()))?;
@@ -116,9 +133,9 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
             Ok(PeerConfig {
                 name: format!("node{i}"),
                 peer_id: peer_id_of(k.public_key().as_bytes())?.to_string(),
-                p2p: format!("/ip4/127.0.0.1/tcp/{}", ports[i].p2p).parse()?,
-                gossip: format!("/ip4/127.0.0.1/tcp/{}", ports[i].gossip).parse()?,
-                content: Some(format!("/ip4/127.0.0.1/tcp/{}", ports[i].content).parse()?),
+                p2p: tcp_multiaddr(host(i), ports[i].p2p)?,
+                gossip: tcp_multiaddr(host(i), ports[i].gossip)?,
+                content: Some(tcp_multiaddr(host(i), ports[i].content)?),
                 validator: None,
             })
         })
@@ -129,15 +146,16 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
         let name = format!("node{i}");
         let home = Home::new(opts.dir.join(&name));
         std::fs::write(home.genesis(), &genesis_json)?;
-        local_certificate(&home, &name, &ca_cert, &ca_key)?;
+        let ip = host(i);
+        local_certificate(&home, &name, ip, &ca_cert, &ca_key)?;
         let mut cfg = opts.template.clone();
         cfg.moniker = name.clone();
         cfg.key_passphrase_file = Some(PathBuf::from(DEV_PASSPHRASE_FILE));
-        cfg.rpc_listen = format!("127.0.0.1:{}", p.rpc).parse()?;
-        cfg.metrics_listen = Some(format!("127.0.0.1:{}", p.metrics).parse()?);
-        cfg.consensus.p2p_listen = format!("/ip4/127.0.0.1/tcp/{}", p.p2p).parse()?;
-        cfg.consensus.gossip_listen = format!("/ip4/127.0.0.1/tcp/{}", p.gossip).parse()?;
-        cfg.content.listen = format!("/ip4/127.0.0.1/tcp/{}", p.content).parse()?;
+        cfg.rpc_listen = SocketAddr::new(ip, p.rpc);
+        cfg.metrics_listen = Some(SocketAddr::new(ip, p.metrics));
+        cfg.consensus.p2p_listen = tcp_multiaddr(ip, p.p2p)?;
+        cfg.consensus.gossip_listen = tcp_multiaddr(ip, p.gossip)?;
+        cfg.content.listen = tcp_multiaddr(ip, p.content)?;
         cfg.consensus.peers = peers
             .iter()
             .filter(|peer| peer.name != name)
@@ -147,8 +165,8 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
         nodes.push(NodeEntry {
             name: name.clone(),
             home: PathBuf::from(&name),
-            rpc: format!("https://127.0.0.1:{}", p.rpc),
-            metrics: format!("http://127.0.0.1:{}/metrics", p.metrics),
+            rpc: format!("https://{}", SocketAddr::new(ip, p.rpc)),
+            metrics: format!("http://{}/metrics", SocketAddr::new(ip, p.metrics)),
             validator: true,
         });
     }
@@ -165,9 +183,26 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
     Ok(manifest)
 }
 
-/// A TLS certificate for a node of this machine (`localhost`, `name`, 127.0.0.1 and ::1),
-/// signed by the CA at `ca_cert` / `ca_key`; the CA certificate is copied beside it.
-fn local_certificate(home: &Home, name: &str, ca_cert: &Path, ca_key: &Path) -> Result<()> {
+/// `/ip4/IP/tcp/PORT` (or `/ip6/…`).
+fn tcp_multiaddr<T>(ip: IpAddr, port: u16) -> Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let proto = if ip.is_ipv4() { "ip4" } else { "ip6" };
+    Ok(format!("/{proto}/{ip}/tcp/{port}").parse()?)
+}
+
+/// A TLS certificate for a node of this machine (`localhost`, `name`, 127.0.0.1, ::1 and
+/// `ip`, the node's own address), signed by the CA at `ca_cert` / `ca_key`; the CA certificate
+/// is copied beside it.
+fn local_certificate(
+    home: &Home,
+    name: &str,
+    ip: IpAddr,
+    ca_cert: &Path,
+    ca_key: &Path,
+) -> Result<()> {
     std::fs::create_dir_all(home.root.join("tls"))?;
     std::fs::copy(ca_cert, home.ca_cert()).wrap_err_with(|| {
         format!(
@@ -175,15 +210,22 @@ fn local_certificate(home: &Home, name: &str, ca_cert: &Path, ca_key: &Path) -> 
             home.root.display()
         )
     })?;
-    local_certificate_in_place(home, name, ca_key)
+    local_certificate_in_place(home, name, Some(ip), ca_key)
 }
 
-fn local_certificate_in_place(home: &Home, name: &str, ca_key: &Path) -> Result<()> {
+fn local_certificate_in_place(
+    home: &Home,
+    name: &str,
+    ip: Option<IpAddr>,
+    ca_key: &Path,
+) -> Result<()> {
     let tls = NodeConfig::default().rpc;
+    let mut ips: Vec<IpAddr> = vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
+    ips.extend(ip.filter(|ip| !ips.contains(ip)));
     crate::tls::issue(
         ca_key,
         &["localhost".to_string(), name.to_string()],
-        &["127.0.0.1".parse()?, "::1".parse()?],
+        &ips,
         &home.resolve(&tls.tls_cert),
         &home.resolve(&tls.tls_key),
     )
@@ -281,7 +323,7 @@ pub fn init_node(home: &Home, moniker: &str, genesis: Option<&Path>, chain_id: u
             // A development chain is its own network: its CA lives in the home.
             let ca_key = home.root.join("tls").join("ca.key");
             crate::tls::new_ca(&home.ca_cert(), &ca_key)?;
-            local_certificate_in_place(home, moniker, &ca_key)?;
+            local_certificate_in_place(home, moniker, None, &ca_key)?;
         }
     }
     let cfg = NodeConfig {

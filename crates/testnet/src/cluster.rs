@@ -95,6 +95,9 @@ pub struct Cluster {
     /// Extra environment of each node's process (e.g. a skewed clock), kept across restarts.
     env: Vec<Vec<(String, String)>>,
     twins: Vec<Twin>,
+    /// Each node's network namespace by name ([`crate::netns`]); empty when the nodes share
+    /// the harness's.
+    netns: Vec<String>,
     /// Extra arguments for `pmr start` (e.g. `--log-level`).
     pub start_args: Vec<String>,
 }
@@ -112,8 +115,26 @@ impl Cluster {
             procs,
             env,
             twins: Vec::new(),
+            netns: Vec::new(),
             start_args: Vec::new(),
         })
+    }
+
+    /// Starts every node from now on in its own network namespace (`namespaces[i]` for node
+    /// `i`, see [`crate::netns::Namespaces`]); the testnet must have been made with the
+    /// namespaces' addresses (`pmr testnet init --hosts`).
+    pub fn use_namespaces(
+        &mut self,
+        namespaces: &crate::netns::Namespaces,
+    ) -> Result<(), HarnessError> {
+        self.netns = (0..self.len())
+            .map(|i| {
+                namespaces.node(i).map(str::to_string).ok_or_else(|| {
+                    HarnessError::Scenario(format!("no network namespace for node {i}"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(())
     }
 
     /// The testnet's manifest.
@@ -170,6 +191,7 @@ impl Cluster {
         name: &str,
         home: &Path,
         env: &[(String, String)],
+        netns: Option<&String>,
     ) -> Result<Proc, HarnessError> {
         let spawn_err = |reason: String| HarnessError::Spawn {
             node: name.to_string(),
@@ -182,17 +204,25 @@ impl Cluster {
             .open(home.join("node.log"))
             .map_err(|e| spawn_err(e.to_string()))?;
         let log2 = log.try_clone().map_err(|e| spawn_err(e.to_string()))?;
-        let child = Command::new(&self.bin)
-            .arg("start")
+        // In a namespace: `ip netns exec NS pmr start …`, which enters it and then execs the
+        // node (the process keeps its pid, so signals reach the node).
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        cmd.arg("start")
             .arg("--home")
             .arg(home)
             .args(&self.start_args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| spawn_err(e.to_string()))?;
+            .stderr(log2);
+        let child = cmd.spawn().map_err(|e| spawn_err(e.to_string()))?;
         info!(target: "pmr::testnet", node = %name, pid = child.id(), "started");
         Ok(Proc { child })
     }
@@ -226,7 +256,7 @@ impl Cluster {
     /// Starts node `i` as a `pmr start` process logging to its `node.log`.
     pub fn start(&mut self, i: usize) -> Result<(), HarnessError> {
         let name = self.entry(i)?.name.clone();
-        let proc = self.spawn(&name, &self.home(i), &self.env[i])?;
+        let proc = self.spawn(&name, &self.home(i), &self.env[i], self.netns.get(i))?;
         self.procs[i] = Some(proc);
         Ok(())
     }
@@ -426,7 +456,8 @@ impl Cluster {
                 reason: format!("cannot set the twin's ports: {e}"),
             })?;
             self.twins[t].rpc = format!("https://127.0.0.1:{rpc_port}");
-            let mut proc = self.spawn(&name, &home, &self.env[i])?;
+            // Twins are refused in namespaces (`Scenario::check`): the harness's namespace.
+            let mut proc = self.spawn(&name, &home, &self.env[i], None)?;
             let deadline = Instant::now() + Duration::from_secs(30);
             let mut exited = None;
             while Instant::now() < deadline {

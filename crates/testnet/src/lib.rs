@@ -10,6 +10,7 @@ mod links;
 pub use links::Wan;
 mod load;
 mod manifest;
+pub mod netns;
 pub mod ports;
 mod records;
 mod scenario;

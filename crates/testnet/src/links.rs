@@ -79,23 +79,34 @@ fn err(e: impl std::fmt::Display) -> HarnessError {
     HarnessError::Scenario(format!("links: {e}"))
 }
 
-/// `/ip4/127.0.0.1/tcp/PORT` → `PORT`.
-fn tcp_port(addr: &str) -> Option<u16> {
+/// `/ip4/IP/tcp/PORT` → `IP:PORT`.
+fn tcp_addr(addr: &str) -> Option<std::net::SocketAddr> {
     let mut parts = addr.trim_start_matches('/').split('/');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("ip4"), Some(_), Some("tcp"), Some(port)) => port.parse().ok(),
+        (Some("ip4"), Some(ip), Some("tcp"), Some(port)) => Some(std::net::SocketAddr::new(
+            ip.parse().ok()?,
+            port.parse().ok()?,
+        )),
         _ => None,
     }
+}
+
+#[cfg(test)]
+fn tcp_port(addr: &str) -> Option<u16> {
+    tcp_addr(addr).map(|a| a.port())
 }
 
 impl Links {
     /// Puts a proxy on every link between the nodes whose homes are `homes` (node *i* is named
     /// `names[i]` in its peers' configs) and rewrites their configs to dial through them.
+    /// The proxies listen on `bind` (127.0.0.1, or the hub's address when the nodes are in
+    /// network namespaces) and dial each node where its config says it listens.
     /// Call before the nodes start; the proxies run until [`Links`] is dropped.
     pub async fn install(
         homes: &[&Path],
         names: &[String],
         wan: Option<Wan>,
+        bind: std::net::IpAddr,
     ) -> Result<Self, HarnessError> {
         let mut links = HashMap::new();
         for (from, home) in homes.iter().enumerate() {
@@ -124,12 +135,12 @@ impl Links {
                     let Some(value) = peer.get_mut(port_name) else {
                         continue;
                     };
-                    let target = value.as_str().and_then(tcp_port).ok_or_else(|| {
-                        err(format!("peer {name}: {port_name} is not /ip4/…/tcp/PORT"))
+                    let target = value.as_str().and_then(tcp_addr).ok_or_else(|| {
+                        err(format!("peer {name}: {port_name} is not /ip4/IP/tcp/PORT"))
                     })?;
-                    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
+                    let listener = TcpListener::bind((bind, 0)).await.map_err(err)?;
                     let port = listener.local_addr().map_err(err)?.port();
-                    *value = toml::Value::String(format!("/ip4/127.0.0.1/tcp/{port}"));
+                    *value = toml::Value::String(format!("/ip4/{bind}/tcp/{port}"));
                     let shape = wan.map(|w| Shape {
                         delay: w.delay(from, to, homes.len()),
                         jitter_ms: w.jitter_ms,
@@ -259,11 +270,11 @@ async fn delayed_copy(
     let _ = writer.await;
 }
 
-/// Forwards connections accepted on `listener` to `127.0.0.1:target` while the link is up,
-/// shaped by `shape` when given.
+/// Forwards connections accepted on `listener` to `target` while the link is up, shaped by
+/// `shape` when given.
 async fn proxy(
     listener: TcpListener,
-    target: u16,
+    target: std::net::SocketAddr,
     cut: watch::Receiver<bool>,
     shape: Option<Shape>,
 ) {
@@ -284,7 +295,7 @@ async fn proxy(
         }
         let mut cut = cut.clone();
         tokio::spawn(async move {
-            let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", target)).await else {
+            let Ok(mut outbound) = TcpStream::connect(target).await else {
                 return;
             };
             let _ = inbound.set_nodelay(true);
@@ -319,9 +330,15 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    const LOCALHOST: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     #[test]
     fn ports_are_read_from_multiaddrs() {
         assert_eq!(tcp_port("/ip4/127.0.0.1/tcp/26600"), Some(26600));
+        assert_eq!(
+            tcp_addr("/ip4/10.77.0.3/tcp/26600"),
+            Some("10.77.0.3:26600".parse().unwrap())
+        );
         assert_eq!(tcp_port("/ip4/127.0.0.1/udp/26600"), None);
         assert_eq!(tcp_port("/dns4/x/tcp/1/p2p/abc"), None);
     }
@@ -369,7 +386,9 @@ mod tests {
             jitter_ms: 10,
             loss: 0.0,
         };
-        let _links = Links::install(&homes, &names, Some(wan)).await.unwrap();
+        let _links = Links::install(&homes, &names, Some(wan), LOCALHOST)
+            .await
+            .unwrap();
         let cfg: toml::Value =
             toml::from_str(&std::fs::read_to_string(homes[0].join("config.toml")).unwrap())
                 .unwrap();
@@ -432,7 +451,9 @@ mod tests {
     async fn a_cut_link_closes_and_refuses_connections_until_healed() {
         let (dirs, names, echo_port) = echo_homes().await;
         let homes: Vec<&Path> = dirs.iter().map(|d| d.path()).collect();
-        let links = Links::install(&homes, &names, None).await.unwrap();
+        let links = Links::install(&homes, &names, None, LOCALHOST)
+            .await
+            .unwrap();
         let cfg: toml::Value =
             toml::from_str(&std::fs::read_to_string(homes[0].join("config.toml")).unwrap())
                 .unwrap();

@@ -112,6 +112,19 @@ struct PublicKeys {
     operator: Option<Address>,
 }
 
+/// The fields `T` takes from an operator's public key listing (`pmr keys show --output json`)
+/// at `path`.
+pub(crate) fn read_listing<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .wrap_err_with(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).wrap_err_with(|| {
+        format!(
+            "{} is not the output of `pmr keys show --output json`",
+            path.display()
+        )
+    })
+}
+
 fn load_draft(path: &Path) -> Result<Genesis> {
     let text = std::fs::read_to_string(path)
         .wrap_err_with(|| format!("cannot read the draft {}", path.display()))?;
@@ -202,14 +215,7 @@ impl GenesisCommand {
                 name,
                 power,
             } => {
-                let text = std::fs::read_to_string(&keys)
-                    .wrap_err_with(|| format!("cannot read {}", keys.display()))?;
-                let k: PublicKeys = serde_json::from_str(&text).wrap_err_with(|| {
-                    format!(
-                        "{} is not the output of `pmr keys show --output json`",
-                        keys.display()
-                    )
-                })?;
+                let k: PublicKeys = read_listing(&keys)?;
                 let name = name.unwrap_or_else(|| {
                     keys.file_stem()
                         .map_or("validator".into(), |s| s.to_string_lossy().into_owned())

@@ -4,6 +4,7 @@
 
 mod genesis;
 mod node;
+mod peer;
 mod testnet;
 
 use clap::{Parser, Subcommand};

@@ -80,6 +80,10 @@ pub(crate) enum NodeCommand {
     /// check it (see `docs/operators.md`).
     #[command(subcommand)]
     Genesis(super::genesis::GenesisCommand),
+    /// The other nodes this node dials and lets in: add one from its operator's public key
+    /// listing and announced addresses, or list them.
+    #[command(subcommand)]
+    Peer(super::peer::PeerCommand),
 }
 
 #[derive(Subcommand)]
@@ -570,6 +574,7 @@ impl NodeCommand {
                 Ok(())
             }
             NodeCommand::Genesis(c) => c.run(out),
+            NodeCommand::Peer(c) => c.run(out),
             NodeCommand::Keys(KeysCommand::Init { home }) => {
                 let home = Home::new(home);
                 crate::init::init_keys(&home)?;

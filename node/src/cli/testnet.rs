@@ -60,6 +60,11 @@ pub(crate) enum Testnet {
         /// How long a proposer waits for transactions before proposing an empty block.
         #[arg(long, value_parser = humantime::parse_duration)]
         empty_block_interval: Option<Duration>,
+        /// One address per node, comma-separated: node i listens on the i-th (instead of
+        /// 127.0.0.1), its peers dial it there and its TLS certificate names it. For nodes in
+        /// network namespaces of their own (the scenario harness's `namespaces = true`).
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<std::net::IpAddr>,
     },
     /// Start every node of a testnet as its own process; print their endpoints; stop them all on
     /// Ctrl-C.
@@ -91,6 +96,7 @@ impl TestnetCommand {
                 chain_id,
                 base_port,
                 empty_block_interval,
+                hosts,
             }) => {
                 let mut template = NodeConfig::default();
                 if let Some(d) = empty_block_interval {
@@ -102,6 +108,7 @@ impl TestnetCommand {
                     chain_id,
                     base_port,
                     template,
+                    hosts,
                 })?;
                 println!(
                     "testnet of {} validators written to {}",
@@ -139,6 +146,7 @@ impl TestnetCommand {
                         chain_id: DEV_CHAIN_ID,
                         base_port: Some(base_port),
                         template: NodeConfig::default(),
+                        hosts: Vec::new(),
                     })?;
                     println!(
                         "created a {validators}-validator testnet in {}",

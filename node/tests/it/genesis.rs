@@ -20,8 +20,8 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-#[test]
-fn four_operators_form_a_genesis_from_public_files_only() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_operators_form_a_genesis_from_public_files_only() {
     let root = tempfile::tempdir().unwrap();
     let pass = [("PMR_KEY_PASSPHRASE", "correct horse battery staple")];
     let public = root.path().join("public");
@@ -112,7 +112,13 @@ fn four_operators_form_a_genesis_from_public_files_only() {
         )
         .0
     );
-    let admin = pmr_client::Wallet::random().address().to_string();
+    // The governing account's key stays with whoever governs (here, the harness that will
+    // talk to the network as that account).
+    let net = root.path().join("net");
+    let admin = pmr_node::keys::generate_account(&net.join("accounts/admin.json"))
+        .unwrap()
+        .address()
+        .to_string();
     let hospital = pmr_client::Wallet::random().address().to_string();
     ok(
         &["genesis", "set-admin", s(&draft), "--address", &admin],
@@ -242,7 +248,7 @@ fn four_operators_form_a_genesis_from_public_files_only() {
     let cert_key = openssl(&["x509", "-in", s(&node_pem), "-noout", "-pubkey"]);
     let node_key = openssl(&["pkey", "-in", s(&homes[0].join("tls/node.key")), "-pubout"]);
     assert_eq!(cert_key, node_key);
-    let names = openssl(&[
+    let sans = openssl(&[
         "x509",
         "-in",
         s(&node_pem),
@@ -251,8 +257,8 @@ fn four_operators_form_a_genesis_from_public_files_only() {
         "subjectAltName",
     ]);
     assert!(
-        names.contains("node-a.example") && names.contains("127.0.0.1"),
-        "{names}"
+        sans.contains("node-a.example") && sans.contains("127.0.0.1"),
+        "{sans}"
     );
     // A request whose key is not a P-256 point is refused.
     let bad = public.join("bad.tls-request.json");
@@ -300,4 +306,158 @@ fn four_operators_form_a_genesis_from_public_files_only() {
             "{text}"
         );
     }
+
+    start_the_network(root.path(), &names, &homes, &public, &ca_dir, &pass).await;
+}
+
+/// The last step: every operator gets its certificate from the CA holder, picks its ports,
+/// adds the others as peers from their public listings and announced addresses (`pmr peer
+/// add`), and starts its node; the four commit blocks together.
+async fn start_the_network(
+    root: &Path,
+    names: &[&str],
+    homes: &[std::path::PathBuf],
+    public: &Path,
+    ca_dir: &Path,
+    pass: &[(&str, &str)],
+) {
+    use pmr_node::config::{Home, NodeConfig};
+    let ports = pmr_testnet::testnet_ports(names.len(), None).unwrap();
+    let tcp = |p: u16| format!("/ip4/127.0.0.1/tcp/{p}");
+    for (i, home) in homes.iter().enumerate() {
+        if i > 0 {
+            let request = public.join(format!("{}.tls-request.json", names[i]));
+            ok(
+                &["tls", "request", "--home", s(home), "--host", names[i]]
+                    .into_iter()
+                    .chain(["--ip", "127.0.0.1", "--out", s(&request)])
+                    .collect::<Vec<_>>(),
+                &[],
+            );
+            let cert = public.join(format!("{}.pem", names[i]));
+            let ca_key = ca_dir.join("ca.key");
+            ok(
+                &[
+                    "tls",
+                    "sign",
+                    "--ca-key",
+                    s(&ca_key),
+                    "--request",
+                    s(&request),
+                ]
+                .into_iter()
+                .chain(["--out", s(&cert)])
+                .collect::<Vec<_>>(),
+                &[],
+            );
+            let ca = ca_dir.join("ca.pem");
+            ok(
+                &["tls", "install", "--home", s(home), "--cert", s(&cert)]
+                    .into_iter()
+                    .chain(["--ca-cert", s(&ca)])
+                    .collect::<Vec<_>>(),
+                &[],
+            );
+        }
+        let path = Home::new(home.clone()).config();
+        let mut cfg = NodeConfig::load(&path).unwrap();
+        let p = &ports[i];
+        cfg.rpc_listen = format!("127.0.0.1:{}", p.rpc).parse().unwrap();
+        cfg.metrics_listen = Some(format!("127.0.0.1:{}", p.metrics).parse().unwrap());
+        cfg.consensus.p2p_listen = tcp(p.p2p).parse().unwrap();
+        cfg.consensus.gossip_listen = tcp(p.gossip).parse().unwrap();
+        cfg.content.listen = tcp(p.content).parse().unwrap();
+        cfg.save(&path).unwrap();
+    }
+    for (i, home) in homes.iter().enumerate() {
+        for (j, name) in names.iter().enumerate().filter(|(j, _)| *j != i) {
+            let listing = public.join(format!("{name}.json"));
+            let (p2p, gossip, content) = (
+                tcp(ports[j].p2p),
+                tcp(ports[j].gossip),
+                tcp(ports[j].content),
+            );
+            ok(
+                &["peer", "add", "--home", s(home), "--keys", s(&listing)]
+                    .into_iter()
+                    .chain(["--p2p", &p2p, "--gossip", &gossip, "--content", &content])
+                    .collect::<Vec<_>>(),
+                &[],
+            );
+        }
+        // Itself, or a peer already there: refused, with the reason.
+        let own = public.join(format!("{}.json", names[i]));
+        let other = public.join(format!("{}.json", names[(i + 1) % names.len()]));
+        for (listing, why) in [(&own, "this node itself"), (&other, "already a peer")] {
+            let (added, text) = run_pmr(
+                &["peer", "add", "--home", s(home), "--keys", s(listing)]
+                    .into_iter()
+                    .chain([
+                        "--p2p",
+                        "/ip4/127.0.0.1/tcp/1",
+                        "--gossip",
+                        "/ip4/127.0.0.1/tcp/2",
+                    ])
+                    .collect::<Vec<_>>(),
+                &[],
+            );
+            assert!(!added && text.contains(why), "{text}");
+        }
+        let listed = ok(
+            &["peer", "list", "--home", s(home), "--output", "json"],
+            &[],
+        );
+        let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        assert_eq!(
+            listed.as_array().unwrap().len(),
+            names.len() - 1,
+            "{listed}"
+        );
+    }
+    // The harness's view of the network: the homes as they are, the CA, the governing account.
+    let net = root.join("net");
+    let manifest = pmr_testnet::Manifest {
+        chain_id: 7070,
+        nodes: names
+            .iter()
+            .zip(&ports)
+            .map(|(name, p)| pmr_testnet::NodeEntry {
+                name: name.to_string(),
+                home: Path::new("..").join(name),
+                rpc: format!("https://127.0.0.1:{}", p.rpc),
+                metrics: format!("http://127.0.0.1:{}/metrics", p.metrics),
+                validator: true,
+            })
+            .collect(),
+        accounts: vec![("admin".into(), "accounts/admin.json".into())],
+        ca: Path::new("..").join("coordinator-ca/ca.pem"),
+    };
+    manifest.save(&net).unwrap();
+    let mut cluster = pmr_testnet::Cluster::open(&net, Path::new(BIN)).unwrap();
+    for i in 0..names.len() {
+        let env = pass.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        cluster.set_env(i, env.collect()).unwrap();
+    }
+    cluster.start_all().unwrap();
+    let boot = std::time::Duration::from_secs(90);
+    for i in 0..names.len() {
+        if let Err(e) = cluster.wait_height(i, 3, boot).await {
+            panic!("{e}\n{}", cluster.log_tail(i, 30));
+        }
+    }
+    // One chain: every node holds the same block at height 2, and it carries every
+    // validator's signature that reached the commit (at least 3 of 4).
+    let mut hashes = std::collections::HashSet::new();
+    for i in 0..names.len() {
+        let client = cluster.client(i, boot).await.unwrap();
+        let block = client.block(2).await.unwrap();
+        let signatures = block.certificate.map_or(0, |c| c.signatures.len());
+        assert!(signatures >= 3, "height 2 carries {signatures} signatures");
+        hashes.insert(block.hash);
+    }
+    assert_eq!(
+        hashes.len(),
+        1,
+        "the nodes hold different blocks at height 2"
+    );
 }

@@ -13,6 +13,7 @@ fn init(dir: &Path, base_port: Option<u16>) -> Vec<NodeConfig> {
         chain_id: DEV_CHAIN_ID,
         base_port,
         template: NodeConfig::default(),
+        hosts: Vec::new(),
     })
     .expect("init testnet");
     (0..3)
@@ -83,7 +84,76 @@ fn a_base_port_too_high_for_the_nodes_is_refused() {
         chain_id: DEV_CHAIN_ID,
         base_port: Some(65520),
         template: NodeConfig::default(),
+        hosts: Vec::new(),
     })
     .unwrap_err();
     assert!(err.to_string().contains("lower base port"), "{err}");
+}
+
+/// `--hosts`: node i listens on, is dialled at and is certified for its own address (nodes in
+/// network namespaces of their own); the count must match.
+#[test]
+fn hosts_give_each_node_its_address_and_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts: Vec<std::net::IpAddr> = (1..=3)
+        .map(|i| format!("10.77.0.{i}").parse().unwrap())
+        .collect();
+    let manifest = init_testnet(&TestnetOptions {
+        dir: dir.path().to_path_buf(),
+        validators: 3,
+        chain_id: DEV_CHAIN_ID,
+        base_port: Some(32000),
+        template: NodeConfig::default(),
+        hosts: hosts.clone(),
+    })
+    .expect("init testnet");
+    for (i, host) in hosts.iter().enumerate() {
+        let home = Home::new(dir.path().join(format!("node{i}")));
+        let cfg = NodeConfig::load(&home.config()).expect("config");
+        assert_eq!(cfg.rpc_listen.ip(), *host);
+        assert_eq!(cfg.metrics_listen.expect("metrics").ip(), *host);
+        for listen in [
+            &cfg.consensus.p2p_listen,
+            &cfg.consensus.gossip_listen,
+            &cfg.content.listen,
+        ] {
+            assert!(
+                listen.to_string().starts_with(&format!("/ip4/{host}/tcp/")),
+                "{listen}"
+            );
+        }
+        for p in &cfg.consensus.peers {
+            let j: usize = p.name.trim_start_matches("node").parse().unwrap();
+            assert!(p
+                .p2p
+                .to_string()
+                .starts_with(&format!("/ip4/{}/", hosts[j])));
+        }
+        assert_eq!(
+            manifest.nodes[i].rpc,
+            format!("https://{host}:{}", cfg.rpc_listen.port())
+        );
+        let cert = home.resolve(&NodeConfig::default().rpc.tls_cert);
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+            .arg(&cert)
+            .output()
+            .expect("openssl is missing: run ./scripts/setup");
+        let sans = String::from_utf8_lossy(&out.stdout);
+        assert!(sans.contains(&format!("IP Address:{host}")), "{sans}");
+        assert!(sans.contains("IP Address:127.0.0.1"), "{sans}");
+    }
+    let err = init_testnet(&TestnetOptions {
+        dir: dir.path().join("other"),
+        validators: 4,
+        chain_id: DEV_CHAIN_ID,
+        base_port: Some(32100),
+        template: NodeConfig::default(),
+        hosts,
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("3 hosts for 4 validators"),
+        "{err}"
+    );
 }

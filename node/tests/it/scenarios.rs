@@ -118,3 +118,15 @@ async fn n4_rolling_restart() {
     )
     .await;
 }
+
+/// Root only (the harness makes network namespaces and veth pairs), as on the machines CI runs
+/// on; elsewhere the scenario reports that it needs root and the test fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4_namespaces() {
+    run(
+        "n4-namespaces",
+        include_str!("../../../testnet/scenarios/ci/n4-namespaces.toml"),
+        &["halted", "isolated"],
+    )
+    .await;
+}

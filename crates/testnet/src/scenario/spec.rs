@@ -35,6 +35,10 @@ pub struct Scenario {
     /// The `[wan]` table: wide-area delay, jitter and loss on every link between nodes.
     #[serde(default)]
     pub wan: Option<crate::links::Wan>,
+    /// Every node in a network namespace of its own, with its own address, joined to the
+    /// others by veth pairs and a bridge (see [`crate::netns`]); root only.
+    #[serde(default)]
+    pub namespaces: bool,
 }
 
 fn default_recovery() -> Duration {
@@ -49,6 +53,11 @@ pub struct LoadSection {
     pub rate: f64,
     #[serde(default = "default_accounts")]
     pub accounts: usize,
+    /// The rate is meant to exceed what the network can commit (a throughput measurement):
+    /// transactions still pending when the drain ends are reported, not counted as lost.
+    /// Everything committed must still be on every node, and nothing may be refused.
+    #[serde(default)]
+    pub saturate: bool,
 }
 
 fn default_kind() -> String {
@@ -132,6 +141,16 @@ impl Scenario {
     pub(super) fn check(&self) -> Result<(), String> {
         if self.validators == 0 {
             return Err("validators must be at least 1".into());
+        }
+        if self.namespaces && self.validators > 250 {
+            return Err("namespaces = true gives addresses to at most 250 validators".into());
+        }
+        if self.namespaces && self.has(Action::Twin) {
+            return Err(
+                "a twin (double signer) cannot run with namespaces = true: it shares its \
+                 validator's addresses"
+                    .into(),
+            );
         }
         for f in &self.faults {
             if let Some(n) = f.nodes.iter().find(|n| **n >= self.validators) {
@@ -246,6 +265,9 @@ impl Scenario {
         if self.has(Action::Flood) {
             names.push("flood-contained");
         }
+        if self.namespaces {
+            names.push("isolated");
+        }
         names
     }
 }
@@ -316,6 +338,14 @@ mod tests {
         let mut late = good.clone();
         late.faults[0].at = Duration::from_secs(30);
         assert!(late.check().is_err());
+        let mut twin_in_namespaces = good.clone();
+        twin_in_namespaces.namespaces = true;
+        twin_in_namespaces.check().unwrap();
+        twin_in_namespaces.faults[0].action = Action::Twin;
+        assert!(twin_in_namespaces
+            .check()
+            .unwrap_err()
+            .contains("namespaces"));
         assert!(toml::from_str::<Scenario>(
             "name = \"x\"\nvalidators = 4\nduration = \"1s\"\nbogus = 1"
         )
