@@ -11,6 +11,7 @@ mod content;
 pub mod init;
 pub mod keys;
 mod metrics;
+pub mod state_sync;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -120,6 +121,12 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
     node_metrics.register(&mut registry);
 
     let custodians = genesis.custodians();
+    // Who may fetch a state snapshot from this node to join: every validator's operator.
+    let network_operators: Vec<_> = genesis
+        .validators
+        .iter()
+        .filter_map(|v| v.operator)
+        .collect();
     let chain_id = genesis.chain_id;
     let consensus = match pmr_consensus::start(StartParams {
         moniker: config.moniker.clone(),
@@ -182,7 +189,8 @@ pub async fn spawn(home: &Home, config: NodeConfig) -> Result<NodeHandle> {
     let disk = Arc::new(DiskFloor::new(home.data(), config.rpc.min_free_disk));
     let mut operators = config.rpc.operators.clone();
     operators.extend(custody.operator());
-    let roles = Arc::new(Roles::new(ledger.clone(), operators));
+    let roles =
+        Arc::new(Roles::new(ledger.clone(), operators).with_network_operators(network_operators));
     let sessions = Arc::new(Sessions::new(&session_secret, chain_id));
     let services = Services {
         ledger: LedgerApi::new(

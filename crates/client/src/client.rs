@@ -205,6 +205,18 @@ impl PmrClient {
             .into_inner())
     }
 
+    /// The node's execution state at its latest committed height, as a stream of snapshot
+    /// chunks (the operator of a validator of the network only; see `pmr state sync`).
+    pub async fn state_snapshot(
+        &self,
+    ) -> Result<tonic::Streaming<pb::StateSnapshotChunk>, ClientError> {
+        Ok(self
+            .ledger()
+            .get_state_snapshot(pb::GetStateSnapshotRequest {})
+            .await?
+            .into_inner())
+    }
+
     /// Misbehavior evidence the node recorded (validators that signed twice), every page.
     pub async fn evidence(&self) -> Result<Vec<pb::Equivocation>, ClientError> {
         const PAGE: u32 = 1000;

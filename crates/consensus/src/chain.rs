@@ -1,7 +1,9 @@
 //! The committed chain on disk: blocks, their hashes, commit certificates, the transaction
 //! index, and undecided proposals kept for crash recovery of a round.
 
-use malachitebft_app_channel::app::types::core::{ExtendedCommitCertificate, Round};
+use malachitebft_app_channel::app::types::core::{
+    ExtendedCommitCertificate, ExtendedCommitSignature, Round,
+};
 use pmr_primitives::{Block, B256};
 use pmr_storage::{Batch, Column, Durability, StorageError, Store};
 
@@ -10,6 +12,29 @@ use crate::context::PmrContext;
 
 const META_HEIGHT: &[u8] = b"chain/height";
 const META_GENESIS: &[u8] = b"chain/genesis";
+
+/// Why a base block (state sync) was not installed.
+#[derive(Debug, thiserror::Error)]
+pub enum BaseError {
+    /// The block does not decode or is not a block.
+    #[error("the base block: {0}")]
+    Block(String),
+    /// The certificate does not decide this block with the network's validators.
+    #[error("the base block's commit certificate: {0}")]
+    Certificate(#[from] crate::verify::VerifyError),
+    /// The store holds blocks already.
+    #[error("this node already holds blocks up to height {0}: state sync starts from an empty data directory")]
+    NotEmpty(u64),
+    /// The database failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
+impl From<StorageError> for BaseError {
+    fn from(e: StorageError) -> Self {
+        Self::Chain(ChainError::Storage(e))
+    }
+}
 
 /// Errors of the chain store.
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +252,62 @@ impl ChainStore {
         for k in stale {
             batch.delete(Column::Undecided, &k);
         }
+    }
+
+    /// Makes `block` (encoded as `block_bytes`, decided by `certificate`) the first block this
+    /// store holds: the base a node joining by state sync starts from (the blocks below it
+    /// stay with the peers that keep them). The certificate must be one the network's
+    /// `validators` signed for exactly this block, checked here; the store must hold no block
+    /// yet. Written durably with the block's transaction index; the caller imports the state
+    /// of that height beside it.
+    pub fn install_base(
+        &self,
+        chain_id: u64,
+        validators: &crate::context::ValidatorSet,
+        block_bytes: &[u8],
+        certificate: &crate::verify::Certificate,
+    ) -> Result<Block, BaseError> {
+        let block =
+            Block::decode_checked(block_bytes).map_err(|e| BaseError::Block(e.to_string()))?;
+        let height = block.header.height;
+        if height == 0 {
+            return Err(BaseError::Block(
+                "height 0 is the genesis, not a block".into(),
+            ));
+        }
+        let hash = block.hash();
+        crate::verify::verify_certificate(chain_id, validators, certificate, height, hash)?;
+        if self.height()? != 0 {
+            return Err(BaseError::NotEmpty(self.height()?));
+        }
+        let mut commit_signatures = Vec::with_capacity(certificate.signatures.len());
+        for s in &certificate.signatures {
+            // Each one was checked above: a known validator's address, a 64-byte signature.
+            let address = crate::context::Address::from_slice(&s.validator)
+                .ok_or_else(|| BaseError::Block("a signer address is not 20 bytes".into()))?;
+            let bytes: [u8; 64] = s
+                .signature
+                .as_slice()
+                .try_into()
+                .map_err(|_| BaseError::Block("a signature is not 64 bytes".into()))?;
+            commit_signatures.push(ExtendedCommitSignature::new(
+                address,
+                malachitebft_signing_ed25519::Signature::from_bytes(bytes),
+                None,
+            ));
+        }
+        let extended = ExtendedCommitCertificate {
+            height: crate::context::Height(height),
+            round: Round::new(certificate.round),
+            value_id: crate::context::BlockHash(hash),
+            commit_signatures,
+        };
+        let mut batch = self
+            .store
+            .batch_with_capacity(Self::stage_bytes(&block, block_bytes));
+        self.stage_block(&mut batch, &block, block_bytes, &extended);
+        batch.commit(Durability::Sync)?;
+        Ok(block)
     }
 
     /// Replaces the stored certificate of a committed height (finalization may add signatures).

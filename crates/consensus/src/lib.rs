@@ -27,7 +27,7 @@ pub mod signing;
 pub mod streaming;
 pub mod verify;
 
-pub use chain::{ChainError, ChainStore, TxLocation};
+pub use chain::{BaseError, ChainError, ChainStore, TxLocation};
 pub use config::{ConsensusConfig, PeerConfig, TimeoutConfig};
 pub use engine::{network_keypair, peer_id_of, start, validator_set, ConsensusNode, StartParams};
 pub use error::ConsensusError;

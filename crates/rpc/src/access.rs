@@ -9,6 +9,7 @@
 //! | `ShareService.ReleaseShare` | anyone: the grantee proves itself by signing its release challenge |
 //! | `ContentService.PutBlob` | hospitals |
 //! | `ContentService.Pin`, `ContentService.Unpin`, `LedgerService.CreateBackup` | the node's operators |
+//! | `LedgerService.GetStateSnapshot` | the operator of any validator in the genesis, and the node's operators |
 //! | every other method | accounts on the chain's permission list |
 
 use std::collections::HashMap;
@@ -45,6 +46,9 @@ pub enum Need {
     Hospital,
     /// One of the node's operator accounts.
     Operator,
+    /// The operator account of a validator of the network (named in the genesis), or one of
+    /// the node's operators.
+    NetworkOperator,
 }
 
 /// The need of a gRPC method path (`/package.Service/Method`).
@@ -57,6 +61,7 @@ pub fn need(path: &str) -> Need {
         "/pmr.v1.ContentService/Pin"
         | "/pmr.v1.ContentService/Unpin"
         | "/pmr.v1.LedgerService/CreateBackup" => Need::Operator,
+        "/pmr.v1.LedgerService/GetStateSnapshot" => Need::NetworkOperator,
         p if p.starts_with("/pmr.v1.AuthService/")
             || p.starts_with("/grpc.health.v1.Health/")
             || p.starts_with("/grpc.reflection.") =>
@@ -74,6 +79,7 @@ type RoleCache = (u64, HashMap<(Address, Need), bool>);
 pub struct Roles {
     ledger: Arc<Ledger>,
     operators: Vec<Address>,
+    network_operators: Vec<Address>,
     cache: Mutex<RoleCache>,
 }
 
@@ -86,8 +92,16 @@ impl Roles {
         Self {
             ledger,
             operators,
+            network_operators: Vec::new(),
             cache: Mutex::new((0, HashMap::new())),
         }
+    }
+
+    /// The operator accounts of the network's validators (from the genesis), who may fetch a
+    /// state snapshot to join.
+    pub fn with_network_operators(mut self, operators: Vec<Address>) -> Self {
+        self.network_operators = operators;
+        self
     }
 
     /// Whether `account` meets `need`.
@@ -104,6 +118,9 @@ impl Roles {
         let ok = match need {
             Need::Open => true,
             Need::Operator => self.operators.contains(&account),
+            Need::NetworkOperator => {
+                self.operators.contains(&account) || self.network_operators.contains(&account)
+            }
             Need::Permitted => self
                 .ledger
                 .executor
@@ -215,6 +232,9 @@ impl AccessLayer {
             let what = match need {
                 Need::Hospital => "only hospitals may upload records",
                 Need::Operator => "only this node's operators may pin, unpin or back it up",
+                Need::NetworkOperator => {
+                    "only the operators of the network's validators may fetch a state snapshot"
+                }
                 _ => "only accounts on the network's permission list may call it",
             };
             return Err(Status::permission_denied(format!(

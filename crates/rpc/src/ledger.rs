@@ -62,6 +62,8 @@ pub struct LedgerApi {
     streams_of: Arc<Mutex<HashMap<Address, usize>>>,
     submissions: Arc<DefaultKeyedRateLimiter<Address>>,
     backup_running: Arc<tokio::sync::Mutex<()>>,
+    /// Held while a state snapshot is written and streamed: one at a time.
+    snapshot_running: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Backups kept on the node's disk at most (see `create_backup`).
@@ -81,6 +83,7 @@ impl LedgerApi {
                 Quota::per_second(rate).allow_burst(burst),
             )),
             backup_running: Arc::new(tokio::sync::Mutex::new(())),
+            snapshot_running: Arc::new(tokio::sync::Mutex::new(())),
             limits,
         }
     }
@@ -361,6 +364,67 @@ impl LedgerService for LedgerApi {
         }))
     }
 
+    type GetStateSnapshotStream =
+        Pin<Box<dyn Stream<Item = Result<pb::StateSnapshotChunk, Status>> + Send>>;
+
+    async fn get_state_snapshot(
+        &self,
+        _request: Request<pb::GetStateSnapshotRequest>,
+    ) -> Result<Response<Self::GetStateSnapshotStream>, Status> {
+        self.disk.check("state snapshots")?;
+        let running = self
+            .snapshot_running
+            .clone()
+            .try_lock_owned()
+            .map_err(|_| {
+                Status::unavailable("a state snapshot of this node is being written: retry later")
+            })?;
+        let store = self.ledger.chain.store().clone();
+        let dir = store
+            .path()
+            .parent()
+            .unwrap_or(store.path())
+            .join("snapshots");
+        // The state at one instant: a checkpoint of the database (the node keeps committing),
+        // exported from the checkpoint, which is then deleted. The file holds the whole state:
+        // mode 0600, deleted once streamed (or when the next snapshot starts).
+        let (file, info) = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || -> Result<(std::path::PathBuf, pmr_execution::SnapshotInfo), String> {
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir).map_err(|e| e.to_string())?;
+                }
+                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                let checkpoint = dir.join("checkpoint");
+                store.checkpoint(&checkpoint).map_err(|e| e.to_string())?;
+                let copy =
+                    pmr_storage::Store::open_read_only(&checkpoint).map_err(|e| e.to_string())?;
+                let file = dir.join("state.snapshot");
+                let info =
+                    pmr_execution::export_snapshot(&copy, &file).map_err(|e| e.to_string())?;
+                drop(copy);
+                std::fs::remove_dir_all(&checkpoint).map_err(|e| e.to_string())?;
+                Ok((file, info))
+            }
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e| Status::internal(format!("state snapshot: {e}")))?;
+        tracing::info!(target: "pmr::rpc", height = info.height, entries = info.counts.total(), "state snapshot written; streaming it");
+        let (tx, rx) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let _running = running;
+            let sent = stream_file(&file, &info, &tx);
+            if let Err(e) = sent {
+                let _ = tx.blocking_send(Err(Status::internal(format!("state snapshot: {e}"))));
+            }
+            if let Err(e) = std::fs::remove_file(&file) {
+                tracing::warn!(target: "pmr::rpc", error = %e, path = %file.display(), "cannot delete a streamed state snapshot");
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
     async fn get_evidence(
         &self,
         request: Request<pb::GetEvidenceRequest>,
@@ -591,6 +655,43 @@ impl Drop for StreamSlot {
             if *n == 0 {
                 open.remove(&self.account);
             }
+        }
+    }
+}
+
+/// Largest piece of a state snapshot in one message.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+/// Sends the snapshot at `path` as chunks naming `info`'s height and root, until done or the
+/// reader is gone.
+fn stream_file(
+    path: &std::path::Path,
+    info: &pmr_execution::SnapshotInfo,
+    tx: &mpsc::Sender<Result<pb::StateSnapshotChunk, Status>>,
+) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let total_bytes = file.metadata()?.len();
+    let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read(&mut buf[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        let chunk = pb::StateSnapshotChunk {
+            height: info.height,
+            state_root: info.state_root.to_vec(),
+            total_bytes,
+            data: buf[..filled].to_vec(),
+        };
+        if tx.blocking_send(Ok(chunk)).is_err() {
+            return Ok(());
         }
     }
 }

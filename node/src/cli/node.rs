@@ -96,6 +96,19 @@ pub(crate) enum StateCommand {
         #[arg(long)]
         home: PathBuf,
     },
+    /// Join by state sync: fetch the state of a peer's latest height (as this node's
+    /// operator: needs PMR_KEY_PASSPHRASE), check it against that height's block and the
+    /// validators' commit certificate (from the genesis), and write it into this node's empty
+    /// data directory; `pmr start` then continues from the next height. Blocks before it stay
+    /// with the peers that keep them. Run on a stopped node that holds no block.
+    Sync {
+        /// The node's home directory (config, genesis, keys, the network's CA).
+        #[arg(long)]
+        home: PathBuf,
+        /// A peer's gRPC endpoint, e.g. https://node-b.example:26602.
+        #[arg(long)]
+        from: String,
+    },
     /// Write the state at the node's latest height to one file (run it on a stopped node).
     Snapshot {
         /// The node's home directory.
@@ -556,6 +569,10 @@ impl NodeCommand {
                     );
                 }
                 Ok(())
+            }
+            NodeCommand::State(StateCommand::Sync { home, from }) => {
+                let report = crate::state_sync::state_sync(&Home::new(home), &from).await?;
+                out.show(&report)
             }
             NodeCommand::State(StateCommand::Snapshot { home, out: file }) => {
                 let store = open_stopped_store(&Home::new(home).db())?;

@@ -28,6 +28,7 @@ mod n4_lifecycle;
 mod n4_privacy;
 mod n4_records;
 mod n4_shares;
+mod n4_state_sync;
 mod ops;
 mod scenarios;
 mod unknown_peer;

@@ -7,23 +7,11 @@ use std::process::Command;
 use crate::common::*;
 use futures::StreamExt;
 use pmr_client::proto;
-use pmr_consensus::{verify_receipt_inclusion, Certificate, CommitSignature, VerifyError};
+use pmr_consensus::{verify_receipt_inclusion, Certificate, VerifyError};
 use pmr_primitives::{Block, Genesis, MerkleProof, B256};
 
 fn certificate(c: &proto::CommitCertificate) -> Certificate {
-    Certificate {
-        height: c.height,
-        round: c.round,
-        block_hash: B256::from_slice(&c.block_hash),
-        signatures: c
-            .signatures
-            .iter()
-            .map(|s| CommitSignature {
-                validator: s.validator.clone(),
-                signature: s.signature.clone(),
-            })
-            .collect(),
-    }
+    pmr_node::state_sync::certificate_of(c).expect("a 32-byte block hash")
 }
 
 fn proof(p: &proto::MerkleProof) -> MerkleProof {
