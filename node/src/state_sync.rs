@@ -120,7 +120,13 @@ pub async fn state_sync(home: &Home, from: &str) -> Result<SyncReport> {
     if file.exists() {
         std::fs::remove_file(&file)?;
     }
-    let (height, root, snapshot_bytes) = match fetch_snapshot(&client, &file).await {
+    // A peer names the snapshot's size up front: one that would not fit (the file, then the
+    // state imported beside it, above the node's free-space floor) is refused before it fills
+    // the disk, and no more than the named size is taken.
+    let room = pmr_rpc::DiskFloor::new(home.data(), 0)
+        .free()
+        .map(|free| free.saturating_sub(config.rpc.min_free_disk));
+    let (height, root, snapshot_bytes) = match fetch_snapshot(&client, &file, room).await {
         Ok(fetched) => fetched,
         Err(e) => {
             let _ = std::fs::remove_file(&file);
@@ -142,7 +148,11 @@ pub async fn state_sync(home: &Home, from: &str) -> Result<SyncReport> {
 
 /// Streams the peer's snapshot into `file` (created 0600); returns the height and root every
 /// chunk names, and its size.
-async fn fetch_snapshot(client: &PmrClient, file: &std::path::Path) -> Result<(u64, B256, u64)> {
+async fn fetch_snapshot(
+    client: &PmrClient,
+    file: &std::path::Path,
+    room: Option<u64>,
+) -> Result<(u64, B256, u64)> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut stream = client
@@ -168,7 +178,18 @@ async fn fetch_snapshot(client: &PmrClient, file: &std::path::Path) -> Result<(u
         let Some(chunk) = next else { break };
         let this = (chunk.height, chunk.state_root.clone(), chunk.total_bytes);
         match &named {
-            None => named = Some(this),
+            None => {
+                // The file and about as much again once imported.
+                if let Some(room) = room.filter(|r| chunk.total_bytes.saturating_mul(2) > *r) {
+                    bail!(
+                        "the peer's snapshot is {} bytes: with the state imported beside it that \
+                         is more than the {room} bytes free above this node's floor \
+                         (min_free_disk)",
+                        chunk.total_bytes
+                    );
+                }
+                named = Some(this)
+            }
             Some(first) if *first != this => {
                 bail!("the peer's snapshot chunks name different heights, roots or sizes")
             }

@@ -54,6 +54,27 @@ async fn a_wiped_node_joins_from_a_verified_snapshot() {
     let home = home.to_str().unwrap();
     let from = net.cluster.rpc(0).to_string();
 
+    // A snapshot that would not fit above the node's free-space floor is refused before it
+    // is fetched (here: a floor of 2^62 bytes), and nothing is left behind.
+    let config = net.cluster.home(3).join("config.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let mut table: toml::Table = original.parse().unwrap();
+    table
+        .entry("rpc")
+        .or_insert_with(|| toml::Value::Table(Default::default()))
+        .as_table_mut()
+        .unwrap()
+        .insert("min_free_disk".into(), toml::Value::Integer(1 << 62));
+    std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
+    let (fitted, text) = run_pmr(&["state", "sync", "--home", home, "--from", &from], &[]);
+    assert!(!fitted && text.contains("min_free_disk"), "{text}");
+    assert!(!net
+        .cluster
+        .home(3)
+        .join("data/state-sync.snapshot")
+        .exists());
+    std::fs::write(&config, original).unwrap();
+
     // State sync from node 0, as node 3's operator (another validator's operator).
     let (synced, text) = run_pmr(
         &[
