@@ -97,6 +97,14 @@ pub async fn state_sync(home: &Home, from: &str) -> Result<SyncReport> {
         )
     })?;
     let chain = ChainStore::open(store.clone(), genesis.hash())?;
+    if Executor::store_holds_state(&store)? && chain.height()? == 0 {
+        bail!(
+            "{} holds execution state but no block (a state sync that did not finish, or a \
+             node that started once): delete {} and run the sync again",
+            home.db().display(),
+            home.data().display()
+        );
+    }
     if chain.height()? != 0 {
         bail!(
             "this node already holds blocks up to height {}: state sync starts from an empty \
@@ -169,8 +177,9 @@ async fn fetch_snapshot(
     );
     let mut named: Option<(u64, Vec<u8>, u64)> = None;
     let mut received = 0u64;
-    let idle = Duration::from_secs(60);
     loop {
+        // The peer writes the whole snapshot before its first chunk: minutes for a large state.
+        let idle = Duration::from_secs(if named.is_none() { 600 } else { 60 });
         let next = tokio::time::timeout(idle, stream.message())
             .await
             .map_err(|_| eyre!("the peer sent nothing for {idle:?}"))?
@@ -275,7 +284,8 @@ async fn install(
     };
     // The block, checked again against the validators as it is written.
     chain.install_base(genesis.chain_id, &validators, &block.encoded, &certificate)?;
-    // Replication of record blobs starts after the base (older ones are fetched when read).
+    // Replication of record blobs starts after the base (older ones are fetched when read);
+    // the replicator also starts there on its own if this write is lost.
     store.put(
         Column::Meta,
         pmr_custody::replicate::CURSOR_KEY,

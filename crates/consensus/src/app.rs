@@ -270,7 +270,9 @@ impl App {
                 let _ = reply.send(next);
             }
             AppMsg::GetHistoryMinHeight { reply } => {
-                let _ = reply.send(Height(1));
+                // A node that joined by state sync holds blocks from its base on.
+                let base = self.ledger.executor.base_height().max(1);
+                let _ = reply.send(Height(base));
             }
             AppMsg::GetDecidedValues { range, reply } => {
                 let tip = self.ledger.chain.height()?;

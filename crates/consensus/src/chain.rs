@@ -218,6 +218,17 @@ impl ChainStore {
         block_bytes: &[u8],
         certificate: &ExtendedCommitCertificate<PmrContext>,
     ) {
+        self.stage(batch, block, block_bytes, certificate, true)
+    }
+
+    fn stage(
+        &self,
+        batch: &mut Batch<'_>,
+        block: &Block,
+        block_bytes: &[u8],
+        certificate: &ExtendedCommitCertificate<PmrContext>,
+        index_txs: bool,
+    ) {
         let height = block.header.height;
         let hash = block.hash();
         batch.put(Column::Blocks, &hkey(height), block_bytes);
@@ -227,7 +238,7 @@ impl ChainStore {
             &hkey(height),
             &encode_certificate(certificate),
         );
-        for (index, tx_hash) in block.tx_hashes().iter().enumerate() {
+        for (index, tx_hash) in block.tx_hashes().iter().enumerate().filter(|_| index_txs) {
             let mut loc = [0u8; 12];
             loc[..8].copy_from_slice(&height.to_be_bytes());
             loc[8..].copy_from_slice(&(index as u32).to_be_bytes());
@@ -305,7 +316,9 @@ impl ChainStore {
         let mut batch = self
             .store
             .batch_with_capacity(Self::stage_bytes(&block, block_bytes));
-        self.stage_block(&mut batch, &block, block_bytes, &extended);
+        // Its transactions are not indexed: their receipts are not on this node (the snapshot
+        // holds state, not receipts), so they are looked up at the peers, as older ones are.
+        self.stage(&mut batch, &block, block_bytes, &extended, false);
         batch.commit(Durability::Sync)?;
         Ok(block)
     }

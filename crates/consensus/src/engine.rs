@@ -312,6 +312,17 @@ pub async fn start(params: StartParams) -> Result<ConsensusNode, ConsensusError>
     let engine_cfg = engine_config(&moniker, &config, &peers);
 
     let chain = ChainStore::open(store, genesis.hash())?;
+    // A block and its state are committed in one batch, so the state is never ahead of the
+    // chain, except after a state sync that stopped between importing the state and storing
+    // its block.
+    let (executed, chain_height) = (executor.head().0, chain.height()?);
+    if executed > chain_height {
+        return Err(ConsensusError::Engine(format!(
+            "the execution state is at height {executed} but the chain at {chain_height}: a \
+             `pmr state sync` that did not finish? Delete this node's data directory and run \
+             it again"
+        )));
+    }
     let mempool = Arc::new(Mempool::new(config.mempool));
     let limits = TxLimits {
         chain_id: genesis.chain_id,

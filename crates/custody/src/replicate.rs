@@ -350,7 +350,9 @@ impl Replicator {
     async fn run(mut self) {
         // Subscribe before reading the tip, so no commit slips between the two.
         let mut blocks = self.ledger.subscribe();
-        let mut settled = load_cursor(&self.store);
+        // A node that joined by state sync has no receipts at or below its base: it starts
+        // after it (blobs of older records are fetched when read).
+        let mut settled = load_cursor(&self.store).max(self.ledger.executor.base_height());
         let mut next = settled + 1;
         self.load_missing();
         info!(target: TARGET, from = next, retrying = self.retries.len(), "replicating blobs named by committed blocks");

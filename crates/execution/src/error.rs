@@ -135,6 +135,17 @@ pub enum ExecutionError {
         /// The height of the executed head.
         head: u64,
     },
+    /// A query asked for a height below the first this node holds (it joined by state sync).
+    #[error(
+        "height {requested} is not on this node: it holds state from height {base} on (it \
+         joined from a snapshot); ask a node that keeps every height"
+    )]
+    BeforeBase {
+        /// The height asked for.
+        requested: u64,
+        /// The first height whose state this node holds.
+        base: u64,
+    },
     /// The database was made from another genesis: its height-0 state root differs.
     #[error(
         "the database holds execution state of another genesis (state root {stored}, this genesis \

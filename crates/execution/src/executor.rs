@@ -38,6 +38,8 @@ pub struct Executor {
     code_cache: CodeCache,
     /// Every storage key ever committed (see `key_filter.rs`).
     filter: Arc<KeyFilter>,
+    /// The first height whose state is here: 0, or the snapshot's height after state sync.
+    base: u64,
 }
 
 /// Storage slots of the PMR contract a block's journal is sized for per transaction (a mint
@@ -146,7 +148,9 @@ impl Executor {
             }
         };
         let filter = Arc::new(load_key_filter(&store)?);
+        let base = crate::state_db::read_base(&store)?;
         Ok(Self {
+            base,
             filter,
             store,
             rules: Rules {
@@ -185,10 +189,26 @@ impl Executor {
         self.head.read().height
     }
 
+    /// The first height whose state this node holds: 0, or the height of the snapshot it
+    /// joined from (state sync).
+    pub fn base_height(&self) -> u64 {
+        self.base
+    }
+
+    /// Whether `store` holds any execution state (an interrupted import leaves state without
+    /// a head): a state sync needs one that holds none.
+    pub fn store_holds_state(store: &Store) -> Result<bool, ExecutionError> {
+        Ok(!crate::state_db::holds_no_state(store)?)
+    }
+
     fn resolve(&self, at: Option<u64>) -> Result<u64, ExecutionError> {
         let head = self.head_height();
         match at {
             None => Ok(head),
+            Some(requested) if requested < self.base => Err(ExecutionError::BeforeBase {
+                requested,
+                base: self.base,
+            }),
             Some(h) if h <= head => Ok(h),
             Some(requested) => Err(ExecutionError::HeightNotAvailable { requested, head }),
         }

@@ -203,6 +203,8 @@ pub(crate) fn import_snapshot(
     // The head goes last: a store without it holds no executed state and can be imported
     // into again.
     state_db::put_block_info(&mut batch, 0, genesis.0, genesis.1);
+    // States below the snapshot's are not here: reads at those heights are refused.
+    state_db::put_base(&mut batch, info.height);
     state_db::put_head(
         &mut batch,
         info.height,

@@ -34,6 +34,9 @@ use crate::ExecutionError;
 
 const HEAD_KEY: &[u8] = b"execution/head";
 const LATTICE_KEY: &[u8] = b"execution/lattice";
+/// The first height whose state this store holds, when it was started from a snapshot (state
+/// sync); absent for a store that executed every block from genesis.
+const BASE_KEY: &[u8] = b"execution/base";
 const BLOCK_PREFIX: &[u8] = b"execution/block/";
 
 fn inverted(height: u64) -> [u8; 8] {
@@ -649,6 +652,22 @@ pub(crate) fn put_block_info(
     info[..32].copy_from_slice(state_root.as_slice());
     info[32..].copy_from_slice(&timestamp_ms.to_be_bytes());
     batch.put(Column::Meta, &block_key(height), &info);
+}
+
+/// Stages the first height whose state the store holds (a snapshot's).
+pub(crate) fn put_base(batch: &mut Batch<'_>, height: u64) {
+    batch.put(Column::Meta, BASE_KEY, &height.to_be_bytes());
+}
+
+/// The first height whose state the store holds: 0 unless it was started from a snapshot.
+pub(crate) fn read_base(store: &Store) -> Result<u64, ExecutionError> {
+    match store.get(Column::Meta, BASE_KEY)? {
+        None => Ok(0),
+        Some(v) => v
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| ExecutionError::Corrupt("the state's base height is not 8 bytes".into())),
+    }
 }
 
 /// Stages the executed head, its lattice and its block record (state root, time).

@@ -116,6 +116,9 @@ impl LedgerApi {
     fn block_at(&self, height: u64) -> Result<pb::BlockWithCertificate, Status> {
         match self.ledger.committed_block(height).map_err(internal)? {
             Some(b) => Ok(convert::block(&b)),
+            None if height < self.ledger.executor.base_height() => {
+                Err(below_base(height, self.ledger.executor.base_height()))
+            }
             None => Err(Status::not_found(format!(
                 "no block at height {height} (the chain is at height {})",
                 self.ledger.tip().height
@@ -385,41 +388,35 @@ impl LedgerService for LedgerApi {
             .parent()
             .unwrap_or(store.path())
             .join("snapshots");
-        // The state at one instant: a checkpoint of the database (the node keeps committing),
-        // exported from the checkpoint, which is then deleted. The file holds the whole state:
-        // mode 0600, deleted once streamed (or when the next snapshot starts).
-        let (file, info) = tokio::task::spawn_blocking({
-            let dir = dir.clone();
-            move || -> Result<(std::path::PathBuf, pmr_execution::SnapshotInfo), String> {
-                if dir.exists() {
-                    std::fs::remove_dir_all(&dir).map_err(|e| e.to_string())?;
-                }
-                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-                let checkpoint = dir.join("checkpoint");
-                store.checkpoint(&checkpoint).map_err(|e| e.to_string())?;
-                let copy =
-                    pmr_storage::Store::open_read_only(&checkpoint).map_err(|e| e.to_string())?;
-                let file = dir.join("state.snapshot");
-                let info =
-                    pmr_execution::export_snapshot(&copy, &file).map_err(|e| e.to_string())?;
-                drop(copy);
-                std::fs::remove_dir_all(&checkpoint).map_err(|e| e.to_string())?;
-                Ok((file, info))
-            }
-        })
-        .await
-        .map_err(internal)?
-        .map_err(|e| Status::internal(format!("state snapshot: {e}")))?;
-        tracing::info!(target: "pmr::rpc", height = info.height, entries = info.counts.total(), "state snapshot written; streaming it");
         let (tx, rx) = mpsc::channel(4);
-        tokio::task::spawn_blocking(move || {
+        // The response starts at once; the snapshot is written and streamed by a task of its
+        // own, which holds the one-at-a-time lock until it is done or the reader is gone, and
+        // deletes what it wrote on every way out.
+        tokio::spawn(async move {
             let _running = running;
-            let sent = stream_file(&file, &info, &tx);
-            if let Err(e) = sent {
-                let _ = tx.blocking_send(Err(Status::internal(format!("state snapshot: {e}"))));
+            let exported = tokio::task::spawn_blocking({
+                let dir = dir.clone();
+                move || export_state(&store, &dir)
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+            let result = match exported {
+                Ok((file, info)) => {
+                    tracing::info!(target: "pmr::rpc", height = info.height, entries = info.counts.total(), "state snapshot written; streaming it");
+                    stream_file(&file, &info, &tx)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                let _ = tx
+                    .send(Err(Status::internal(format!("state snapshot: {e}"))))
+                    .await;
             }
-            if let Err(e) = std::fs::remove_file(&file) {
-                tracing::warn!(target: "pmr::rpc", error = %e, path = %file.display(), "cannot delete a streamed state snapshot");
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(target: "pmr::rpc", error = %e, path = %dir.display(), "cannot delete a state snapshot");
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -636,6 +633,10 @@ impl LedgerApi {
                 "height {height} is not committed yet (the chain is at {tip})"
             )));
         }
+        let base = self.ledger.executor.base_height();
+        if height < base {
+            return Err(below_base(height, base));
+        }
         Ok(())
     }
 }
@@ -661,37 +662,75 @@ impl Drop for StreamSlot {
 
 /// Largest piece of a state snapshot in one message.
 const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// A reader that takes no chunk for this long is dropped (and the lock released).
+const SNAPSHOT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Sends the snapshot at `path` as chunks naming `info`'s height and root, until done or the
-/// reader is gone.
-fn stream_file(
+/// The state at one instant: a checkpoint of the database in `dir` (the node keeps
+/// committing), exported to `dir/state.snapshot` (mode 0600: it holds the whole state), the
+/// checkpoint then deleted. On an error nothing is left in `dir`.
+fn export_state(
+    store: &pmr_storage::Store,
+    dir: &std::path::Path,
+) -> Result<(std::path::PathBuf, pmr_execution::SnapshotInfo), String> {
+    if dir.exists() {
+        // A snapshot a crash left behind.
+        std::fs::remove_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let export = || -> Result<(std::path::PathBuf, pmr_execution::SnapshotInfo), String> {
+        let checkpoint = dir.join("checkpoint");
+        store.checkpoint(&checkpoint).map_err(|e| e.to_string())?;
+        let copy = pmr_storage::Store::open_read_only(&checkpoint).map_err(|e| e.to_string())?;
+        let file = dir.join("state.snapshot");
+        let info = pmr_execution::export_snapshot(&copy, &file).map_err(|e| e.to_string())?;
+        drop(copy);
+        std::fs::remove_dir_all(&checkpoint).map_err(|e| e.to_string())?;
+        Ok((file, info))
+    };
+    export().inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(dir);
+    })
+}
+
+/// Sends the snapshot at `path` as chunks naming `info`'s height and root, until done, the
+/// reader is gone, or it takes nothing for [`SNAPSHOT_SEND_TIMEOUT`].
+async fn stream_file(
     path: &std::path::Path,
     info: &pmr_execution::SnapshotInfo,
     tx: &mpsc::Sender<Result<pb::StateSnapshotChunk, Status>>,
 ) -> std::io::Result<()> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let total_bytes = file.metadata()?.len();
-    let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(path).await?;
+    let total_bytes = file.metadata().await?.len();
     loop {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match file.read(&mut buf[filled..])? {
-                0 => break,
-                n => filled += n,
+        let mut data = Vec::with_capacity(SNAPSHOT_CHUNK);
+        while data.len() < SNAPSHOT_CHUNK {
+            let want = (SNAPSHOT_CHUNK - data.len()) as u64;
+            if (&mut file).take(want).read_to_end(&mut data).await? == 0 {
+                break;
             }
         }
-        if filled == 0 {
+        if data.is_empty() {
             return Ok(());
         }
         let chunk = pb::StateSnapshotChunk {
             height: info.height,
             state_root: info.state_root.to_vec(),
             total_bytes,
-            data: buf[..filled].to_vec(),
+            data,
         };
-        if tx.blocking_send(Ok(chunk)).is_err() {
-            return Ok(());
+        match tokio::time::timeout(SNAPSHOT_SEND_TIMEOUT, tx.send(Ok(chunk))).await {
+            Ok(Ok(())) => {}
+            // The reader went away, or stopped reading.
+            Ok(Err(_)) | Err(_) => return Ok(()),
         }
     }
+}
+
+/// `NOT_FOUND` for a height below the first this node holds (it joined by state sync).
+fn below_base(height: u64, base: u64) -> Status {
+    Status::not_found(format!(
+        "height {height} is not on this node: it joined from a snapshot of height {base} and \
+         holds blocks and state from there on; ask a node that keeps every height"
+    ))
 }

@@ -5,6 +5,7 @@
 //! does not install.
 
 use crate::common::*;
+use alloy_sol_types::SolCall;
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,6 +123,34 @@ async fn a_wiped_node_joins_from_a_verified_snapshot() {
         "{err}"
     );
     assert!(c0.block(base - 1).await.is_ok());
+    // Nor the state below it: an account or a call at an earlier height is refused, saying
+    // why, where a node that keeps every height answers.
+    let below = c3
+        .account(hospital.address(), Some(base - 1))
+        .await
+        .expect_err("state below the base");
+    assert!(
+        matches!(&below, pmr_client::ClientError::Rpc(s) if s.code() == Code::NotFound
+            && s.message().contains("joined from a snapshot")),
+        "{below}"
+    );
+    let at_base = c3.account(hospital.address(), Some(base)).await.unwrap();
+    let theirs = c0.account(hospital.address(), Some(base)).await.unwrap();
+    assert_eq!(at_base.nonce, theirs.nonce);
+    assert!(theirs.nonce >= 5, "the five transactions before the sync");
+    let call = pmr_client::PMR::totalMintedCall {}.abi_encode();
+    let err = c3
+        .call(None, pmr_client::PMR_ADDRESS, call.clone().into(), Some(0))
+        .await
+        .expect_err("a call at genesis");
+    assert!(
+        matches!(&err, pmr_client::ClientError::Rpc(s) if s.code() == Code::NotFound),
+        "{err}"
+    );
+    assert!(c0
+        .call(None, pmr_client::PMR_ADDRESS, call.into(), Some(0))
+        .await
+        .is_ok());
 
     // A certificate for another block does not install a base: block `base` with the
     // certificate of `base + 1`.

@@ -119,13 +119,7 @@ async fn run_in(
     let isolated = match namespaces {
         Some(_) => {
             let pids: Vec<Option<u32>> = (0..cluster.len()).map(|i| cluster.pid(i)).collect();
-            let ports: Vec<Option<u16>> = (0..cluster.len())
-                .map(|i| {
-                    let rpc = cluster.rpc(i);
-                    rpc.rsplit(':').next().and_then(|p| p.parse().ok())
-                })
-                .collect();
-            Some(crate::netns::isolated(&pids, &ports).await)
+            Some(crate::netns::isolated(&pids))
         }
         None => None,
     };
