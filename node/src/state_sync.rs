@@ -97,7 +97,15 @@ pub async fn state_sync(home: &Home, from: &str) -> Result<SyncReport> {
         )
     })?;
     let chain = ChainStore::open(store.clone(), genesis.hash())?;
-    if Executor::store_holds_state(&store)? && chain.height()? == 0 {
+    let held = chain.height()?;
+    if held != 0 {
+        bail!(
+            "this node already holds blocks up to height {held}: state sync starts from an \
+             empty data directory (move {} aside first)",
+            home.data().display()
+        );
+    }
+    if Executor::store_holds_state(&store)? {
         bail!(
             "{} holds execution state but no block (a state sync that did not finish, or a \
              node that started once): delete {} and run the sync again",
@@ -105,15 +113,6 @@ pub async fn state_sync(home: &Home, from: &str) -> Result<SyncReport> {
             home.data().display()
         );
     }
-    if chain.height()? != 0 {
-        bail!(
-            "this node already holds blocks up to height {}: state sync starts from an empty \
-             data directory (move {} aside first)",
-            chain.height()?,
-            home.data().display()
-        );
-    }
-
     let client = PmrClient::connect(
         from,
         &ConnectOptions {

@@ -288,8 +288,9 @@ impl ChainStore {
         }
         let hash = block.hash();
         crate::verify::verify_certificate(chain_id, validators, certificate, height, hash)?;
-        if self.height()? != 0 {
-            return Err(BaseError::NotEmpty(self.height()?));
+        match self.height()? {
+            0 => {}
+            held => return Err(BaseError::NotEmpty(held)),
         }
         let mut commit_signatures = Vec::with_capacity(certificate.signatures.len());
         for s in &certificate.signatures {

@@ -313,11 +313,7 @@ impl LedgerService for LedgerApi {
             Status::unavailable("a backup of this node is being written: retry when it is done")
         })?;
         let store = self.ledger.chain.store().clone();
-        let backups = store
-            .path()
-            .parent()
-            .unwrap_or(store.path())
-            .join("backups");
+        let backups = beside_db(&store, "backups");
         // A checkpoint keeps table files alive after the database compacts them away: old
         // backups must be moved off the machine and deleted, not piled up here.
         let kept = std::fs::read_dir(&backups).map_or(0, |d| d.count());
@@ -383,11 +379,7 @@ impl LedgerService for LedgerApi {
                 Status::unavailable("a state snapshot of this node is being written: retry later")
             })?;
         let store = self.ledger.chain.store().clone();
-        let dir = store
-            .path()
-            .parent()
-            .unwrap_or(store.path())
-            .join("snapshots");
+        let dir = beside_db(&store, "snapshots");
         let (tx, rx) = mpsc::channel(4);
         // The response starts at once; the snapshot is written and streamed by a task of its
         // own, which holds the one-at-a-time lock until it is done or the reader is gone, and
@@ -658,6 +650,11 @@ impl Drop for StreamSlot {
             }
         }
     }
+}
+
+/// `name` in the node's data directory, beside its database.
+fn beside_db(store: &pmr_storage::Store, name: &str) -> std::path::PathBuf {
+    store.path().parent().unwrap_or(store.path()).join(name)
 }
 
 /// Largest piece of a state snapshot in one message.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_sol_types::SolCall;
-use pmr_client::{PmrClient, Wallet, PMR, PMR_ADDRESS};
+use pmr_client::{ConnectOptions, PmrClient, Wallet, PMR, PMR_ADDRESS};
 use pmr_testnet::Cluster;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_pmr");
@@ -78,6 +78,18 @@ impl Net {
         self.client(i).await; // waits until the node answers
         let opts = self.cluster.connect_options().expect("options");
         PmrClient::connect(self.cluster.rpc(i), &opts.as_account(account.clone()))
+            .await
+            .expect("client")
+    }
+
+    /// A client of node `i` with no account: no session, only the open methods (a stranger).
+    pub(crate) async fn client_without_session(&self, i: usize) -> PmrClient {
+        self.client(i).await; // waits until the node answers
+        let opts = ConnectOptions {
+            account: None,
+            ..self.cluster.connect_options().expect("options")
+        };
+        PmrClient::connect(self.cluster.rpc(i), &opts)
             .await
             .expect("client")
     }

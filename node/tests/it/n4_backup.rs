@@ -33,15 +33,7 @@ async fn an_online_backup_restores_and_the_node_rejoins() {
         );
     }
     // A stranger without a session is not let in at all.
-    let anon = pmr_client::PmrClient::connect(
-        net.cluster.rpc(3),
-        &pmr_client::ConnectOptions {
-            account: None,
-            ..net.cluster.connect_options().expect("options")
-        },
-    )
-    .await
-    .expect("connect");
+    let anon = net.client_without_session(3).await;
     let err = anon.create_backup("stolen").await.expect_err("no session");
     assert!(
         matches!(&err, pmr_client::ClientError::Rpc(s) if s.code() == Code::Unauthenticated),

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::future::join_all;
 use pmr_client::proto as pb;
 use pmr_client::proto::share_service_client::ShareServiceClient;
-use pmr_client::{ConnectOptions, Identity, Network, PmrClient};
+use pmr_client::{Identity, Network};
 use pmr_primitives::Genesis;
 use pmr_shares::ReleaseChallenge;
 use rand::rngs::OsRng;
@@ -115,18 +115,7 @@ async fn n4_floods_of_streams_releases_and_oversized_messages_are_bounded() {
     assert_ne!(owner.address(), patient.address());
     // Node 1 (custodian 2) has taken custody once the owner can read through it.
     let custodian = genesis.custodians()[1].address;
-    let shares = ShareServiceClient::new(
-        PmrClient::connect(
-            net.cluster.rpc(1),
-            &ConnectOptions {
-                account: None,
-                ..base.clone()
-            },
-        )
-        .await
-        .unwrap()
-        .channel(),
-    );
+    let shares = ShareServiceClient::new(net.client_without_session(1).await.channel());
     let deadline = tokio::time::Instant::now() + T;
     loop {
         let r = shares

@@ -33,15 +33,7 @@ async fn a_wiped_node_joins_from_a_verified_snapshot() {
         matches!(&err, pmr_client::ClientError::Rpc(s) if s.code() == Code::PermissionDenied),
         "a hospital: {err}"
     );
-    let anon = pmr_client::PmrClient::connect(
-        net.cluster.rpc(0),
-        &pmr_client::ConnectOptions {
-            account: None,
-            ..net.cluster.connect_options().expect("options")
-        },
-    )
-    .await
-    .expect("connect");
+    let anon = net.client_without_session(0).await;
     let err = anon.state_snapshot().await.expect_err("a stranger");
     assert!(
         matches!(&err, pmr_client::ClientError::Rpc(s) if s.code() == Code::Unauthenticated),
