@@ -29,7 +29,7 @@ import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/Messa
 /// OpenZeppelin v5 documents for this), and `_update`, through which every transfer, burn and
 /// OpenZeppelin mint passes, refuses to move a record.
 contract PMR is ERC721, AccessControl {
-    /// Network governance; the admin of every role.
+    /// Network governance (the council, see "governance"); the admin of every role.
     bytes32 public constant ADMIN_ROLE = DEFAULT_ADMIN_ROLE;
     /// May register patients and mint records.
     bytes32 public constant HOSPITAL_ROLE = keccak256("PMR_HOSPITAL");
@@ -227,11 +227,28 @@ contract PMR is ERC721, AccessControl {
     error NoGrant(uint256 tokenId, address grantee);
     error NoLiveGrant(uint256 tokenId, address grantee);
 
-    constructor(address admin, address[] memory hospitals, address[] memory custodians, address[] memory permitted)
-        ERC721("PMR Medical Record", "PMR")
-    {
-        if (admin == address(0)) revert ZeroAddress();
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    /// `council` governs the network (see "governance"): `threshold` of its members approve every
+    /// change. `validatorKeys` (ed25519) and `validatorPowers` are the genesis validator set,
+    /// which decides from height 1.
+    constructor(
+        address[] memory council,
+        uint256 threshold,
+        bytes32[] memory validatorKeys,
+        uint64[] memory validatorPowers,
+        address[] memory hospitals,
+        address[] memory custodians,
+        address[] memory permitted
+    ) ERC721("PMR Medical Record", "PMR") {
+        for (uint256 i = 0; i < council.length; i++) {
+            _addCouncilMember(council[i]);
+        }
+        _setCouncilThreshold(threshold);
+        if (validatorKeys.length != validatorPowers.length) revert BadValidatorSet();
+        Validator[] memory set = new Validator[](validatorKeys.length);
+        for (uint256 i = 0; i < set.length; i++) {
+            set[i] = Validator(validatorKeys[i], validatorPowers[i]);
+        }
+        _storeValidatorSet(set, 1);
         for (uint256 i = 0; i < hospitals.length; i++) {
             _registerHospital(hospitals[i]);
         }
@@ -242,6 +259,326 @@ contract PMR is ERC721, AccessControl {
             if (permitted[i] == address(0)) revert ZeroAddress();
             _setPermitted(permitted[i], true);
         }
+    }
+
+    // ----- governance -----
+    //
+    // A council of accounts governs the network: `councilThreshold` of its members approve
+    // every change of roles, permissions, council or validator set. A member proposes a call of
+    // this contract (`propose`); the members approve it (`approveProposal`; the proposer's counts); the
+    // approval that reaches the threshold makes the call, as the contract itself, which is what
+    // every governed function admits (`hasRole` of ADMIN_ROLE). With a threshold of 1 a
+    // member's proposal runs at once, and a member may also call governed functions directly
+    // (a one-member council is a development network's single admin). A change of the council
+    // or of its threshold voids every open proposal: approvals were given by the old council.
+    //
+    // The validator set lives here too, as a history of sets each with the height from which it
+    // decides. A change decided in block h decides from h + VALIDATOR_CHANGE_DELAY; every node
+    // reads the history from the state and gives the consensus engine the set of each height.
+
+    /// Blocks between the block that changes the validator set and the first height it decides.
+    uint256 public constant VALIDATOR_CHANGE_DELAY = 2;
+    /// Most validators in a set.
+    uint256 public constant MAX_VALIDATORS = 128;
+    /// Most council members.
+    uint256 public constant MAX_COUNCIL = 64;
+    /// Blocks after which an unexecuted proposal can no longer be approved.
+    uint256 public constant PROPOSAL_LIFETIME = 100_000;
+
+    struct Validator {
+        bytes32 key;
+        uint64 power;
+    }
+
+    struct ValidatorSetEntry {
+        uint64 effectiveHeight;
+        Validator[] validators;
+    }
+
+    struct Proposal {
+        address proposer;
+        uint64 expiresAt;
+        uint32 councilEpoch;
+        uint32 approvals;
+        bool executed;
+        bytes data;
+    }
+
+    address[] private _council;
+    mapping(address account => bool) private _isCouncil;
+    uint256 private _threshold;
+    /// Bumped by every change of the council or threshold; proposals of an older epoch are void.
+    uint32 private _councilEpoch;
+    Proposal[] private _proposals;
+    mapping(uint256 id => mapping(address member => bool)) private _approvedBy;
+    ValidatorSetEntry[] private _validatorSets;
+
+    event ProposalCreated(uint256 indexed id, address indexed proposer, bytes data);
+    event ProposalApproved(uint256 indexed id, address indexed member, uint256 approvals);
+    event ProposalExecuted(uint256 indexed id);
+    event CouncilMemberAdded(address indexed member);
+    event CouncilMemberRemoved(address indexed member);
+    event CouncilThresholdSet(uint256 threshold);
+    /// The validator set that decides from `effectiveHeight` on.
+    event ValidatorSetChanged(uint256 effectiveHeight, bytes32[] keys, uint64[] powers);
+
+    error NotCouncilMember(address account);
+    /// ADMIN_ROLE is the council's (add a council member instead).
+    error AdminIsTheCouncil();
+    error BadThreshold(uint256 threshold, uint256 members);
+    error AlreadyCouncilMember(address account);
+    error CouncilFull();
+    error NoSuchProposal(uint256 id);
+    error ProposalClosed(uint256 id);
+    error AlreadyApproved(uint256 id, address member);
+    error EmptyProposal();
+    error BadValidatorSet();
+    error ZeroValidatorKey();
+    error ZeroVotingPower();
+    error ValidatorExists(bytes32 key);
+    error NoSuchValidator(bytes32 key);
+
+    /// ADMIN_ROLE is held by governance alone: the contract itself running an approved proposal,
+    /// or a council member when one approval suffices. It is not granted to accounts.
+    function hasRole(bytes32 role, address account) public view override returns (bool) {
+        if (role == DEFAULT_ADMIN_ROLE) return _isGovernance(account);
+        return super.hasRole(role, account);
+    }
+
+    function _isGovernance(address account) private view returns (bool) {
+        return account == address(this) || (_threshold == 1 && _isCouncil[account]);
+    }
+
+    /// Proposes `data`, a call of this contract (a governed function and its arguments), and
+    /// approves it; runs it when the threshold is 1. Only council members.
+    function propose(bytes calldata data) external returns (uint256 id) {
+        if (!_isCouncil[_msgSender()]) revert NotCouncilMember(_msgSender());
+        if (data.length < 4) revert EmptyProposal();
+        id = _proposals.length;
+        Proposal storage p = _proposals.push();
+        p.proposer = _msgSender();
+        p.expiresAt = uint64(block.number + PROPOSAL_LIFETIME);
+        p.councilEpoch = _councilEpoch;
+        p.data = data;
+        emit ProposalCreated(id, _msgSender(), data);
+        _approve(id, p);
+    }
+
+    /// Approves proposal `id`; the approval that reaches the threshold runs it (and fails, with
+    /// the call's own error, if the call fails). Only council members, once each.
+    function approveProposal(uint256 id) external {
+        if (!_isCouncil[_msgSender()]) revert NotCouncilMember(_msgSender());
+        if (id >= _proposals.length) revert NoSuchProposal(id);
+        _approve(id, _proposals[id]);
+    }
+
+    function _approve(uint256 id, Proposal storage p) private {
+        if (p.executed || p.councilEpoch != _councilEpoch || block.number > p.expiresAt) {
+            revert ProposalClosed(id);
+        }
+        if (_approvedBy[id][_msgSender()]) revert AlreadyApproved(id, _msgSender());
+        _approvedBy[id][_msgSender()] = true;
+        p.approvals += 1;
+        emit ProposalApproved(id, _msgSender(), p.approvals);
+        if (p.approvals >= _threshold) {
+            p.executed = true;
+            (bool ok, bytes memory ret) = address(this).call(p.data);
+            if (!ok) {
+                assembly ("memory-safe") {
+                    revert(add(ret, 32), mload(ret))
+                }
+            }
+            emit ProposalExecuted(id);
+        }
+    }
+
+    /// Proposal `id`: who proposed it, its call, its approvals so far, whether it ran, the last
+    /// block it may be approved in, and whether it is still open (neither run, expired nor voided
+    /// by a council change).
+    function proposal(uint256 id)
+        external
+        view
+        returns (address proposer, bytes memory data, uint256 approvals, bool executed, uint256 expiresAt, bool open)
+    {
+        if (id >= _proposals.length) revert NoSuchProposal(id);
+        Proposal storage p = _proposals[id];
+        open = !p.executed && p.councilEpoch == _councilEpoch && block.number <= p.expiresAt;
+        return (p.proposer, p.data, p.approvals, p.executed, p.expiresAt, open);
+    }
+
+    /// Whether council member `member` approved proposal `id`.
+    function approvedBy(uint256 id, address member) external view returns (bool) {
+        return _approvedBy[id][member];
+    }
+
+    /// Proposals made so far; ids are 0 to `proposalCount() - 1`.
+    function proposalCount() external view returns (uint256) {
+        return _proposals.length;
+    }
+
+    /// The council's members.
+    function councilMembers() external view returns (address[] memory) {
+        return _council;
+    }
+
+    /// Approvals a proposal needs.
+    function councilThreshold() external view returns (uint256) {
+        return _threshold;
+    }
+
+    /// Adds `member` to the council (and permits it). Governed.
+    function addCouncilMember(address member) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _addCouncilMember(member);
+        _councilEpoch += 1;
+    }
+
+    /// Removes `member` from the council; the threshold must stay reachable. Governed.
+    function removeCouncilMember(address member) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (!_isCouncil[member]) revert NotCouncilMember(member);
+        if (_threshold > _council.length - 1) revert BadThreshold(_threshold, _council.length - 1);
+        _isCouncil[member] = false;
+        for (uint256 i = 0; i < _council.length; i++) {
+            if (_council[i] == member) {
+                _council[i] = _council[_council.length - 1];
+                _council.pop();
+                break;
+            }
+        }
+        _councilEpoch += 1;
+        emit CouncilMemberRemoved(member);
+    }
+
+    /// Sets the approvals a proposal needs (1 to the council's size). Governed.
+    function setCouncilThreshold(uint256 threshold) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _setCouncilThreshold(threshold);
+        _councilEpoch += 1;
+    }
+
+    function _addCouncilMember(address member) private {
+        if (member == address(0)) revert ZeroAddress();
+        if (_isCouncil[member]) revert AlreadyCouncilMember(member);
+        if (_council.length >= MAX_COUNCIL) revert CouncilFull();
+        _isCouncil[member] = true;
+        _council.push(member);
+        _removed[member] = false;
+        _setPermitted(member, true);
+        emit CouncilMemberAdded(member);
+    }
+
+    function _setCouncilThreshold(uint256 threshold) private {
+        if (threshold == 0 || threshold > _council.length) revert BadThreshold(threshold, _council.length);
+        _threshold = threshold;
+        emit CouncilThresholdSet(threshold);
+    }
+
+    /// Adds a validator with ed25519 key `key` and weight `power`. Governed.
+    function addValidator(bytes32 key, uint64 power) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        Validator[] memory current = _latestValidators();
+        if (_indexOf(current, key) < current.length) revert ValidatorExists(key);
+        Validator[] memory next = new Validator[](current.length + 1);
+        for (uint256 i = 0; i < current.length; i++) {
+            next[i] = current[i];
+        }
+        next[current.length] = Validator(key, power);
+        _scheduleValidatorSet(next);
+    }
+
+    /// Removes the validator with key `key`; the set must keep one. Governed.
+    function removeValidator(bytes32 key) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        Validator[] memory current = _latestValidators();
+        uint256 idx = _indexOf(current, key);
+        if (idx == current.length) revert NoSuchValidator(key);
+        Validator[] memory next = new Validator[](current.length - 1);
+        uint256 j = 0;
+        for (uint256 i = 0; i < current.length; i++) {
+            if (i != idx) next[j++] = current[i];
+        }
+        _scheduleValidatorSet(next);
+    }
+
+    /// Sets the voting power of the validator with key `key`. Governed.
+    function setValidatorPower(bytes32 key, uint64 power) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        Validator[] memory next = _latestValidators();
+        uint256 idx = _indexOf(next, key);
+        if (idx == next.length) revert NoSuchValidator(key);
+        next[idx].power = power;
+        _scheduleValidatorSet(next);
+    }
+
+    /// Replaces the key of the validator with key `oldKey` by `newKey`, keeping its power: the
+    /// operator's node signs with the new key from the height the change takes effect. Governed.
+    function rotateValidatorKey(bytes32 oldKey, bytes32 newKey) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        Validator[] memory next = _latestValidators();
+        uint256 idx = _indexOf(next, oldKey);
+        if (idx == next.length) revert NoSuchValidator(oldKey);
+        if (_indexOf(next, newKey) < next.length) revert ValidatorExists(newKey);
+        next[idx].key = newKey;
+        _scheduleValidatorSet(next);
+    }
+
+    /// The latest validator set and the height from which it decides (a height after the
+    /// current block's while a change is pending).
+    function validators() external view returns (Validator[] memory set, uint256 effectiveHeight) {
+        ValidatorSetEntry storage e = _validatorSets[_validatorSets.length - 1];
+        return (e.validators, e.effectiveHeight);
+    }
+
+    /// Every validator set the chain has had, oldest first, from entry `from` on: what a node
+    /// derives the set of each height from.
+    function validatorSetHistory(uint256 from) external view returns (ValidatorSetEntry[] memory out) {
+        uint256 n = _validatorSets.length;
+        if (from > n) from = n;
+        out = new ValidatorSetEntry[](n - from);
+        for (uint256 i = from; i < n; i++) {
+            out[i - from] = _validatorSets[i];
+        }
+    }
+
+    function _latestValidators() private view returns (Validator[] memory) {
+        return _validatorSets[_validatorSets.length - 1].validators;
+    }
+
+    function _indexOf(Validator[] memory set, bytes32 key) private pure returns (uint256) {
+        for (uint256 i = 0; i < set.length; i++) {
+            if (set[i].key == key) return i;
+        }
+        return set.length;
+    }
+
+    /// `set` decides from `VALIDATOR_CHANGE_DELAY` blocks after this one. Changes made in one
+    /// block make one entry, the last set they leave.
+    function _scheduleValidatorSet(Validator[] memory set) private {
+        uint256 effective = block.number + VALIDATOR_CHANGE_DELAY;
+        ValidatorSetEntry storage last = _validatorSets[_validatorSets.length - 1];
+        if (last.effectiveHeight == effective) {
+            _writeValidators(last, set);
+        } else {
+            _storeValidatorSet(set, effective);
+        }
+    }
+
+    function _storeValidatorSet(Validator[] memory set, uint256 effective) private {
+        ValidatorSetEntry storage e = _validatorSets.push();
+        e.effectiveHeight = uint64(effective);
+        _writeValidators(e, set);
+    }
+
+    function _writeValidators(ValidatorSetEntry storage e, Validator[] memory set) private {
+        if (set.length == 0 || set.length > MAX_VALIDATORS) revert BadValidatorSet();
+        delete e.validators;
+        bytes32[] memory keys = new bytes32[](set.length);
+        uint64[] memory powers = new uint64[](set.length);
+        for (uint256 i = 0; i < set.length; i++) {
+            if (set[i].key == bytes32(0)) revert ZeroValidatorKey();
+            if (set[i].power == 0) revert ZeroVotingPower();
+            for (uint256 j = 0; j < i; j++) {
+                if (set[j].key == set[i].key) revert ValidatorExists(set[i].key);
+            }
+            e.validators.push(set[i]);
+            keys[i] = set[i].key;
+            powers[i] = set[i].power;
+        }
+        emit ValidatorSetChanged(e.effectiveHeight, keys, powers);
     }
 
     // ----- permissions and roles -----
@@ -290,6 +627,7 @@ contract PMR is ERC721, AccessControl {
     /// Every account granted a role is put on the permission list; HOSPITAL is mirrored into the
     /// account word the mint path reads.
     function _grantRole(bytes32 role, address account) internal override returns (bool) {
+        if (role == DEFAULT_ADMIN_ROLE) revert AdminIsTheCouncil();
         bool granted = super._grantRole(role, account);
         if (granted) {
             if (role == HOSPITAL_ROLE) {

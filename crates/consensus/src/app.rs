@@ -26,9 +26,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::chain::{ChainStore, UndecidedProposal};
 use crate::config::ConsensusConfig;
-use crate::context::{Address, BlockHash, Height, PmrContext, ProposalPart, ValidatorSet};
+use crate::context::{Address, BlockHash, Height, PmrContext, ProposalPart};
 use crate::error::ConsensusError;
 use crate::ledger::{CommittedBlock, Ledger};
+use crate::schedule::ValidatorSchedule;
 use crate::signing::{proposal_parts_sign_bytes, PmrSigner};
 use crate::streaming::{
     parse_stream_id, stream_id, stream_messages, AssembledProposal, PartStreams,
@@ -62,7 +63,6 @@ pub(crate) struct App {
     ctx: PmrContext,
     ledger: Arc<Ledger>,
     signer: Option<Arc<PmrSigner>>,
-    validators: ValidatorSet,
     timeouts: LinearTimeouts,
     cfg: ConsensusConfig,
     chain_id: u64,
@@ -114,7 +114,6 @@ impl App {
         let chain_id = ledger.genesis.chain_id;
         Self {
             ctx: PmrContext,
-            validators: ledger.validators.clone(),
             timeouts: cfg.timeouts.to_linear(),
             streams: PartStreams::new(cfg.max_block_bytes + 1024 * 1024),
             proposer_peers,
@@ -142,8 +141,9 @@ impl App {
         }
     }
 
-    fn params(&self) -> HeightParams<PmrContext> {
-        HeightParams::new(self.validators.clone(), self.timeouts, None)
+    /// What the engine needs to run `height`: its validator set, from the chain's history.
+    fn params(&self, height: u64) -> HeightParams<PmrContext> {
+        HeightParams::new(self.ledger.schedule.at(height), self.timeouts, None)
     }
 
     fn my_address(&self) -> Option<Address> {
@@ -171,7 +171,7 @@ impl App {
                 let start = self.ledger.chain.height()? + 1;
                 self.height = start;
                 info!(target: "pmr::consensus", height = start, "consensus ready");
-                let _ = reply.send((Height(start), self.params()));
+                let _ = reply.send((Height(start), self.params(start)));
             }
             AppMsg::StartedRound {
                 height,
@@ -254,7 +254,7 @@ impl App {
                     self.ledger.record_evidence(&records);
                 }
                 let next = if self.commit_failed || self.ledger.chain.height()? < height {
-                    Next::Restart(Height(height), self.params())
+                    Next::Restart(Height(height), self.params(height))
                 } else {
                     let full = ExtendedCommitCertificate::from_commit_certificate_and_extensions(
                         certificate,
@@ -265,7 +265,7 @@ impl App {
                             self.ledger.chain.update_certificate(&full)?;
                         }
                     }
-                    Next::Start(Height(height + 1), self.params())
+                    Next::Start(Height(height + 1), self.params(height + 1))
                 };
                 let _ = reply.send(next);
             }
@@ -667,15 +667,12 @@ impl App {
     }
 
     fn ctx_proposer(&self, height: Height, round: Round) -> Option<crate::context::Validator> {
-        if self.validators.count() == 0 || round.is_nil() {
+        let validators = self.ledger.schedule.at(height.0);
+        if validators.count() == 0 || round.is_nil() {
             return None;
         }
         use malachitebft_app_channel::app::types::core::Context as _;
-        Some(
-            self.ctx
-                .select_proposer(&self.validators, height, round)
-                .clone(),
-        )
+        Some(self.ctx.select_proposer(&validators, height, round).clone())
     }
 
     /// Proposals stored before a restart are offered again only if they still validate.
@@ -720,7 +717,9 @@ impl App {
             ));
         }
         if self
-            .validators
+            .ledger
+            .schedule
+            .at(h.height)
             .get_by_address(&Address(h.proposer))
             .is_none()
         {
@@ -791,6 +790,17 @@ impl App {
         }
         batch.commit(Durability::Sync)?;
         self.ledger.executor.mark_committed(&candidate.executed);
+        if ValidatorSchedule::changed_by(&candidate.executed.receipts) {
+            self.ledger.schedule.reload(&self.ledger.executor)?;
+            let sets = self.ledger.schedule.entries();
+            for (_, set) in &sets {
+                for v in set.validators() {
+                    if let Ok(id) = crate::engine::malachite_peer_id(v.public_key.as_bytes()) {
+                        self.proposer_peers.entry(id).or_insert(v.address);
+                    }
+                }
+            }
+        }
 
         let executor = &self.ledger.executor;
         let tx_hashes = candidate.block.tx_hashes();

@@ -34,6 +34,7 @@ use crate::gossip::{self, GossipConfig};
 use crate::ledger::Ledger;
 use crate::mempool::Mempool;
 use crate::metrics::ConsensusMetrics;
+use crate::schedule::ValidatorSchedule;
 use crate::signing::{PmrSigner, PmrVerifier};
 
 /// The libp2p identity of a node key. A node's peer id is derived from its ed25519 key, so a
@@ -49,35 +50,45 @@ pub fn peer_id_of(public_key: &[u8; 32]) -> Result<PeerId, ConsensusError> {
     Ok(libp2p::identity::PublicKey::from(pk).to_peer_id())
 }
 
-/// The validator each p2p identity may propose for: every validator's key-derived identity,
-/// and a configured peer that names the validator it speaks for.
-fn proposer_peers(
-    validators: &ValidatorSet,
+/// The validator each p2p identity may propose for: every known validator's key-derived
+/// identity, and a configured peer that names the validator key it speaks for (which may join
+/// the set later).
+pub(crate) fn proposer_peers(
+    sets: &[(u64, ValidatorSet)],
     peers: &[(PeerId, PeerConfig)],
 ) -> Result<HashMap<MalachitePeerId, Address>, ConsensusError> {
-    let convert = |id: PeerId| {
-        MalachitePeerId::from_bytes(&id.to_bytes())
-            .map_err(|e| ConsensusError::Engine(format!("peer id {id}: {e}")))
-    };
     let mut map = HashMap::new();
-    for v in validators.validators() {
-        map.insert(convert(peer_id_of(v.public_key.as_bytes())?)?, v.address);
+    for (_, set) in sets {
+        for v in set.validators() {
+            map.insert(malachite_peer_id(v.public_key.as_bytes())?, v.address);
+        }
     }
     for (id, p) in peers {
         let Some(key) = &p.validator else { continue };
-        let v = validators
-            .validators()
-            .iter()
-            .find(|v| hex::encode(v.public_key.as_bytes()) == key.trim_start_matches("0x"))
+        let bytes: [u8; 32] = hex::decode(key.trim_start_matches("0x"))
+            .ok()
+            .and_then(|b| b.try_into().ok())
             .ok_or_else(|| {
                 ConsensusError::Engine(format!(
-                    "peer `{}` speaks for validator {key}, which is not in the validator set",
+                    "peer `{}` speaks for validator {key}, which is not a 32-byte hex key",
                     p.name
                 ))
             })?;
-        map.insert(convert(*id)?, v.address);
+        let public_key = PublicKey::from_bytes(bytes).map_err(|e| {
+            ConsensusError::Engine(format!("peer `{}`: validator key {key}: {e}", p.name))
+        })?;
+        let id = MalachitePeerId::from_bytes(&id.to_bytes())
+            .map_err(|e| ConsensusError::Engine(format!("peer id {id}: {e}")))?;
+        map.insert(id, Address::from_public_key(&public_key));
     }
     Ok(map)
+}
+
+/// The engine's peer id of the node whose key is `public_key`.
+pub(crate) fn malachite_peer_id(public_key: &[u8; 32]) -> Result<MalachitePeerId, ConsensusError> {
+    let id = peer_id_of(public_key)?;
+    MalachitePeerId::from_bytes(&id.to_bytes())
+        .map_err(|e| ConsensusError::Engine(format!("peer id {id}: {e}")))
 }
 
 /// The validator set of a genesis.
@@ -293,20 +304,24 @@ pub async fn start(params: StartParams) -> Result<ConsensusNode, ConsensusError>
         executor,
         metrics,
     } = params;
-    let validators = validator_set(&genesis)?;
+    // Every node with a consensus key runs as a validator: the engine lets it vote at the heights
+    // whose set holds its key (the genesis set, or one the council added it to later).
+    let schedule = Arc::new(ValidatorSchedule::load(&genesis, &executor)?);
     let public_key = node_key.public_key();
     let my_address = Address::from_public_key(&public_key);
-    let is_validator = validators
-        .validators()
+    let known_sets = schedule.entries();
+    let is_validator = known_sets
         .iter()
-        .any(|v| v.address == my_address);
+        .any(|(_, set)| set.validators().iter().any(|v| v.address == my_address));
     let keypair = network_key;
     let my_peer_id = keypair.public().to_peer_id();
 
     let peers = parse_peers(&config, my_peer_id)?;
     let mut allowed: HashSet<PeerId> = peers.iter().map(|(id, _)| *id).collect();
-    for v in validators.validators() {
-        allowed.insert(peer_id_of(v.public_key.as_bytes())?);
+    for (_, set) in &known_sets {
+        for v in set.validators() {
+            allowed.insert(peer_id_of(v.public_key.as_bytes())?);
+        }
     }
 
     let engine_cfg = engine_config(&moniker, &config, &peers);
@@ -336,25 +351,20 @@ pub async fn start(params: StartParams) -> Result<ConsensusNode, ConsensusError>
         chain,
         executor,
         mempool,
-        validators.clone(),
-        is_validator.then_some(my_address),
+        schedule.clone(),
+        Some(my_address),
         metrics,
     )?);
 
     let signer = Arc::new(PmrSigner::new(node_key.clone(), chain_id));
     let span = tracing::error_span!("node", moniker = %moniker);
-    let identity =
-        network_identity(&moniker, keypair.clone(), is_validator.then_some(&*signer)).await?;
+    let identity = network_identity(&moniker, keypair.clone(), Some(&*signer)).await?;
     let verifier = PmrVerifier { chain_id };
-    let consensus_ctx = if is_validator {
-        ConsensusContext::new_validator(
-            my_address,
-            Box::new(verifier),
-            Box::new(PmrSigner::new(node_key.clone(), chain_id)),
-        )
-    } else {
-        ConsensusContext::new_full_node(my_address, Box::new(verifier))
-    };
+    let consensus_ctx = ConsensusContext::new_validator(
+        my_address,
+        Box::new(verifier),
+        Box::new(PmrSigner::new(node_key.clone(), chain_id)),
+    );
     let wal_path = home.join("wal").join("consensus.wal");
     repair_torn_wal_header(&wal_path)?;
     let (mut channels, engine) = async {
@@ -391,13 +401,8 @@ pub async fn start(params: StartParams) -> Result<ConsensusNode, ConsensusError>
     let _ = ledger.gossip.set(tx_gossip);
 
     info!(target: "pmr::consensus", %moniker, validator = is_validator, address = %my_address, peer_id = %my_peer_id, "consensus starting");
-    let proposer_peers = proposer_peers(&validators, &peers)?;
-    let app = App::new(
-        ledger.clone(),
-        is_validator.then_some(signer),
-        config,
-        proposer_peers,
-    );
+    let proposer_peers = proposer_peers(&known_sets, &peers)?;
+    let app = App::new(ledger.clone(), Some(signer), config, proposer_peers);
     let app = tokio::spawn(
         async move {
             let result = app.run(&mut channels).await;

@@ -17,6 +17,7 @@ use tracing::debug;
 use crate::chain::{ChainError, ChainStore, TxLocation};
 use crate::context::{Address, PmrContext, ValidatorSet};
 use crate::evidence::Equivocation;
+use crate::schedule::ValidatorSchedule;
 
 const EVIDENCE_PREFIX: &[u8] = b"evidence/";
 use crate::gossip::TxGossip;
@@ -126,9 +127,9 @@ pub struct Ledger {
     pub executor: Arc<Executor>,
     /// Admitted transactions waiting for a block.
     pub mempool: Arc<Mempool>,
-    /// The validator set, read from the genesis.
-    pub validators: ValidatorSet,
-    /// This node's validator address, when it is a validator.
+    /// The validator set of every height, from the governance history on chain.
+    pub schedule: Arc<ValidatorSchedule>,
+    /// This node's consensus address: it votes at the heights whose set holds it.
     pub validator_address: Option<Address>,
     /// Consensus metrics, updated as transactions are admitted and blocks commit.
     pub metrics: ConsensusMetrics,
@@ -151,7 +152,7 @@ impl Ledger {
         chain: ChainStore,
         executor: Arc<Executor>,
         mempool: Arc<Mempool>,
-        validators: ValidatorSet,
+        schedule: Arc<ValidatorSchedule>,
         validator_address: Option<Address>,
         metrics: ConsensusMetrics,
     ) -> Result<Self, ChainError> {
@@ -180,7 +181,7 @@ impl Ledger {
             chain,
             executor,
             mempool,
-            validators,
+            schedule,
             validator_address,
             metrics,
             gossip: OnceCell::new(),
@@ -190,6 +191,11 @@ impl Ledger {
             caught_up: AtomicBool::new(false),
             blocks: broadcast::channel(1024).0,
         })
+    }
+
+    /// The validator set that decides the next height.
+    pub fn validators(&self) -> ValidatorSet {
+        self.schedule.at(self.tip().height + 1)
     }
 
     /// Admits a transaction submitted by a client and gossips it to the other nodes.

@@ -6,6 +6,7 @@
 //! - [`chain`]: the committed chain in RocksDB; [`codec`]: wire and WAL encoding;
 //!   [`streaming`]: proposal parts; [`gossip`]: transaction gossip between members.
 //! - [`ledger::Ledger`]: what the rest of the node (gRPC) uses.
+//! - [`schedule`]: the validator set of each height, from the governance history on chain.
 //! - [`flood`]: a hostile member for fault scenarios (floods proposal parts).
 //!
 //! The consensus algorithm itself is malachite's; nothing here re-implements it.
@@ -23,6 +24,7 @@ pub mod gossip;
 pub mod ledger;
 pub mod mempool;
 pub mod metrics;
+pub mod schedule;
 pub mod signing;
 pub mod streaming;
 pub mod verify;
@@ -35,6 +37,7 @@ pub use evidence::{Equivocation, EquivocationKind};
 pub use ledger::{Admitted, CommittedBlock, Ledger, PeerView, SubmitError, Tip};
 pub use mempool::{Mempool, MempoolConfig, PoolError};
 pub use metrics::ConsensusMetrics;
+pub use schedule::ValidatorSchedule;
 pub use verify::{
     verify_audit_proof, verify_certificate, verify_receipt_inclusion, AuditProofError, Certificate,
     CommitSignature, VerifyError,

@@ -19,8 +19,20 @@ const GENESIS_GAS: u64 = 1_000_000_000;
 
 /// The constructor arguments genesis passes to PMR.
 pub fn constructor_args(genesis: &Genesis) -> PMR::constructorCall {
+    let keys = genesis
+        .validators
+        .iter()
+        .map(|v| {
+            v.consensus_key_bytes()
+                .map(alloy_primitives::FixedBytes::from)
+                .unwrap_or_default()
+        })
+        .collect();
     PMR::constructorCall {
-        admin: genesis.admin,
+        council: genesis.council_members(),
+        threshold: alloy_primitives::U256::from(genesis.council_threshold),
+        validatorKeys: keys,
+        validatorPowers: genesis.validators.iter().map(|v| v.voting_power).collect(),
         hospitals: genesis.hospitals.clone(),
         custodians: genesis
             .validators

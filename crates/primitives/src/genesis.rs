@@ -84,8 +84,15 @@ pub struct Genesis {
     pub genesis_time_ms: u64,
     /// The initial validator set; at least one.
     pub validators: Vec<GenesisValidator>,
-    /// Holder of the ADMIN role of the PMR contract.
+    /// The first member of the governance council (see [`Genesis::council_members`]).
     pub admin: Address,
+    /// Further members of the governance council.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub council: Vec<Address>,
+    /// Approvals of council members a governance proposal needs (1 to the council's size;
+    /// 1 when absent: each member acts alone).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub council_threshold: u32,
     /// Accounts holding the HOSPITAL role from the start.
     #[serde(default)]
     pub hospitals: Vec<Address>,
@@ -96,6 +103,14 @@ pub struct Genesis {
     /// Gas limits of blocks and transactions; the defaults when absent.
     #[serde(default)]
     pub gas: GasLimits,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// Problems with a genesis file.
@@ -125,6 +140,17 @@ pub enum GenesisError {
     /// A validator's consensus key is not 32 bytes of hex; carries its name.
     #[error("validator `{0}` has a consensus key that is not 32 bytes of hex")]
     BadKey(String),
+    /// The council threshold is 0 or more than the council's members.
+    #[error("council threshold {threshold} is not between 1 and the council's {members} members")]
+    BadCouncilThreshold {
+        /// The threshold.
+        threshold: u32,
+        /// Council members.
+        members: usize,
+    },
+    /// A council member is the zero address.
+    #[error("a council member is the zero address")]
+    ZeroCouncilMember,
     /// A validator has zero voting power; carries its name.
     #[error("validator `{0}` has zero voting power")]
     ZeroPower(String),
@@ -169,6 +195,16 @@ impl Genesis {
         }
         if self.validators.is_empty() {
             return Err(GenesisError::NoValidators);
+        }
+        let council = self.council_members();
+        if self.council.iter().any(|a| a.is_zero()) {
+            return Err(GenesisError::ZeroCouncilMember);
+        }
+        if self.council_threshold == 0 || self.council_threshold as usize > council.len() {
+            return Err(GenesisError::BadCouncilThreshold {
+                threshold: self.council_threshold,
+                members: council.len(),
+            });
         }
         let mut seen = std::collections::HashSet::new();
         let mut custody_keys = std::collections::HashSet::new();
@@ -228,9 +264,20 @@ impl Genesis {
         keccak256(self.canonical_bytes())
     }
 
+    /// The governance council: `admin` and then `council`, without repeats.
+    pub fn council_members(&self) -> Vec<Address> {
+        let mut all = vec![self.admin];
+        for a in &self.council {
+            if !all.contains(a) {
+                all.push(*a);
+            }
+        }
+        all
+    }
+
     /// Every account on the permission list at genesis.
     pub fn initial_permitted(&self) -> Vec<Address> {
-        let mut all = vec![self.admin];
+        let mut all = self.council_members();
         all.extend(self.hospitals.iter().copied());
         all.extend(self.validators.iter().filter_map(|v| v.operator));
         all.extend(self.permitted.iter().copied());
@@ -260,6 +307,8 @@ mod tests {
             genesis_time_ms: 0,
             validators,
             admin: Address::repeat_byte(0xad),
+            council: Vec::new(),
+            council_threshold: 1,
             hospitals: vec![],
             permitted: vec![],
             gas: GasLimits::default(),

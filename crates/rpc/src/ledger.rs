@@ -252,7 +252,7 @@ impl LedgerService for LedgerApi {
         }
         let validators = self
             .ledger
-            .validators
+            .validators()
             .validators()
             .iter()
             .map(|v| pb::Validator {

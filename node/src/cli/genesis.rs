@@ -7,7 +7,9 @@
 //!               pmr keys show --home H --output json > NAME.json       (public: send it)
 //! coordinator:  pmr genesis new --chain-id N --out draft.json
 //!               pmr genesis add-validator draft.json --keys NAME.json  (each operator)
-//!               pmr genesis set-admin draft.json --address A            (the governing account)
+//!               pmr genesis set-admin draft.json --address A            (first council member)
+//!               pmr genesis add-council draft.json --address B          (further members)
+//!               pmr genesis set-threshold draft.json --threshold 2      (approvals needed)
 //!               pmr genesis add-hospital draft.json --address H         (each hospital)
 //!               pmr genesis finalize draft.json --out genesis.json      (prints its hash)
 //! operator i:   pmr genesis verify genesis.json --hash HASH --home H
@@ -53,13 +55,30 @@ pub(crate) enum GenesisCommand {
         #[arg(long, default_value_t = 1)]
         power: u64,
     },
-    /// Name the account that holds the PMR contract's ADMIN role.
+    /// Name the first member of the governance council (which holds the PMR contract's ADMIN
+    /// role: see `pmr gov --help`).
     SetAdmin {
         /// The draft.
         draft: PathBuf,
-        /// The admin account's address.
+        /// The first council member's account address.
         #[arg(long)]
         address: Address,
+    },
+    /// Add a further member to the governance council.
+    AddCouncil {
+        /// The draft.
+        draft: PathBuf,
+        /// The member's account address.
+        #[arg(long)]
+        address: Address,
+    },
+    /// Set how many council members must approve a governance proposal (default 1).
+    SetThreshold {
+        /// The draft.
+        draft: PathBuf,
+        /// Approvals needed: 1 to the council's size.
+        #[arg(long)]
+        threshold: u32,
     },
     /// Give an account the HOSPITAL role from the start.
     AddHospital {
@@ -151,7 +170,8 @@ struct GenesisView {
     hash: B256,
     chain_id: u64,
     validators: Vec<String>,
-    admin: Address,
+    council: Vec<Address>,
+    council_threshold: u32,
     hospitals: usize,
 }
 
@@ -161,7 +181,14 @@ impl fmt::Display for GenesisView {
         writeln!(f, "hash        {}", self.hash)?;
         writeln!(f, "chain id    {}", self.chain_id)?;
         writeln!(f, "validators  {}", self.validators.join(", "))?;
-        writeln!(f, "admin       {}", self.admin)?;
+        let council: Vec<String> = self.council.iter().map(|a| a.to_string()).collect();
+        writeln!(
+            f,
+            "council     {} of {}: {}",
+            self.council_threshold,
+            council.len(),
+            council.join(", ")
+        )?;
         write!(f, "hospitals   {}", self.hospitals)
     }
 }
@@ -172,7 +199,8 @@ fn view(file: &Path, g: &Genesis) -> GenesisView {
         hash: g.hash(),
         chain_id: g.chain_id,
         validators: g.validators.iter().map(|v| v.name.clone()).collect(),
-        admin: g.admin,
+        council: g.council_members(),
+        council_threshold: g.council_threshold,
         hospitals: g.hospitals.len(),
     }
 }
@@ -201,6 +229,8 @@ impl GenesisCommand {
                         genesis_time_ms: genesis_time_ms.unwrap_or(now),
                         validators: vec![],
                         admin: Address::ZERO,
+                        council: Vec::new(),
+                        council_threshold: 1,
                         hospitals: vec![],
                         permitted: vec![],
                         gas: GasLimits::default(),
@@ -243,6 +273,23 @@ impl GenesisCommand {
                     bail!("the admin must not be the zero address");
                 }
                 g.admin = address;
+                Ok(())
+            }),
+            GenesisCommand::AddCouncil { draft, address } => edit(&draft, |g| {
+                if address.is_zero() {
+                    bail!("a council member must not be the zero address");
+                }
+                if !g.council_members().contains(&address) {
+                    g.council.push(address);
+                }
+                Ok(())
+            }),
+            GenesisCommand::SetThreshold { draft, threshold } => edit(&draft, |g| {
+                // Checked against the council at finalize: members may still be added.
+                if threshold == 0 {
+                    bail!("the threshold must be at least 1");
+                }
+                g.council_threshold = threshold;
                 Ok(())
             }),
             GenesisCommand::AddHospital { draft, address } => edit(&draft, |g| {

@@ -155,6 +155,8 @@ pub(crate) fn genesis_with(gas: GasLimits) -> Genesis {
             voting_power: 1,
         }],
         admin: k.admin.address(),
+        council: Vec::new(),
+        council_threshold: 1,
         hospitals: vec![k.hospital.address()],
         // The doctor is on the permission list from the start; the outsider is not.
         permitted: vec![k.doctor.address()],

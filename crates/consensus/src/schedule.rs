@@ -1,0 +1,155 @@
+//! The validator set of every height, derived from the chain.
+//!
+//! The PMR contract keeps the history of validator sets, each with the height from which it
+//! decides (genesis's from height 1; a change the council approves in block `h` from
+//! `h + VALIDATOR_CHANGE_DELAY`). The history is contract state, so it is committed in the same
+//! atomic write as the block that changes it, and every node reads the same history: after a
+//! restart, after a state sync, or after committing a block that emitted `ValidatorSetChanged`.
+//! Because the delay is at least one block, the set of height `h + 1` is known once `h` is
+//! committed, which is when the engine asks for it.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use alloy_sol_types::{SolCall, SolEvent};
+use malachitebft_signing_ed25519::PublicKey;
+use pmr_contract::{PMR, PMR_ADDRESS};
+use pmr_execution::{Executor, Receipt};
+use pmr_primitives::{Address as EthAddress, Genesis};
+use tracing::{info, warn};
+
+use crate::context::{Address, Validator, ValidatorSet};
+use crate::error::ConsensusError;
+
+/// The validator sets of a chain by the height from which each decides.
+pub struct ValidatorSchedule {
+    /// Names of genesis validators by consensus key, for logs and status.
+    names: HashMap<[u8; 32], String>,
+    /// `(effective height, set)`, by increasing height; the first from height 1.
+    entries: RwLock<Vec<(u64, ValidatorSet)>>,
+}
+
+impl ValidatorSchedule {
+    /// The schedule of a chain whose state holds no history yet: the genesis set from height 1.
+    pub fn from_genesis(genesis: &Genesis) -> Result<Self, ConsensusError> {
+        let set = crate::engine::validator_set(genesis)?;
+        Ok(Self {
+            names: names(genesis),
+            entries: RwLock::new(vec![(1, set)]),
+        })
+    }
+
+    /// The schedule the committed state of `executor` holds.
+    pub fn load(genesis: &Genesis, executor: &Executor) -> Result<Self, ConsensusError> {
+        let schedule = Self::from_genesis(genesis)?;
+        schedule.reload(executor)?;
+        Ok(schedule)
+    }
+
+    /// The set that decides `height`.
+    pub fn at(&self, height: u64) -> ValidatorSet {
+        let entries = self.entries.read().expect("schedule lock");
+        entries
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= height)
+            .unwrap_or(&entries[0])
+            .1
+            .clone()
+    }
+
+    /// Every `(effective height, set)` known, oldest first.
+    pub fn entries(&self) -> Vec<(u64, ValidatorSet)> {
+        self.entries.read().expect("schedule lock").clone()
+    }
+
+    /// Whether a block with these receipts changed the validator set.
+    pub fn changed_by(receipts: &[Receipt]) -> bool {
+        receipts.iter().any(|r| {
+            r.logs.iter().any(|l| {
+                l.address == PMR_ADDRESS
+                    && l.topics.first() == Some(&PMR::ValidatorSetChanged::SIGNATURE_HASH)
+            })
+        })
+    }
+
+    /// Reads the history from the committed state again.
+    pub fn reload(&self, executor: &Executor) -> Result<(), ConsensusError> {
+        let call = PMR::validatorSetHistoryCall {
+            from: Default::default(),
+        };
+        let out = executor
+            .call(
+                None,
+                EthAddress::ZERO,
+                PMR_ADDRESS,
+                call.abi_encode().into(),
+            )
+            .map_err(|e| ConsensusError::Engine(format!("reading the validator sets: {e}")))?;
+        if !out.success {
+            return Err(ConsensusError::Engine(format!(
+                "reading the validator sets: {}",
+                out.revert_reason.unwrap_or_default()
+            )));
+        }
+        let history = PMR::validatorSetHistoryCall::abi_decode_returns(&out.output)
+            .map_err(|e| ConsensusError::Engine(format!("decoding the validator sets: {e}")))?;
+        let mut entries = Vec::with_capacity(history.len());
+        for entry in history {
+            let set = self.set_of(&entry.validators);
+            if set.validators().is_empty() {
+                return Err(ConsensusError::Engine(format!(
+                    "the validator set from height {} has no usable key",
+                    entry.effectiveHeight
+                )));
+            }
+            entries.push((entry.effectiveHeight, set));
+        }
+        if entries.is_empty() {
+            return Err(ConsensusError::Engine(
+                "the chain's state holds no validator set".into(),
+            ));
+        }
+        let mut current = self.entries.write().expect("schedule lock");
+        if *current != entries {
+            if let Some((from, set)) = entries.last() {
+                info!(target: "pmr::consensus", from_height = from, validators = set.validators().len(), power = set.validators().iter().map(|v| v.voting_power).sum::<u64>(), "validator set schedule");
+            }
+            *current = entries;
+        }
+        Ok(())
+    }
+
+    /// The consensus set of a contract entry. A key that is not an ed25519 point cannot sign and
+    /// is left out, alike on every node.
+    fn set_of(&self, validators: &[PMR::Validator]) -> ValidatorSet {
+        let mut set = Vec::with_capacity(validators.len());
+        for v in validators {
+            let key: [u8; 32] = v.key.0;
+            let Ok(public_key) = PublicKey::from_bytes(key) else {
+                warn!(target: "pmr::consensus", key = %hex::encode(key), "a validator key that is not an ed25519 public key: left out of the set");
+                continue;
+            };
+            let name = self
+                .names
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| format!("v-{}", &hex::encode(key)[..8]));
+            set.push(Validator {
+                address: Address::from_public_key(&public_key),
+                public_key,
+                voting_power: v.power,
+                name,
+            });
+        }
+        ValidatorSet::new(set)
+    }
+}
+
+fn names(genesis: &Genesis) -> HashMap<[u8; 32], String> {
+    genesis
+        .validators
+        .iter()
+        .filter_map(|v| Some((v.consensus_key_bytes().ok()?, v.name.clone())))
+        .collect()
+}
