@@ -39,8 +39,12 @@ fn dev_custodian(home: &Home) -> Result<(Address, X25519PublicKey)> {
 pub struct TestnetOptions {
     /// The testnet directory: node homes, accounts and `testnet.json` go here.
     pub dir: PathBuf,
-    /// Number of nodes, all validators with voting power 1.
+    /// Number of genesis validators, each with voting power 1 (nodes 0 to `validators - 1`).
     pub validators: usize,
+    /// Further nodes, outside the genesis validator set (nodes `validators` on): full nodes
+    /// with keys of their own, in every node's peer list, that the council can make validators
+    /// (`pmr gov propose add-validator`).
+    pub spare: usize,
     /// Chain id of the genesis (see [`DEV_CHAIN_ID`]).
     pub chain_id: u64,
     /// First port; node `i` uses `base + 10 i`: p2p, +1 gossip, +2 gRPC, +3 metrics, +4 content.
@@ -72,11 +76,11 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
             opts.dir.display()
         );
     }
-    if !opts.hosts.is_empty() && opts.hosts.len() != opts.validators {
+    let total = opts.validators + opts.spare;
+    if !opts.hosts.is_empty() && opts.hosts.len() != total {
         bail!(
-            "{} hosts for {} validators: give one address per node",
+            "{} hosts for {total} nodes: give one address per node",
             opts.hosts.len(),
-            opts.validators
         );
     }
     let host = |i: usize| {
@@ -85,7 +89,7 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
             .copied()
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
     };
-    let ports = testnet_ports(opts.validators, opts.base_port)?;
+    let ports = testnet_ports(total, opts.base_port)?;
     std::fs::create_dir_all(&opts.dir)
         .wrap_err_with(|| format!("cannot create {}", opts.dir.display()))?;
 
@@ -100,10 +104,14 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
 
     let mut node_keys: Vec<PrivateKey> = Vec::new();
     let mut validators = Vec::new();
-    for i in 0..opts.validators {
+    for i in 0..total {
         let home = Home::new(opts.dir.join(format!("node{i}")));
         let key = generate_node_key(&home.node_key())?;
         let (operator, custody) = dev_custodian(&home)?;
+        if i >= opts.validators {
+            node_keys.push(key);
+            continue;
+        }
         validators.push(GenesisValidator {
             name: format!("node{i}"),
             consensus_key: hex::encode(key.public_key().as_bytes()),
@@ -169,7 +177,7 @@ pub fn init_testnet(opts: &TestnetOptions) -> Result<Manifest> {
             home: PathBuf::from(&name),
             rpc: format!("https://{}", SocketAddr::new(ip, p.rpc)),
             metrics: format!("http://{}/metrics", SocketAddr::new(ip, p.metrics)),
-            validator: true,
+            validator: i < opts.validators,
         });
     }
     let manifest = Manifest {

@@ -10,6 +10,7 @@ mod audit;
 mod bench;
 mod blob;
 mod chain;
+mod gov;
 mod identity;
 mod record;
 
@@ -34,6 +35,10 @@ enum Commands {
     /// Encrypted blobs (record contents) in the nodes' content store.
     #[command(subcommand)]
     Blob(blob::BlobCommand),
+    /// Governance: the council proposes and approves changes of validators, council, roles
+    /// and permissions.
+    #[command(subcommand)]
+    Gov(gov::GovCommand),
     #[command(flatten)]
     Identity(identity::IdentityCommands),
     #[command(flatten)]
@@ -49,6 +54,7 @@ impl ClientCommand {
             Commands::Chain(c) => c.run(out).await,
             Commands::Bench(c) => c.run(out).await,
             Commands::Blob(c) => c.run(out).await,
+            Commands::Gov(c) => c.run(out).await,
             Commands::Identity(c) => c.run(out).await,
             Commands::Record(c) => c.run(out).await,
             Commands::Audit(c) => c.run(out).await,

@@ -65,6 +65,10 @@ pub(crate) enum Testnet {
         /// network namespaces of their own (the scenario harness's `namespaces = true`).
         #[arg(long, value_delimiter = ',')]
         hosts: Vec<std::net::IpAddr>,
+        /// Further nodes outside the genesis validator set (full nodes with keys of their own,
+        /// peers of every node), which the council can make validators later.
+        #[arg(long, default_value_t = 0)]
+        spare: usize,
     },
     /// Start every node of a testnet as its own process; print their endpoints; stop them all on
     /// Ctrl-C.
@@ -97,6 +101,7 @@ impl TestnetCommand {
                 base_port,
                 empty_block_interval,
                 hosts,
+                spare,
             }) => {
                 let mut template = NodeConfig::default();
                 if let Some(d) = empty_block_interval {
@@ -109,6 +114,7 @@ impl TestnetCommand {
                     base_port,
                     template,
                     hosts,
+                    spare,
                 })?;
                 println!(
                     "testnet of {} validators written to {}",
@@ -147,6 +153,7 @@ impl TestnetCommand {
                         base_port: Some(base_port),
                         template: NodeConfig::default(),
                         hosts: Vec::new(),
+                        spare: 0,
                     })?;
                     println!(
                         "created a {validators}-validator testnet in {}",

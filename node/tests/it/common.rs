@@ -31,6 +31,16 @@ pub(crate) async fn start_net_prepared(
     tweak: impl Fn(usize, &mut toml::Table),
     prepare: impl FnOnce(&Path),
 ) -> Net {
+    start_net_spare(n, 0, tweak, prepare).await
+}
+
+/// [`start_net_prepared`] with `spare` further nodes (`n` on) outside the genesis validator set.
+pub(crate) async fn start_net_spare(
+    n: usize,
+    spare: usize,
+    tweak: impl Fn(usize, &mut toml::Table),
+    prepare: impl FnOnce(&Path),
+) -> Net {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(BIN)
         .args([
@@ -38,6 +48,8 @@ pub(crate) async fn start_net_prepared(
             "init",
             "--validators",
             &n.to_string(),
+            "--spare",
+            &spare.to_string(),
             "--empty-block-interval",
             "200ms",
             "--home",
@@ -50,7 +62,7 @@ pub(crate) async fn start_net_prepared(
         "pmr testnet init failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for i in 0..n {
+    for i in 0..n + spare {
         let path = dir.path().join(format!("node{i}/config.toml"));
         let mut cfg: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
         tweak(i, &mut cfg);

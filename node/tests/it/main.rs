@@ -23,6 +23,7 @@ mod n4_crash;
 mod n4_disk;
 mod n4_divergence;
 mod n4_faults;
+mod n4_governance;
 mod n4_hostile;
 mod n4_lifecycle;
 mod n4_privacy;
