@@ -337,6 +337,8 @@ contract PMR is ERC721, AccessControl {
     error ZeroVotingPower();
     error ValidatorExists(bytes32 key);
     error NoSuchValidator(bytes32 key);
+    /// The validator set already changed in this block: approve again in a later one.
+    error ValidatorSetChangedThisBlock();
 
     /// ADMIN_ROLE is held by governance alone: the contract itself running an approved proposal,
     /// or a council member when one approval suffices. It is not granted to accounts.
@@ -545,27 +547,21 @@ contract PMR is ERC721, AccessControl {
         return set.length;
     }
 
-    /// `set` decides from `VALIDATOR_CHANGE_DELAY` blocks after this one. Changes made in one
-    /// block make one entry, the last set they leave.
+    /// `set` decides from `VALIDATOR_CHANGE_DELAY` blocks after this one. One change per block:
+    /// a block's one `ValidatorSetChanged` event is then the whole change, which is what lets a
+    /// joining node check the history from a receipt proof per change.
     function _scheduleValidatorSet(Validator[] memory set) private {
         uint256 effective = block.number + VALIDATOR_CHANGE_DELAY;
-        ValidatorSetEntry storage last = _validatorSets[_validatorSets.length - 1];
-        if (last.effectiveHeight == effective) {
-            _writeValidators(last, set);
-        } else {
-            _storeValidatorSet(set, effective);
+        if (_validatorSets[_validatorSets.length - 1].effectiveHeight >= effective) {
+            revert ValidatorSetChangedThisBlock();
         }
+        _storeValidatorSet(set, effective);
     }
 
     function _storeValidatorSet(Validator[] memory set, uint256 effective) private {
+        if (set.length == 0 || set.length > MAX_VALIDATORS) revert BadValidatorSet();
         ValidatorSetEntry storage e = _validatorSets.push();
         e.effectiveHeight = uint64(effective);
-        _writeValidators(e, set);
-    }
-
-    function _writeValidators(ValidatorSetEntry storage e, Validator[] memory set) private {
-        if (set.length == 0 || set.length > MAX_VALIDATORS) revert BadValidatorSet();
-        delete e.validators;
         bytes32[] memory keys = new bytes32[](set.length);
         uint64[] memory powers = new uint64[](set.length);
         for (uint256 i = 0; i < set.length; i++) {

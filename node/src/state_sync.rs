@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use eyre::{bail, eyre, Context, Result};
 use pmr_client::{ConnectOptions, PmrClient};
-use pmr_consensus::{ChainStore, CommitSignature};
+use pmr_consensus::{ChainStore, CommitSignature, ValidatorSchedule};
 use pmr_execution::{Executor, TrustedHead};
 use pmr_primitives::{Genesis, B256};
 use pmr_storage::{Column, Durability, Store};
@@ -224,8 +224,9 @@ async fn fetch_snapshot(
     Ok((height, B256::from_slice(&root), received))
 }
 
-/// Checks block `height` (from the peer) against the genesis validators and the snapshot's
-/// root, imports the snapshot, and stores the block as this node's first.
+/// Checks block `height` (from the peer) against the validators of its height (from the genesis
+/// and the validator-set changes the peer proves) and the snapshot's root, imports the
+/// snapshot, and stores the block as this node's first.
 async fn install(
     client: &PmrClient,
     store: &Store,
@@ -248,7 +249,19 @@ async fn install(
             cert.block_hash.len()
         )
     })?;
-    let validators = pmr_consensus::validator_set(genesis)?;
+    // Who signed it: the genesis set, or the one the chain's validator-set changes lead to,
+    // each change checked against the set of its own height.
+    let mut entries = Vec::new();
+    for change in client
+        .validator_set_changes()
+        .await
+        .wrap_err("cannot fetch the validator-set changes from the peer")?
+    {
+        entries.push(pmr_client::records::proof_entry(change)?);
+    }
+    let schedule = ValidatorSchedule::from_entries(genesis, &entries)
+        .wrap_err("the peer's validator-set changes do not verify")?;
+    let validators = schedule.at(height);
     let signed_power = pmr_consensus::verify_certificate(
         genesis.chain_id,
         &validators,
@@ -281,6 +294,32 @@ async fn install(
         })
         .await??
     };
+    // The history in the imported state must be the one the peer proved (a peer that left a
+    // change out could otherwise have had the base checked against a set that no longer signs).
+    {
+        let (store, genesis) = (store.clone(), genesis.clone());
+        let imported = tokio::task::spawn_blocking(move || -> Result<_> {
+            let executor = Executor::open(store, &genesis)?;
+            Ok(ValidatorSchedule::load(&genesis, &executor)?.entries())
+        })
+        .await??;
+        let proven = schedule.entries();
+        let upto = |e: &Vec<(u64, pmr_consensus::context::ValidatorSet)>| -> Vec<_> {
+            e.iter()
+                .filter(|(from, _)| *from <= height)
+                .cloned()
+                .collect()
+        };
+        if upto(&imported) != upto(&proven) {
+            bail!(
+                "the peer's validator-set changes are not the ones its snapshot's state holds \
+                 ({} sets up to height {height} proven, {} in the state): refused; delete this \
+                 node's data directory and sync from another peer",
+                upto(&proven).len(),
+                upto(&imported).len()
+            );
+        }
+    }
     // The block, checked again against the validators as it is written.
     chain.install_base(genesis.chain_id, &validators, &block.encoded, &certificate)?;
     // Replication of record blobs starts after the base (older ones are fetched when read);

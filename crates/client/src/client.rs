@@ -217,6 +217,19 @@ impl PmrClient {
             .into_inner())
     }
 
+    /// Every change of the validator set since the genesis, each with the receipt, Merkle proof
+    /// and certified block that prove it (accounts on the permission list).
+    pub async fn validator_set_changes(
+        &self,
+    ) -> Result<Vec<pb::GetTransactionReceiptResponse>, ClientError> {
+        Ok(self
+            .ledger()
+            .get_validator_set_changes(pb::GetValidatorSetChangesRequest {})
+            .await?
+            .into_inner()
+            .changes)
+    }
+
     /// Misbehavior evidence the node recorded (validators that signed twice), every page.
     pub async fn evidence(&self) -> Result<Vec<pb::Equivocation>, ClientError> {
         const PAGE: u32 = 1000;

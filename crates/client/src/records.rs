@@ -991,31 +991,16 @@ impl Network {
         txs.dedup();
         let mut entries = Vec::new();
         for tx in txs {
-            let r = c.receipt(tx).await?;
-            let (Some(receipt), Some(p), Some(block)) = (r.receipt, r.proof, r.block) else {
-                return Err(RecordError::Malformed(format!(
-                    "the node returned no proof for {tx}"
-                )));
-            };
-            let cert = block.certificate.ok_or_else(|| {
-                RecordError::Malformed(format!("block {} has no certificate", r.height))
-            })?;
-            entries.push(ProofEntry {
-                tx_hash: tx,
-                receipt: hex::encode(&receipt.encoded),
-                proof_index: p.index,
-                proof_count: p.count,
-                proof_siblings: p.siblings.iter().map(|s| B256::from_slice(s)).collect(),
-                block: hex::encode(&block.encoded),
-                cert_height: cert.height,
-                cert_round: cert.round,
-                cert_block_hash: B256::from_slice(&cert.block_hash),
-                cert_signatures: cert
-                    .signatures
-                    .iter()
-                    .map(|s| (hex::encode(&s.validator), hex::encode(&s.signature)))
-                    .collect(),
-            });
+            entries.push(proof_entry(c.receipt(tx).await?)?);
+        }
+        // The validator-set changes up to the last entry's block: its certificate may be signed
+        // by a set the genesis does not name.
+        let last = entries.iter().map(|e| e.cert_height).max().unwrap_or(0);
+        let mut validator_changes = Vec::new();
+        for change in c.validator_set_changes().await? {
+            if change.height < last {
+                validator_changes.push(proof_entry(change)?);
+            }
         }
         let status = c.status().await?;
         Ok(AuditProof {
@@ -1024,6 +1009,53 @@ impl Network {
             genesis_hash: B256::from_slice(&status.genesis_hash),
             token_id: token,
             entries,
+            validator_changes,
         })
     }
+}
+
+/// A receipt with its Merkle proof and certified block, as a node answers
+/// `GetTransactionReceipt` (or `GetValidatorSetChanges`), in the audit-proof entry form.
+pub fn proof_entry(r: pb::GetTransactionReceiptResponse) -> Result<ProofEntry, RecordError> {
+    let (Some(receipt), Some(p), Some(block)) = (r.receipt, r.proof, r.block) else {
+        return Err(RecordError::Malformed(format!(
+            "the node returned no proof for a receipt of block {}",
+            r.height
+        )));
+    };
+    let cert = block
+        .certificate
+        .ok_or_else(|| RecordError::Malformed(format!("block {} has no certificate", r.height)))?;
+    if receipt.tx_hash.len() != 32 || cert.block_hash.len() != 32 {
+        return Err(RecordError::Malformed(format!(
+            "a receipt of block {} names hashes that are not 32 bytes",
+            r.height
+        )));
+    }
+    Ok(ProofEntry {
+        tx_hash: B256::from_slice(&receipt.tx_hash),
+        receipt: hex::encode(&receipt.encoded),
+        proof_index: p.index,
+        proof_count: p.count,
+        proof_siblings: p
+            .siblings
+            .iter()
+            .map(|s| B256::try_from(s.as_slice()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                RecordError::Malformed(format!(
+                    "a receipt proof of block {} has a sibling that is not 32 bytes",
+                    r.height
+                ))
+            })?,
+        block: hex::encode(&block.encoded),
+        cert_height: cert.height,
+        cert_round: cert.round,
+        cert_block_hash: B256::from_slice(&cert.block_hash),
+        cert_signatures: cert
+            .signatures
+            .iter()
+            .map(|s| (hex::encode(&s.validator), hex::encode(&s.signature)))
+            .collect(),
+    })
 }

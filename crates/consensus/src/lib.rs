@@ -37,10 +37,10 @@ pub use evidence::{Equivocation, EquivocationKind};
 pub use ledger::{Admitted, CommittedBlock, Ledger, PeerView, SubmitError, Tip};
 pub use mempool::{Mempool, MempoolConfig, PoolError};
 pub use metrics::ConsensusMetrics;
-pub use schedule::ValidatorSchedule;
+pub use schedule::{SetChangeProof, ValidatorSchedule};
 pub use verify::{
-    verify_audit_proof, verify_certificate, verify_receipt_inclusion, AuditProofError, Certificate,
-    CommitSignature, VerifyError,
+    decode_proof_entry, verify_audit_proof, verify_certificate, verify_receipt_in_certified_block,
+    verify_receipt_inclusion, AuditProofError, Certificate, CommitSignature, VerifyError,
 };
 
 /// ed25519 keys used for consensus and p2p identity.

@@ -14,12 +14,29 @@ use std::sync::RwLock;
 use alloy_sol_types::{SolCall, SolEvent};
 use malachitebft_signing_ed25519::PublicKey;
 use pmr_contract::{PMR, PMR_ADDRESS};
-use pmr_execution::{Executor, Receipt};
-use pmr_primitives::{Address as EthAddress, Genesis};
+use pmr_execution::{verify_receipt, Executor, Receipt};
+use pmr_primitives::{Address as EthAddress, Genesis, Header, MerkleProof, ProofEntry};
 use tracing::{info, warn};
 
 use crate::context::{Address, Validator, ValidatorSet};
 use crate::error::ConsensusError;
+use crate::verify::{decode_proof_entry, verify_certificate, Certificate, VerifyError};
+
+/// A validator-set change as a peer proves it: the header of the block that made it, that
+/// block's commit certificate, and the receipt (RLP, with its Merkle proof against the header's
+/// receipts root) of the transaction whose `ValidatorSetChanged` event is the change. The
+/// contract allows one change per block, so that event is the block's whole change.
+#[derive(Clone, Debug)]
+pub struct SetChangeProof {
+    /// The block that made the change.
+    pub header: Header,
+    /// Its commit certificate.
+    pub certificate: Certificate,
+    /// The receipt of the transaction that made the change, RLP-encoded.
+    pub receipt: Vec<u8>,
+    /// The receipt's Merkle proof against `header.receipts_root`.
+    pub proof: MerkleProof,
+}
 
 /// The validator sets of a chain by the height from which each decides.
 pub struct ValidatorSchedule {
@@ -44,6 +61,99 @@ impl ValidatorSchedule {
         let schedule = Self::from_genesis(genesis)?;
         schedule.reload(executor)?;
         Ok(schedule)
+    }
+
+    /// The schedule `changes` prove, from the genesis set on: each change's block must be
+    /// certified by the set of its own height (the genesis's, or one an earlier change made),
+    /// its receipt must be in that block, and its event must name the height the chain derives
+    /// (the block's plus `VALIDATOR_CHANGE_DELAY`). Changes come in chain order.
+    pub fn from_proofs(genesis: &Genesis, changes: &[SetChangeProof]) -> Result<Self, VerifyError> {
+        let bad =
+            |height: u64, why: &str| VerifyError::BadSetChange(format!("block {height}: {why}"));
+        let schedule =
+            Self::from_genesis(genesis).map_err(|e| VerifyError::BadGenesis(e.to_string()))?;
+        let mut last = 0;
+        for change in changes {
+            let height = change.header.height;
+            if height <= last {
+                return Err(bad(height, "changes are not in chain order"));
+            }
+            last = height;
+            let hash = change.header.hash();
+            verify_certificate(
+                genesis.chain_id,
+                &schedule.at(height),
+                &change.certificate,
+                height,
+                hash,
+            )?;
+            let mut bytes = change.receipt.as_slice();
+            let receipt = <Receipt as alloy_rlp::Decodable>::decode(&mut bytes)
+                .map_err(|e| VerifyError::MalformedReceipt(e.to_string()))?;
+            if !bytes.is_empty() {
+                return Err(VerifyError::MalformedReceipt("trailing bytes".into()));
+            }
+            if !verify_receipt(&change.header.receipts_root, &receipt, &change.proof) {
+                return Err(VerifyError::BadReceiptProof);
+            }
+            let event = receipt
+                .logs
+                .iter()
+                .filter(|l| l.address == PMR_ADDRESS)
+                .find_map(|l| {
+                    PMR::ValidatorSetChanged::decode_raw_log(l.topics.iter().copied(), &l.data).ok()
+                })
+                .ok_or_else(|| bad(height, "the receipt holds no ValidatorSetChanged event"))?;
+            let effective: u64 = event
+                .effectiveHeight
+                .try_into()
+                .map_err(|_| bad(height, "effective height out of range"))?;
+            if effective != height + pmr_contract::VALIDATOR_CHANGE_DELAY {
+                return Err(bad(
+                    height,
+                    "the change names another effective height than the chain derives",
+                ));
+            }
+            if event.keys.len() != event.powers.len() {
+                return Err(bad(height, "keys and powers differ in number"));
+            }
+            let validators: Vec<PMR::Validator> = event
+                .keys
+                .iter()
+                .zip(&event.powers)
+                .map(|(key, power)| PMR::Validator {
+                    key: *key,
+                    power: *power,
+                })
+                .collect();
+            let set = schedule.set_of(&validators);
+            if set.validators().is_empty() {
+                return Err(bad(height, "the new set has no usable key"));
+            }
+            schedule
+                .entries
+                .write()
+                .expect("schedule lock")
+                .push((effective, set));
+        }
+        Ok(schedule)
+    }
+
+    /// [`ValidatorSchedule::from_proofs`] of changes in the audit-proof entry form (what
+    /// `LedgerService.GetValidatorSetChanges` answers, and audit proof files carry).
+    pub fn from_entries(genesis: &Genesis, entries: &[ProofEntry]) -> Result<Self, VerifyError> {
+        let mut changes = Vec::with_capacity(entries.len());
+        for e in entries {
+            let (block, certificate, proof, receipt) =
+                decode_proof_entry(e).map_err(VerifyError::BadSetChange)?;
+            changes.push(SetChangeProof {
+                header: block.header,
+                certificate,
+                receipt,
+                proof,
+            });
+        }
+        Self::from_proofs(genesis, &changes)
     }
 
     /// The set that decides `height`.

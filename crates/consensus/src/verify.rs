@@ -8,10 +8,11 @@ use malachitebft_app_channel::app::types::core::{NilOrVal, Round, ValidatorSet a
 use malachitebft_signing_ed25519::Signature;
 use pmr_execution::{verify_receipt, Receipt};
 use pmr_primitives::{
-    AuditProof, Block, Genesis, Header, MerkleProof, AUDIT_PROOF_VERSION, B256, U256,
+    AuditProof, Block, Genesis, Header, MerkleProof, ProofEntry, AUDIT_PROOF_VERSION, B256, U256,
 };
 
 use crate::context::{Address, BlockHash, Height, ValidatorSet, Vote};
+use crate::schedule::ValidatorSchedule;
 use crate::signing::vote_sign_bytes;
 
 /// Why a certificate or an inclusion proof does not verify.
@@ -55,6 +56,9 @@ pub enum VerifyError {
     /// root.
     #[error("the receipt's Merkle proof does not lead to the header's receipts root")]
     BadReceiptProof,
+    /// A proven validator-set change does not hold.
+    #[error("validator-set change: {0}")]
+    BadSetChange(String),
     /// The receipt bytes are not exactly one RLP-encoded receipt.
     #[error("the receipt does not decode: {0}")]
     MalformedReceipt(String),
@@ -175,6 +179,29 @@ pub fn verify_receipt_inclusion(
     header: &Header,
     cert: &Certificate,
 ) -> Result<Receipt, VerifyError> {
+    let validators = crate::engine::validator_set(genesis)
+        .map_err(|e| VerifyError::BadGenesis(e.to_string()))?;
+    verify_receipt_in_certified_block(
+        genesis.chain_id,
+        &validators,
+        tx_hash,
+        receipt_encoded,
+        proof,
+        header,
+        cert,
+    )
+}
+
+/// [`verify_receipt_inclusion`] against `validators`, the set of the header's height.
+pub fn verify_receipt_in_certified_block(
+    chain_id: u64,
+    validators: &ValidatorSet,
+    tx_hash: B256,
+    receipt_encoded: &[u8],
+    proof: &MerkleProof,
+    header: &Header,
+    cert: &Certificate,
+) -> Result<Receipt, VerifyError> {
     let mut bytes = receipt_encoded;
     let receipt = <Receipt as alloy_rlp::Decodable>::decode(&mut bytes)
         .map_err(|e| VerifyError::MalformedReceipt(e.to_string()))?;
@@ -195,10 +222,37 @@ pub fn verify_receipt_inclusion(
     if hash != cert.block_hash {
         return Err(VerifyError::HeaderMismatch);
     }
-    let validators = crate::engine::validator_set(genesis)
-        .map_err(|e| VerifyError::BadGenesis(e.to_string()))?;
-    verify_certificate(genesis.chain_id, &validators, cert, header.height, hash)?;
+    verify_certificate(chain_id, validators, cert, header.height, hash)?;
     Ok(receipt)
+}
+
+/// The parts of one audit-proof entry: its block, the block's certificate, the receipt's Merkle
+/// proof and the receipt's bytes.
+pub fn decode_proof_entry(
+    e: &ProofEntry,
+) -> Result<(Block, Certificate, MerkleProof, Vec<u8>), String> {
+    let unhex = |what: &str, h: &str| hex::decode(h).map_err(|_| format!("{what} hex"));
+    let block =
+        Block::decode_checked(&unhex("block", &e.block)?).map_err(|err| format!("block: {err}"))?;
+    let mut signatures = Vec::with_capacity(e.cert_signatures.len());
+    for (v, sig) in &e.cert_signatures {
+        signatures.push(CommitSignature {
+            validator: unhex("signature", v)?,
+            signature: unhex("signature", sig)?,
+        });
+    }
+    let cert = Certificate {
+        height: e.cert_height,
+        round: e.cert_round,
+        block_hash: e.cert_block_hash,
+        signatures,
+    };
+    let merkle = MerkleProof {
+        index: e.proof_index,
+        count: e.proof_count,
+        siblings: e.proof_siblings.clone(),
+    };
+    Ok((block, cert, merkle, unhex("receipt", &e.receipt)?))
 }
 
 /// Why an audit proof file does not verify.
@@ -231,6 +285,9 @@ pub enum AuditProofError {
         /// The token asked about.
         asked: U256,
     },
+    /// The validator-set changes the file carries do not verify.
+    #[error("the proof's validator-set changes do not verify: {0}")]
+    ValidatorChanges(VerifyError),
     /// One entry does not verify.
     #[error("entry {index} (tx {tx}): {reason}")]
     Entry {
@@ -244,7 +301,9 @@ pub enum AuditProofError {
 }
 
 /// Checks an audit proof of `token` against `genesis`, offline: every entry's receipt is in a
-/// block whose header hashes to a block that more than 2/3 of the genesis validators signed.
+/// block whose header hashes to a block that more than 2/3 of the validators of its height
+/// signed: the genesis set, or one the file's validator-set changes prove from it (see
+/// [`ValidatorSchedule::from_proofs`]).
 /// Returns each entry's block height and receipt, in the file's order. It proves that each
 /// receipt is in a certified block; it cannot prove that the file lists every event of the
 /// token.
@@ -270,6 +329,8 @@ pub fn verify_audit_proof(
             asked: token,
         });
     }
+    let schedule = ValidatorSchedule::from_entries(genesis, &proof.validator_changes)
+        .map_err(AuditProofError::ValidatorChanges)?;
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (index, e) in proof.entries.iter().enumerate() {
@@ -281,31 +342,12 @@ pub fn verify_audit_proof(
         if !seen.insert(e.tx_hash) {
             return Err(bad("repeats this transaction".into()));
         }
-        let unhex = |what: &str, h: &str| hex::decode(h).map_err(|_| bad(format!("{what} hex")));
-        let block = Block::decode_checked(&unhex("block", &e.block)?)
-            .map_err(|err| bad(format!("block: {err}")))?;
-        let mut signatures = Vec::with_capacity(e.cert_signatures.len());
-        for (v, sig) in &e.cert_signatures {
-            signatures.push(CommitSignature {
-                validator: unhex("signature", v)?,
-                signature: unhex("signature", sig)?,
-            });
-        }
-        let cert = Certificate {
-            height: e.cert_height,
-            round: e.cert_round,
-            block_hash: e.cert_block_hash,
-            signatures,
-        };
-        let merkle = MerkleProof {
-            index: e.proof_index,
-            count: e.proof_count,
-            siblings: e.proof_siblings.clone(),
-        };
-        let receipt = verify_receipt_inclusion(
-            genesis,
+        let (block, cert, merkle, receipt) = decode_proof_entry(e).map_err(bad)?;
+        let receipt = verify_receipt_in_certified_block(
+            genesis.chain_id,
+            &schedule.at(block.header.height),
             e.tx_hash,
-            &unhex("receipt", &e.receipt)?,
+            &receipt,
             &merkle,
             &block.header,
             &cert,

@@ -20,7 +20,7 @@ pub mod layout;
 pub mod stealth;
 mod wallet;
 
-pub use bindings::{PMR, PMR_ADDRESS};
+pub use bindings::{PMR, PMR_ADDRESS, VALIDATOR_CHANGE_DELAY};
 pub use cid::event_cid;
 pub use describe::{describe_event, describe_revert, describe_token_event};
 pub use error::ContractError;

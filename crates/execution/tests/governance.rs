@@ -10,7 +10,7 @@ use pmr_contract::PMR;
 use pmr_execution::Receipt;
 use pmr_primitives::GenesisValidator;
 
-const DELAY: u64 = 2;
+const DELAY: u64 = pmr_contract::VALIDATOR_CHANGE_DELAY;
 
 /// A chain governed by three council members (keys 0x21..0x23), two of whom must approve, with
 /// the genesis validators v0 (key [9; 32]) and v1 (key [10; 32], power 2).
@@ -323,11 +323,13 @@ fn validator_set_changes_take_effect_a_fixed_number_of_blocks_later() {
 }
 
 #[test]
-fn changes_in_one_block_make_one_entry_and_a_one_member_council_acts_alone() {
+fn one_validator_set_change_per_block_and_a_one_member_council_acts_alone() {
     // The default genesis: a council of one (the admin), threshold 1.
     let mut chain = Chain::new();
     let admin = keys().admin;
-    // Direct calls of governed functions by the only member, and proposals that run at once.
+    // A direct call of a governed function by the only member, then a proposal that runs at
+    // once, in the same block: the second change of the block is refused (its transaction
+    // fails, nothing of it is kept).
     let add = common::sign(
         &admin,
         chain.nonce(&admin),
@@ -345,16 +347,27 @@ fn changes_in_one_block_make_one_entry_and_a_one_member_council_acts_alone() {
         }),
     );
     let block = chain.block(&[add, add2]);
-    assert!(block.receipts.iter().all(|r| r.success));
-    assert!(executed(&block.receipts[1]));
+    assert!(block.receipts[0].success);
+    assert!(!block.receipts[1].success);
+    assert!(block.receipts[1]
+        .revert_reason()
+        .unwrap()
+        .contains("ValidatorSetChangedThisBlock"));
     let h = block.height;
     assert_eq!(
         history(&chain),
-        vec![
-            (1, vec![(9, 1)]),
-            (h + DELAY, vec![(9, 1), (11, 1), (12, 1)])
-        ]
+        vec![(1, vec![(9, 1)]), (h + DELAY, vec![(9, 1), (11, 1)])]
     );
+    // In the next block it goes through, as a proposal that runs at once.
+    let r = chain.ok(
+        &admin,
+        propose(PMR::addValidatorCall {
+            key: vkey(12),
+            power: 1,
+        }),
+    );
+    assert!(executed(&r));
+    assert_eq!(history(&chain).len(), 3);
     // ADMIN_ROLE is the council's: it cannot be granted to an account.
     chain.reverts(
         &admin,
@@ -394,6 +407,6 @@ fn changes_in_one_block_make_one_entry_and_a_one_member_council_acts_alone() {
         let v = chain.view(PMR::validatorsCall {});
         (v.set, v.effectiveHeight)
     };
-    assert_eq!(effective, U256::from(h + DELAY));
+    assert_eq!(effective, U256::from(h + 1 + DELAY));
     assert_eq!(set.len(), 3);
 }

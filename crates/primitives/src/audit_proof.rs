@@ -24,6 +24,12 @@ pub struct AuditProof {
     pub token_id: U256,
     /// One entry per transaction, in chain order.
     pub entries: Vec<ProofEntry>,
+    /// Every change of the validator set up to the entries' last block, in chain order, each
+    /// as the receipt of the governance transaction that made it: the certificates of later
+    /// blocks are checked against the set these changes lead to from the genesis. Empty while
+    /// the genesis set is the chain's only one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validator_changes: Vec<ProofEntry>,
 }
 
 /// One proven transaction of an audit proof.

@@ -526,42 +526,41 @@ impl LedgerService for LedgerApi {
             .ok_or_else(|| {
                 Status::not_found(format!("transaction {hash} is not committed (yet)"))
             })?;
-        let receipts = self
-            .ledger
-            .executor
-            .receipts(loc.height)
-            .map_err(internal)?
-            .ok_or_else(|| internal("receipts of a committed block are missing"))?;
-        let r = receipts
-            .get(loc.index as usize)
-            .ok_or_else(|| internal("receipt index out of range"))?;
-        let proof = pmr_execution::receipt_proof(&receipts, loc.index as usize)
-            .ok_or_else(|| internal("cannot build receipt proof"))?;
-        // `r.hash()`, the receipt's Merkle leaf, is BLAKE3 of exactly these bytes.
-        let encoded = alloy_rlp::encode(r);
-        Ok(Response::new(pb::GetTransactionReceiptResponse {
-            receipt: Some(pb::Receipt {
-                tx_hash: r.tx_hash.to_vec(),
-                index: r.index as u32,
-                success: r.success,
-                gas_used: r.gas_used,
-                cumulative_gas_used: r.cumulative_gas_used,
-                logs: r
-                    .logs
-                    .iter()
-                    .map(|l| pb::Log {
-                        address: l.address.to_vec(),
-                        topics: l.topics.iter().map(|t| t.to_vec()).collect(),
-                        data: l.data.to_vec(),
-                    })
-                    .collect(),
-                output: r.output.to_vec(),
-                contract_address: r.contract_address.map(|a| a.to_vec()).unwrap_or_default(),
-                encoded: encoded.to_vec(),
-            }),
-            height: loc.height,
-            proof: Some(convert::proof(&proof)),
-            block: Some(self.block_at(loc.height)?),
+        let receipts = self.receipts_of(loc.height)?;
+        Ok(Response::new(self.receipt_response(
+            &receipts,
+            loc.height,
+            loc.index as usize,
+        )?))
+    }
+
+    async fn get_validator_set_changes(
+        &self,
+        _request: Request<pb::GetValidatorSetChangesRequest>,
+    ) -> Result<Response<pb::GetValidatorSetChangesResponse>, Status> {
+        let base = self.ledger.executor.base_height();
+        let mut changes = Vec::new();
+        for (effective, _) in self.ledger.schedule.entries().into_iter().skip(1) {
+            let height = effective - pmr_contract::VALIDATOR_CHANGE_DELAY;
+            if height <= base {
+                return Err(Status::failed_precondition(format!(
+                    "this node joined from a snapshot at height {base} and holds no blocks \
+                     before it: ask a node that keeps the whole chain"
+                )));
+            }
+            let receipts = self.receipts_of(height)?;
+            let index = receipts
+                .iter()
+                .position(|r| pmr_consensus::ValidatorSchedule::changed_by(std::slice::from_ref(r)))
+                .ok_or_else(|| {
+                    internal(format!(
+                        "block {height} changed the validator set but no receipt of it says so"
+                    ))
+                })?;
+            changes.push(self.receipt_response(&receipts, height, index)?);
+        }
+        Ok(Response::new(pb::GetValidatorSetChangesResponse {
+            changes,
         }))
     }
 
@@ -618,6 +617,56 @@ impl LedgerService for LedgerApi {
 }
 
 impl LedgerApi {
+    /// The receipts of committed block `height`.
+    fn receipts_of(&self, height: u64) -> Result<Vec<pmr_execution::Receipt>, Status> {
+        self.ledger
+            .executor
+            .receipts(height)
+            .map_err(internal)?
+            .ok_or_else(|| internal("receipts of a committed block are missing"))
+    }
+
+    /// Receipt `index` of block `height` (whose receipts are `receipts`), with its Merkle proof
+    /// and its block.
+    fn receipt_response(
+        &self,
+        receipts: &[pmr_execution::Receipt],
+        height: u64,
+        index: usize,
+    ) -> Result<pb::GetTransactionReceiptResponse, Status> {
+        let r = receipts
+            .get(index)
+            .ok_or_else(|| internal("receipt index out of range"))?;
+        let proof = pmr_execution::receipt_proof(receipts, index)
+            .ok_or_else(|| internal("cannot build receipt proof"))?;
+        // `r.hash()`, the receipt's Merkle leaf, is BLAKE3 of exactly these bytes.
+        let encoded = alloy_rlp::encode(r);
+        Ok(pb::GetTransactionReceiptResponse {
+            receipt: Some(pb::Receipt {
+                tx_hash: r.tx_hash.to_vec(),
+                index: r.index as u32,
+                success: r.success,
+                gas_used: r.gas_used,
+                cumulative_gas_used: r.cumulative_gas_used,
+                logs: r
+                    .logs
+                    .iter()
+                    .map(|l| pb::Log {
+                        address: l.address.to_vec(),
+                        topics: l.topics.iter().map(|t| t.to_vec()).collect(),
+                        data: l.data.to_vec(),
+                    })
+                    .collect(),
+                output: r.output.to_vec(),
+                contract_address: r.contract_address.map(|a| a.to_vec()).unwrap_or_default(),
+                encoded: encoded.to_vec(),
+            }),
+            height,
+            proof: Some(convert::proof(&proof)),
+            block: Some(self.block_at(height)?),
+        })
+    }
+
     fn check_height(&self, height: u64) -> Result<(), Status> {
         let tip = self.ledger.tip().height;
         if height > tip {

@@ -13,7 +13,7 @@ use pmr_primitives::ValidatorAddress;
 use crate::common::*;
 
 /// The council's change delay (`VALIDATOR_CHANGE_DELAY` of the contract).
-const DELAY: u64 = 2;
+const DELAY: u64 = pmr_contract::VALIDATOR_CHANGE_DELAY;
 
 fn consensus_key(net: &Net, i: usize) -> String {
     let home = net.cluster.home(i);
@@ -303,6 +303,89 @@ async fn the_council_adds_rotates_and_removes_validators_under_load() {
         previous = t;
     }
     assert!(longest < 10_000, "the chain stalled for {longest} ms");
+
+    // The history is proven to whoever joins: each change by the receipt of the transaction
+    // that made it, in a block certified by the set of its height. A stranger gets nothing.
+    let err = net
+        .client_without_session(0)
+        .await
+        .validator_set_changes()
+        .await
+        .expect_err("a stranger");
+    assert!(
+        matches!(&err, pmr_client::ClientError::Rpc(s) if s.code() == tonic::Code::Unauthenticated),
+        "{err}"
+    );
+    let genesis = pmr_primitives::Genesis::load(&net.dir.path().join("genesis.json")).unwrap();
+    let entries: Vec<_> = c0
+        .validator_set_changes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| pmr_client::records::proof_entry(r).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 3, "add, rotate, remove");
+    let proven = pmr_consensus::ValidatorSchedule::from_entries(&genesis, &entries).unwrap();
+    assert_eq!(proven.at(last).validators().len(), 4);
+    assert_eq!(proven.at(added_at - 1).validators().len(), 4);
+    assert_eq!(proven.at(added_at).validators().len(), 5);
+    // Leaving a change out, or altering one, does not verify.
+    assert!(pmr_consensus::ValidatorSchedule::from_entries(&genesis, &entries[1..]).is_err());
+    let mut altered = entries.clone();
+    let flip = if altered[1].receipt.as_bytes()[10] == b'0' {
+        "1"
+    } else {
+        "0"
+    };
+    altered[1].receipt.replace_range(10..11, flip);
+    assert!(pmr_consensus::ValidatorSchedule::from_entries(&genesis, &altered).is_err());
+
+    // An audit proof of a transaction after the changes verifies offline with the changes it
+    // carries, and not without them (its block was signed by a set the genesis does not name).
+    let late = *sent.last().unwrap();
+    let mut proof = pmr_primitives::AuditProof {
+        version: pmr_primitives::AUDIT_PROOF_VERSION,
+        chain_id: genesis.chain_id,
+        genesis_hash: genesis.hash(),
+        token_id: Default::default(),
+        entries: vec![pmr_client::records::proof_entry(c0.receipt(late).await.unwrap()).unwrap()],
+        validator_changes: entries.clone(),
+    };
+    pmr_consensus::verify_audit_proof(&proof, &genesis, Default::default()).unwrap();
+    proof.validator_changes.clear();
+    let err = pmr_consensus::verify_audit_proof(&proof, &genesis, Default::default())
+        .expect_err("checked against the genesis set alone");
+    assert!(err.to_string().contains("entry 0"), "{err}");
+
+    // Node 3 (removed) loses its disk and joins again by state sync: the block it starts from
+    // is signed by validators the genesis does not have all of.
+    std::fs::remove_dir_all(net.cluster.home(3).join("data")).unwrap();
+    let home3 = net.cluster.home(3);
+    let (synced, text) = run_pmr(
+        &[
+            "state",
+            "sync",
+            "--home",
+            home3.to_str().unwrap(),
+            "--from",
+            net.cluster.rpc(0),
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert!(synced, "{text}");
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let base = report["height"].as_u64().unwrap();
+    assert!(base > removed_at, "{report}");
+    net.cluster.start(3).unwrap();
+    let tip = net.height(0).await;
+    net.wait_height(3, tip + 2).await;
+    let c3 = net.client(3).await;
+    assert_eq!(
+        c3.block(tip + 1).await.unwrap().hash,
+        c0.block(tip + 1).await.unwrap().hash
+    );
     eprintln!(
         "governance under load: {} transactions, {last} blocks, longest gap between blocks {longest} ms",
         sent.len()
