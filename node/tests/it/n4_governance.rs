@@ -117,7 +117,7 @@ async fn the_council_adds_rotates_and_removes_validators_under_load() {
             let mut nonce = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 for _ in 0..4 {
-                    let c = if nonce % 2 == 0 { &c0 } else { &c1 };
+                    let c = if nonce.is_multiple_of(2) { &c0 } else { &c1 };
                     let hash = c
                         .submit(noop_tx(&hospital, chain_id, nonce))
                         .await
