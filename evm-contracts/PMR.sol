@@ -123,6 +123,15 @@ contract PMR is ERC721, AccessControl {
     /// each (compressed), as the patient signed them at registration.
     mapping(address patient => bytes) private _metaAddresses;
 
+    /// A custodian of record-key shares: its operator account and X25519 custody key.
+    struct ShareCustodian {
+        address operator;
+        bytes32 custodyKey;
+    }
+
+    /// Share custodians in the order they were added (the genesis's first).
+    ShareCustodian[] private _shareCustodians;
+
     /// Domain of the message an account signs to publish its keys.
     bytes32 private constant KEY_DOMAIN = keccak256("PMR encryption key v2");
     /// Length of a stealth meta-address.
@@ -199,6 +208,10 @@ contract PMR is ERC721, AccessControl {
 
     // ----- errors -----
     error ZeroAddress();
+    error CustodyKeysMismatch();
+    error ZeroCustodyKey();
+    /// The account or its custody key is already a share custodian's.
+    error CustodianExists(address custodian);
     error NotPermitted(address account);
     error RecordNotTransferable(uint256 tokenId);
     error ApprovalsDisabled();
@@ -237,6 +250,7 @@ contract PMR is ERC721, AccessControl {
         uint64[] memory validatorPowers,
         address[] memory hospitals,
         address[] memory custodians,
+        bytes32[] memory custodyKeys,
         address[] memory permitted
     ) ERC721("PMR Medical Record", "PMR") {
         for (uint256 i = 0; i < council.length; i++) {
@@ -252,8 +266,9 @@ contract PMR is ERC721, AccessControl {
         for (uint256 i = 0; i < hospitals.length; i++) {
             _registerHospital(hospitals[i]);
         }
+        if (custodians.length != custodyKeys.length) revert CustodyKeysMismatch();
         for (uint256 i = 0; i < custodians.length; i++) {
-            _addCustodian(custodians[i]);
+            _addCustodian(custodians[i], custodyKeys[i]);
         }
         for (uint256 i = 0; i < permitted.length; i++) {
             if (permitted[i] == address(0)) revert ZeroAddress();
@@ -596,9 +611,23 @@ contract PMR is ERC721, AccessControl {
         _registerHospital(hospital);
     }
 
-    /// Grants CUSTODIAN to `custodian` (and permits it).
-    function addCustodian(address custodian) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        _addCustodian(custodian);
+    /// Makes operator account `custodian` a share custodian with X25519 key `custodyKey`: it is
+    /// granted CUSTODIAN (and permitted), and the key of every record made from now on is split
+    /// to it too, as the next custodian index. Records made before keep their custodians.
+    /// Revoking CUSTODIAN later leaves its index in place but splits no new key to it.
+    function addCustodian(address custodian, bytes32 custodyKey) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (custodyKey == bytes32(0)) revert ZeroCustodyKey();
+        _addCustodian(custodian, custodyKey);
+    }
+
+    /// Every share custodian by index (entry i is custodian i + 1 of share envelopes), and
+    /// whether each still holds CUSTODIAN (only those receive shares of new records).
+    function shareCustodians() external view returns (ShareCustodian[] memory list, bool[] memory active) {
+        list = _shareCustodians;
+        active = new bool[](list.length);
+        for (uint256 i = 0; i < list.length; i++) {
+            active[i] = hasRole(CUSTODIAN_ROLE, list[i].operator);
+        }
     }
 
     function _registerHospital(address hospital) private {
@@ -607,8 +636,17 @@ contract PMR is ERC721, AccessControl {
         emit HospitalRegistered(hospital, _msgSender());
     }
 
-    function _addCustodian(address custodian) private {
+    /// A `custodyKey` of zero grants the role only (an operator that holds no shares).
+    function _addCustodian(address custodian, bytes32 custodyKey) private {
         if (custodian == address(0)) revert ZeroAddress();
+        if (custodyKey != bytes32(0)) {
+            for (uint256 i = 0; i < _shareCustodians.length; i++) {
+                if (_shareCustodians[i].operator == custodian || _shareCustodians[i].custodyKey == custodyKey) {
+                    revert CustodianExists(custodian);
+                }
+            }
+            _shareCustodians.push(ShareCustodian(custodian, custodyKey));
+        }
         _grantRole(CUSTODIAN_ROLE, custodian);
         emit CustodianAdded(custodian, _msgSender());
     }

@@ -151,10 +151,13 @@ pub(crate) enum Change {
         #[command(flatten)]
         net: NetArgs,
     },
-    /// Give an operator account the CUSTODIAN role.
+    /// Make a node's operator a share custodian: the key of every record made from then on is
+    /// split to it too (older records keep their custodians).
     AddCustodian {
-        /// The custodian's operator account.
-        account: Address,
+        /// The operator's public key listing (`pmr keys show --output json`): its operator
+        /// account and custody key.
+        #[arg(long)]
+        keys: PathBuf,
         #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
@@ -253,8 +256,12 @@ impl Change {
                 let call = PMR::registerHospitalCall { hospital: account };
                 (call.abi_encode().into(), key, net)
             }
-            Change::AddCustodian { account, key, net } => {
-                let call = PMR::addCustodianCall { custodian: account };
+            Change::AddCustodian { keys, key, net } => {
+                let (custodian, custody_key) = listing_custodian(&keys)?;
+                let call = PMR::addCustodianCall {
+                    custodian,
+                    custodyKey: custody_key,
+                };
                 (call.abi_encode().into(), key, net)
             }
             Change::Permit {
@@ -294,6 +301,34 @@ fn listing_key(path: &std::path::Path) -> Result<B256> {
         .wrap_err_with(|| format!("{}: consensus_key is not 32 bytes of hex", path.display()))
 }
 
+/// The operator account and custody key of an operator's public listing.
+fn listing_custodian(path: &std::path::Path) -> Result<(Address, B256)> {
+    #[derive(serde::Deserialize)]
+    struct Listing {
+        operator: Option<Address>,
+        custody_key: Option<String>,
+    }
+    let text = std::fs::read_to_string(path)
+        .wrap_err_with(|| format!("cannot read {}", path.display()))?;
+    let listing: Listing = serde_json::from_str(&text).wrap_err_with(|| {
+        format!(
+            "{} is not the output of `pmr keys show --output json`",
+            path.display()
+        )
+    })?;
+    let (Some(operator), Some(key)) = (listing.operator, listing.custody_key) else {
+        bail!(
+            "{} names no operator account and custody key: was it made by `pmr keys init`?",
+            path.display()
+        );
+    };
+    let key: B256 = key
+        .trim_start_matches("0x")
+        .parse()
+        .wrap_err_with(|| format!("{}: custody_key is not 32 bytes of hex", path.display()))?;
+    Ok((operator, key))
+}
+
 /// A validator key that cannot sign would be left out of the set by every node: refuse it here.
 fn check_ed25519(key: &B256) -> Result<()> {
     pmr_consensus::PublicKey::from_bytes(key.0)
@@ -320,7 +355,7 @@ pub(crate) fn describe_call(data: &[u8]) -> String {
         removeCouncilMemberCall => |c: PMR::removeCouncilMemberCall| format!("remove council member {}", c.member),
         setCouncilThresholdCall => |c: PMR::setCouncilThresholdCall| format!("set the council threshold to {}", c.threshold),
         registerHospitalCall => |c: PMR::registerHospitalCall| format!("register hospital {}", c.hospital),
-        addCustodianCall => |c: PMR::addCustodianCall| format!("add custodian {}", c.custodian),
+        addCustodianCall => |c: PMR::addCustodianCall| format!("add share custodian {} with custody key {}", c.custodian, c.custodyKey),
         setPermittedCall => |c: PMR::setPermittedCall| if c.permitted { format!("permit {}", c.account) } else { format!("take {} off the permission list", c.account) },
         revokeRoleCall => |c: PMR::revokeRoleCall| format!("revoke role {} from {}", c.role, c.account),
     );

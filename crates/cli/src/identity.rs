@@ -71,10 +71,14 @@ pub(crate) enum AdminCommand {
         #[command(flatten)]
         net: NetArgs,
     },
-    /// Give an account the CUSTODIAN role.
+    /// Make an operator account a share custodian (CUSTODIAN role and the key shares of every
+    /// record made from now on).
     AddCustodian {
         /// The custodian's operator account.
         account: Address,
+        /// Its X25519 custody key (`custody_key` of its `pmr keys show`).
+        #[arg(long)]
+        custody_key: B256,
         #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
@@ -301,8 +305,16 @@ impl IdentityCommands {
                 let call = PMR::registerHospitalCall { hospital: account };
                 send_as(&key, &net, out, "hospital registered", call).await
             }
-            IdentityCommands::Admin(AdminCommand::AddCustodian { account, key, net }) => {
-                let call = PMR::addCustodianCall { custodian: account };
+            IdentityCommands::Admin(AdminCommand::AddCustodian {
+                account,
+                custody_key,
+                key,
+                net,
+            }) => {
+                let call = PMR::addCustodianCall {
+                    custodian: account,
+                    custodyKey: custody_key,
+                };
                 send_as(&key, &net, out, "custodian added", call).await
             }
             IdentityCommands::Admin(AdminCommand::Permit {

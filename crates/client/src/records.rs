@@ -378,8 +378,10 @@ impl Network {
         })
     }
 
-    /// The custodians shares are sealed to: the genesis's, and every reachable node must
-    /// report the same (a node, or anyone on the path to it, that names other keys is caught
+    /// The custodians shares are sealed to: the chain's active share custodians (the
+    /// genesis's, which must come first as the genesis names them, then those the council
+    /// added), which every reachable node must answer alike, both from its state and in its
+    /// custodian list (a node, or anyone on the path to it, that names other keys is caught
     /// here instead of receiving shares).
     async fn custodians(&self) -> Result<Vec<CustodianInfo>, RecordError> {
         let genesis = self.genesis.as_ref().ok_or_else(|| {
@@ -389,7 +391,30 @@ impl Network {
                     .into(),
             )
         })?;
-        let expected = genesis.custodians();
+        let chain = self.view_agreed(PMR::shareCustodiansCall {}).await?;
+        for g in genesis.custodians() {
+            let listed = chain.list.get(usize::from(g.index) - 1);
+            if listed.map(|c| (c.operator, c.custodyKey.0)) != Some((g.address, g.custody_key)) {
+                return Err(RecordError::Refused(format!(
+                    "custodian mismatch: the chain's custodian {} is not the genesis's ({}): \
+                     refusing to seal shares to keys that are not the network's",
+                    g.index, g.name
+                )));
+            }
+        }
+        let expected: Vec<pmr_primitives::GenesisCustodian> = chain
+            .list
+            .iter()
+            .zip(&chain.active)
+            .enumerate()
+            .filter(|(_, (_, active))| **active)
+            .map(|(i, (c, _))| pmr_primitives::GenesisCustodian {
+                index: i as u16 + 1,
+                name: format!("custodian-{}", i + 1),
+                address: c.operator,
+                custody_key: c.custodyKey.0,
+            })
+            .collect();
         for c in &self.nodes {
             let r = ShareServiceClient::new(c.channel())
                 .get_custodians(pb::GetCustodiansRequest {})

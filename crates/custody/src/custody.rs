@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use std::num::NonZeroU32;
 
 use alloy_primitives::{keccak256, Address, B256, U256};
-use alloy_sol_types::SolEvent;
+use alloy_sol_types::{SolCall, SolEvent};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use pmr_blob::Cid;
 use pmr_consensus::Ledger;
@@ -66,7 +66,8 @@ impl Default for ReleaseLimits {
 pub struct CustodyParams {
     /// The chain id.
     pub chain_id: u64,
-    /// The chain's custodians (`Genesis::custodians`).
+    /// The genesis's custodians (`Genesis::custodians`), for their names; which custodians
+    /// the chain has is read from its state.
     pub custodians: Vec<GenesisCustodian>,
     /// This node's custody key, if it has one.
     pub custody_key: Option<X25519Secret>,
@@ -84,17 +85,23 @@ pub struct CustodyParams {
     pub limits: ReleaseLimits,
 }
 
-/// This node as a custodian.
-struct Me {
+/// This node as a custodian, at one height.
+struct Me<'a> {
     info: GenesisCustodian,
-    secret: X25519Secret,
-    operator: Operator,
+    secret: &'a X25519Secret,
+    operator: &'a Operator,
 }
+
+/// The chain's active custodians as read at one height.
+type CustodianCache = (u64, Arc<Vec<GenesisCustodian>>);
 
 struct Inner {
     chain_id: u64,
-    custodians: Vec<GenesisCustodian>,
-    me: Option<Me>,
+    /// Names of the genesis's custodians by custody key (later ones are named by index).
+    names: std::collections::HashMap<[u8; 32], String>,
+    secret: Option<X25519Secret>,
+    operator: Option<Operator>,
+    cache: parking_lot::Mutex<Option<CustodianCache>>,
     ledger: Arc<Ledger>,
     content: ContentNode,
     store: CustodyStore,
@@ -128,61 +135,24 @@ pub struct Custody {
 }
 
 impl Custody {
-    /// Identifies this node among the chain's custodians by its custody key. A key the genesis
-    /// does not name makes a node that holds no shares (a warning, not an error); a custodian
-    /// without its operator account, or with another than the genesis names, is refused.
+    /// The node's custody. Whether it is a custodian is read from the chain (the contract's
+    /// share custodians: the genesis's, then those the council added), at every height: a
+    /// node whose custody key the chain does not name holds no shares until the council adds
+    /// it. A custodian whose operator account is another than the chain names is refused
+    /// (here for the genesis's custodians, at use for later ones).
     pub fn open(p: CustodyParams) -> Result<Self, CustodyError> {
-        let me = match p.custody_key {
-            None => {
-                info!(target: TARGET, "no custody key: this node is not a share custodian");
-                None
-            }
-            Some(secret) => {
-                let public = X25519PublicKey::from(&secret);
-                match p
-                    .custodians
-                    .iter()
-                    .find(|c| &c.custody_key == public.as_bytes())
-                {
-                    None => {
-                        warn!(target: TARGET, custody_key = %hex::encode(public.as_bytes()), "this node's custody key is not in the genesis: it is not a custodian and holds no shares");
-                        None
-                    }
-                    Some(c) => {
-                        let operator = p.operator.ok_or_else(|| {
-                            CustodyError::Config(format!(
-                                "this node is custodian {} ({}) but has no operator key \
-                                 (keys/operator_key.json): a custodian needs it to log share \
-                                 releases",
-                                c.index, c.name
-                            ))
-                        })?;
-                        if operator.address() != c.address {
-                            return Err(CustodyError::Config(format!(
-                                "the operator key holds account {} but the genesis names {} as \
-                                 the operator of custodian {} ({}): use the operator key the \
-                                 genesis was made with",
-                                operator.address(),
-                                c.address,
-                                c.index,
-                                c.name
-                            )));
-                        }
-                        info!(target: TARGET, index = c.index, operator = %c.address, custodians = p.custodians.len(), "this node is a share custodian");
-                        Some(Me {
-                            info: c.clone(),
-                            secret,
-                            operator: Operator::new(operator, p.chain_id),
-                        })
-                    }
-                }
-            }
-        };
-        Ok(Custody {
+        let names = p
+            .custodians
+            .iter()
+            .map(|c| (c.custody_key, c.name.clone()))
+            .collect();
+        let custody = Custody {
             inner: Arc::new(Inner {
                 chain_id: p.chain_id,
-                custodians: p.custodians,
-                me,
+                names,
+                secret: p.custody_key,
+                operator: p.operator.map(|w| Operator::new(w, p.chain_id)),
+                cache: parking_lot::Mutex::new(None),
                 ledger: p.ledger,
                 content: p.content,
                 store: CustodyStore::new(p.store),
@@ -196,7 +166,20 @@ impl Custody {
                 },
                 limits: p.limits,
             }),
-        })
+        };
+        match custody.me() {
+            Ok(me) => {
+                info!(target: TARGET, index = me.info.index, operator = %me.info.address, "this node is a share custodian")
+            }
+            Err(CustodyError::NotCustodian) => match &custody.inner.secret {
+                None => info!(target: TARGET, "no custody key: this node is not a share custodian"),
+                Some(secret) => {
+                    warn!(target: TARGET, custody_key = %hex::encode(X25519PublicKey::from(secret).as_bytes()), "the chain names no custodian with this node's custody key: it holds no shares until the council adds it")
+                }
+            },
+            Err(e) => return Err(e),
+        }
+        Ok(custody)
     }
 
     /// The chain id.
@@ -204,28 +187,107 @@ impl Custody {
         self.inner.chain_id
     }
 
-    /// Every custodian of the chain, by index.
-    pub fn custodians(&self) -> &[GenesisCustodian] {
-        &self.inner.custodians
+    /// Every active custodian of the chain at the latest height, by index: the key of a record
+    /// made now is split to these.
+    pub fn custodians(&self) -> Result<Arc<Vec<GenesisCustodian>>, CustodyError> {
+        let height = self.inner.ledger.tip().height;
+        if let Some((at, list)) = self.inner.cache.lock().as_ref() {
+            if *at == height {
+                return Ok(list.clone());
+            }
+        }
+        let call = PMR::shareCustodiansCall {};
+        let out = self
+            .inner
+            .ledger
+            .executor
+            .call(
+                Some(height),
+                Address::ZERO,
+                PMR_ADDRESS,
+                call.abi_encode().into(),
+            )
+            .map_err(CustodyError::internal)?;
+        if !out.success {
+            return Err(CustodyError::internal(
+                "the contract refused shareCustodians()",
+            ));
+        }
+        let answer = PMR::shareCustodiansCall::abi_decode_returns(&out.output)
+            .map_err(|e| CustodyError::internal(format!("shareCustodians(): {e}")))?;
+        let list: Vec<GenesisCustodian> = answer
+            .list
+            .iter()
+            .zip(&answer.active)
+            .enumerate()
+            .filter(|(_, (_, active))| **active)
+            .map(|(i, (c, _))| GenesisCustodian {
+                index: i as u16 + 1,
+                name: self
+                    .inner
+                    .names
+                    .get(&c.custodyKey.0)
+                    .cloned()
+                    .unwrap_or_else(|| format!("custodian-{}", i + 1)),
+                address: c.operator,
+                custody_key: c.custodyKey.0,
+            })
+            .collect();
+        let list = Arc::new(list);
+        *self.inner.cache.lock() = Some((height, list.clone()));
+        Ok(list)
     }
 
-    /// This node's genesis entry, when it is a custodian.
-    pub fn this_node(&self) -> Option<&GenesisCustodian> {
-        self.inner.me.as_ref().map(|m| &m.info)
+    /// This node's entry among the chain's custodians, when it is one.
+    pub fn this_node(&self) -> Option<GenesisCustodian> {
+        self.me().ok().map(|m| m.info)
     }
 
-    /// This node's operator account, when it is a custodian.
+    /// This node's operator account, when it has one (a custodian signs its share-release
+    /// logs with it).
     pub fn operator(&self) -> Option<alloy_primitives::Address> {
-        self.inner.me.as_ref().map(|m| m.operator.address())
+        self.inner.operator.as_ref().map(|o| o.address())
     }
 
-    /// Whether this node is a custodian of the chain.
+    /// Whether this node is an active custodian of the chain at the latest height.
     pub fn is_custodian(&self) -> bool {
-        self.inner.me.is_some()
+        self.me().is_ok()
     }
 
-    fn me(&self) -> Result<&Me, CustodyError> {
-        self.inner.me.as_ref().ok_or(CustodyError::NotCustodian)
+    fn me(&self) -> Result<Me<'_>, CustodyError> {
+        let secret = self
+            .inner
+            .secret
+            .as_ref()
+            .ok_or(CustodyError::NotCustodian)?;
+        let public = X25519PublicKey::from(secret);
+        let list = self.custodians()?;
+        let c = list
+            .iter()
+            .find(|c| &c.custody_key == public.as_bytes())
+            .ok_or(CustodyError::NotCustodian)?;
+        let operator = self.inner.operator.as_ref().ok_or_else(|| {
+            CustodyError::Config(format!(
+                "this node is custodian {} ({}) but has no operator key (keys/operator_key.json): \
+                 a custodian needs it to log share releases",
+                c.index, c.name
+            ))
+        })?;
+        if operator.address() != c.address {
+            return Err(CustodyError::Config(format!(
+                "the operator key holds account {} but the chain names {} as the operator of \
+                 custodian {} ({}): use the operator key the custodian was registered with",
+                operator.address(),
+                c.address,
+                c.index,
+                c.name
+            )));
+        }
+        Ok(Me {
+            info: c.clone(),
+            secret,
+            operator,
+        })
     }
 
     /// The stored custody record of `token` version `version`.

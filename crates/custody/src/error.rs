@@ -9,8 +9,9 @@ use pmr_blob::Cid;
 pub enum CustodyError {
     /// FAILED_PRECONDITION: this node holds no custody key of the genesis.
     #[error(
-        "this node is not a share custodian (no custody key in its genesis entry); ask a \
-         custodian node (GetCustodians lists them)"
+        "this node is not a share custodian of the chain (no custody key, one the chain does \
+         not name, or its CUSTODIAN role was revoked); ask a custodian node (GetCustodians lists \
+         them)"
     )]
     NotCustodian,
     /// The node's keys do not match the genesis (at start).

@@ -39,6 +39,21 @@ pub fn constructor_args(genesis: &Genesis) -> PMR::constructorCall {
             .iter()
             .filter_map(|v| v.operator)
             .collect(),
+        // Zero for an operator without a custody key: the role only. The others are the
+        // genesis's custodians, in their index order (`Genesis::custodians`).
+        custodyKeys: genesis
+            .validators
+            .iter()
+            .filter(|v| v.operator.is_some())
+            .map(|v| {
+                v.custody_key
+                    .as_deref()
+                    .and_then(|k| alloy_primitives::hex::decode(k.trim_start_matches("0x")).ok())
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .map(alloy_primitives::FixedBytes::from)
+                    .unwrap_or_default()
+            })
+            .collect(),
         permitted: genesis.permitted.clone(),
     }
 }

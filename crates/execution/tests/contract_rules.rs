@@ -310,7 +310,10 @@ fn roles_gate_every_privileged_function() {
     );
     chain.reverts(
         &k.doctor,
-        PMR::addCustodianCall { custodian: doctor },
+        PMR::addCustodianCall {
+            custodian: doctor,
+            custodyKey: B256::repeat_byte(0xcc),
+        },
         "AccessControlUnauthorizedAccount",
     );
     chain.reverts(
@@ -375,7 +378,13 @@ fn roles_gate_every_privileged_function() {
         register_call(&k.patient, B256::repeat_byte(5), B256::repeat_byte(6)),
         "PatientAlreadyRegistered",
     );
-    let r = chain.ok(&k.admin, PMR::addCustodianCall { custodian: doctor });
+    let r = chain.ok(
+        &k.admin,
+        PMR::addCustodianCall {
+            custodian: doctor,
+            custodyKey: B256::repeat_byte(0xcc),
+        },
+    );
     assert!(event::<PMR::CustodianAdded>(&r).is_some());
     chain.ok(
         &k.admin,
@@ -856,6 +865,7 @@ fn the_mint_path_follows_hospital_role_grants_and_revocations() {
         &k.admin,
         PMR::addCustodianCall {
             custodian: k.doctor.address(),
+            custodyKey: B256::repeat_byte(0xcc),
         },
     );
     assert!(!mint_by(&mut chain, &k.doctor, 5).success);

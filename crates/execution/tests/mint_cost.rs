@@ -87,9 +87,10 @@ fn a_mint_computes_no_storage_key_and_writes_each_slot_once() {
         .unwrap();
     assert!(out.result.is_success());
     // 154,003 before records held a one-time owner's announcement (and the owner's account
-    // word was the patient's, warm after its first mint).
+    // word was the patient's, warm after its first mint); 194,750 before the governance
+    // and custodian functions lengthened the selector dispatch (+66).
     let gas = out.result.tx_gas_used();
-    assert!(gas <= 194_750, "{gas} gas per mint (194,750 pinned)");
+    assert!(gas <= 194_816, "{gas} gas per mint (194,816 pinned)");
     let c = &evm.inspector;
     let count = |op: u8| c.get_count(op);
     // No storage key is computed: records and account words are found by addition.
@@ -106,8 +107,9 @@ fn a_mint_computes_no_storage_key_and_writes_each_slot_once() {
         "LOG1, LOG3, LOG4"
     );
     assert!(
-        c.total_opcodes() <= 574,
-        "{} opcodes per mint (574 with the one-time owner's announcement and freshness check; \
+        c.total_opcodes() <= 589,
+        "{} opcodes per mint (589 with the longer selector dispatch of the governance and \
+         custodian functions; 574 with the one-time owner's announcement and freshness check; \
          476 before)",
         c.total_opcodes()
     );

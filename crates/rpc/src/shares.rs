@@ -40,11 +40,14 @@ impl ShareService for ShareApi {
         &self,
         _request: Request<pb::GetCustodiansRequest>,
     ) -> Result<Response<pb::GetCustodiansResponse>, Status> {
-        let all = self.custody.custodians();
+        let all = self
+            .custody
+            .custodians()
+            .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(pb::GetCustodiansResponse {
             chain_id: self.custody.chain_id(),
             custodians: all.iter().map(custodian_pb).collect(),
-            this_node: self.custody.this_node().map(custodian_pb),
+            this_node: self.custody.this_node().as_ref().map(custodian_pb),
             default_threshold: default_threshold(all.len()) as u32,
         }))
     }

@@ -665,3 +665,183 @@ async fn n4_record_lifecycle_through_the_cli() {
     // ... while the opened copies do hold it (the marker check can fail).
     assert!(v1.windows(MARKER.len()).any(|w| w == MARKER));
 }
+
+/// The custody status node `i` reports for `token`: `(version, status, index)` per version.
+async fn custody_status(net: &Net, i: usize, token: &str) -> Vec<(u32, String, u32)> {
+    let c = net.client(i).await;
+    let token: alloy_primitives::U256 = token.parse().unwrap();
+    let r = pmr_proto::v1::share_service_client::ShareServiceClient::new(c.channel())
+        .get_custody_status(pmr_proto::v1::GetCustodyStatusRequest {
+            token_id: token.to_be_bytes::<32>().to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    r.versions
+        .into_iter()
+        .map(|v| (v.version, v.status, v.custodian_index))
+        .collect()
+}
+
+/// A custodian the council adds later (#24 §2) receives the shares of records made after it
+/// joined, and none of records made before (their keys stay split as they were).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4_a_custodian_added_later_holds_shares_of_new_records_only() {
+    let net = start_net_spare(4, 1, |_, _| {}, |_| {}).await;
+    for i in 0..5 {
+        net.wait_height(i, 2).await;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let rpcs: Vec<String> = (0..4).map(|i| net.cluster.rpc(i).to_string()).collect();
+    let cli = Cli {
+        rpc: rpcs.join(","),
+        dir: work.path().to_path_buf(),
+        env: net.cli_env(),
+    };
+    let accounts = net.dir.path().join("accounts");
+    let admin_key = accounts.join("admin.json");
+    let admin_key = admin_key.to_str().unwrap();
+    let hospital_key = accounts.join("hospital.json");
+    let hospital_key = hospital_key.to_str().unwrap();
+
+    let patient = cli.identity("patient");
+    let shown = cli.ok(&[
+        "identity",
+        "show",
+        "--key",
+        "patient.json",
+        "--national-id",
+        "91-2345-6789-0124",
+    ]);
+    let field = |k: &str| shown[k].as_str().unwrap().to_string();
+    let (commitment, encryption_key, signature, meta) = (
+        field("pseudonym_commitment"),
+        field("encryption_key"),
+        field("registration_signature"),
+        field("stealth_meta_address"),
+    );
+    cli.ok(&[
+        "patient",
+        "register",
+        "--patient",
+        &patient,
+        "--commitment",
+        &commitment,
+        "--encryption-key",
+        &encryption_key,
+        "--meta-address",
+        &meta,
+        "--signature",
+        &signature,
+        "--key",
+        hospital_key,
+    ]);
+    let create = |file: &str, bytes: &[u8]| {
+        std::fs::write(work.path().join(file), bytes).unwrap();
+        let r = cli.ok(&[
+            "record",
+            "create",
+            "--patient",
+            &patient,
+            "--type",
+            "3",
+            "--file",
+            file,
+            "--key",
+            hospital_key,
+        ]);
+        r["token_id"].as_str().unwrap().to_string()
+    };
+    let before = create("before.bin", b"made while four custodians held shares");
+
+    // Node 4's operator becomes the fifth custodian, from its public key listing.
+    let home4 = net.cluster.home(4);
+    let (ok, listing) = run_pmr(
+        &[
+            "keys",
+            "show",
+            "--home",
+            home4.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert!(ok, "{listing}");
+    std::fs::write(work.path().join("node4.json"), &listing).unwrap();
+    // Not by a hospital, which is no council member.
+    cli.fails(
+        &[
+            "gov",
+            "propose",
+            "add-custodian",
+            "--keys",
+            "node4.json",
+            "--key",
+            hospital_key,
+        ],
+        "NotCouncilMember",
+    );
+    let made = cli.ok(&[
+        "gov",
+        "propose",
+        "add-custodian",
+        "--keys",
+        "node4.json",
+        "--key",
+        admin_key,
+    ]);
+    assert_eq!(made["executed"], true, "{made}");
+    let listed = ShareListing::of(&net, 0).await;
+    assert_eq!(listed.0, 5, "custodians after the addition");
+    assert_eq!(
+        ShareListing::of(&net, 4).await.1,
+        Some(5),
+        "node 4 is custodian 5"
+    );
+
+    let after = create("after.bin", b"made once five custodians held shares");
+    // Node 4 takes custody of the new record's share (index 5, opened and verified against
+    // the envelope's commitments), and has none of the older record.
+    let deadline = std::time::Instant::now() + T;
+    let held = loop {
+        let s = custody_status(&net, 4, &after).await;
+        if !s.is_empty() || std::time::Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        held,
+        vec![(0, "held".to_string(), 5)],
+        "node 4 for the new record"
+    );
+    assert!(
+        custody_status(&net, 4, &before)
+            .await
+            .iter()
+            .all(|(_, status, _)| status != "held"),
+        "node 4 holds no share of a record made before it joined"
+    );
+    // The genesis custodians hold both.
+    for token in [&before, &after] {
+        let s = custody_status(&net, 0, token).await;
+        assert_eq!(s.len(), 1, "node 0 for {token}: {s:?}");
+        assert_eq!(s[0].1, "held");
+    }
+}
+
+/// What `ShareService.GetCustodians` answers: how many custodians, and this node's index.
+struct ShareListing(usize, Option<u32>);
+
+impl ShareListing {
+    async fn of(net: &Net, i: usize) -> Self {
+        let c = net.client(i).await;
+        let r = pmr_proto::v1::share_service_client::ShareServiceClient::new(c.channel())
+            .get_custodians(pmr_proto::v1::GetCustodiansRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        ShareListing(r.custodians.len(), r.this_node.map(|t| t.index))
+    }
+}
