@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use alloy_primitives::{Address, Bytes, B256, U256};
+use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use alloy_sol_types::{SolCall, SolEvent};
 use clap::Subcommand;
 use eyre::{bail, Context, Result};
@@ -163,6 +163,25 @@ pub(crate) enum Change {
         #[command(flatten)]
         net: NetArgs,
     },
+    /// Take the HOSPITAL role from an account: it registers and mints no more.
+    RemoveHospital {
+        /// The hospital's account.
+        account: Address,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Take the CUSTODIAN role from an operator account: no new record's key is split to it
+    /// and its node releases no more shares (its index stays).
+    RemoveCustodian {
+        /// The custodian's operator account.
+        account: Address,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
     /// Put an account on (or, with --revoke, take it off) the permission list.
     Permit {
         /// The account.
@@ -264,6 +283,20 @@ impl Change {
                 };
                 (call.abi_encode().into(), key, net)
             }
+            Change::RemoveHospital { account, key, net } => {
+                let call = PMR::revokeRoleCall {
+                    role: keccak256("PMR_HOSPITAL"),
+                    account,
+                };
+                (call.abi_encode().into(), key, net)
+            }
+            Change::RemoveCustodian { account, key, net } => {
+                let call = PMR::revokeRoleCall {
+                    role: keccak256("PMR_CUSTODIAN"),
+                    account,
+                };
+                (call.abi_encode().into(), key, net)
+            }
             Change::Permit {
                 account,
                 revoke,
@@ -357,7 +390,7 @@ pub(crate) fn describe_call(data: &[u8]) -> String {
         registerHospitalCall => |c: PMR::registerHospitalCall| format!("register hospital {}", c.hospital),
         addCustodianCall => |c: PMR::addCustodianCall| format!("add share custodian {} with custody key {}", c.custodian, c.custodyKey),
         setPermittedCall => |c: PMR::setPermittedCall| if c.permitted { format!("permit {}", c.account) } else { format!("take {} off the permission list", c.account) },
-        revokeRoleCall => |c: PMR::revokeRoleCall| format!("revoke role {} from {}", c.role, c.account),
+        revokeRoleCall => |c: PMR::revokeRoleCall| format!("revoke {} from {}", role_name(c.role), c.account),
     );
     match data.get(..4) {
         Some(selector) => format!(
@@ -366,6 +399,17 @@ pub(crate) fn describe_call(data: &[u8]) -> String {
             data.len()
         ),
         None => "an empty call".into(),
+    }
+}
+
+/// HOSPITAL, CUSTODIAN or the role's hash.
+fn role_name(role: B256) -> String {
+    if role == keccak256("PMR_HOSPITAL") {
+        "HOSPITAL".into()
+    } else if role == keccak256("PMR_CUSTODIAN") {
+        "CUSTODIAN".into()
+    } else {
+        role.to_string()
     }
 }
 

@@ -829,6 +829,62 @@ async fn n4_a_custodian_added_later_holds_shares_of_new_records_only() {
         assert_eq!(s.len(), 1, "node 0 for {token}: {s:?}");
         assert_eq!(s[0].1, "held");
     }
+
+    // Removed again: its index stays, but it is no active custodian, and records made from
+    // then on are split to the genesis's four only.
+    let listing: Value = serde_json::from_str(&listing).unwrap();
+    let operator = listing["operator"].as_str().unwrap();
+    let removed = cli.ok(&[
+        "gov",
+        "propose",
+        "remove-custodian",
+        operator,
+        "--key",
+        admin_key,
+    ]);
+    assert_eq!(removed["executed"], true, "{removed}");
+    let listed = ShareListing::of(&net, 0).await;
+    assert_eq!(listed.0, 4, "active custodians after the removal");
+    assert_eq!(
+        ShareListing::of(&net, 4).await.1,
+        None,
+        "node 4 is no custodian"
+    );
+    let last = create("last.bin", b"made after the fifth custodian left");
+    for (token, custodians) in [(&before, 4), (&after, 5), (&last, 4)] {
+        assert_eq!(
+            envelope_slots(&net, token).await,
+            custodians,
+            "record {token}"
+        );
+    }
+}
+
+/// How many custodians the share envelope of `token`'s first version names (as node 0, a
+/// custodian, took custody of it).
+async fn envelope_slots(net: &Net, token: &str) -> usize {
+    let deadline = std::time::Instant::now() + T;
+    let cid = loop {
+        let c = net.client(0).await;
+        let id: alloy_primitives::U256 = token.parse().unwrap();
+        let r = pmr_proto::v1::share_service_client::ShareServiceClient::new(c.channel())
+            .get_custody_status(pmr_proto::v1::GetCustodyStatusRequest {
+                token_id: id.to_be_bytes::<32>().to_vec(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(v) = r.versions.first() {
+            break v.envelope_cid.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 0 took no custody of {token}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let bytes = net.client(0).await.get_blob_bytes(&cid).await.unwrap();
+    ShareEnvelope::decode(&bytes).unwrap().custodians().len()
 }
 
 /// What `ShareService.GetCustodians` answers: how many custodians, and this node's index.
