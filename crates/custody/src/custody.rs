@@ -324,7 +324,7 @@ impl Custody {
         };
         self.inner.content.fetch_and_pin(cid).await.map_err(fetch)?;
         let bytes = self.inner.content.get_bytes(cid).await.map_err(fetch)?;
-        let rec = assess(version, &cid, &bytes, &key_commitment, &me.secret);
+        let rec = assess(version, &cid, &bytes, &key_commitment, me.secret);
         self.inner.store.put_record(token, &rec)?;
         match rec.status {
             CustodyStatus::Held => {
@@ -514,7 +514,7 @@ impl Custody {
             .and_then(|b| ShareEnvelope::decode(&b).ok())
             .ok_or_else(|| CustodyError::internal("corrupt custody record: stored envelope"))?;
         let share =
-            open_custodian_share(&env, rec.index, &me.secret).map_err(CustodyError::internal)?;
+            open_custodian_share(&env, rec.index, me.secret).map_err(CustodyError::internal)?;
         let context = GrantContext {
             chain_id,
             token_id: token,
