@@ -132,6 +132,11 @@ contract PMR is ERC721, AccessControl {
     /// Share custodians in the order they were added (the genesis's first).
     ShareCustodian[] private _shareCustodians;
 
+    /// The gas limits, governed: `block << 64 | transaction`, the most gas one block's
+    /// transactions may use together and the most one transaction may reserve. Each block is
+    /// executed with the limits its parent's state holds (the node reads this word directly).
+    uint256 private _gasLimits;
+
     /// Domain of the message an account signs to publish its keys.
     bytes32 private constant KEY_DOMAIN = keccak256("PMR encryption key v2");
     /// Length of a stealth meta-address.
@@ -209,6 +214,12 @@ contract PMR is ERC721, AccessControl {
     // ----- errors -----
     error ZeroAddress();
     error CustodyKeysMismatch();
+    error BadGasLimits(uint64 blockGasLimit, uint64 txGasLimit);
+    event GasLimitsSet(uint64 blockGasLimit, uint64 txGasLimit);
+    /// The least transaction gas limit governance may set.
+    uint64 public constant MIN_TX_GAS_LIMIT = 2_000_000;
+    /// The most block gas limit governance may set.
+    uint64 public constant MAX_BLOCK_GAS_LIMIT = 8_000_000_000;
     error ZeroCustodyKey();
     /// The account or its custody key is already a share custodian's.
     error CustodianExists(address custodian);
@@ -251,8 +262,12 @@ contract PMR is ERC721, AccessControl {
         address[] memory hospitals,
         address[] memory custodians,
         bytes32[] memory custodyKeys,
-        address[] memory permitted
+        address[] memory permitted,
+        uint64 blockGasLimit,
+        uint64 txGasLimit
     ) ERC721("PMR Medical Record", "PMR") {
+        // The genesis's limits as given (the node checked them); later ones are bounded.
+        _gasLimits = (uint256(blockGasLimit) << 64) | txGasLimit;
         for (uint256 i = 0; i < council.length; i++) {
             _addCouncilMember(council[i]);
         }
@@ -295,6 +310,8 @@ contract PMR is ERC721, AccessControl {
     uint256 public constant VALIDATOR_CHANGE_DELAY = 2;
     /// Most validators in a set.
     uint256 public constant MAX_VALIDATORS = 128;
+    /// Most voting power of a whole set.
+    uint256 public constant MAX_TOTAL_POWER = 1 << 60;
     /// Most council members.
     uint256 public constant MAX_COUNCIL = 64;
     /// Blocks after which an unexecuted proposal can no longer be approved.
@@ -338,6 +355,8 @@ contract PMR is ERC721, AccessControl {
     event ValidatorSetChanged(uint256 effectiveHeight, bytes32[] keys, uint64[] powers);
 
     error NotCouncilMember(address account);
+    /// A council member cannot be taken off the permission list (remove it from the council).
+    error CouncilMemberStaysPermitted(address member);
     /// ADMIN_ROLE is the council's (add a council member instead).
     error AdminIsTheCouncil();
     error BadThreshold(uint256 threshold, uint256 members);
@@ -473,6 +492,7 @@ contract PMR is ERC721, AccessControl {
 
     function _addCouncilMember(address member) private {
         if (member == address(0)) revert ZeroAddress();
+        if (member == address(this)) revert NotCouncilMember(member);
         if (_isCouncil[member]) revert AlreadyCouncilMember(member);
         if (_council.length >= MAX_COUNCIL) revert CouncilFull();
         _isCouncil[member] = true;
@@ -540,15 +560,16 @@ contract PMR is ERC721, AccessControl {
         return (e.validators, e.effectiveHeight);
     }
 
-    /// Every validator set the chain has had, oldest first, from entry `from` on: what a node
-    /// derives the set of each height from.
-    function validatorSetHistory(uint256 from) external view returns (ValidatorSetEntry[] memory out) {
-        uint256 n = _validatorSets.length;
-        if (from > n) from = n;
-        out = new ValidatorSetEntry[](n - from);
-        for (uint256 i = from; i < n; i++) {
-            out[i - from] = _validatorSets[i];
-        }
+    /// How many validator sets the chain has had (the genesis's is entry 0).
+    function validatorSetCount() external view returns (uint256) {
+        return _validatorSets.length;
+    }
+
+    /// Validator set `index` of the history, oldest first, and the height from which it
+    /// decides: what a node derives the set of each height from, one entry per call (a set
+    /// costs at most `MAX_VALIDATORS` storage reads, well within a call's gas).
+    function validatorSetAt(uint256 index) external view returns (ValidatorSetEntry memory) {
+        return _validatorSets[index];
     }
 
     function _latestValidators() private view returns (Validator[] memory) {
@@ -575,6 +596,12 @@ contract PMR is ERC721, AccessControl {
 
     function _storeValidatorSet(Validator[] memory set, uint256 effective) private {
         if (set.length == 0 || set.length > MAX_VALIDATORS) revert BadValidatorSet();
+        uint256 total = 0;
+        for (uint256 i = 0; i < set.length; i++) {
+            total += set[i].power;
+        }
+        // Nodes add voting power in 64 bits.
+        if (total > MAX_TOTAL_POWER) revert BadValidatorSet();
         ValidatorSetEntry storage e = _validatorSets.push();
         e.effectiveHeight = uint64(effective);
         bytes32[] memory keys = new bytes32[](set.length);
@@ -602,6 +629,8 @@ contract PMR is ERC721, AccessControl {
     /// Adds `account` to, or removes it from, the permission list.
     function setPermitted(address account, bool permitted) external onlyRole(DEFAULT_ADMIN_ROLE) {
         if (account == address(0)) revert ZeroAddress();
+        // A member that could not send transactions could not approve: remove it instead.
+        if (!permitted && _isCouncil[account]) revert CouncilMemberStaysPermitted(account);
         _removed[account] = !permitted;
         _setPermitted(account, permitted);
     }
@@ -618,6 +647,23 @@ contract PMR is ERC721, AccessControl {
     function addCustodian(address custodian, bytes32 custodyKey) external onlyRole(DEFAULT_ADMIN_ROLE) {
         if (custodyKey == bytes32(0)) revert ZeroCustodyKey();
         _addCustodian(custodian, custodyKey);
+    }
+
+    /// Sets the gas limits from the next block on. The transaction limit stays at least
+    /// `MIN_TX_GAS_LIMIT` (enough for any governance transaction, so that the council can
+    /// always change them again) and the block limit between it and `MAX_BLOCK_GAS_LIMIT`.
+    /// Governed.
+    function setGasLimits(uint64 blockGasLimit, uint64 txGasLimit) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (txGasLimit < MIN_TX_GAS_LIMIT || blockGasLimit < txGasLimit || blockGasLimit > MAX_BLOCK_GAS_LIMIT) {
+            revert BadGasLimits(blockGasLimit, txGasLimit);
+        }
+        _gasLimits = (uint256(blockGasLimit) << 64) | txGasLimit;
+        emit GasLimitsSet(blockGasLimit, txGasLimit);
+    }
+
+    /// The gas limits the next block is executed with.
+    function gasLimits() external view returns (uint64 blockGasLimit, uint64 txGasLimit) {
+        return (uint64(_gasLimits >> 64), uint64(_gasLimits));
     }
 
     /// Every share custodian by index (entry i is custodian i + 1 of share envelopes), and

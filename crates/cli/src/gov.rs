@@ -163,6 +163,21 @@ pub(crate) enum Change {
         #[command(flatten)]
         net: NetArgs,
     },
+    /// Set the gas limits from the next block on: the most gas one block's transactions may
+    /// use together, and one transaction may reserve (at least 2,000,000, so that governance
+    /// can always change them again).
+    SetGasLimits {
+        /// Block gas limit (at least the transaction limit, at most 8,000,000,000).
+        #[arg(long)]
+        block: u64,
+        /// Transaction gas limit.
+        #[arg(long)]
+        tx: u64,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
     /// Take the HOSPITAL role from an account: it registers and mints no more.
     RemoveHospital {
         /// The hospital's account.
@@ -283,6 +298,18 @@ impl Change {
                 };
                 (call.abi_encode().into(), key, net)
             }
+            Change::SetGasLimits {
+                block,
+                tx,
+                key,
+                net,
+            } => {
+                let call = PMR::setGasLimitsCall {
+                    blockGasLimit: block,
+                    txGasLimit: tx,
+                };
+                (call.abi_encode().into(), key, net)
+            }
             Change::RemoveHospital { account, key, net } => {
                 let call = PMR::revokeRoleCall {
                     role: keccak256("PMR_HOSPITAL"),
@@ -387,6 +414,7 @@ pub(crate) fn describe_call(data: &[u8]) -> String {
         addCouncilMemberCall => |c: PMR::addCouncilMemberCall| format!("add council member {}", c.member),
         removeCouncilMemberCall => |c: PMR::removeCouncilMemberCall| format!("remove council member {}", c.member),
         setCouncilThresholdCall => |c: PMR::setCouncilThresholdCall| format!("set the council threshold to {}", c.threshold),
+        setGasLimitsCall => |c: PMR::setGasLimitsCall| format!("set the gas limits to {} per block, {} per transaction", c.blockGasLimit, c.txGasLimit),
         registerHospitalCall => |c: PMR::registerHospitalCall| format!("register hospital {}", c.hospital),
         addCustodianCall => |c: PMR::addCustodianCall| format!("add share custodian {} with custody key {}", c.custodian, c.custodyKey),
         setPermittedCall => |c: PMR::setPermittedCall| if c.permitted { format!("permit {}", c.account) } else { format!("take {} off the permission list", c.account) },
@@ -624,9 +652,20 @@ impl GovCommand {
             }
             GovCommand::Validators { net } => {
                 let network = net.connect(None).await?;
-                let history = network
-                    .view_agreed(PMR::validatorSetHistoryCall { from: U256::ZERO })
-                    .await?;
+                let count: u64 = network
+                    .view_agreed(PMR::validatorSetCountCall {})
+                    .await?
+                    .to();
+                let mut history = Vec::new();
+                for index in 0..count {
+                    history.push(
+                        network
+                            .view_agreed(PMR::validatorSetAtCall {
+                                index: U256::from(index),
+                            })
+                            .await?,
+                    );
+                }
                 out.show(&ValidatorsView(
                     history
                         .into_iter()

@@ -415,6 +415,21 @@ impl Network {
                 custody_key: c.custodyKey.0,
             })
             .collect();
+        // Custodians the genesis does not name are vouched for only by the nodes asked agreeing
+        // on the chain's state: one node alone (or whoever sits between it and this client)
+        // could name keys of its own.
+        let genesis_count = genesis.custodians().len();
+        let added = expected
+            .iter()
+            .filter(|c| usize::from(c.index) > genesis_count)
+            .count();
+        if added > 0 && self.nodes.len() < 2 {
+            return Err(RecordError::Refused(format!(
+                "the chain names {added} custodian(s) besides the genesis's, and only one node \
+                 was asked: give at least two nodes (--rpc A,B) so that their keys are checked \
+                 by their agreement before shares are sealed to them"
+            )));
+        }
         for c in &self.nodes {
             let r = ShareServiceClient::new(c.channel())
                 .get_custodians(pb::GetCustodiansRequest {})

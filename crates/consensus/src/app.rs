@@ -791,7 +791,15 @@ impl App {
         batch.commit(Durability::Sync)?;
         self.ledger.executor.mark_committed(&candidate.executed);
         if ValidatorSchedule::changed_by(&candidate.executed.receipts) {
-            self.ledger.schedule.reload(&self.ledger.executor)?;
+            // A node that cannot read the sets would run later heights with a stale set: it
+            // stops instead (and says why again at its next start).
+            self.ledger
+                .schedule
+                .reload(&self.ledger.executor)
+                .map_err(|e| ConsensusError::Divergence {
+                    height,
+                    detail: format!("cannot read the validator sets block {height} changed: {e}"),
+                })?;
             let sets = self.ledger.schedule.entries();
             for (_, set) in &sets {
                 for v in set.validators() {

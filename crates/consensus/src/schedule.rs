@@ -9,6 +9,7 @@
 //! committed, which is when the engine asks for it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use alloy_sol_types::{SolCall, SolEvent};
@@ -16,7 +17,7 @@ use malachitebft_signing_ed25519::PublicKey;
 use pmr_contract::{PMR, PMR_ADDRESS};
 use pmr_execution::{verify_receipt, Executor, Receipt};
 use pmr_primitives::{Address as EthAddress, Genesis, Header, MerkleProof, ProofEntry};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::context::{Address, Validator, ValidatorSet};
 use crate::error::ConsensusError;
@@ -44,6 +45,9 @@ pub struct ValidatorSchedule {
     names: HashMap<[u8; 32], String>,
     /// `(effective height, set)`, by increasing height; the first from height 1.
     entries: RwLock<Vec<(u64, ValidatorSet)>>,
+    /// How many of the contract's entries `entries` holds (0: only the genesis set, not yet
+    /// read from the chain).
+    from_chain: AtomicU64,
 }
 
 impl ValidatorSchedule {
@@ -53,6 +57,7 @@ impl ValidatorSchedule {
         Ok(Self {
             names: names(genesis),
             entries: RwLock::new(vec![(1, set)]),
+            from_chain: AtomicU64::new(0),
         })
     }
 
@@ -183,50 +188,80 @@ impl ValidatorSchedule {
         })
     }
 
-    /// Reads the history from the committed state again.
+    /// Reads the entries the committed state holds beyond those already read (entries are
+    /// only ever appended), one per call.
     pub fn reload(&self, executor: &Executor) -> Result<(), ConsensusError> {
-        let call = PMR::validatorSetHistoryCall {
-            from: Default::default(),
-        };
-        let out = executor
-            .call(
-                None,
-                EthAddress::ZERO,
-                PMR_ADDRESS,
-                call.abi_encode().into(),
-            )
-            .map_err(|e| ConsensusError::Engine(format!("reading the validator sets: {e}")))?;
-        if !out.success {
-            return Err(ConsensusError::Engine(format!(
-                "reading the validator sets: {}",
-                out.revert_reason.unwrap_or_default()
-            )));
-        }
-        let history = PMR::validatorSetHistoryCall::abi_decode_returns(&out.output)
-            .map_err(|e| ConsensusError::Engine(format!("decoding the validator sets: {e}")))?;
-        let mut entries = Vec::with_capacity(history.len());
-        for entry in history {
-            let set = self.set_of(&entry.validators);
-            if set.validators().is_empty() {
+        let view = |data: Vec<u8>| -> Result<Vec<u8>, ConsensusError> {
+            let out = executor
+                .call(None, EthAddress::ZERO, PMR_ADDRESS, data.into())
+                .map_err(|e| ConsensusError::Engine(format!("reading the validator sets: {e}")))?;
+            if !out.success {
                 return Err(ConsensusError::Engine(format!(
-                    "the validator set from height {} has no usable key",
-                    entry.effectiveHeight
+                    "reading the validator sets: {}",
+                    out.revert_reason.unwrap_or_default()
                 )));
             }
-            entries.push((entry.effectiveHeight, set));
-        }
-        if entries.is_empty() {
+            Ok(out.output.to_vec())
+        };
+        let decode = |e: alloy_sol_types::Error| {
+            ConsensusError::Engine(format!("decoding the validator sets: {e}"))
+        };
+        let count: u64 = PMR::validatorSetCountCall::abi_decode_returns(&view(
+            PMR::validatorSetCountCall {}.abi_encode(),
+        )?)
+        .map_err(decode)?
+        .try_into()
+        .map_err(|_| ConsensusError::Engine("validator set count out of range".into()))?;
+        let known = self.from_chain.load(Ordering::Acquire);
+        if count == 0 {
             return Err(ConsensusError::Engine(
                 "the chain's state holds no validator set".into(),
             ));
         }
-        let mut current = self.entries.write().expect("schedule lock");
-        if *current != entries {
-            if let Some((from, set)) = entries.last() {
-                info!(target: "pmr::consensus", from_height = from, validators = set.validators().len(), power = set.validators().iter().map(|v| v.voting_power).sum::<u64>(), "validator set schedule");
-            }
-            *current = entries;
+        if count <= known {
+            return Ok(());
         }
+        let mut previous = if known == 0 {
+            None
+        } else {
+            self.entries
+                .read()
+                .expect("schedule lock")
+                .last()
+                .map(|(_, s)| s.clone())
+        };
+        let mut read = Vec::new();
+        for index in known..count {
+            let entry = PMR::validatorSetAtCall::abi_decode_returns(&view(
+                PMR::validatorSetAtCall {
+                    index: pmr_primitives::U256::from(index),
+                }
+                .abi_encode(),
+            )?)
+            .map_err(decode)?;
+            let mut set = self.set_of(&entry.validators);
+            if set.validators().is_empty() {
+                // No key of it can sign: every node keeps the set before it, alike.
+                error!(target: "pmr::consensus", from_height = entry.effectiveHeight, "a validator set with no usable key: the previous set stays");
+                match &previous {
+                    Some(p) => set = p.clone(),
+                    None => {
+                        return Err(ConsensusError::Engine(
+                            "the genesis validator set has no usable key".into(),
+                        ))
+                    }
+                }
+            }
+            info!(target: "pmr::consensus", from_height = entry.effectiveHeight, validators = set.validators().len(), power = set.validators().iter().map(|v| v.voting_power).sum::<u64>(), "validator set");
+            previous = Some(set.clone());
+            read.push((entry.effectiveHeight, set));
+        }
+        let mut current = self.entries.write().expect("schedule lock");
+        if known == 0 {
+            current.clear();
+        }
+        current.extend(read);
+        self.from_chain.store(count, Ordering::Release);
         Ok(())
     }
 

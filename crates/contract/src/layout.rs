@@ -25,6 +25,8 @@ pub struct ContractLayout {
     pub removed_slot: U256,
     /// The first slot of the records region (`RECORDS`, ERC-7201 `pmr.storage.records`).
     pub records_base: U256,
+    /// Slot of `uint256 _gasLimits` (`block << 64 | transaction`).
+    pub gas_limits_slot: U256,
 }
 
 /// Words of one record in the records region (`RECORD_WORDS`).
@@ -135,6 +137,7 @@ fn parse_layout() -> Result<ContractLayout, String> {
     Ok(ContractLayout {
         permitted_slot: slot_of("_permitted")?,
         removed_slot: slot_of("_removed")?,
+        gas_limits_slot: slot_of("_gasLimits")?,
         records_base: erc7201("pmr.storage.records"),
     })
 }

@@ -497,10 +497,14 @@ impl Custody {
         let rec = self
             .take_custody(token, version, cid, v.keyCommitment)
             .await
-            .map_err(|e| CustodyError::NotHeldYet {
-                token,
-                version,
-                reason: e.to_string(),
+            .map_err(|e| match e {
+                // It stopped being a custodian meanwhile (the council removed it).
+                CustodyError::NotCustodian => CustodyError::NotCustodian,
+                e => CustodyError::NotHeldYet {
+                    token,
+                    version,
+                    reason: e.to_string(),
+                },
             })?;
         if rec.status != CustodyStatus::Held {
             return Err(CustodyError::InvalidShare {

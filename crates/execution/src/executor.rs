@@ -180,9 +180,35 @@ impl Executor {
         self.rules.chain_id
     }
 
-    /// The genesis block and per-transaction gas limits.
+    /// The block and per-transaction gas limits the next block is executed with: the
+    /// contract's (the genesis's, or the council's since).
     pub fn gas_limits(&self) -> GasLimits {
-        self.rules.gas
+        self.gas_limits_at(self.head_height())
+            .unwrap_or(self.rules.gas)
+    }
+
+    /// The gas limits the state after `height` holds (a block at `height + 1` runs with them).
+    fn gas_limits_at(&self, height: u64) -> Result<GasLimits, ExecutionError> {
+        let word = self
+            .reader(height)
+            .storage(&PMR_ADDRESS, &self.rules.layout.gas_limits_slot)?;
+        let limbs = word.as_limbs();
+        Ok(if word.is_zero() {
+            self.rules.gas
+        } else {
+            GasLimits {
+                block_gas_limit: limbs[1],
+                tx_gas_limit: limbs[0],
+            }
+        })
+    }
+
+    /// The rules of a block on top of `height`.
+    fn rules_at(&self, height: u64) -> Result<Rules, ExecutionError> {
+        Ok(Rules {
+            gas: self.gas_limits_at(height)?,
+            ..self.rules
+        })
     }
 
     fn head_height(&self) -> u64 {
@@ -223,7 +249,7 @@ impl Executor {
     /// permission list, nonce not already used. A nonce ahead of the account's is accepted here
     /// (it may become executable); proposals skip it until then.
     pub fn check_tx(&self, tx: &SignedTx) -> Result<(), TxRejection> {
-        static_checks(tx, &self.rules.gas)?;
+        static_checks(tx, &self.gas_limits())?;
         let reader = self.reader(self.head_height());
         let unavailable = |e: ExecutionError| TxRejection::StateUnavailable(e.to_string());
         let sender = tx.sender();
@@ -280,10 +306,11 @@ impl Executor {
             });
         }
         let state = BlockState::new(Some(self.reader(head.height)), self.code_cache.clone());
+        let rules = self.rules_at(head.height)?;
         // A proposer may be handed more candidates than a block can hold (21,000 gas each).
-        let fit = (self.rules.gas.block_gas_limit / 21_000).max(1) as usize;
+        let fit = (rules.gas.block_gas_limit / 21_000).max(1) as usize;
         let slots = (txs.min(fit) * SLOTS_PER_TX).min(MAX_RESERVED_SLOTS);
-        Ok((BlockRunner::new(state, self.rules, env, slots), head))
+        Ok((BlockRunner::new(state, rules, env, slots), head))
     }
 
     fn finish(

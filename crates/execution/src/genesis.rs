@@ -55,6 +55,8 @@ pub fn constructor_args(genesis: &Genesis) -> PMR::constructorCall {
             })
             .collect(),
         permitted: genesis.permitted.clone(),
+        blockGasLimit: genesis.gas.block_gas_limit,
+        txGasLimit: genesis.gas.tx_gas_limit,
     }
 }
 

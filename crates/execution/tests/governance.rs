@@ -64,9 +64,13 @@ fn is_hospital(chain: &Chain, account: Address) -> bool {
 
 /// `(effective height, [(key byte, power)])` of every validator set in the history.
 fn history(chain: &Chain) -> Vec<(u64, Vec<(u8, u64)>)> {
-    chain
-        .view(PMR::validatorSetHistoryCall { from: U256::ZERO })
-        .into_iter()
+    let count: u64 = chain.view(PMR::validatorSetCountCall {}).to();
+    (0..count)
+        .map(|i| {
+            chain.view(PMR::validatorSetAtCall {
+                index: U256::from(i),
+            })
+        })
         .map(|e| {
             (
                 e.effectiveHeight,
@@ -409,4 +413,116 @@ fn one_validator_set_change_per_block_and_a_one_member_council_acts_alone() {
     };
     assert_eq!(effective, U256::from(h + 1 + DELAY));
     assert_eq!(set.len(), 3);
+}
+
+#[test]
+fn the_council_changes_the_gas_limits_from_the_next_block_on() {
+    let mut chain = council_chain();
+    let (a, b) = (key(0x21), key(0x22));
+    let limits = |chain: &Chain| {
+        let l = chain.exec.gas_limits();
+        (l.block_gas_limit, l.tx_gas_limit)
+    };
+    assert_eq!(limits(&chain), (200_000_000, 10_000_000), "the genesis's");
+    // A transaction reserving 4,000,000 gas is admitted under the genesis's limits.
+    let k = keys();
+    let big = common::sign_to(
+        &k.doctor,
+        chain.nonce(&k.doctor),
+        pmr_contract::PMR_ADDRESS,
+        common::key_call(&k.doctor, B256::repeat_byte(1)).abi_encode(),
+        4_000_000,
+    );
+    chain.exec.check_tx(&big).unwrap();
+
+    // Out of bounds: refused, nothing changes.
+    for (block, tx) in [
+        (10_000_000, 1_999_999),
+        (2_500_000, 3_000_000),
+        (8_000_000_001, 3_000_000),
+    ] {
+        let id = proposal_id(&chain.ok(
+            &a,
+            propose(PMR::setGasLimitsCall {
+                blockGasLimit: block,
+                txGasLimit: tx,
+            }),
+        ));
+        chain.reverts(&b, approve(id), "BadGasLimits");
+    }
+    assert_eq!(limits(&chain), (200_000_000, 10_000_000));
+    chain.reverts(
+        &k.doctor,
+        PMR::setGasLimitsCall {
+            blockGasLimit: 50_000_000,
+            txGasLimit: 3_000_000,
+        },
+        "AccessControlUnauthorizedAccount",
+    );
+
+    let id = proposal_id(&chain.ok(
+        &a,
+        propose(PMR::setGasLimitsCall {
+            blockGasLimit: 50_000_000,
+            txGasLimit: 3_000_000,
+        }),
+    ));
+    let r = chain.ok(&b, approve(id));
+    assert!(event::<PMR::GasLimitsSet>(&r).is_some());
+    assert_eq!(limits(&chain), (50_000_000, 3_000_000));
+    // The next block runs with them: the same transaction now reserves too much.
+    assert_eq!(
+        chain.exec.check_tx(&big),
+        Err(pmr_execution::TxRejection::GasLimitTooHigh {
+            limit: 4_000_000,
+            max: 3_000_000
+        })
+    );
+    let refused = chain
+        .exec
+        .execute_block(&chain.next_env(), &[big])
+        .expect_err("a block holding it is invalid");
+    assert!(refused.to_string().contains("gas"), "{refused}");
+}
+
+#[test]
+fn the_council_cannot_lock_itself_out_nor_overflow_the_voting_power() {
+    let mut chain = council_chain();
+    let (a, b) = (key(0x21), key(0x22));
+    for (data, reason) in [
+        // A member off the permission list could not approve any more.
+        (
+            PMR::setPermittedCall {
+                account: key(0x23).address(),
+                permitted: false,
+            }
+            .abi_encode(),
+            "CouncilMemberStaysPermitted",
+        ),
+        // The contract itself as a member would approve whatever it is made to.
+        (
+            PMR::addCouncilMemberCall {
+                member: pmr_contract::PMR_ADDRESS,
+            }
+            .abi_encode(),
+            "NotCouncilMember",
+        ),
+        // Nodes add voting power in 64 bits: a set's total stays at most 2^60.
+        (
+            PMR::addValidatorCall {
+                key: vkey(11),
+                power: 1 << 60,
+            }
+            .abi_encode(),
+            "BadValidatorSet",
+        ),
+    ] {
+        let id = proposal_id(&chain.ok(&a, PMR::proposeCall { data: data.into() }));
+        chain.reverts(&b, approve(id), reason);
+    }
+    assert!(chain.view(PMR::isPermittedCall {
+        account: key(0x23).address()
+    }));
+    assert_eq!(chain.view(PMR::councilMembersCall {}).len(), 3);
+    assert_eq!(history(&chain).len(), 1);
 }

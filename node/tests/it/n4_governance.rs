@@ -329,8 +329,13 @@ async fn the_council_adds_rotates_and_removes_validators_under_load() {
     assert_eq!(proven.at(last).validators().len(), 4);
     assert_eq!(proven.at(added_at - 1).validators().len(), 4);
     assert_eq!(proven.at(added_at).validators().len(), 5);
-    // Leaving a change out, or altering one, does not verify.
-    assert!(pmr_consensus::ValidatorSchedule::from_entries(&genesis, &entries[1..]).is_err());
+    // Changes out of order, or an altered one, do not verify. (Leaving one out can go unseen
+    // here when a later change's block carries no signature of the left-out set's newcomers:
+    // each change names the whole new set. State sync therefore also compares the proven
+    // history with the one in the snapshot's state.)
+    let mut reordered = entries.clone();
+    reordered.swap(0, 1);
+    assert!(pmr_consensus::ValidatorSchedule::from_entries(&genesis, &reordered).is_err());
     let mut altered = entries.clone();
     let flip = if altered[1].receipt.as_bytes()[10] == b'0' {
         "1"

@@ -574,6 +574,8 @@ async fn n4_grant_release_reconstruct_revoke() {
         },
     )
     .await;
+    let role_revoked_at = c[1].status().await.unwrap().height;
+    net.wait_height(3, role_revoked_at).await;
     refused(
         &mut shares[3],
         challenge(id, custodians[3].address, token, &doctor, now_ms()),
