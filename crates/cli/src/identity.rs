@@ -19,7 +19,8 @@ pub(crate) enum IdentityCommands {
     /// Identities: passphrase-encrypted keystores of hospitals, patients and doctors.
     #[command(subcommand)]
     Identity(IdentityCommand),
-    /// Network administration (the ADMIN account): hospitals, custodians, permissions.
+    /// Network administration by a council of threshold 1 (a development network's admin):
+    /// hospitals, custodians, permissions. A council of higher threshold uses `pmr gov`.
     #[command(subcommand)]
     Admin(AdminCommand),
     /// Hospitals: register patients.
