@@ -222,12 +222,21 @@ impl PmrClient {
     pub async fn validator_set_changes(
         &self,
     ) -> Result<Vec<pb::GetTransactionReceiptResponse>, ClientError> {
-        Ok(self
-            .ledger()
-            .get_validator_set_changes(pb::GetValidatorSetChangesRequest {})
-            .await?
-            .into_inner()
-            .changes)
+        let mut all = Vec::new();
+        loop {
+            let page = self
+                .ledger()
+                .get_validator_set_changes(pb::GetValidatorSetChangesRequest {
+                    from: all.len() as u32,
+                })
+                .await?
+                .into_inner();
+            let got = page.changes.len();
+            all.extend(page.changes);
+            if all.len() >= page.total as usize || got == 0 {
+                return Ok(all);
+            }
+        }
     }
 
     /// Misbehavior evidence the node recorded (validators that signed twice), every page.

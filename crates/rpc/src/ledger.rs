@@ -536,11 +536,20 @@ impl LedgerService for LedgerApi {
 
     async fn get_validator_set_changes(
         &self,
-        _request: Request<pb::GetValidatorSetChangesRequest>,
+        request: Request<pb::GetValidatorSetChangesRequest>,
     ) -> Result<Response<pb::GetValidatorSetChangesResponse>, Status> {
+        /// A page stops once its blocks pass this many bytes.
+        const PAGE_BYTES: usize = 16 << 20;
+        let from = request.into_inner().from as usize;
         let base = self.ledger.executor.base_height();
+        let all = self.ledger.schedule.entries();
+        let total = all.len().saturating_sub(1);
         let mut changes = Vec::new();
-        for (effective, _) in self.ledger.schedule.entries().into_iter().skip(1) {
+        let mut bytes = 0;
+        for (effective, _) in all.into_iter().skip(1 + from) {
+            if bytes > PAGE_BYTES {
+                break;
+            }
             let height = effective - pmr_contract::VALIDATOR_CHANGE_DELAY;
             if height <= base {
                 return Err(Status::failed_precondition(format!(
@@ -557,9 +566,12 @@ impl LedgerService for LedgerApi {
                         "block {height} changed the validator set but no receipt of it says so"
                     ))
                 })?;
-            changes.push(self.receipt_response(&receipts, height, index)?);
+            let change = self.receipt_response(&receipts, height, index)?;
+            bytes += change.block.as_ref().map_or(0, |b| b.encoded.len());
+            changes.push(change);
         }
         Ok(Response::new(pb::GetValidatorSetChangesResponse {
+            total: total as u32,
             changes,
         }))
     }

@@ -325,6 +325,16 @@ async fn the_council_adds_rotates_and_removes_validators_under_load() {
         .map(|r| pmr_client::records::proof_entry(r).unwrap())
         .collect();
     assert_eq!(entries.len(), 3, "add, rotate, remove");
+    // Paged by the caller's position.
+    let mut ledger = pmr_proto::v1::ledger_service_client::LedgerServiceClient::new(c0.channel());
+    for (from, expect) in [(1, 2), (3, 0), (9, 0)] {
+        let page = ledger
+            .get_validator_set_changes(pmr_proto::v1::GetValidatorSetChangesRequest { from })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((page.changes.len(), page.total), (expect, 3), "from {from}");
+    }
     let proven = pmr_consensus::ValidatorSchedule::from_entries(&genesis, &entries).unwrap();
     assert_eq!(proven.at(last).validators().len(), 4);
     assert_eq!(proven.at(added_at - 1).validators().len(), 4);
