@@ -306,8 +306,9 @@ contract PMR is ERC721, AccessControl {
     // decides. A change decided in block h decides from h + VALIDATOR_CHANGE_DELAY; every node
     // reads the history from the state and gives the consensus engine the set of each height.
 
-    /// Blocks between the block that changes the validator set and the first height it decides.
-    uint256 public constant VALIDATOR_CHANGE_DELAY = 2;
+    /// Blocks between the block that changes the validator set and the first height it decides
+    /// (more than the heights ahead a node buffers proposals for, whose proposers it must know).
+    uint256 public constant VALIDATOR_CHANGE_DELAY = 5;
     /// Most validators in a set.
     uint256 public constant MAX_VALIDATORS = 128;
     /// Most voting power of a whole set.

@@ -42,6 +42,11 @@ const MAX_FUTURE_PROPOSALS: usize = 32;
 /// still collects the next proposals; one further behind catches up by value sync).
 const PART_HEIGHT_WINDOW: u64 = 4;
 
+// The proposer of a buffered height must be known exactly: the set of height h is fixed once
+// block h - VALIDATOR_CHANGE_DELAY is committed, and parts reach at most the current height
+// (the tip's next) plus the window.
+const _: () = assert!(PART_HEIGHT_WINDOW < pmr_contract::VALIDATOR_CHANGE_DELAY);
+
 /// Rounds beyond the current one (of the current height; beyond round 0 of a later height)
 /// whose proposal parts are buffered. A node that falls further behind in rounds moves on with
 /// the votes and gets the value of the round it reaches from that round's proposer.

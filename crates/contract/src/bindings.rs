@@ -18,4 +18,4 @@ pub const PMR_ADDRESS: Address = address!("0x00000000000000000000000000000000005
 
 /// Blocks between the block that changes the validator set and the first height the new set
 /// decides: the contract's `VALIDATOR_CHANGE_DELAY` (a test checks they agree).
-pub const VALIDATOR_CHANGE_DELAY: u64 = 2;
+pub const VALIDATOR_CHANGE_DELAY: u64 = 5;
