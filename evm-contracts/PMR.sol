@@ -266,7 +266,8 @@ contract PMR is ERC721, AccessControl {
         uint64 blockGasLimit,
         uint64 txGasLimit
     ) ERC721("PMR Medical Record", "PMR") {
-        // The genesis's limits as given (the node checked them); later ones are bounded.
+        // The genesis's limits as given (`Genesis::validate` checked them); later ones are
+        // bounded by `setGasLimits`.
         _gasLimits = (uint256(blockGasLimit) << 64) | txGasLimit;
         for (uint256 i = 0; i < council.length; i++) {
             _addCouncilMember(council[i]);

@@ -222,7 +222,10 @@ impl PmrClient {
     pub async fn validator_set_changes(
         &self,
     ) -> Result<Vec<pb::GetTransactionReceiptResponse>, ClientError> {
+        /// More changes than any chain has: a node that claims more is refused.
+        const MAX_CHANGES: u32 = 1 << 20;
         let mut all = Vec::new();
+        let mut total = None;
         loop {
             let page = self
                 .ledger()
@@ -231,10 +234,25 @@ impl PmrClient {
                 })
                 .await?
                 .into_inner();
+            if page.total > MAX_CHANGES || *total.get_or_insert(page.total) != page.total {
+                return Err(ClientError::Malformed(format!(
+                    "the node's count of validator-set changes is implausible or changed between \
+                     pages ({})",
+                    page.total
+                )));
+            }
             let got = page.changes.len();
             all.extend(page.changes);
-            if all.len() >= page.total as usize || got == 0 {
+            if all.len() >= page.total as usize {
+                all.truncate(page.total as usize);
                 return Ok(all);
+            }
+            if got == 0 {
+                return Err(ClientError::Malformed(format!(
+                    "the node sent {} of the {} validator-set changes it counts",
+                    all.len(),
+                    page.total
+                )));
             }
         }
     }

@@ -423,7 +423,9 @@ impl Network {
             .iter()
             .filter(|c| usize::from(c.index) > genesis_count)
             .count();
-        if added > 0 && self.nodes.len() < 2 {
+        let distinct: std::collections::HashSet<&str> =
+            self.nodes.iter().map(|c| c.url()).collect();
+        if added > 0 && distinct.len() < 2 {
             return Err(RecordError::Refused(format!(
                 "the chain names {added} custodian(s) besides the genesis's, and only one node \
                  was asked: give at least two nodes (--rpc A,B) so that their keys are checked \

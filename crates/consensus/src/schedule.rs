@@ -48,6 +48,8 @@ pub struct ValidatorSchedule {
     /// How many of the contract's entries `entries` holds (0: only the genesis set, not yet
     /// read from the chain).
     from_chain: AtomicU64,
+    /// Held by a reload: two never append the same entries.
+    reloading: std::sync::Mutex<()>,
 }
 
 impl ValidatorSchedule {
@@ -58,6 +60,7 @@ impl ValidatorSchedule {
             names: names(genesis),
             entries: RwLock::new(vec![(1, set)]),
             from_chain: AtomicU64::new(0),
+            reloading: std::sync::Mutex::new(()),
         })
     }
 
@@ -131,9 +134,10 @@ impl ValidatorSchedule {
                     power: *power,
                 })
                 .collect();
-            let set = schedule.set_of(&validators);
+            let mut set = schedule.set_of(&validators);
             if set.validators().is_empty() {
-                return Err(bad(height, "the new set has no usable key"));
+                // As the nodes do (`reload`): the set before it stays.
+                set = schedule.at(effective - 1);
             }
             schedule
                 .entries
@@ -212,6 +216,7 @@ impl ValidatorSchedule {
         .map_err(decode)?
         .try_into()
         .map_err(|_| ConsensusError::Engine("validator set count out of range".into()))?;
+        let _one_at_a_time = self.reloading.lock().expect("reload lock");
         let known = self.from_chain.load(Ordering::Acquire);
         if count == 0 {
             return Err(ConsensusError::Engine(

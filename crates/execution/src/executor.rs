@@ -96,6 +96,10 @@ impl std::fmt::Debug for Executor {
     }
 }
 
+/// Gas of a read-only call (what the node's own views of the contract and `Call` get), whatever
+/// the chain's transaction limit: a view of a large validator set must not run out.
+const CALL_GAS: u64 = 100_000_000;
+
 impl Executor {
     /// On an empty store, executes genesis (deploys PMR at [`PMR_ADDRESS`] with the
     /// genesis roles and permissions) and commits it; otherwise loads the executed head and
@@ -249,9 +253,14 @@ impl Executor {
     /// permission list, nonce not already used. A nonce ahead of the account's is accepted here
     /// (it may become executable); proposals skip it until then.
     pub fn check_tx(&self, tx: &SignedTx) -> Result<(), TxRejection> {
-        static_checks(tx, &self.gas_limits())?;
-        let reader = self.reader(self.head_height());
         let unavailable = |e: ExecutionError| TxRejection::StateUnavailable(e.to_string());
+        static_checks(
+            tx,
+            &self
+                .gas_limits_at(self.head_height())
+                .map_err(unavailable)?,
+        )?;
+        let reader = self.reader(self.head_height());
         let sender = tx.sender();
         let permitted = reader
             .storage(&PMR_ADDRESS, &self.rules.layout.permitted_key(sender))
@@ -534,14 +543,14 @@ impl Executor {
         let mut evm = build_evm(
             state,
             self.rules.chain_id,
-            revm_block_env(&env, self.rules.gas.block_gas_limit),
+            revm_block_env(&env, CALL_GAS.max(self.rules.gas.block_gas_limit)),
         );
         evm.ctx.cfg.disable_nonce_check = true;
         let tx = TxEnv {
             caller: from,
             kind: TxKind::Call(to),
             data,
-            gas_limit: self.rules.gas.tx_gas_limit,
+            gas_limit: CALL_GAS,
             gas_price: 0,
             chain_id: Some(self.rules.chain_id),
             ..TxEnv::default()

@@ -148,6 +148,15 @@ pub enum GenesisError {
         /// Council members.
         members: usize,
     },
+    /// The gas limits cannot run the chain: a transaction limit below 1,000,000 (governance
+    /// and custody transactions need it) or above the block limit.
+    #[error("gas limits {block_gas_limit} per block, {tx_gas_limit} per transaction: the transaction limit must be at least 1,000,000 and at most the block limit")]
+    BadGasLimits {
+        /// Block gas limit.
+        block_gas_limit: u64,
+        /// Transaction gas limit.
+        tx_gas_limit: u64,
+    },
     /// A council member is the zero address.
     #[error("a council member is the zero address")]
     ZeroCouncilMember,
@@ -195,6 +204,12 @@ impl Genesis {
         }
         if self.validators.is_empty() {
             return Err(GenesisError::NoValidators);
+        }
+        if self.gas.tx_gas_limit < 1_000_000 || self.gas.tx_gas_limit > self.gas.block_gas_limit {
+            return Err(GenesisError::BadGasLimits {
+                block_gas_limit: self.gas.block_gas_limit,
+                tx_gas_limit: self.gas.tx_gas_limit,
+            });
         }
         let council = self.council_members();
         if self.council.iter().any(|a| a.is_zero()) {
@@ -313,6 +328,38 @@ mod tests {
             permitted: vec![],
             gas: GasLimits::default(),
         }
+    }
+
+    #[test]
+    fn gas_limits_and_the_council_threshold_must_let_the_chain_be_governed() {
+        let mut g = genesis(vec![validator(1, None, None)]);
+        g.validate().unwrap();
+        g.gas.tx_gas_limit = 999_999;
+        assert!(matches!(
+            g.validate(),
+            Err(GenesisError::BadGasLimits { .. })
+        ));
+        g.gas = GasLimits {
+            block_gas_limit: 1_000_000,
+            tx_gas_limit: 2_000_000,
+        };
+        assert!(matches!(
+            g.validate(),
+            Err(GenesisError::BadGasLimits { .. })
+        ));
+        g.gas = GasLimits::default();
+        g.council_threshold = 2;
+        assert!(matches!(
+            g.validate(),
+            Err(GenesisError::BadCouncilThreshold {
+                threshold: 2,
+                members: 1
+            })
+        ));
+        g.council.push(Address::repeat_byte(0xc1));
+        g.validate().unwrap();
+        g.council_threshold = 0;
+        assert!(g.validate().is_err());
     }
 
     #[test]

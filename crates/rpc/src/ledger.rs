@@ -547,9 +547,6 @@ impl LedgerService for LedgerApi {
         let mut changes = Vec::new();
         let mut bytes = 0;
         for (effective, _) in all.into_iter().skip(1 + from) {
-            if bytes > PAGE_BYTES {
-                break;
-            }
             let height = effective - pmr_contract::VALIDATOR_CHANGE_DELAY;
             if height <= base {
                 return Err(Status::failed_precondition(format!(
@@ -567,7 +564,11 @@ impl LedgerService for LedgerApi {
                     ))
                 })?;
             let change = self.receipt_response(&receipts, height, index)?;
-            bytes += change.block.as_ref().map_or(0, |b| b.encoded.len());
+            let size = prost::Message::encoded_len(&change);
+            if !changes.is_empty() && bytes + size > PAGE_BYTES {
+                break;
+            }
+            bytes += size;
             changes.push(change);
         }
         Ok(Response::new(pb::GetValidatorSetChangesResponse {
