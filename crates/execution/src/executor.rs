@@ -97,8 +97,10 @@ impl std::fmt::Debug for Executor {
 }
 
 /// Gas of a read-only call (what the node's own views of the contract and `Call` get), whatever
-/// the chain's transaction limit: a view of a large validator set must not run out.
-const CALL_GAS: u64 = 100_000_000;
+/// the chain's transaction limit: a view of a large validator set (about 540,000 gas for 128
+/// validators) must not run out, and a caller's view should not cost much more than a
+/// transaction may.
+const CALL_GAS: u64 = 30_000_000;
 
 impl Executor {
     /// On an empty store, executes genesis (deploys PMR at [`PMR_ADDRESS`] with the
