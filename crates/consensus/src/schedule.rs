@@ -16,7 +16,7 @@ use alloy_sol_types::{SolCall, SolEvent};
 use malachitebft_signing_ed25519::PublicKey;
 use pmr_contract::{PMR, PMR_ADDRESS};
 use pmr_execution::{verify_receipt, Executor, Receipt};
-use pmr_primitives::{Address as EthAddress, Genesis, Header, MerkleProof, ProofEntry};
+use pmr_primitives::{Genesis, Header, MerkleProof, ProofEntry};
 use tracing::{error, info, warn};
 
 use crate::context::{Address, Validator, ValidatorSet};
@@ -195,27 +195,9 @@ impl ValidatorSchedule {
     /// Reads the entries the committed state holds beyond those already read (entries are
     /// only ever appended), one per call.
     pub fn reload(&self, executor: &Executor) -> Result<(), ConsensusError> {
-        let view = |data: Vec<u8>| -> Result<Vec<u8>, ConsensusError> {
-            let out = executor
-                .call(None, EthAddress::ZERO, PMR_ADDRESS, data.into())
-                .map_err(|e| ConsensusError::Engine(format!("reading the validator sets: {e}")))?;
-            if !out.success {
-                return Err(ConsensusError::Engine(format!(
-                    "reading the validator sets: {}",
-                    out.revert_reason.unwrap_or_default()
-                )));
-            }
-            Ok(out.output.to_vec())
-        };
-        let decode = |e: alloy_sol_types::Error| {
-            ConsensusError::Engine(format!("decoding the validator sets: {e}"))
-        };
-        let count: u64 = PMR::validatorSetCountCall::abi_decode_returns(&view(
-            PMR::validatorSetCountCall {}.abi_encode(),
-        )?)
-        .map_err(decode)?
-        .try_into()
-        .map_err(|_| ConsensusError::Engine("validator set count out of range".into()))?;
+        let count: u64 = view(executor, &PMR::validatorSetCountCall {})?
+            .try_into()
+            .map_err(|_| ConsensusError::Engine("validator set count out of range".into()))?;
         let _one_at_a_time = self.reloading.lock().expect("reload lock");
         let known = self.from_chain.load(Ordering::Acquire);
         if count == 0 {
@@ -237,13 +219,12 @@ impl ValidatorSchedule {
         };
         let mut read = Vec::new();
         for index in known..count {
-            let entry = PMR::validatorSetAtCall::abi_decode_returns(&view(
-                PMR::validatorSetAtCall {
+            let entry = view(
+                executor,
+                &PMR::validatorSetAtCall {
                     index: pmr_primitives::U256::from(index),
-                }
-                .abi_encode(),
-            )?)
-            .map_err(decode)?;
+                },
+            )?;
             let mut set = self.set_of(&entry.validators);
             if set.validators().is_empty() {
                 // No key of it can sign: every node keeps the set before it, alike.
@@ -294,6 +275,15 @@ impl ValidatorSchedule {
         }
         ValidatorSet::new(set)
     }
+}
+
+/// A view of the PMR contract at the committed head, for reading the validator sets.
+fn view<C: SolCall>(executor: &Executor, call: &C) -> Result<C::Return, ConsensusError> {
+    let failed = |e: String| ConsensusError::Engine(format!("reading the validator sets: {e}"));
+    executor
+        .view(None, call)
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(failed)
 }
 
 fn names(genesis: &Genesis) -> HashMap<[u8; 32], String> {

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use std::num::NonZeroU32;
 
 use alloy_primitives::{keccak256, Address, B256, U256};
-use alloy_sol_types::{SolCall, SolEvent};
+use alloy_sol_types::SolEvent;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use pmr_blob::Cid;
 use pmr_consensus::Ledger;
@@ -196,24 +196,12 @@ impl Custody {
                 return Ok(list.clone());
             }
         }
-        let call = PMR::shareCustodiansCall {};
-        let out = self
+        let answer = self
             .inner
             .ledger
             .executor
-            .call(
-                Some(height),
-                Address::ZERO,
-                PMR_ADDRESS,
-                call.abi_encode().into(),
-            )
-            .map_err(CustodyError::internal)?;
-        if !out.success {
-            return Err(CustodyError::internal(
-                "the contract refused shareCustodians()",
-            ));
-        }
-        let answer = PMR::shareCustodiansCall::abi_decode_returns(&out.output)
+            .view(Some(height), &PMR::shareCustodiansCall {})
+            .map_err(CustodyError::internal)?
             .map_err(|e| CustodyError::internal(format!("shareCustodians(): {e}")))?;
         let list: Vec<GenesisCustodian> = answer
             .list

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy_primitives::{Address, Bytes, B256};
+use alloy_primitives::{Address, B256};
 use alloy_sol_types::{SolCall, SolInterface};
 use pmr_consensus::{Ledger, PoolError, SubmitError};
 use pmr_contract::{describe_revert, Wallet, PMR, PMR_ADDRESS};
@@ -20,27 +20,20 @@ pub const RELEASE_COMMIT_TIMEOUT: Duration = Duration::from_secs(20);
 const NONCE_ATTEMPTS: u32 = 64;
 
 /// A read-only PMR contract call at `height`: `Ok(Err(revert reason))` when it reverts.
-pub(crate) async fn view<C: SolCall + Send + 'static>(
+pub(crate) async fn view<C>(
     ledger: &Arc<Ledger>,
     height: u64,
     call: C,
-) -> Result<Result<C::Return, String>, CustodyError> {
+) -> Result<Result<C::Return, String>, CustodyError>
+where
+    C: SolCall + Send + 'static,
+    C::Return: Send,
+{
     let ledger = ledger.clone();
-    let data = Bytes::from(call.abi_encode());
-    let out = tokio::task::spawn_blocking(move || {
-        ledger
-            .executor
-            .call(Some(height), Address::ZERO, PMR_ADDRESS, data)
-    })
-    .await
-    .map_err(CustodyError::internal)?
-    .map_err(CustodyError::internal)?;
-    if !out.success {
-        return Ok(Err(out.revert_reason.unwrap_or_else(|| "reverted".into())));
-    }
-    C::abi_decode_returns(&out.output).map(Ok).map_err(|e| {
-        CustodyError::internal(format!("cannot decode the PMR contract's answer: {e}"))
-    })
+    tokio::task::spawn_blocking(move || ledger.executor.view(Some(height), &call))
+        .await
+        .map_err(CustodyError::internal)?
+        .map_err(CustodyError::internal)
 }
 
 /// A committed transaction of the operator.

@@ -573,6 +573,22 @@ impl Executor {
         })
     }
 
+    /// A read-only call of the PMR contract (as [`Executor::call`], from the zero address),
+    /// decoded: `Ok(Err(reason))` when it reverts.
+    pub fn view<C: alloy_sol_types::SolCall>(
+        &self,
+        at: Option<u64>,
+        call: &C,
+    ) -> Result<Result<C::Return, String>, ExecutionError> {
+        let out = self.call(at, Address::ZERO, PMR_ADDRESS, call.abi_encode().into())?;
+        if !out.success {
+            return Ok(Err(out.revert_reason.unwrap_or_else(|| "reverted".into())));
+        }
+        C::abi_decode_returns(&out.output).map(Ok).map_err(|e| {
+            ExecutionError::Evm(format!("cannot decode the PMR contract's answer: {e}"))
+        })
+    }
+
     /// An account at the latest or a given committed height (zero nonce and balance and the
     /// empty code hash when it does not exist).
     pub fn account(

@@ -330,6 +330,23 @@ pub(crate) fn run_pmr(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// An operator's public key listing (`pmr keys show --home HOME --output json`), as printed.
+pub(crate) fn key_listing(home: &Path) -> String {
+    let (ok, text) = run_pmr(
+        &[
+            "keys",
+            "show",
+            "--home",
+            home.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert!(ok, "{text}");
+    text
+}
+
 /// The value of metric `name` in a scrape (0 when absent).
 pub(crate) fn metric(scrape: &str, name: &str) -> f64 {
     scrape

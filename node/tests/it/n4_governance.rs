@@ -16,20 +16,7 @@ use crate::common::*;
 const DELAY: u64 = pmr_contract::VALIDATOR_CHANGE_DELAY;
 
 fn consensus_key(net: &Net, i: usize) -> String {
-    let home = net.cluster.home(i);
-    let (ok, text) = run_pmr(
-        &[
-            "keys",
-            "show",
-            "--home",
-            home.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-        &[],
-    );
-    assert!(ok, "{text}");
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&key_listing(&net.cluster.home(i))).unwrap();
     v["consensus_key"]
         .as_str()
         .unwrap()

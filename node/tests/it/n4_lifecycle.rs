@@ -95,6 +95,38 @@ impl Cli {
         );
     }
 
+    /// The CLI against nodes 0 to 3 of `net`, working in `dir`.
+    fn of(net: &Net, dir: &Path) -> Self {
+        let rpcs: Vec<String> = (0..4).map(|i| net.cluster.rpc(i).to_string()).collect();
+        Cli {
+            rpc: rpcs.join(","),
+            dir: dir.to_path_buf(),
+            env: net.cli_env(),
+        }
+    }
+
+    /// The hospital whose key is `hospital_key` registers `patient` with what its
+    /// `identity show --national-id` printed (`shown`).
+    fn register_patient(&self, patient: &str, shown: &Value, hospital_key: &str) {
+        let field = |k: &str| shown[k].as_str().unwrap().to_string();
+        self.ok(&[
+            "patient",
+            "register",
+            "--patient",
+            patient,
+            "--commitment",
+            &field("pseudonym_commitment"),
+            "--encryption-key",
+            &field("encryption_key"),
+            "--meta-address",
+            &field("stealth_meta_address"),
+            "--signature",
+            &field("registration_signature"),
+            "--key",
+            hospital_key,
+        ]);
+    }
+
     fn identity(&self, name: &str) -> String {
         let out = self.run(&["identity", "new", "--out", &format!("{name}.json")]);
         assert!(
@@ -104,6 +136,12 @@ impl Cli {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
+}
+
+/// The path of development account `name` (`admin`, `hospital`) of `net`.
+fn dev_key(net: &Net, name: &str) -> String {
+    let path = net.dir.path().join("accounts").join(format!("{name}.json"));
+    path.to_str().unwrap().to_string()
 }
 
 fn record_bytes(seed: u8) -> Vec<u8> {
@@ -146,17 +184,9 @@ async fn n4_record_lifecycle_through_the_cli() {
         net.wait_height(i, 2).await;
     }
     let work = tempfile::tempdir().unwrap();
-    let rpcs: Vec<String> = (0..4).map(|i| net.cluster.rpc(i).to_string()).collect();
-    let cli = Cli {
-        rpc: rpcs.join(","),
-        dir: work.path().to_path_buf(),
-        env: net.cli_env(),
-    };
-    let accounts = net.dir.path().join("accounts");
-    let admin_key = accounts.join("admin.json");
-    let admin_key = admin_key.to_str().unwrap();
-    let hospital_key = accounts.join("hospital.json");
-    let hospital_key = hospital_key.to_str().unwrap();
+    let cli = Cli::of(&net, work.path());
+    let (admin_key, hospital_key) = (dev_key(&net, "admin"), dev_key(&net, "hospital"));
+    let (admin_key, hospital_key) = (admin_key.as_str(), hospital_key.as_str());
 
     // Identities: a patient, a doctor, a stranger; keystores are encrypted.
     let patient = cli.identity("patient");
@@ -194,12 +224,7 @@ async fn n4_record_lifecycle_through_the_cli() {
         shown["address"].as_str().unwrap().to_lowercase(),
         patient.to_lowercase()
     );
-    let commitment = shown["pseudonym_commitment"].as_str().unwrap().to_string();
     let encryption_key = shown["encryption_key"].as_str().unwrap().to_string();
-    let signature = shown["registration_signature"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let meta_address = shown["stealth_meta_address"].as_str().unwrap().to_string();
     assert!(meta_address.starts_with("st:eth:0x"), "{meta_address}");
     cli.fails(
@@ -213,22 +238,7 @@ async fn n4_record_lifecycle_through_the_cli() {
         ],
         "national health ID",
     );
-    cli.ok(&[
-        "patient",
-        "register",
-        "--patient",
-        &patient,
-        "--commitment",
-        &commitment,
-        "--encryption-key",
-        &encryption_key,
-        "--meta-address",
-        &meta_address,
-        "--signature",
-        &signature,
-        "--key",
-        hospital_key,
-    ]);
+    cli.register_patient(&patient, &shown, hospital_key);
 
     // The hospital creates a 1 MiB record.
     let v0 = record_bytes(1);
@@ -268,7 +278,7 @@ async fn n4_record_lifecycle_through_the_cli() {
         let mitm = crate::mitm::Mitm::start(
             &net.dir.path().join("ca.key"),
             &net.dir.path().join("ca.pem"),
-            &rpcs[0],
+            net.cluster.rpc(0),
             swaps,
         )
         .await;
@@ -668,19 +678,41 @@ async fn n4_record_lifecycle_through_the_cli() {
 
 /// The custody status node `i` reports for `token`: `(version, status, index)` per version.
 async fn custody_status(net: &Net, i: usize, token: &str) -> Vec<(u32, String, u32)> {
+    custody_entries(net, i, token)
+        .await
+        .into_iter()
+        .map(|v| (v.version, v.status, v.custodian_index))
+        .collect()
+}
+
+/// What `ShareService.GetCustodyStatus` of node `i` answers for `token`.
+async fn custody_entries(net: &Net, i: usize, token: &str) -> Vec<pmr_proto::v1::CustodyEntry> {
     let c = net.client(i).await;
     let token: alloy_primitives::U256 = token.parse().unwrap();
-    let r = pmr_proto::v1::share_service_client::ShareServiceClient::new(c.channel())
+    pmr_proto::v1::share_service_client::ShareServiceClient::new(c.channel())
         .get_custody_status(pmr_proto::v1::GetCustodyStatusRequest {
             token_id: token.to_be_bytes::<32>().to_vec(),
         })
         .await
         .unwrap()
-        .into_inner();
-    r.versions
-        .into_iter()
-        .map(|v| (v.version, v.status, v.custodian_index))
-        .collect()
+        .into_inner()
+        .versions
+}
+
+/// [`custody_entries`] once node `i` took custody of `token` (fails after [`T`]).
+async fn wait_custody(net: &Net, i: usize, token: &str) -> Vec<pmr_proto::v1::CustodyEntry> {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let entries = custody_entries(net, i, token).await;
+        if !entries.is_empty() {
+            return entries;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node {i} took no custody of {token}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A custodian the council adds later (#24 §2) receives the shares of records made after it
@@ -692,17 +724,9 @@ async fn n4_a_custodian_added_later_holds_shares_of_new_records_only() {
         net.wait_height(i, 2).await;
     }
     let work = tempfile::tempdir().unwrap();
-    let rpcs: Vec<String> = (0..4).map(|i| net.cluster.rpc(i).to_string()).collect();
-    let cli = Cli {
-        rpc: rpcs.join(","),
-        dir: work.path().to_path_buf(),
-        env: net.cli_env(),
-    };
-    let accounts = net.dir.path().join("accounts");
-    let admin_key = accounts.join("admin.json");
-    let admin_key = admin_key.to_str().unwrap();
-    let hospital_key = accounts.join("hospital.json");
-    let hospital_key = hospital_key.to_str().unwrap();
+    let cli = Cli::of(&net, work.path());
+    let (admin_key, hospital_key) = (dev_key(&net, "admin"), dev_key(&net, "hospital"));
+    let (admin_key, hospital_key) = (admin_key.as_str(), hospital_key.as_str());
 
     let patient = cli.identity("patient");
     let shown = cli.ok(&[
@@ -713,29 +737,7 @@ async fn n4_a_custodian_added_later_holds_shares_of_new_records_only() {
         "--national-id",
         "91-2345-6789-0124",
     ]);
-    let field = |k: &str| shown[k].as_str().unwrap().to_string();
-    let (commitment, encryption_key, signature, meta) = (
-        field("pseudonym_commitment"),
-        field("encryption_key"),
-        field("registration_signature"),
-        field("stealth_meta_address"),
-    );
-    cli.ok(&[
-        "patient",
-        "register",
-        "--patient",
-        &patient,
-        "--commitment",
-        &commitment,
-        "--encryption-key",
-        &encryption_key,
-        "--meta-address",
-        &meta,
-        "--signature",
-        &signature,
-        "--key",
-        hospital_key,
-    ]);
+    cli.register_patient(&patient, &shown, hospital_key);
     let create = |file: &str, bytes: &[u8]| {
         std::fs::write(work.path().join(file), bytes).unwrap();
         let r = cli.ok(&[
@@ -755,19 +757,7 @@ async fn n4_a_custodian_added_later_holds_shares_of_new_records_only() {
     let before = create("before.bin", b"made while four custodians held shares");
 
     // Node 4's operator becomes the fifth custodian, from its public key listing.
-    let home4 = net.cluster.home(4);
-    let (ok, listing) = run_pmr(
-        &[
-            "keys",
-            "show",
-            "--home",
-            home4.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-        &[],
-    );
-    assert!(ok, "{listing}");
+    let listing = key_listing(&net.cluster.home(4));
     std::fs::write(work.path().join("node4.json"), &listing).unwrap();
     // Not by a hospital, which is no council member.
     cli.fails(
@@ -803,14 +793,11 @@ async fn n4_a_custodian_added_later_holds_shares_of_new_records_only() {
     let after = create("after.bin", b"made once five custodians held shares");
     // Node 4 takes custody of the new record's share (index 5, opened and verified against
     // the envelope's commitments), and has none of the older record.
-    let deadline = std::time::Instant::now() + T;
-    let held = loop {
-        let s = custody_status(&net, 4, &after).await;
-        if !s.is_empty() || std::time::Instant::now() > deadline {
-            break s;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let held: Vec<_> = wait_custody(&net, 4, &after)
+        .await
+        .into_iter()
+        .map(|v| (v.version, v.status, v.custodian_index))
+        .collect();
     assert_eq!(
         held,
         vec![(0, "held".to_string(), 5)],
@@ -863,26 +850,7 @@ async fn n4_a_custodian_added_later_holds_shares_of_new_records_only() {
 /// How many custodians the share envelope of `token`'s first version names (as node 0, a
 /// custodian, took custody of it).
 async fn envelope_slots(net: &Net, token: &str) -> usize {
-    let deadline = std::time::Instant::now() + T;
-    let cid = loop {
-        let c = net.client(0).await;
-        let id: alloy_primitives::U256 = token.parse().unwrap();
-        let r = pmr_proto::v1::share_service_client::ShareServiceClient::new(c.channel())
-            .get_custody_status(pmr_proto::v1::GetCustodyStatusRequest {
-                token_id: id.to_be_bytes::<32>().to_vec(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if let Some(v) = r.versions.first() {
-            break v.envelope_cid.clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node 0 took no custody of {token}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let cid = wait_custody(net, 0, token).await[0].envelope_cid.clone();
     let bytes = net.client(0).await.get_blob_bytes(&cid).await.unwrap();
     ShareEnvelope::decode(&bytes).unwrap().custodians().len()
 }
