@@ -790,6 +790,40 @@ async fn n4_a_custodian_added_later_holds_shares_of_new_records_only() {
         "node 4 is custodian 5"
     );
 
+    // A custodian the genesis does not name is vouched for by nodes agreeing on it: a client
+    // that asks one node (or one node twice) seals nothing and mints nothing.
+    std::fs::write(work.path().join("one.bin"), b"asked of one node").unwrap();
+    let minted = view(&net.client(0).await, PMR::totalMintedCall {}).await;
+    for rpc in [
+        net.cluster.rpc(0).to_string(),
+        format!("{0},{0}", net.cluster.rpc(1)),
+    ] {
+        let one = Cli {
+            rpc,
+            dir: work.path().to_path_buf(),
+            env: net.cli_env(),
+        };
+        one.fails(
+            &[
+                "record",
+                "create",
+                "--patient",
+                &patient,
+                "--type",
+                "3",
+                "--file",
+                "one.bin",
+                "--key",
+                hospital_key,
+            ],
+            "only one node was asked",
+        );
+    }
+    assert_eq!(
+        view(&net.client(0).await, PMR::totalMintedCall {}).await,
+        minted
+    );
+
     let after = create("after.bin", b"made once five custodians held shares");
     // Node 4 takes custody of the new record's share (index 5, opened and verified against
     // the envelope's commitments), and has none of the older record.
